@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+#include <urcu/rculfhash.h>
+
+#include "agg.h"
+
+struct agg_entry {
+	struct cds_lfht_node node;
+	uint64_t flows;
+	struct nm_flow_rec rec;
+};
+
+struct nm_agg_table {
+	struct cds_lfht *ht;
+	struct agg_entry *pool;
+	unsigned int cap;        /* entries in the pool */
+	unsigned int used;       /* entries handed out since the last drain */
+	unsigned int reserve;    /* the last `reserve` entries are only for overflow keys */
+	struct nm_agg_stats st;
+};
+
+/* 64-bit mix of the key's words (the key has no padding, so every byte is defined). */
+static inline uint64_t
+key_hash(const struct nm_flow_key *k)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)k;
+	uint64_t h = 0x9e3779b97f4a7c15ULL;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(*k) / 8; i++) {
+		h ^= w[i];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	h ^= h >> 29;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 32;
+	return h;
+}
+
+static int
+key_match(struct cds_lfht_node *node, const void *key)
+{
+	const struct agg_entry *e = caa_container_of(node, struct agg_entry, node);
+
+	return memcmp(&e->rec.key, key, sizeof(struct nm_flow_key)) == 0;
+}
+
+struct nm_agg_table *
+nm_agg_table_create(const struct nm_agg_params *p)
+{
+	struct nm_agg_table *t;
+	unsigned long buckets = 1;
+
+	if (p == NULL || p->max_flows == 0 || p->max_flows > (1U << 30)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return NULL;
+	/* A small share of the pool is kept for overflow keys so that folding never fails. */
+	t->reserve = p->max_flows / 64 + 16;
+	t->cap = p->max_flows + t->reserve;
+	t->pool = calloc(t->cap, sizeof(*t->pool));
+	if (t->pool == NULL)
+		goto fail;
+	/* Buckets: next power of two >= cap, so chains stay short at the limit. Never resized. */
+	while (buckets < t->cap)
+		buckets <<= 1;
+	t->ht = cds_lfht_new(buckets, buckets, buckets, 0, NULL);
+	if (t->ht == NULL) {
+		errno = ENOMEM;
+		goto fail;
+	}
+	return t;
+fail:
+	free(t->pool);
+	free(t);
+	return NULL;
+}
+
+void
+nm_agg_table_free(struct nm_agg_table *t)
+{
+	if (t == NULL)
+		return;
+	if (t->ht != NULL) {
+		nm_agg_drain(t, NULL, NULL);
+		cds_lfht_destroy(t->ht, NULL);
+	}
+	free(t->pool);
+	free(t);
+}
+
+static void
+stat_add(uint64_t *c, uint64_t v)
+{
+	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
+/* Find or insert key; limit is how many pool entries may be in use for this insert. */
+static struct agg_entry *
+lookup_or_add(struct nm_agg_table *t, const struct nm_flow_key *key, unsigned int limit, int *isnew)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *n;
+	struct agg_entry *e;
+	uint64_t h = key_hash(key);
+
+	cds_lfht_lookup(t->ht, h, key_match, key, &it);
+	n = cds_lfht_iter_get_node(&it);
+	if (n != NULL) {
+		*isnew = 0;
+		return caa_container_of(n, struct agg_entry, node);
+	}
+	if (t->used >= limit)
+		return NULL;
+	e = &t->pool[t->used++];
+	cds_lfht_node_init(&e->node);
+	e->rec.key = *key;
+	e->rec.bytes = 0;
+	e->rec.packets = 0;
+	e->flows = 0;
+	/* Single writer: nobody can have added the key since the lookup. */
+	cds_lfht_add(t->ht, h, &e->node);
+	*isnew = 1;
+	return e;
+}
+
+int
+nm_agg_add(struct nm_agg_table *t, const struct nm_flow_rec *rec)
+{
+	struct nm_flow_key ok;
+	struct agg_entry *e;
+	int isnew, ret;
+
+	stat_add(&t->st.records, 1);
+	e = lookup_or_add(t, &rec->key, t->cap - t->reserve, &isnew);
+	if (e != NULL) {
+		ret = isnew;
+	} else {
+		const struct nm_flow_key *k = &rec->key;
+
+		memset(&ok, 0, sizeof(ok));
+		ok.time_received = k->time_received;
+		ok.sampling_rate = k->sampling_rate;
+		memcpy(ok.sampler_addr, k->sampler_addr, NM_ADDR_LEN);
+		ok.observation_domain_id = k->observation_domain_id;
+		ok.in_if = k->in_if;
+		ok.out_if = k->out_if;
+		ok.etype = k->etype;
+		ok.type = k->type;
+		ok.proto = k->proto;
+		ok.flow_direction = k->flow_direction;
+		e = lookup_or_add(t, &ok, t->cap, &isnew);
+		if (e == NULL) {
+			stat_add(&t->st.dropped, 1);
+			stat_add(&t->st.dropped_packets, rec->packets);
+			stat_add(&t->st.dropped_bytes, rec->bytes);
+			return -ENOSPC;
+		}
+		stat_add(&t->st.folded, 1);
+		ret = 2;
+	}
+	if (ret == 0)
+		stat_add(&t->st.merged, 1);
+	e->rec.bytes += rec->bytes;
+	e->rec.packets += rec->packets;
+	e->flows++;
+	return ret;
+}
+
+unsigned int
+nm_agg_count(const struct nm_agg_table *t)
+{
+	return t->used;
+}
+
+unsigned int
+nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx)
+{
+	struct cds_lfht_iter it;
+	struct agg_entry *e;
+	unsigned int n = 0;
+
+	/*
+	 * The table has no other reader (see agg.h), so a removed entry can be reused as soon as
+	 * cds_lfht_del() returns: no grace period is needed before the pool is handed out again.
+	 */
+	cds_lfht_for_each_entry(t->ht, &it, e, node) {
+		if (visit != NULL)
+			visit(&e->rec, e->flows, ctx);
+		cds_lfht_del(t->ht, &e->node);
+		n++;
+	}
+	t->used = 0;
+	return n;
+}
+
+void
+nm_agg_get_stats(const struct nm_agg_table *t, struct nm_agg_stats *out)
+{
+	out->records += __atomic_load_n(&t->st.records, __ATOMIC_RELAXED);
+	out->merged += __atomic_load_n(&t->st.merged, __ATOMIC_RELAXED);
+	out->folded += __atomic_load_n(&t->st.folded, __ATOMIC_RELAXED);
+	out->dropped += __atomic_load_n(&t->st.dropped, __ATOMIC_RELAXED);
+	out->dropped_packets += __atomic_load_n(&t->st.dropped_packets, __ATOMIC_RELAXED);
+	out->dropped_bytes += __atomic_load_n(&t->st.dropped_bytes, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef NM_AGG_H
+#define NM_AGG_H
+
+/*
+ * Per-second aggregation table: merges records with identical keys (every FlowMessage dimension
+ * plus the second), adding bytes, packets and a count of merged records.
+ *
+ * A table is a liburcu cds_lfht sized at creation (no resizing) with its entries taken from a
+ * pool preallocated at creation, so nm_agg_add() never allocates. One table belongs to one RX
+ * lcore while it fills; the lcore then hands it to the flusher (through a queue that orders
+ * memory), which drains and resets it and hands it back.
+ *
+ * Threading and RCU: a table has one writer at a time and no concurrent readers; the thread that
+ * calls nm_agg_add() or nm_agg_drain() must be a registered liburcu QSBR thread (cds_lfht's read
+ * side), online. The table's own counters may be read by any thread (relaxed atomics).
+ */
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "../flow/flow.h"
+
+struct nm_agg_params {
+	unsigned int max_flows;   /* distinct keys the table holds; the pool and buckets are sized by it */
+};
+
+struct nm_agg_stats {
+	uint64_t records;   /* records added */
+	uint64_t merged;    /* records merged into an existing entry */
+	uint64_t folded;    /* records folded into an overflow entry because the pool was empty */
+	uint64_t dropped;   /* records lost: no entry left even for the overflow key */
+	uint64_t dropped_packets;
+	uint64_t dropped_bytes;
+};
+
+struct nm_agg_table;
+
+/* Create a table; NULL with errno set (EINVAL for max_flows 0, ENOMEM). Control thread only. */
+struct nm_agg_table *nm_agg_table_create(const struct nm_agg_params *p);
+
+/* Free a table nobody uses any more. */
+void nm_agg_table_free(struct nm_agg_table *t);
+
+/*
+ * Add a record: merge it into the entry of the same key or take a new entry. When the pool is
+ * empty the record is folded into an overflow entry keyed by (second, exporter, type, sampling
+ * rate, interfaces, direction, protocol) so the totals stay exact while the detail degrades; a
+ * few entries are kept in reserve for those. Returns 0 merged, 1 new entry, 2 folded, -ENOSPC
+ * dropped (counted).
+ */
+int nm_agg_add(struct nm_agg_table *t, const struct nm_flow_rec *rec);
+
+/* Distinct entries in the table. */
+unsigned int nm_agg_count(const struct nm_agg_table *t);
+
+/* Called once per entry by nm_agg_drain(); flows is the number of records merged into it. */
+typedef void (*nm_agg_visit_fn)(const struct nm_flow_rec *rec, uint64_t flows, void *ctx);
+
+/*
+ * Visit every entry, then empty the table so it can be filled again. Returns the number of
+ * entries visited.
+ */
+unsigned int nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx);
+
+/* Add this table's counters (cumulative over every fill) into out. */
+void nm_agg_get_stats(const struct nm_agg_table *t, struct nm_agg_stats *out);
+
+#endif /* NM_AGG_H */

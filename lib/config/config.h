@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef NM_CONFIG_H
+#define NM_CONFIG_H
+
+/*
+ * netmeta.ini: the engine's configuration (iniparser). Every key has a default compiled in, equal
+ * to the shipped netmeta.ini, so the engine runs with no file at all. Unknown sections and keys and
+ * bad values are errors that name the file, the section, the key, the value and what is allowed.
+ *
+ * Threading: load at start-up on the main thread; the result is read-only afterwards.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kafka/kafka.h"
+
+#define NM_CFG_MAX_PORTS 16
+#define NM_CFG_MAX_UDP_PORTS 32
+#define NM_CFG_MAX_PROPS 32
+#define NM_CFG_STR 512
+
+enum nm_port_role {
+	NM_ROLE_COLLECTOR = 0,
+	NM_ROLE_MIRROR_RX,
+	NM_ROLE_MIRROR_TX,
+};
+
+struct nm_port_cfg {
+	char name[64];              /* section name after "port." */
+	char device[NM_CFG_STR];    /* PCI address or vdev string (net_tap0,iface=...) */
+	enum nm_port_role role;
+	unsigned int rx_queues;
+	char lcores[128];           /* lcore ids polling the queues, e.g. "1" or "1,2"; empty: auto */
+	char address[64];           /* net_tap only: address (CIDR) given to the kernel interface */
+};
+
+struct nm_config {
+	char source[NM_CFG_STR];    /* file the config came from, or "(defaults)" */
+
+	char eal_args[NM_CFG_STR];
+
+	struct nm_port_cfg ports[NM_CFG_MAX_PORTS];
+	unsigned int n_ports;
+
+	uint16_t collector_ports[NM_CFG_MAX_UDP_PORTS];
+	unsigned int n_collector_ports;
+	uint64_t default_sampling_rate;
+
+	unsigned int mirror_sample_rate;
+	int mirror_random;
+
+	unsigned int agg_max_flows;
+
+	char kafka_brokers[NM_CFG_STR];
+	char kafka_topic[256];
+	enum nm_kafka_format kafka_format;
+	unsigned int kafka_batch_bytes;
+	int kafka_linger_ms;
+	char kafka_compression[16];
+	int kafka_drain_timeout_ms;
+	struct nm_kafka_prop kafka_props[NM_CFG_MAX_PROPS];
+	char kafka_prop_store[NM_CFG_MAX_PROPS][2][NM_CFG_STR];
+	unsigned int n_kafka_props;
+
+	unsigned int mbuf_count;
+	unsigned int rx_desc;
+	int stats_interval_ms;      /* console stats; 0 turns them off */
+};
+
+/* Fill c with the compiled-in defaults. */
+void nm_config_defaults(struct nm_config *c);
+
+/*
+ * Load path over the defaults. 0, or -EINVAL/-ENOENT with a message in err naming the file,
+ * section, key, value and what is allowed.
+ */
+int nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen);
+
+/* Apply one "section.key=value" override (the --set option), same checks and errors as a file. */
+int nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t errlen);
+
+/* Drop the ports of the config (--pcap/--mirror-pcap replace them). */
+void nm_config_clear_ports(struct nm_config *c);
+
+#endif /* NM_CONFIG_H */

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#include <stdio.h>
+#include <arpa/inet.h>
+
+#include "decode.h"
+#include "rd.h"
+
+static const char *const err_names[NM_DECODE_ERR_MAX] = {
+	[NM_DECODE_OK] = "ok",
+	[NM_DECODE_ERR_TRUNCATED] = "truncated",
+	[NM_DECODE_ERR_BAD_VERSION] = "bad_version",
+	[NM_DECODE_ERR_BAD_COUNT] = "bad_count",
+	[NM_DECODE_ERR_BAD_LENGTH] = "bad_length",
+	[NM_DECODE_ERR_UNKNOWN_PROTO] = "unknown_proto",
+	[NM_DECODE_ERR_UNKNOWN_TEMPLATE] = "unknown_template",
+	[NM_DECODE_ERR_BAD_TEMPLATE] = "bad_template",
+	[NM_DECODE_ERR_TEMPLATE_LIMIT] = "template_limit",
+	[NM_DECODE_ERR_UNSUPPORTED] = "unsupported",
+	[NM_DECODE_ERR_BAD_ADDRESS] = "bad_address",
+	[NM_DECODE_ERR_BAD_PACKET] = "bad_packet",
+};
+
+const char *
+nm_decode_err_name(enum nm_decode_err err)
+{
+	if ((unsigned int)err >= NM_DECODE_ERR_MAX || err_names[err] == NULL)
+		return "invalid";
+	return err_names[err];
+}
+
+static void
+proto_add(struct nm_proto_stats *dst, const struct nm_proto_stats *src)
+{
+	dst->datagrams += src->datagrams;
+	dst->records += src->records;
+	dst->bad += src->bad;
+}
+
+void
+nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *src)
+{
+	unsigned int i;
+
+	proto_add(&dst->nf5, &src->nf5);
+	proto_add(&dst->nf9, &src->nf9);
+	proto_add(&dst->ipfix, &src->ipfix);
+	proto_add(&dst->sflow, &src->sflow);
+	dst->unknown += src->unknown;
+	for (i = 0; i < NM_DECODE_ERR_MAX; i++)
+		dst->err[i] += src->err[i];
+}
+
+int
+nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
+		   const struct nm_dgram_meta *meta, struct nm_rec_batch *out)
+{
+	/*
+	 * NetFlow and IPFIX start with a 16-bit version; sFlow with a 32-bit version 5, whose first
+	 * 16 bits are zero. Any port may carry any protocol, so the header decides.
+	 */
+	if (len >= 4 && nm_rd32(buf) == 5)
+		return nm_sflow_decode(d, buf, len, meta, out);
+	if (len >= 2) {
+		switch (nm_rd16(buf)) {
+		case 5:
+			return nm_nf5_decode(d, buf, len, meta, out);
+		case 9:
+			return nm_nf9_decode(d, buf, len, meta, out);
+		case 10:
+			return nm_ipfix_decode(d, buf, len, meta, out);
+		default:
+			break;
+		}
+	}
+	d->stats->unknown++;
+	return nm_decode_fail(d, NULL, NM_DECODE_ERR_UNKNOWN_PROTO);
+}
+
+const char *
+nm_addr_str(const uint8_t addr[NM_ADDR_LEN], char *buf, size_t len)
+{
+	if (nm_addr_is_v4(addr)) {
+		if (inet_ntop(AF_INET, addr + 12, buf, (socklen_t)len) == NULL)
+			snprintf(buf, len, "?");
+	} else if (inet_ntop(AF_INET6, addr, buf, (socklen_t)len) == NULL) {
+		snprintf(buf, len, "?");
+	}
+	return buf;
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef NM_DECODE_H
+#define NM_DECODE_H
+
+/*
+ * Flow-export decoders: NetFlow v5, NetFlow v9, IPFIX and sFlow v5.
+ *
+ * Every decoder is a function on (buf, len) of one UDP payload. It checks the length before every
+ * read, writes records into a struct nm_rec_batch, bumps counters in a struct nm_decode_stats and
+ * returns the number of records it produced, or a negative enum nm_decode_err when the datagram
+ * (or the part of it that follows a good prefix) is malformed. Lengths and counts come from the
+ * wire and are hostile until checked; no decoder allocates, asserts on packet contents or reads
+ * outside [buf, buf + len).
+ *
+ * Threading: the decoders are reentrant. A struct nm_decode_stats belongs to one thread (one per
+ * RX lcore); telemetry sums them. Decoders that need shared state (templates, exporters) get it
+ * through struct nm_decoder, whose contract is stated with each member.
+ */
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "../flow/flow.h"
+
+/* Why a datagram or a part of it was rejected. Each has a counter in nm_decode_stats. */
+enum nm_decode_err {
+	NM_DECODE_OK = 0,
+	NM_DECODE_ERR_TRUNCATED,        /* shorter than its header or its own length fields say */
+	NM_DECODE_ERR_BAD_VERSION,      /* version field is not the protocol's */
+	NM_DECODE_ERR_BAD_COUNT,        /* record count out of range for the protocol or the length */
+	NM_DECODE_ERR_BAD_LENGTH,       /* a set/sample/record length that is impossible */
+	NM_DECODE_ERR_UNKNOWN_PROTO,    /* payload is none of the four protocols */
+	NM_DECODE_ERR_UNKNOWN_TEMPLATE, /* v9/IPFIX data set whose template is not known (yet) */
+	NM_DECODE_ERR_BAD_TEMPLATE,     /* template that cannot be compiled (bad length, too many fields) */
+	NM_DECODE_ERR_TEMPLATE_LIMIT,   /* template dropped: per-exporter or total limit reached */
+	NM_DECODE_ERR_UNSUPPORTED,      /* well-formed but not something we decode (counted, skipped) */
+	NM_DECODE_ERR_BAD_ADDRESS,      /* sFlow agent address type or similar enum out of range */
+	NM_DECODE_ERR_BAD_PACKET,       /* sampled packet header that cannot be parsed */
+	NM_DECODE_ERR_MAX,
+};
+
+/* Short lowercase names for counters and summaries ("truncated", "bad_version", ...). */
+const char *nm_decode_err_name(enum nm_decode_err err);
+
+/* Per-protocol counters of one thread. */
+struct nm_proto_stats {
+	uint64_t datagrams;   /* datagrams recognised as this protocol */
+	uint64_t records;     /* flow records produced */
+	uint64_t bad;         /* datagrams rejected whole or in part */
+};
+
+struct nm_decode_stats {
+	struct nm_proto_stats nf5;
+	struct nm_proto_stats nf9;
+	struct nm_proto_stats ipfix;
+	struct nm_proto_stats sflow;
+	uint64_t unknown;                     /* datagrams of no known protocol */
+	uint64_t err[NM_DECODE_ERR_MAX];      /* by reason, all protocols */
+};
+
+/* Add every counter of src to dst. */
+void nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *src);
+
+/* Where a datagram came from and when. */
+struct nm_dgram_meta {
+	uint8_t exporter[NM_ADDR_LEN]; /* source address of the UDP datagram (IPv4 mapped) */
+	uint16_t exporter_port;        /* UDP source port */
+	uint16_t dst_port;             /* UDP destination port */
+	uint64_t time_received;        /* seconds since the epoch */
+	uint64_t time_received_ns;     /* nanoseconds since the epoch (same instant) */
+};
+
+struct nm_tmpl_cache;   /* NetFlow v9/IPFIX templates, lib/tmpl/ */
+struct nm_exporters;    /* per-exporter state (sampling rates, sequence), lib/tmpl/ */
+
+/*
+ * Decoder context of one RX thread. stats is the thread's own. tmpl and exporters are shared by
+ * all threads (RCU-protected; callers of the v9/IPFIX decoders must be registered QSBR readers)
+ * and may be NULL, in which case v9/IPFIX data sets count as unknown templates.
+ * default_sampling_rate is used when an exporter says nothing about its rate.
+ */
+struct nm_decoder {
+	struct nm_decode_stats *stats;
+	struct nm_tmpl_cache *tmpl;
+	struct nm_exporters *exporters;
+	uint64_t default_sampling_rate;
+};
+
+/*
+ * Recognise the protocol from the header and decode. Returns records produced (>= 0) or a
+ * negative enum nm_decode_err (the reason is also counted in stats->err).
+ */
+int nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
+		       const struct nm_dgram_meta *meta, struct nm_rec_batch *out);
+
+/* Protocol decoders, same contract as nm_decode_datagram(); each counts in its own stats. */
+int nm_nf5_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
+		  const struct nm_dgram_meta *meta, struct nm_rec_batch *out);
+int nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
+		  const struct nm_dgram_meta *meta, struct nm_rec_batch *out);
+int nm_ipfix_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
+		    const struct nm_dgram_meta *meta, struct nm_rec_batch *out);
+int nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
+		    const struct nm_dgram_meta *meta, struct nm_rec_batch *out);
+
+/* Count err against the protocol stats p and the reason table; returns -err for tail calls. */
+static inline int
+nm_decode_fail(struct nm_decoder *d, struct nm_proto_stats *p, enum nm_decode_err err)
+{
+	d->stats->err[err]++;
+	if (p != NULL)
+		p->bad++;
+	return -(int)err;
+}
+
+#endif /* NM_DECODE_H */

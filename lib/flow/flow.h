@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef NM_FLOW_H
+#define NM_FLOW_H
+
+/*
+ * The flow record: what every decoder (NetFlow v5/v9, IPFIX, sFlow v5, port mirror) produces and
+ * what the per-second aggregation table, the encoders and the Kafka sink consume.
+ *
+ * A record is a key (every FlowMessage dimension plus the second it was received) and the
+ * counters that aggregation adds up. The key is hashed and compared as raw bytes, so it is laid
+ * out without implicit padding and every producer starts from a zeroed record
+ * (nm_rec_batch_slot() does that).
+ *
+ * Field names follow NetMeta's FlowMessage (proto/flow.proto); the comment after each field is
+ * its protobuf field number.
+ */
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+
+enum nm_flow_type {
+	NM_FLOW_UNKNOWN = 0,
+	NM_FLOW_SFLOW5 = 1,
+	NM_FLOW_NF5 = 2,
+	NM_FLOW_NF9 = 3,
+	NM_FLOW_IPFIX = 4,
+};
+
+/* Addresses are 16 bytes; IPv4 is stored as ::ffff:a.b.c.d (RFC 4291 2.5.5.2). */
+#define NM_ADDR_LEN 16
+
+struct nm_flow_key {
+	/* 64-bit fields first, then 32, 16, 8: no implicit padding. */
+	uint64_t time_received;    /* 2: seconds since the epoch */
+	uint64_t sampling_rate;    /* 3 */
+	uint64_t time_flow_start;  /* 38: seconds since the epoch */
+	uint64_t time_flow_end;    /* 5 */
+	uint64_t src_mac;          /* 27: MAC in the low 48 bits, network order as an integer */
+	uint64_t dst_mac;          /* 28 */
+
+	uint8_t sampler_addr[NM_ADDR_LEN]; /* 11: exporter / agent address */
+	uint8_t src_addr[NM_ADDR_LEN];     /* 6 */
+	uint8_t dst_addr[NM_ADDR_LEN];     /* 7 */
+	uint8_t next_hop[NM_ADDR_LEN];     /* 12 */
+
+	uint32_t sequence_num;     /* 4 */
+	uint32_t in_if;            /* 18 */
+	uint32_t out_if;           /* 19 */
+	uint32_t src_as;           /* 14 */
+	uint32_t dst_as;           /* 15 */
+	uint32_t next_hop_as;      /* 13 */
+	uint32_t src_vlan;         /* 33 */
+	uint32_t dst_vlan;         /* 34 */
+	uint32_t vlan_id;          /* 29 */
+	uint32_t ingress_vrf_id;   /* 39 */
+	uint32_t egress_vrf_id;    /* 40 */
+	uint32_t ipv6_flow_label;  /* 37 */
+	uint32_t fragment_id;      /* 35 */
+	uint32_t fragment_offset;  /* 36 */
+	uint32_t observation_domain_id; /* 70 */
+	uint32_t mpls_label[3];    /* 56, 58, 60: first three labels (20-bit values) */
+	uint32_t mpls_last_label;  /* 62 */
+
+	uint16_t etype;            /* 30 */
+	uint16_t src_port;         /* 21 */
+	uint16_t dst_port;         /* 22 */
+
+	uint8_t type;              /* 1: enum nm_flow_type */
+	uint8_t proto;             /* 20 */
+	uint8_t ip_tos;            /* 23 */
+	uint8_t ip_ttl;            /* 25 */
+	uint8_t tcp_flags;         /* 26 */
+	uint8_t icmp_type;         /* 31 */
+	uint8_t icmp_code;         /* 32 */
+	uint8_t forwarding_status; /* 24 */
+	uint8_t src_net;           /* 16 */
+	uint8_t dst_net;           /* 17 */
+	uint8_t flow_direction;    /* 42: 0 ingress, 1 egress */
+	uint8_t bi_flow_direction; /* 41 */
+	uint8_t mpls_count;        /* 54; HasMPLS (53) is mpls_count > 0 */
+	uint8_t mpls_ttl[3];       /* 55, 57, 59 */
+	uint8_t mpls_last_ttl;     /* 61 */
+	uint8_t pad_[5];           /* explicit, always zero */
+};
+
+_Static_assert(sizeof(struct nm_flow_key) == 216, "nm_flow_key has implicit padding");
+
+struct nm_flow_rec {
+	struct nm_flow_key key;
+	uint64_t bytes;   /* 9 */
+	uint64_t packets; /* 10 */
+};
+
+/* Store an IPv4 address (network byte order, as on the wire) as ::ffff:a.b.c.d. */
+static inline void
+nm_addr_from_v4(uint8_t dst[NM_ADDR_LEN], const uint8_t v4[4])
+{
+	memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	memcpy(dst + 12, v4, 4);
+}
+
+/* True when addr is an IPv4-mapped IPv6 address. */
+static inline int
+nm_addr_is_v4(const uint8_t addr[NM_ADDR_LEN])
+{
+	static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	return memcmp(addr, prefix, 12) == 0;
+}
+
+/*
+ * Format addr as text: dotted quad for IPv4-mapped addresses, RFC 5952 text otherwise.
+ * buf must hold at least NM_ADDR_STRLEN bytes. Returns buf.
+ */
+#define NM_ADDR_STRLEN 46
+const char *nm_addr_str(const uint8_t addr[NM_ADDR_LEN], char *buf, size_t len);
+
+/*
+ * A batch of records a decoder writes into. The owner (RX worker, test, benchmark) provides the
+ * storage and a flush callback that consumes recs[0..n) and is called when the batch is full;
+ * decoders take a slot, fill it and commit it, so a record that fails half-way is never seen.
+ *
+ * Threading: a batch belongs to one thread.
+ */
+struct nm_rec_batch;
+typedef void (*nm_rec_flush_fn)(struct nm_rec_batch *b, void *ctx);
+
+struct nm_rec_batch {
+	struct nm_flow_rec *recs;
+	unsigned int n;
+	unsigned int cap;
+	nm_rec_flush_fn flush;
+	void *ctx;
+};
+
+/* A zeroed slot for the next record; flushes the batch first when it is full. */
+static inline struct nm_flow_rec *
+nm_rec_batch_slot(struct nm_rec_batch *b)
+{
+	struct nm_flow_rec *r;
+
+	if (b->n == b->cap) {
+		b->flush(b, b->ctx);
+		b->n = 0;
+	}
+	r = &b->recs[b->n];
+	memset(r, 0, sizeof(*r));
+	return r;
+}
+
+/* Make the slot returned by the last nm_rec_batch_slot() part of the batch. */
+static inline void
+nm_rec_batch_commit(struct nm_rec_batch *b)
+{
+	b->n++;
+}
+
+/* Hand the records in the batch to its consumer now. */
+static inline void
+nm_rec_batch_flush(struct nm_rec_batch *b)
+{
+	if (b->n > 0) {
+		b->flush(b, b->ctx);
+		b->n = 0;
+	}
+}
+
+#endif /* NM_FLOW_H */
