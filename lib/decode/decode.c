@@ -46,6 +46,14 @@ nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *s
 	proto_add(&dst->ipfix, &src->ipfix);
 	proto_add(&dst->sflow, &src->sflow);
 	dst->unknown += src->unknown;
+	dst->sflow_flow_samples += src->sflow_flow_samples;
+	dst->sflow_counter_samples += src->sflow_counter_samples;
+	dst->templates += src->templates;
+	dst->template_withdrawals += src->template_withdrawals;
+	dst->options_records += src->options_records;
+	dst->pending_queued += src->pending_queued;
+	dst->pending_decoded += src->pending_decoded;
+	dst->pending_dropped += src->pending_dropped;
 	for (i = 0; i < NM_DECODE_ERR_MAX; i++)
 		dst->err[i] += src->err[i];
 }

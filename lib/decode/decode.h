@@ -55,6 +55,14 @@ struct nm_decode_stats {
 	struct nm_proto_stats ipfix;
 	struct nm_proto_stats sflow;
 	uint64_t unknown;                     /* datagrams of no known protocol */
+	uint64_t sflow_flow_samples;          /* flow_sample + expanded_flow_sample */
+	uint64_t sflow_counter_samples;       /* counter_sample + expanded_counter_sample */
+	uint64_t templates;                   /* v9/IPFIX (options) template records accepted */
+	uint64_t template_withdrawals;        /* IPFIX withdrawals */
+	uint64_t options_records;             /* v9/IPFIX options data records read */
+	uint64_t pending_queued;              /* data sets held until their template arrives */
+	uint64_t pending_decoded;             /* held data sets decoded later */
+	uint64_t pending_dropped;             /* held data sets dropped (queue full or expired) */
 	uint64_t err[NM_DECODE_ERR_MAX];      /* by reason, all protocols */
 };
 
