@@ -1,2 +1,450 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * netmeta.ini parsing. Keys are described by one table (section, key, type, limits) that drives
+ * the defaults, the file and --set alike, so all three accept exactly the same things and say the
+ * same things when they refuse a value.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <iniparser/iniparser.h>
+
 #include "config.h"
-void nm_config_defaults(struct nm_config *c) { (void)c; }
+
+enum key_type { K_UINT, K_INT, K_STR, K_ENUM, K_UDP_PORTS };
+
+struct key_desc {
+	const char *section;
+	const char *key;
+	enum key_type type;
+	size_t off;          /* offset in struct nm_config */
+	size_t size;         /* K_STR: buffer size; K_UINT/K_INT: 4 or 8 bytes */
+	long long min, max;  /* K_UINT/K_INT */
+	const char *const *names; /* K_ENUM: NULL-terminated; the value stored is the index */
+	const char *def;
+};
+
+static const char *const formats[] = {"protobuf", "json", NULL};
+static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
+static const char *const mirror_modes[] = {"deterministic", "random", NULL};
+static const char *const roles[] = {"collector", "mirror-rx", "mirror-tx", NULL};
+
+#define F(m) offsetof(struct nm_config, m), sizeof(((struct nm_config *)0)->m)
+
+static const struct key_desc keys[] = {
+	{"eal", "args", K_STR, F(eal_args), 0, 0, NULL, "-l 0-1"},
+	{"collector", "ports", K_UDP_PORTS, 0, 0, 0, 0, NULL, "2055,2056,4739,6343"},
+	{"collector", "default_sampling_rate", K_UINT, F(default_sampling_rate), 1, 1LL << 32, NULL, "1"},
+	{"mirror", "sample_rate", K_UINT, F(mirror_sample_rate), 1, 1 << 30, NULL, "1000"},
+	{"mirror", "mode", K_ENUM, F(mirror_random), 0, 0, mirror_modes, "deterministic"},
+	{"aggregation", "max_flows", K_UINT, F(agg_max_flows), 16, 1 << 26, NULL, "262144"},
+	{"kafka", "brokers", K_STR, F(kafka_brokers), 0, 0, NULL, "embedded"},
+	{"kafka", "topic", K_STR, F(kafka_topic), 0, 0, NULL, "flow-messages"},
+	{"kafka", "format", K_ENUM, F(kafka_format), 0, 0, formats, "protobuf"},
+	{"kafka", "batch_bytes", K_UINT, F(kafka_batch_bytes), 1024, 100 << 20, NULL, "1000000"},
+	{"kafka", "linger_ms", K_INT, F(kafka_linger_ms), 0, 60000, NULL, "100"},
+	{"kafka", "compression", K_ENUM, 0, 0, 0, 0, compressions, "none"},
+	{"kafka", "drain_timeout_ms", K_INT, F(kafka_drain_timeout_ms), 0, 3600000, NULL, "60000"},
+	{"engine", "mbufs", K_UINT, F(mbuf_count), 1023, 1 << 24, NULL, "16383"},
+	{"engine", "rx_desc", K_UINT, F(rx_desc), 64, 16384, NULL, "1024"},
+	{"engine", "stats_interval_ms", K_INT, F(stats_interval_ms), 0, 3600000, NULL, "1000"},
+};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* Keys of a [port.NAME] section. */
+static const char *const port_keys[] = {"device", "role", "rx_queues", "lcores", "address", "peer",
+					NULL};
+
+static void
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		memmove(s, s + 1, strlen(s));
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+}
+
+static void
+list_names(const char *const *names, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (; *names != NULL && o < len; names++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", *names);
+}
+
+/* Set one described key from its text value. */
+static int
+set_key(struct nm_config *c, const struct key_desc *k, const char *value, const char *src,
+	char *err, size_t errlen)
+{
+	char *end;
+
+	switch (k->type) {
+	case K_UINT:
+	case K_INT: {
+		long long v;
+
+		errno = 0;
+		v = strtoll(value, &end, 0);
+		if (errno != 0 || end == value || *end != '\0' || v < k->min || v > k->max) {
+			snprintf(err, errlen,
+				 "%s: [%s] %s = \"%s\": expected an integer from %lld to %lld", src,
+				 k->section, k->key, value, k->min, k->max);
+			return -EINVAL;
+		}
+		if (k->size == 8)
+			*(uint64_t *)(void *)((char *)c + k->off) = (uint64_t)v;
+		else
+			*(uint32_t *)(void *)((char *)c + k->off) = (uint32_t)v;
+		return 0;
+	}
+	case K_STR:
+		if (strlen(value) >= k->size) {
+			snprintf(err, errlen, "%s: [%s] %s = \"%s\": longer than %zu characters", src,
+				 k->section, k->key, value, k->size - 1);
+			return -EINVAL;
+		}
+		snprintf((char *)c + k->off, k->size, "%s", value);
+		return 0;
+	case K_ENUM: {
+		char allowed[256];
+		int i;
+
+		for (i = 0; k->names[i] != NULL; i++) {
+			if (strcmp(value, k->names[i]) == 0) {
+				if (k->names == compressions)
+					snprintf(c->kafka_compression, sizeof(c->kafka_compression),
+						 "%s", value);
+				else
+					*(int *)(void *)((char *)c + k->off) = i;
+				return 0;
+			}
+		}
+		list_names(k->names, allowed, sizeof(allowed));
+		snprintf(err, errlen, "%s: [%s] %s = \"%s\": expected one of %s", src, k->section,
+			 k->key, value, allowed);
+		return -EINVAL;
+	}
+	case K_UDP_PORTS: {
+		char buf[NM_CFG_STR], *tok, *save = NULL;
+		unsigned int n = 0;
+
+		snprintf(buf, sizeof(buf), "%s", value);
+		for (tok = strtok_r(buf, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+			long v;
+
+			errno = 0;
+			v = strtol(tok, &end, 10);
+			if (errno != 0 || *end != '\0' || v < 1 || v > 65535 ||
+			    n >= NM_CFG_MAX_UDP_PORTS) {
+				snprintf(err, errlen,
+					 "%s: [%s] %s = \"%s\": expected a comma-separated list of at "
+					 "most %d UDP ports (1-65535)",
+					 src, k->section, k->key, value, NM_CFG_MAX_UDP_PORTS);
+				return -EINVAL;
+			}
+			c->collector_ports[n++] = (uint16_t)v;
+		}
+		if (n == 0) {
+			snprintf(err, errlen, "%s: [%s] %s = \"%s\": at least one UDP port is needed",
+				 src, k->section, k->key, value);
+			return -EINVAL;
+		}
+		c->n_collector_ports = n;
+		return 0;
+	}
+	}
+	return -EINVAL;
+}
+
+static struct nm_port_cfg *
+port_get(struct nm_config *c, const char *name, const char *src, char *err, size_t errlen)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n_ports; i++)
+		if (strcmp(c->ports[i].name, name) == 0)
+			return &c->ports[i];
+	if (c->n_ports == NM_CFG_MAX_PORTS || strlen(name) >= sizeof(c->ports[0].name) ||
+	    name[0] == '\0') {
+		snprintf(err, errlen, "%s: [port.%s]: %s", src, name,
+			 name[0] == '\0' ? "a port section needs a name, e.g. [port.tap0]"
+					 : "too many ports or name too long");
+		return NULL;
+	}
+	memset(&c->ports[c->n_ports], 0, sizeof(c->ports[0]));
+	snprintf(c->ports[c->n_ports].name, sizeof(c->ports[0].name), "%s", name);
+	c->ports[c->n_ports].rx_queues = 1;
+	return &c->ports[c->n_ports++];
+}
+
+static int
+set_port_key(struct nm_config *c, const char *pname, const char *key, const char *value,
+	     const char *src, char *err, size_t errlen)
+{
+	struct nm_port_cfg *p = port_get(c, pname, src, err, errlen);
+	char allowed[256];
+	char *end;
+	int i;
+
+	if (p == NULL)
+		return -EINVAL;
+	if (strcmp(key, "device") == 0) {
+		if (strlen(value) >= sizeof(p->device) || value[0] == '\0')
+			goto bad_str;
+		snprintf(p->device, sizeof(p->device), "%s", value);
+	} else if (strcmp(key, "role") == 0) {
+		for (i = 0; roles[i] != NULL; i++)
+			if (strcmp(value, roles[i]) == 0)
+				break;
+		if (roles[i] == NULL) {
+			list_names(roles, allowed, sizeof(allowed));
+			snprintf(err, errlen, "%s: [port.%s] role = \"%s\": expected one of %s", src,
+				 pname, value, allowed);
+			return -EINVAL;
+		}
+		p->role = (enum nm_port_role)i;
+	} else if (strcmp(key, "rx_queues") == 0) {
+		long v = strtol(value, &end, 10);
+
+		if (end == value || *end != '\0' || v < 1 || v > 64) {
+			snprintf(err, errlen,
+				 "%s: [port.%s] rx_queues = \"%s\": expected an integer from 1 to 64",
+				 src, pname, value);
+			return -EINVAL;
+		}
+		p->rx_queues = (unsigned int)v;
+	} else if (strcmp(key, "lcores") == 0) {
+		if (strlen(value) >= sizeof(p->lcores) || strspn(value, "0123456789,- ") != strlen(value)) {
+			snprintf(err, errlen,
+				 "%s: [port.%s] lcores = \"%s\": expected lcore ids like \"1\" or \"1,2\"",
+				 src, pname, value);
+			return -EINVAL;
+		}
+		snprintf(p->lcores, sizeof(p->lcores), "%s", value);
+	} else if (strcmp(key, "address") == 0) {
+		if (strlen(value) >= sizeof(p->address))
+			goto bad_str;
+		snprintf(p->address, sizeof(p->address), "%s", value);
+	} else if (strcmp(key, "peer") == 0) {
+		if (strlen(value) >= sizeof(p->peer))
+			goto bad_str;
+		snprintf(p->peer, sizeof(p->peer), "%s", value);
+	} else {
+		list_names(port_keys, allowed, sizeof(allowed));
+		snprintf(err, errlen, "%s: [port.%s] %s = \"%s\": unknown key; a port has %s", src,
+			 pname, key, value, allowed);
+		return -EINVAL;
+	}
+	return 0;
+bad_str:
+	snprintf(err, errlen, "%s: [port.%s] %s = \"%s\": empty or too long", src, pname, key, value);
+	return -EINVAL;
+}
+
+/* Set section/key to value, whatever the key. */
+static int
+set_any(struct nm_config *c, const char *section, const char *key, const char *value,
+	const char *src, char *err, size_t errlen)
+{
+	unsigned int i;
+
+	if (strncmp(section, "port.", 5) == 0)
+		return set_port_key(c, section + 5, key, value, src, err, errlen);
+	if (strcmp(section, "kafka") == 0 && strncmp(key, "property.", 9) == 0) {
+		unsigned int n = c->n_kafka_props;
+
+		for (i = 0; i < n; i++)
+			if (strcmp(c->kafka_prop_store[i][0], key + 9) == 0)
+				break;
+		if (i == NM_CFG_MAX_PROPS || key[9] == '\0' ||
+		    strlen(key + 9) >= NM_CFG_STR || strlen(value) >= NM_CFG_STR) {
+			snprintf(err, errlen,
+				 "%s: [kafka] %s = \"%s\": too many properties (max %d) or too long",
+				 src, key, value, NM_CFG_MAX_PROPS);
+			return -EINVAL;
+		}
+		snprintf(c->kafka_prop_store[i][0], NM_CFG_STR, "%s", key + 9);
+		snprintf(c->kafka_prop_store[i][1], NM_CFG_STR, "%s", value);
+		if (i == n)
+			c->n_kafka_props++;
+		for (i = 0; i < c->n_kafka_props; i++) {
+			c->kafka_props[i].name = c->kafka_prop_store[i][0];
+			c->kafka_props[i].value = c->kafka_prop_store[i][1];
+		}
+		return 0;
+	}
+	for (i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0)
+			return set_key(c, &keys[i], value, src, err, errlen);
+	for (i = 0; i < N_KEYS; i++)
+		if (strcmp(keys[i].section, section) == 0)
+			break;
+	if (i == N_KEYS)
+		snprintf(err, errlen,
+			 "%s: [%s]: unknown section; sections are eal, collector, mirror, "
+			 "aggregation, kafka, engine and port.NAME",
+			 src, section);
+	else {
+		char allowed[512];
+		size_t o = 0;
+
+		allowed[0] = '\0';
+		for (i = 0; i < N_KEYS && o < sizeof(allowed); i++)
+			if (strcmp(keys[i].section, section) == 0)
+				o += (size_t)snprintf(allowed + o, sizeof(allowed) - o, "%s%s",
+						      o ? ", " : "", keys[i].key);
+		snprintf(err, errlen, "%s: [%s] %s = \"%s\": unknown key; [%s] has %s%s", src,
+			 section, key, value, section, allowed,
+			 strcmp(section, "kafka") == 0 ? " and property.<librdkafka name>" : "");
+	}
+	return -EINVAL;
+}
+
+void
+nm_config_defaults(struct nm_config *c)
+{
+	char err[256];
+	unsigned int i;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->source, sizeof(c->source), "(defaults)");
+	for (i = 0; i < N_KEYS; i++)
+		(void)set_key(c, &keys[i], keys[i].def, "(defaults)", err, sizeof(err));
+	/* The default port: a kernel-visible tap interface collecting exports. */
+	(void)set_port_key(c, "tap0", "device", "net_tap0,iface=nm0", c->source, err, sizeof(err));
+	(void)set_port_key(c, "tap0", "role", "collector", c->source, err, sizeof(err));
+	(void)set_port_key(c, "tap0", "address", "169.254.20.1/24", c->source, err, sizeof(err));
+	(void)set_port_key(c, "tap0", "peer", "169.254.20.2", c->source, err, sizeof(err));
+}
+
+void
+nm_config_clear_ports(struct nm_config *c)
+{
+	memset(c->ports, 0, sizeof(c->ports));
+	c->n_ports = 0;
+}
+
+static int
+validate(const struct nm_config *c, char *err, size_t errlen)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n_ports; i++) {
+		if (c->ports[i].device[0] == '\0') {
+			snprintf(err, errlen, "%s: [port.%s]: device is missing (e.g. device = "
+				 "net_tap0,iface=nm0 or a PCI address 0000:01:00.0)",
+				 c->source, c->ports[i].name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+int
+nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen)
+{
+	dictionary *d;
+	FILE *f;
+	int ns, s, ret = 0;
+	int file_has_ports = 0;
+
+	/* iniparser prints its own errors on stderr and returns NULL; check readability first. */
+	f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -ENOENT;
+	}
+	fclose(f);
+	d = iniparser_load(path);
+	if (d == NULL) {
+		snprintf(err, errlen, "%s: not a valid INI file", path);
+		return -EINVAL;
+	}
+	snprintf(c->source, sizeof(c->source), "%s", path);
+	ns = iniparser_getnsec(d);
+	for (s = 0; s < ns && ret == 0; s++) {
+		const char *sec = iniparser_getsecname(d, s);
+		int nk = iniparser_getsecnkeys(d, sec), k;
+		const char **ks;
+
+		if (strncmp(sec, "port.", 5) == 0 && !file_has_ports) {
+			/* A file that names ports replaces the default tap port. */
+			nm_config_clear_ports(c);
+			file_has_ports = 1;
+		}
+		if (nk <= 0) {
+			if (strncmp(sec, "port.", 5) == 0)
+				ret = set_any(c, sec, "role", "collector", path, err, errlen);
+			continue;
+		}
+		ks = calloc((size_t)nk, sizeof(*ks));
+		if (ks == NULL) {
+			ret = -ENOMEM;
+			break;
+		}
+		iniparser_getseckeys(d, sec, ks);
+		for (k = 0; k < nk && ret == 0; k++) {
+			const char *full = ks[k];
+			const char *key = strchr(full, ':');
+			char val[NM_CFG_STR * 2];
+
+			key = key != NULL ? key + 1 : full;
+			snprintf(val, sizeof(val), "%s", iniparser_getstring(d, full, ""));
+			trim(val);
+			ret = set_any(c, sec, key, val, path, err, errlen);
+		}
+		free(ks);
+	}
+	iniparser_freedict(d);
+	if (ret == 0)
+		ret = validate(c, err, errlen);
+	return ret;
+}
+
+int
+nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t errlen)
+{
+	char buf[NM_CFG_STR * 2], *eq, *dot, *section, *key, *value;
+
+	if (strlen(assignment) >= sizeof(buf)) {
+		snprintf(err, errlen, "--set %.40s...: too long", assignment);
+		return -EINVAL;
+	}
+	snprintf(buf, sizeof(buf), "%s", assignment);
+	eq = strchr(buf, '=');
+	if (eq == NULL) {
+		snprintf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", assignment);
+		return -EINVAL;
+	}
+	*eq = '\0';
+	value = eq + 1;
+	section = buf;
+	trim(section);
+	trim(value);
+	/* kafka.property.<dotted librdkafka name>; port.NAME.key; otherwise SECTION.KEY. */
+	if (strncmp(section, "kafka.property.", 15) == 0) {
+		section[5] = '\0';
+		key = section + 6;
+	} else {
+		dot = strrchr(section, '.');
+		if (dot == NULL || dot == section || dot[1] == '\0') {
+			snprintf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", assignment);
+			return -EINVAL;
+		}
+		*dot = '\0';
+		key = dot + 1;
+	}
+	if (set_any(c, section, key, value, "--set", err, errlen) != 0)
+		return -EINVAL;
+	return validate(c, err, errlen);
+}

@@ -33,6 +33,7 @@ struct nm_port_cfg {
 	unsigned int rx_queues;
 	char lcores[128];           /* lcore ids polling the queues, e.g. "1" or "1,2"; empty: auto */
 	char address[64];           /* net_tap only: address (CIDR) given to the kernel interface */
+	char peer[64];              /* net_tap only: the engine's own address on that link (exporters send to it) */
 };
 
 struct nm_config {
@@ -48,7 +49,7 @@ struct nm_config {
 	uint64_t default_sampling_rate;
 
 	unsigned int mirror_sample_rate;
-	int mirror_random;
+	int mirror_random;          /* 0 every Nth frame per queue, 1 random 1:N */
 
 	unsigned int agg_max_flows;
 
