@@ -1,0 +1,798 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * netmeta: parse options, initialise EAL, ports, tables and Kafka, launch the RX workers, run the
+ * flusher and console statistics on the main lcore, and tear everything down in reverse order.
+ *
+ *   netmeta [-c FILE] [--set SECTION.KEY=VALUE]... [--pcap FILE]... [--mirror-pcap FILE]...
+ *           [--summary-json FILE] [-- EAL args]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <pcap/pcap.h>
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_cycles.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
+#include "app.h"
+
+RTE_LOG_REGISTER_DEFAULT(nm_logtype, INFO);
+
+#define MAX_EAL_ARGS 128
+#define MAX_PCAPS 16
+
+struct options {
+	const char *config;
+	const char *sets[64];
+	unsigned int n_sets;
+	const char *pcaps[MAX_PCAPS];
+	unsigned int n_pcaps;
+	const char *mirror_pcaps[MAX_PCAPS];
+	unsigned int n_mirror_pcaps;
+	const char *summary_json;
+	char **eal_extra;
+	int n_eal_extra;
+};
+
+/* The signal handler's only way to the app; set once before handlers are installed. */
+static struct nm_app *sig_app;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	if (sig_app != NULL)
+		sig_app->quit = true;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+		"usage: netmeta [-c FILE] [--set SECTION.KEY=VALUE]... [--pcap FILE]...\n"
+		"               [--mirror-pcap FILE]... [--summary-json FILE] [-- EAL args]\n"
+		"\n"
+		"  -c, --config FILE     configuration (default: the compiled-in defaults, which are\n"
+		"                        those of the shipped netmeta.ini)\n"
+		"  --set S.K=V           override one key, e.g. --set kafka.brokers=127.0.0.1:9092\n"
+		"  --pcap FILE           collector port reading FILE (net_pcap); replaces the ports\n"
+		"                        of the config; with only pcap ports the engine exits when\n"
+		"                        the files are drained and every row is acknowledged\n"
+		"  --mirror-pcap FILE    port-mirror (rx side) port reading FILE\n"
+		"  --summary-json FILE   also write the final summary as JSON to FILE\n"
+		"  -- ARGS               extra DPDK EAL arguments\n"
+		"\n"
+		"Exit status: 0 when every accepted record reached Kafka; 1 when records were lost\n"
+		"(no memory, or not acknowledged); 2 on bad usage or configuration; 3 on set-up failure.\n");
+}
+
+static int
+parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"set", required_argument, NULL, 's'},
+		{"pcap", required_argument, NULL, 'p'},
+		{"mirror-pcap", required_argument, NULL, 'm'},
+		{"summary-json", required_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 's':
+			if (o->n_sets == RTE_DIM(o->sets))
+				goto toomany;
+			o->sets[o->n_sets++] = optarg;
+			break;
+		case 'p':
+			if (o->n_pcaps == MAX_PCAPS)
+				goto toomany;
+			o->pcaps[o->n_pcaps++] = optarg;
+			break;
+		case 'm':
+			if (o->n_mirror_pcaps == MAX_PCAPS)
+				goto toomany;
+			o->mirror_pcaps[o->n_mirror_pcaps++] = optarg;
+			break;
+		case 'j':
+			o->summary_json = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	o->eal_extra = argv + optind;
+	o->n_eal_extra = argc - optind;
+	return 0;
+toomany:
+	fprintf(stderr, "netmeta: too many --set/--pcap/--mirror-pcap options\n");
+	return -EINVAL;
+}
+
+/* Frames in a capture file, so an offline run knows when a port is drained. 0 if unknown. */
+static uint64_t
+count_pcap(const char *path)
+{
+	char errbuf[PCAP_ERRBUF_SIZE];
+	struct pcap_pkthdr *h;
+	const u_char *data;
+	uint64_t n = 0;
+	pcap_t *p;
+
+	p = pcap_open_offline(path, errbuf);
+	if (p == NULL)
+		return 0;
+	while (pcap_next_ex(p, &h, &data) == 1)
+		n++;
+	pcap_close(p);
+	return n;
+}
+
+static unsigned int
+hugepages_free(void)
+{
+	unsigned int n = 0;
+	char line[256];
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "HugePages_Free: %u", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+static bool
+is_pci(const char *dev)
+{
+	unsigned int a, b, c, d;
+
+	return sscanf(dev, "%x:%x:%x.%x", &a, &b, &c, &d) == 4 || sscanf(dev, "%x:%x.%x", &b, &c, &d) == 3;
+}
+
+/* argv for rte_eal_init: config args, then "--" args, then the ports' devices. */
+static int
+build_eal_args(const struct nm_config *cfg, const struct options *o, char **argv, char *store,
+	       size_t storelen)
+{
+	int argc = 0, i;
+	unsigned int p;
+	char *tok, *save = NULL;
+	bool has_huge_opt = false, has_mem = false;
+	size_t used;
+
+	argv[argc++] = (char *)"netmeta";
+	snprintf(store, storelen, "%s", cfg->eal_args);
+	used = strlen(store) + 1;
+	for (tok = strtok_r(store, " \t", &save); tok != NULL && argc < MAX_EAL_ARGS - 8;
+	     tok = strtok_r(NULL, " \t", &save))
+		argv[argc++] = tok;
+	for (i = 0; i < o->n_eal_extra && argc < MAX_EAL_ARGS - 8; i++)
+		argv[argc++] = o->eal_extra[i];
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--no-huge") == 0 || strncmp(argv[i], "--huge-dir", 10) == 0)
+			has_huge_opt = true;
+		if (strcmp(argv[i], "-m") == 0 || strncmp(argv[i], "--socket-mem", 12) == 0)
+			has_mem = true;
+	}
+	if (!has_huge_opt && hugepages_free() == 0) {
+		fprintf(stderr, "netmeta: WARNING: no free hugepages; running with --no-huge "
+				"--in-memory (fine for tests, too slow for line rate; "
+				"scripts/setup.sh reserves hugepages)\n");
+		argv[argc++] = (char *)"--no-huge";
+		argv[argc++] = (char *)"--in-memory";
+		if (!has_mem) {
+			argv[argc++] = (char *)"-m";
+			argv[argc++] = (char *)"512";
+		}
+	}
+	for (p = 0; p < cfg->n_ports && argc < MAX_EAL_ARGS - 2; p++) {
+		int w = snprintf(store + used, storelen - used, "%s%s",
+				 is_pci(cfg->ports[p].device) ? "-a" : "--vdev=",
+				 cfg->ports[p].device);
+
+		if (w < 0 || (size_t)w >= storelen - used)
+			return -ENOSPC;
+		argv[argc++] = store + used;
+		used += (size_t)w + 1;
+	}
+	argv[argc] = NULL;
+	return argc;
+}
+
+static int
+port_id_of(const char *device, uint16_t *port_id)
+{
+	char name[RTE_ETH_NAME_MAX_LEN];
+	const char *comma = strchr(device, ',');
+	size_t n = comma != NULL ? (size_t)(comma - device) : strlen(device);
+
+	if (n >= sizeof(name))
+		return -EINVAL;
+	memcpy(name, device, n);
+	name[n] = '\0';
+	return rte_eth_dev_get_port_by_name(name, port_id);
+}
+
+/* Give a net_tap's kernel side its address and a neighbour entry for the engine's own. */
+static void
+setup_tap(const struct nm_port_cfg *pc, uint16_t port_id)
+{
+	const char *ifp = strstr(pc->device, "iface=");
+	char iface[64] = "", cmd[512];
+	struct rte_ether_addr mac;
+	size_t n;
+
+	if (ifp == NULL || pc->address[0] == '\0')
+		return;
+	ifp += 6;
+	n = strcspn(ifp, ",");
+	if (n >= sizeof(iface))
+		return;
+	memcpy(iface, ifp, n);
+	iface[n] = '\0';
+	rte_eth_macaddr_get(port_id, &mac);
+	snprintf(cmd, sizeof(cmd), "ip addr replace %s dev %s && ip link set %s up", pc->address,
+		 iface, iface);
+	if (system(cmd) != 0)
+		NM_LOG(WARNING, "port %s: could not run: %s\n", pc->name, cmd);
+	if (pc->peer[0] != '\0') {
+		snprintf(cmd, sizeof(cmd),
+			 "ip neigh replace %s lladdr " RTE_ETHER_ADDR_PRT_FMT " dev %s nud permanent",
+			 pc->peer, RTE_ETHER_ADDR_BYTES(&mac), iface);
+		if (system(cmd) != 0)
+			NM_LOG(WARNING, "port %s: could not run: %s\n", pc->name, cmd);
+	}
+	NM_LOG(INFO, "port %s: kernel interface %s has %s; send exports to %s (UDP ports of "
+		     "[collector] ports)\n",
+	       pc->name, iface, pc->address, pc->peer[0] ? pc->peer : "(no peer set)");
+}
+
+static struct rte_mempool *pools[RTE_MAX_NUMA_NODES];
+
+static int
+setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
+{
+	struct rte_eth_conf conf;
+	struct rte_eth_dev_info info;
+	int socket = rte_eth_dev_socket_id(port_id), ret;
+	uint16_t q, nb_rxd = (uint16_t)app->cfg.rx_desc, nb_txd = 64;
+	uint16_t ntx;
+
+	if (socket < 0)
+		socket = 0;
+	ret = rte_eth_dev_info_get(port_id, &info);
+	if (ret != 0)
+		return ret;
+	if (pc->rx_queues > info.max_rx_queues) {
+		fprintf(stderr, "netmeta: [port.%s] rx_queues = %u: device %s has at most %u RX "
+				"queues\n", pc->name, pc->rx_queues, pc->device, info.max_rx_queues);
+		return -EINVAL;
+	}
+	memset(&conf, 0, sizeof(conf));
+	if (pc->rx_queues > 1) {
+		uint64_t want = RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP | RTE_ETH_RSS_TCP;
+
+		if ((info.flow_type_rss_offloads & want) == 0) {
+			fprintf(stderr, "netmeta: [port.%s] rx_queues = %u: device %s cannot spread "
+					"traffic over queues (no RSS on IP/UDP/TCP)\n",
+				pc->name, pc->rx_queues, pc->device);
+			return -EINVAL;
+		}
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
+	}
+	if (app->offline && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TIMESTAMP))
+		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TIMESTAMP;
+	ntx = info.max_tx_queues > 0 ? 1 : 0;
+	ret = rte_eth_dev_configure(port_id, (uint16_t)pc->rx_queues, ntx, &conf);
+	if (ret != 0)
+		return ret;
+	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nb_rxd, &nb_txd);
+	if (ret != 0)
+		return ret;
+	if (pools[socket] == NULL) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "mbufs_s%d", socket);
+		pools[socket] = rte_pktmbuf_pool_create(name, app->cfg.mbuf_count, 256, 0,
+							RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+		if (pools[socket] == NULL) {
+			fprintf(stderr, "netmeta: cannot allocate %u mbufs on socket %d: %s "
+					"(lower [engine] mbufs or reserve more hugepages)\n",
+				app->cfg.mbuf_count, socket, rte_strerror(rte_errno));
+			return -ENOMEM;
+		}
+	}
+	for (q = 0; q < pc->rx_queues; q++) {
+		ret = rte_eth_rx_queue_setup(port_id, q, nb_rxd, (unsigned int)socket, NULL,
+					     pools[socket]);
+		if (ret != 0)
+			return ret;
+	}
+	if (ntx > 0) {
+		ret = rte_eth_tx_queue_setup(port_id, 0, nb_txd, (unsigned int)socket, NULL);
+		if (ret != 0)
+			return ret;
+	}
+	ret = rte_eth_dev_start(port_id);
+	if (ret != 0)
+		return ret;
+	if (pc->role != NM_ROLE_COLLECTOR)
+		(void)rte_eth_promiscuous_enable(port_id);
+	if (strncmp(pc->device, "net_tap", 7) == 0)
+		setup_tap(pc, port_id);
+	return 0;
+}
+
+static void
+print_line(struct nm_app *app, double secs)
+{
+	struct nm_worker_stats s;
+	struct nm_agg_stats a;
+	struct nm_kafka_stats k = {0};
+	uint64_t errs = 0;
+	unsigned int i;
+
+	nm_stats_sum(app, &s, &a);
+	nm_kafka_get_stats(app->kafka, &k);
+	for (i = 1; i < NM_DECODE_ERR_MAX; i++)
+		errs += s.dec.err[i];
+	printf("[%7.1fs] frames %" PRIu64 "  datagrams %" PRIu64 "  records %" PRIu64
+	       "  rows %" PRIu64 "  kafka acked %" PRIu64 " failed %" PRIu64
+	       "  decode errors %" PRIu64 "  agg folded %" PRIu64 " dropped %" PRIu64 "\n",
+	       secs, s.rx_packets,
+	       s.dec.nf5.datagrams + s.dec.nf9.datagrams + s.dec.ipfix.datagrams +
+		       s.dec.sflow.datagrams + s.dec.unknown,
+	       s.records, app->rows, k.records_acked, k.records_failed, errs, a.folded, a.dropped);
+	fflush(stdout);
+}
+
+struct summary {
+	struct nm_worker_stats s;
+	struct nm_agg_stats a;
+	struct nm_kafka_stats k;
+	uint64_t unacked;
+	uint64_t lost;
+	double secs;
+};
+
+static void
+print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
+{
+	const struct nm_worker_stats *s = &sm->s;
+	unsigned int i;
+
+	fprintf(f, "netmeta summary (%.1f s)\n", sm->secs);
+	fprintf(f, "  %-28s %" PRIu64 "\n", "frames received", s->rx_packets);
+	for (i = 1; i < NM_UDP_CLASS_MAX; i++)
+		if (s->udp_class[i] != 0)
+			fprintf(f, "  %-28s %" PRIu64 "\n", nm_udp_class_name(i), s->udp_class[i]);
+	if (s->not_collector_port != 0)
+		fprintf(f, "  %-28s %" PRIu64 "\n", "udp to other ports", s->not_collector_port);
+	fprintf(f, "  %-28s %" PRIu64 " nf5, %" PRIu64 " nf9, %" PRIu64 " ipfix, %" PRIu64
+		   " sflow, %" PRIu64 " unknown\n", "datagrams",
+		s->dec.nf5.datagrams, s->dec.nf9.datagrams, s->dec.ipfix.datagrams,
+		s->dec.sflow.datagrams, s->dec.unknown);
+	for (i = 1; i < NM_DECODE_ERR_MAX; i++)
+		if (s->dec.err[i] != 0)
+			fprintf(f, "  %-28s %" PRIu64 "\n", nm_decode_err_name(i), s->dec.err[i]);
+	if (s->mirror_frames != 0)
+		fprintf(f, "  %-28s %" PRIu64 " of %" PRIu64 "\n", "mirror frames sampled",
+			s->mirror_sampled, s->mirror_frames);
+	fprintf(f, "  %-28s %" PRIu64 " (%" PRIu64 " packets, %" PRIu64 " bytes)\n", "records",
+		s->records, s->records_packets, s->records_bytes);
+	if (s->late_records != 0)
+		fprintf(f, "  %-28s %" PRIu64 "\n", "late records", s->late_records);
+	fprintf(f, "  %-28s %" PRIu64 " merged, %" PRIu64 " folded, %" PRIu64 " dropped\n",
+		"aggregation", sm->a.merged, sm->a.folded, sm->a.dropped);
+	fprintf(f, "  %-28s %" PRIu64 "\n", "rows (FlowMessages)", app->rows);
+	fprintf(f, "  %-28s %" PRIu64 " acked, %" PRIu64 " failed, %" PRIu64 " unacked in %"
+		   PRIu64 " messages\n", "kafka records",
+		sm->k.records_acked, sm->k.records_failed, sm->unacked, sm->k.messages_acked);
+	fprintf(f, "  %-28s %" PRIu64 "%s\n", "records lost", sm->lost,
+		sm->lost ? "  <-- see above" : "");
+}
+
+static int
+write_summary_json(const struct nm_app *app, const struct summary *sm, const char *path)
+{
+	const struct nm_worker_stats *s = &sm->s;
+	FILE *f = fopen(path, "w");
+	unsigned int i;
+
+	if (f == NULL) {
+		fprintf(stderr, "netmeta: cannot write %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	fprintf(f, "{\n");
+#define J(name, v) fprintf(f, "  \"%s\": %" PRIu64 ",\n", name, (uint64_t)(v))
+	J("rx_packets", s->rx_packets);
+	J("rx_bytes", s->rx_bytes);
+	J("datagrams", s->dec.nf5.datagrams + s->dec.nf9.datagrams + s->dec.ipfix.datagrams +
+			       s->dec.sflow.datagrams + s->dec.unknown);
+	J("datagrams_nf5", s->dec.nf5.datagrams);
+	J("datagrams_nf9", s->dec.nf9.datagrams);
+	J("datagrams_ipfix", s->dec.ipfix.datagrams);
+	J("datagrams_sflow", s->dec.sflow.datagrams);
+	J("datagrams_unknown", s->dec.unknown);
+	J("not_collector_port", s->not_collector_port);
+	J("records", s->records);
+	J("records_packets", s->records_packets);
+	J("records_bytes", s->records_bytes);
+	J("late_records", s->late_records);
+	J("mirror_frames", s->mirror_frames);
+	J("mirror_sampled", s->mirror_sampled);
+	J("agg_merged", sm->a.merged);
+	J("agg_folded", sm->a.folded);
+	J("agg_dropped", sm->a.dropped);
+	J("rows", app->rows);
+	J("rows_failed", app->rows_failed);
+	J("kafka_records_in", sm->k.records_in);
+	J("kafka_records_acked", sm->k.records_acked);
+	J("kafka_records_failed", sm->k.records_failed);
+	J("kafka_records_unacked", sm->unacked);
+	J("kafka_messages_acked", sm->k.messages_acked);
+	J("lost_records", sm->lost);
+#undef J
+	fprintf(f, "  \"frames\": {");
+	for (i = 0; i < NM_UDP_CLASS_MAX; i++)
+		fprintf(f, "%s\"%s\": %" PRIu64, i ? ", " : "", nm_udp_class_name(i),
+			s->udp_class[i]);
+	fprintf(f, "},\n  \"decode_errors\": {");
+	for (i = 1; i < NM_DECODE_ERR_MAX; i++)
+		fprintf(f, "%s\"%s\": %" PRIu64, i > 1 ? ", " : "", nm_decode_err_name(i),
+			s->dec.err[i]);
+	fprintf(f, "},\n  \"bootstrap\": \"%s\"\n}\n", nm_kafka_bootstrap(app->kafka));
+	fclose(f);
+	return 0;
+}
+
+static int
+create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *expect)
+{
+	struct nm_agg_params ap = {.max_flows = app->cfg.agg_max_flows};
+	unsigned int lcore, p, q, i, next = 0;
+	unsigned int lcores[NM_MAX_WORKERS], n_lcores = 0;
+
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (n_lcores < NM_MAX_WORKERS)
+			lcores[n_lcores++] = lcore;
+	}
+	if (n_lcores == 0) {
+		fprintf(stderr, "netmeta: no worker lcore: give EAL at least two lcores "
+				"(e.g. [eal] args = -l 0-1); the main lcore runs the flusher\n");
+		return -EINVAL;
+	}
+	/* Queues go to worker lcores in order (round robin). */
+	for (p = 0; p < app->cfg.n_ports; p++) {
+		for (q = 0; q < app->cfg.ports[p].rx_queues; q++) {
+			unsigned int wi = next++ % n_lcores;
+			struct nm_worker *w = app->workers[wi];
+			struct nm_rxq *rq;
+
+			if (w == NULL) {
+				w = rte_zmalloc_socket("worker", sizeof(*w), RTE_CACHE_LINE_SIZE,
+						       (int)rte_lcore_to_socket_id(lcores[wi]));
+				if (w == NULL)
+					return -ENOMEM;
+				w->app = app;
+				w->lcore_id = lcores[wi];
+				w->index = wi;
+				w->dec.stats = &w->st.dec;
+				w->dec.tmpl = app->tmpl;
+				w->dec.default_sampling_rate = app->cfg.default_sampling_rate;
+				app->workers[wi] = w;
+			}
+			if (w->n_rxq == NM_MAX_QUEUES_PER_WORKER)
+				return -E2BIG;
+			rq = &w->rxq[w->n_rxq++];
+			rq->port_id = port_ids[p];
+			rq->queue_id = (uint16_t)q;
+			rq->role = app->cfg.ports[p].role;
+			rq->expect_pkts = app->cfg.ports[p].rx_queues == 1 ? expect[p] : 0;
+		}
+	}
+	/* Workers are indexed densely from 0 in lcore order. */
+	for (i = 0; i < n_lcores && app->workers[i] != NULL; i++)
+		app->n_workers = i + 1;
+	for (i = 0; i < app->n_workers; i++) {
+		struct nm_worker *w = app->workers[i];
+		char name[32];
+		unsigned int t;
+
+		snprintf(name, sizeof(name), "full%u", i);
+		w->full = rte_ring_create(name, 8, (int)rte_lcore_to_socket_id(w->lcore_id),
+					  RING_F_SP_ENQ | RING_F_SC_DEQ);
+		snprintf(name, sizeof(name), "free%u", i);
+		w->free = rte_ring_create(name, 8, (int)rte_lcore_to_socket_id(w->lcore_id),
+					  RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (w->full == NULL || w->free == NULL)
+			return -ENOMEM;
+		for (t = 0; t < NM_TABLES_PER_WORKER; t++) {
+			w->tables[t] = nm_agg_table_create(&ap);
+			if (w->tables[t] == NULL) {
+				fprintf(stderr, "netmeta: cannot allocate aggregation tables of %u "
+						"flows: %s (lower [aggregation] max_flows)\n",
+					ap.max_flows, strerror(errno));
+				return -ENOMEM;
+			}
+			if (t == 0)
+				w->cur = w->tables[t];
+			else
+				(void)rte_ring_enqueue(w->free, w->tables[t]);
+		}
+	}
+	return 0;
+}
+
+static void
+free_workers(struct nm_app *app)
+{
+	unsigned int i, t;
+
+	for (i = 0; i < app->n_workers; i++) {
+		struct nm_worker *w = app->workers[i];
+
+		for (t = 0; t < NM_TABLES_PER_WORKER; t++)
+			nm_agg_table_free(w->tables[t]);
+		rte_ring_free(w->full);
+		rte_ring_free(w->free);
+		rte_free(w);
+	}
+	app->n_workers = 0;
+}
+
+static bool
+workers_done(const struct nm_app *app)
+{
+	unsigned int i;
+
+	for (i = 0; i < app->n_workers; i++)
+		if (!app->workers[i]->done)
+			return false;
+	return true;
+}
+
+static uint64_t
+wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct nm_app app_store;
+	struct nm_app *app = &app_store;
+	struct options o;
+	char err[1024], eal_store[8192];
+	char *eal_argv[MAX_EAL_ARGS + 1];
+	uint16_t port_ids[NM_CFG_MAX_PORTS];
+	uint64_t expect[NM_CFG_MAX_PORTS] = {0};
+	struct nm_kafka_params kp;
+	struct nm_tmpl_params tp = {.max_templates_per_exporter = 1024, .max_templates = 65536,
+				    .max_exporters = 4096};
+	struct summary sm;
+	uint64_t next_print;
+	unsigned int i;
+	int eal_argc, ret, status = 0;
+
+	if (parse_options(argc, argv, &o) != 0)
+		return 2;
+	nm_config_defaults(&app->cfg);
+	if (o.config != NULL && nm_config_load(&app->cfg, o.config, err, sizeof(err)) != 0) {
+		fprintf(stderr, "netmeta: %s\n", err);
+		return 2;
+	}
+	for (i = 0; i < o.n_sets; i++) {
+		if (nm_config_set(&app->cfg, o.sets[i], err, sizeof(err)) != 0) {
+			fprintf(stderr, "netmeta: %s\n", err);
+			return 2;
+		}
+	}
+	if (o.n_pcaps + o.n_mirror_pcaps > 0) {
+		nm_config_clear_ports(&app->cfg);
+		for (i = 0; i < o.n_pcaps + o.n_mirror_pcaps; i++) {
+			bool mirror = i >= o.n_pcaps;
+			const char *file = mirror ? o.mirror_pcaps[i - o.n_pcaps] : o.pcaps[i];
+			struct nm_port_cfg *pc = &app->cfg.ports[app->cfg.n_ports];
+
+			if (strchr(file, ',') != NULL || access(file, R_OK) != 0) {
+				fprintf(stderr, "netmeta: %s %s: %s\n",
+					mirror ? "--mirror-pcap" : "--pcap", file,
+					strchr(file, ',') ? "a path with a comma cannot be passed to "
+							    "net_pcap" : strerror(errno));
+				return 2;
+			}
+			if (app->cfg.n_ports == NM_CFG_MAX_PORTS) {
+				fprintf(stderr, "netmeta: at most %d ports\n", NM_CFG_MAX_PORTS);
+				return 2;
+			}
+			memset(pc, 0, sizeof(*pc));
+			snprintf(pc->name, sizeof(pc->name), "pcap%u", i);
+			snprintf(pc->device, sizeof(pc->device), "net_pcap%u,rx_pcap=%s", i, file);
+			pc->role = mirror ? NM_ROLE_MIRROR_RX : NM_ROLE_COLLECTOR;
+			pc->rx_queues = 1;
+			expect[app->cfg.n_ports] = count_pcap(file);
+			app->cfg.n_ports++;
+		}
+		app->offline = true;
+	}
+	if (app->cfg.n_ports == 0) {
+		fprintf(stderr, "netmeta: no ports: add a [port.NAME] section or use --pcap\n");
+		return 2;
+	}
+	for (i = 0; i < app->cfg.n_collector_ports; i++)
+		app->collector_port_map[app->cfg.collector_ports[i] >> 3] |=
+			(uint8_t)(1u << (app->cfg.collector_ports[i] & 7));
+
+	eal_argc = build_eal_args(&app->cfg, &o, eal_argv, eal_store, sizeof(eal_store));
+	if (eal_argc < 0) {
+		fprintf(stderr, "netmeta: EAL arguments too long\n");
+		return 2;
+	}
+	ret = rte_eal_init(eal_argc, eal_argv);
+	if (ret < 0) {
+		fprintf(stderr, "netmeta: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+		return 3;
+	}
+	app->tsc_hz = rte_get_tsc_hz();
+	app->start_tsc = rte_rdtsc();
+	app->start_ns = wall_ns();
+	rcu_register_thread();
+
+	for (i = 0; i < app->cfg.n_ports; i++) {
+		const struct nm_port_cfg *pc = &app->cfg.ports[i];
+
+		if (port_id_of(pc->device, &port_ids[i]) != 0) {
+			fprintf(stderr, "netmeta: [port.%s] device = %s: no such DPDK port (not "
+					"probed; check the device string and that the NIC is bound "
+					"to a DPDK driver)\n", pc->name, pc->device);
+			status = 3;
+			goto out_eal;
+		}
+		ret = setup_port(app, pc, port_ids[i]);
+		if (ret != 0) {
+			fprintf(stderr, "netmeta: [port.%s] device = %s: set-up failed: %s\n",
+				pc->name, pc->device, strerror(-ret));
+			status = 3;
+			goto out_ports;
+		}
+	}
+	app->ts_dynfield = rte_mbuf_dynfield_lookup(RTE_MBUF_DYNFIELD_TIMESTAMP_NAME, NULL);
+	ret = rte_mbuf_dynflag_lookup(RTE_MBUF_DYNFLAG_RX_TIMESTAMP_NAME, NULL);
+	app->ts_dynflag = ret >= 0 ? RTE_BIT64(ret) : 0;
+	if (app->offline && app->ts_dynfield < 0)
+		NM_LOG(WARNING, "no RX timestamps from the pcap ports: rows get arrival time\n");
+
+	app->tmpl = nm_tmpl_cache_create(&tp);
+	if (app->tmpl == NULL) {
+		fprintf(stderr, "netmeta: cannot create the template cache\n");
+		status = 3;
+		goto out_ports;
+	}
+	memset(&kp, 0, sizeof(kp));
+	kp.brokers = app->cfg.kafka_brokers;
+	kp.topic = app->cfg.kafka_topic;
+	kp.format = app->cfg.kafka_format;
+	kp.batch_bytes = app->cfg.kafka_batch_bytes;
+	kp.linger_ms = app->cfg.kafka_linger_ms;
+	kp.compression = app->cfg.kafka_compression;
+	kp.props = app->cfg.kafka_props;
+	kp.n_props = app->cfg.n_kafka_props;
+	app->kafka = nm_kafka_create(&kp, err, sizeof(err));
+	if (app->kafka == NULL) {
+		fprintf(stderr, "netmeta: kafka: %s\n", err);
+		status = 3;
+		goto out_tmpl;
+	}
+	NM_LOG(INFO, "kafka: topic %s on %s (format %s)\n", app->cfg.kafka_topic,
+	       nm_kafka_bootstrap(app->kafka),
+	       app->cfg.kafka_format == NM_KAFKA_FMT_JSON ? "json" : "protobuf");
+	if (strcmp(app->cfg.kafka_brokers, "embedded") == 0)
+		printf("embedded Kafka broker: %s  (e.g. kcat -C -b %s -t %s)\n",
+		       nm_kafka_bootstrap(app->kafka), nm_kafka_bootstrap(app->kafka),
+		       app->cfg.kafka_topic);
+
+	ret = create_workers(app, port_ids, expect);
+	if (ret != 0) {
+		fprintf(stderr, "netmeta: worker set-up failed: %s\n", strerror(-ret));
+		status = 3;
+		goto out_workers;
+	}
+	if (nm_telemetry_register(app) != 0)
+		NM_LOG(WARNING, "telemetry commands not registered\n");
+
+	sig_app = app;
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	for (i = 0; i < app->n_workers; i++)
+		rte_eal_remote_launch(nm_worker_main, app->workers[i], app->workers[i]->lcore_id);
+
+	next_print = rte_rdtsc() + app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
+	while (!app->quit) {
+		if (nm_flusher_poll(app) == 0) {
+			/* The main lcore is control, not data: it may sleep, offline for QSBR. */
+			rcu_thread_offline();
+			usleep(1000);
+			rcu_thread_online();
+		}
+		if (app->cfg.stats_interval_ms > 0 && rte_rdtsc() >= next_print) {
+			print_line(app, (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz);
+			next_print += app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
+		}
+		if (app->offline && workers_done(app))
+			break;
+	}
+	/* Stop RX, keep draining while workers hand off their last tables. */
+	app->stop_rx = true;
+	while (!workers_done(app)) {
+		nm_flusher_poll(app);
+		rcu_quiescent_state();
+	}
+	rte_eal_mp_wait_lcore();
+	nm_flusher_poll(app);
+
+	memset(&sm, 0, sizeof(sm));
+	sm.unacked = nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms);
+	nm_stats_sum(app, &sm.s, &sm.a);
+	nm_kafka_get_stats(app->kafka, &sm.k);
+	sm.secs = (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz;
+	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.unacked;
+	print_summary(app, &sm, stdout);
+	if (o.summary_json != NULL)
+		(void)write_summary_json(app, &sm, o.summary_json);
+	status = sm.lost != 0 ? 1 : 0;
+
+out_workers:
+	free_workers(app);
+	if (app->kafka != NULL)
+		nm_kafka_free(app->kafka);
+out_tmpl:
+	nm_tmpl_cache_free(app->tmpl);
+out_ports:
+	for (i = 0; i < app->cfg.n_ports; i++) {
+		uint16_t pid;
+
+		if (port_id_of(app->cfg.ports[i].device, &pid) == 0) {
+			(void)rte_eth_dev_stop(pid);
+			(void)rte_eth_dev_close(pid);
+		}
+	}
+out_eal:
+	rcu_unregister_thread();
+	rte_eal_cleanup();
+	return status;
+}

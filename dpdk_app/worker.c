@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The RX worker: the l3fwd shape. Poll every queue of this lcore in bursts, classify each frame,
+ * decode collector datagrams or sample mirror frames into records, and add the records to this
+ * lcore's aggregation table. At each second boundary the table goes to the flusher through a
+ * ring and a drained one comes back. No allocation, no locks, no syscalls on this path.
+ */
+#include <time.h>
+
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_cycles.h>
+#include <rte_prefetch.h>
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
+#include "app.h"
+
+/* Seconds since the epoch now, from the TSC (no syscall). */
+static inline uint64_t
+now_sec(const struct nm_app *app)
+{
+	uint64_t dt = rte_rdtsc() - app->start_tsc;
+
+	return (app->start_ns + dt / app->tsc_hz * 1000000000ULL +
+		(dt % app->tsc_hz) * 1000000000ULL / app->tsc_hz) / 1000000000ULL;
+}
+
+/* Hand the current table to the flusher and take a drained one, if there is one. */
+static void
+rotate(struct nm_worker *w)
+{
+	struct nm_agg_table *t;
+
+	if (w->cur == NULL || nm_agg_count(w->cur) == 0)
+		return;
+	if (rte_ring_dequeue(w->free, (void **)&t) != 0) {
+		/* The flusher is behind: keep filling; keys carry their second, so nothing mixes. */
+		w->st.rotations_deferred++;
+		return;
+	}
+	/* The ring has room for every table this worker owns, so this cannot fail. */
+	(void)rte_ring_enqueue(w->full, w->cur);
+	w->cur = t;
+	w->st.rotations++;
+}
+
+static void
+batch_flush(struct nm_rec_batch *b, void *ctx)
+{
+	struct nm_worker *w = ctx;
+	unsigned int i;
+
+	for (i = 0; i < b->n; i++) {
+		struct nm_flow_rec *r = &b->recs[i];
+
+		if (r->key.time_received > w->cur_sec) {
+			rotate(w);
+			w->cur_sec = r->key.time_received;
+		} else if (r->key.time_received < w->cur_sec) {
+			/* Late: that second may be gone already; count it in the current one. */
+			r->key.time_received = w->cur_sec;
+			w->st.late_records++;
+		}
+		w->st.records++;
+		w->st.records_packets += r->packets;
+		w->st.records_bytes += r->bytes;
+		(void)nm_agg_add(w->cur, r);   /* drops and folds are counted by the table */
+	}
+}
+
+static inline uint64_t
+frame_time_ns(const struct nm_app *app, const struct rte_mbuf *m, uint64_t live_ns)
+{
+	uint64_t ts;
+
+	if (app->ts_dynfield < 0 || !(m->ol_flags & app->ts_dynflag))
+		return live_ns;
+	ts = *RTE_MBUF_DYNFIELD(m, app->ts_dynfield, rte_mbuf_timestamp_t *);
+	/* net_pcap has reported microseconds or nanoseconds depending on the version. */
+	return ts < 100000000000000000ULL ? ts * 1000 : ts;
+}
+
+static void
+handle_collector(struct nm_worker *w, const uint8_t *data, uint32_t len, uint64_t t_ns)
+{
+	struct nm_app *app = w->app;
+	struct nm_udp_view v;
+	struct nm_dgram_meta meta;
+	enum nm_udp_class c;
+
+	c = nm_pkt_udp_view(data, len, &v);
+	w->st.udp_class[c]++;
+	if (c != NM_UDP_OK)
+		return;
+	if (!(app->collector_port_map[v.dst_port >> 3] & (1u << (v.dst_port & 7)))) {
+		w->st.not_collector_port++;
+		return;
+	}
+	memcpy(meta.exporter, v.src, NM_ADDR_LEN);
+	meta.exporter_port = v.src_port;
+	meta.dst_port = v.dst_port;
+	meta.time_received_ns = t_ns;
+	meta.time_received = t_ns / 1000000000ULL;
+	(void)nm_decode_datagram(&w->dec, v.payload, v.payload_len, &meta, &w->batch);
+}
+
+static inline uint64_t
+xorshift64(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+static void
+handle_mirror(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, uint32_t len,
+	      uint32_t wire_len, uint64_t t_ns)
+{
+	const struct nm_config *cfg = &w->app->cfg;
+	struct nm_flow_rec *r;
+	int ret;
+
+	w->st.mirror_frames++;
+	if (cfg->mirror_sample_rate > 1) {
+		if (cfg->mirror_random) {
+			if (xorshift64(&w->rng) % cfg->mirror_sample_rate != 0)
+				return;
+		} else if (++w->mirror_count < cfg->mirror_sample_rate) {
+			return;
+		}
+		w->mirror_count = 0;
+	}
+	w->st.mirror_sampled++;
+	r = nm_rec_batch_slot(&w->batch);
+	ret = nm_pkt_parse_eth(data, len, &r->key);
+	if (ret < 0)
+		w->st.mirror_parse_errors++;   /* keep the record: its bytes are real traffic */
+	r->key.type = NM_FLOW_UNKNOWN;
+	r->key.time_received = t_ns / 1000000000ULL;
+	r->key.sampling_rate = cfg->mirror_sample_rate;
+	if (q->role == NM_ROLE_MIRROR_TX) {
+		r->key.flow_direction = 1;
+		r->key.out_if = q->port_id;
+	} else {
+		r->key.in_if = q->port_id;
+	}
+	r->bytes = wire_len;
+	r->packets = 1;
+	nm_rec_batch_commit(&w->batch);
+}
+
+static void
+handle_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint16_t n,
+	     uint64_t live_ns)
+{
+	struct nm_app *app = w->app;
+	uint16_t i;
+
+	for (i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		const uint8_t *data;
+		uint64_t t_ns;
+
+		if (i + 2 < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void *));
+		w->st.rx_packets++;
+		w->st.rx_bytes += m->pkt_len;
+		t_ns = frame_time_ns(app, m, live_ns);
+		if (m->nb_segs == 1) {
+			data = rte_pktmbuf_mtod(m, const uint8_t *);
+		} else {
+			w->st.multiseg++;
+			data = rte_pktmbuf_read(m, 0, RTE_MIN(m->pkt_len, sizeof(w->linear)),
+						w->linear);
+		}
+		if (data != NULL) {
+			uint32_t len = RTE_MIN(m->pkt_len, (uint32_t)sizeof(w->linear));
+
+			if (q->role == NM_ROLE_COLLECTOR)
+				handle_collector(w, data, len, t_ns);
+			else
+				handle_mirror(w, q, data, len, m->pkt_len, t_ns);
+		}
+		rte_pktmbuf_free(m);
+	}
+	nm_rec_batch_flush(&w->batch);
+}
+
+/* Offline: a queue is drained when it has delivered every frame of its file. */
+static bool
+all_drained(struct nm_worker *w, unsigned int idle_loops)
+{
+	unsigned int i;
+
+	for (i = 0; i < w->n_rxq; i++) {
+		struct nm_rxq *q = &w->rxq[i];
+
+		if (q->expect_pkts != 0 && q->rx_pkts < q->expect_pkts) {
+			struct rte_eth_stats es;
+
+			/* Frames lost inside the PMD (no mbuf) will never arrive. */
+			if (idle_loops < 1000 || rte_eth_stats_get(q->port_id, &es) != 0 ||
+			    q->rx_pkts + es.rx_nombuf + es.imissed + es.ierrors < q->expect_pkts)
+				return false;
+		}
+		if (q->expect_pkts == 0 && idle_loops < 2000000)
+			return false;   /* unknown length: a long idle spell ends it */
+	}
+	return true;
+}
+
+int
+nm_worker_main(void *arg)
+{
+	struct nm_worker *w = arg;
+	struct nm_app *app = w->app;
+	struct rte_mbuf *pkts[NM_BURST];
+	unsigned int idle = 0, i;
+	uint64_t live_ns = 0, last_tsc = 0;
+	struct timespec ts;
+
+	rcu_register_thread();
+	w->batch.recs = w->recs;
+	w->batch.cap = NM_REC_BATCH;
+	w->batch.flush = batch_flush;
+	w->batch.ctx = w;
+	w->rng = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)w->lcore_id << 32);
+
+	NM_LOG(INFO, "worker %u on lcore %u polls %u queue(s)\n", w->index, w->lcore_id, w->n_rxq);
+	while (!app->stop_rx) {
+		uint16_t total = 0;
+		uint64_t tsc = rte_rdtsc();
+
+		/* The wall clock is read from the vDSO at most every ~100 us, never per frame. */
+		if (tsc - last_tsc > app->tsc_hz / 10000) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			live_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+			last_tsc = tsc;
+			/* Live ports: close the second when the clock passes it, even with no traffic. */
+			if (!app->offline && w->cur_sec != 0 && live_ns / 1000000000ULL > w->cur_sec) {
+				rotate(w);
+				w->cur_sec = live_ns / 1000000000ULL;
+			}
+		}
+		for (i = 0; i < w->n_rxq; i++) {
+			struct nm_rxq *q = &w->rxq[i];
+			uint16_t n = rte_eth_rx_burst(q->port_id, q->queue_id, pkts, NM_BURST);
+
+			if (n == 0)
+				continue;
+			q->rx_pkts += n;
+			total += n;
+			handle_burst(w, q, pkts, n, live_ns);
+		}
+		rcu_quiescent_state();
+		if (total == 0) {
+			idle++;
+			if (app->offline && all_drained(w, idle))
+				break;
+		} else {
+			idle = 0;
+		}
+	}
+	/* Hand off what is left; the flusher drains it before the summary. */
+	while (w->cur != NULL && nm_agg_count(w->cur) != 0) {
+		struct nm_agg_table *t;
+
+		if (rte_ring_dequeue(w->free, (void **)&t) == 0) {
+			(void)rte_ring_enqueue(w->full, w->cur);
+			w->cur = t;
+			w->st.rotations++;
+		} else {
+			rcu_quiescent_state();
+			rte_pause();
+		}
+	}
+	rcu_unregister_thread();
+	w->done = true;
+	NM_LOG(INFO, "worker %u done: %" PRIu64 " frames\n", w->index, w->st.rx_packets);
+	return 0;
+}
