@@ -186,7 +186,7 @@ build_eal_args(const struct nm_config *cfg, const struct options *o, char **argv
 	int argc = 0, i;
 	unsigned int p;
 	char *tok, *save = NULL;
-	bool has_huge_opt = false, has_mem = false;
+	bool has_huge_opt = false, has_mem = false, has_pci_opt = false, any_pci = false;
 	size_t used;
 
 	argv[argc++] = (char *)"netmeta";
@@ -202,13 +202,34 @@ build_eal_args(const struct nm_config *cfg, const struct options *o, char **argv
 			has_huge_opt = true;
 		if (strcmp(argv[i], "-m") == 0 || strncmp(argv[i], "--socket-mem", 12) == 0)
 			has_mem = true;
+		if (strncmp(argv[i], "-a", 2) == 0 || strncmp(argv[i], "-b", 2) == 0 ||
+		    strncmp(argv[i], "--allow", 7) == 0 || strncmp(argv[i], "--block", 7) == 0 ||
+		    strcmp(argv[i], "--no-pci") == 0)
+			has_pci_opt = true;
 	}
+	for (p = 0; p < cfg->n_ports; p++)
+		any_pci |= is_pci(cfg->ports[p].device);
+	/* DPDK 22.11 refuses --in-memory with --no-huge; --no-shconf is what that pair means. */
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--no-huge") == 0)
+			break;
+	if (i < argc)
+		for (i = 1; i < argc; i++)
+			if (strcmp(argv[i], "--in-memory") == 0)
+				argv[i] = (char *)"--no-shconf";
+	/*
+	 * Without an explicit PCI port, EAL must not probe PCI at all: it would take over every NIC
+	 * a DPDK driver can drive, including the one this machine is reached through.
+	 */
+	if (!any_pci && !has_pci_opt)
+		argv[argc++] = (char *)"--no-pci";
 	if (!has_huge_opt && hugepages_free() == 0) {
+		/* DPDK 22.11 refuses --in-memory with --no-huge; --no-shconf keeps no files. */
 		fprintf(stderr, "netmeta: WARNING: no free hugepages; running with --no-huge "
-				"--in-memory (fine for tests, too slow for line rate; "
+				"--no-shconf (fine for tests, too slow for line rate; "
 				"scripts/setup.sh reserves hugepages)\n");
 		argv[argc++] = (char *)"--no-huge";
-		argv[argc++] = (char *)"--in-memory";
+		argv[argc++] = (char *)"--no-shconf";
 		if (!has_mem) {
 			argv[argc++] = (char *)"-m";
 			argv[argc++] = (char *)"512";
