@@ -136,6 +136,7 @@ set_key(struct nm_config *c, const struct key_desc *k, const char *value, const 
 	}
 	case K_UDP_PORTS: {
 		char buf[NM_CFG_STR], *tok, *save = NULL;
+		uint16_t ports[NM_CFG_MAX_UDP_PORTS];
 		unsigned int n = 0;
 
 		snprintf(buf, sizeof(buf), "%s", value);
@@ -152,13 +153,15 @@ set_key(struct nm_config *c, const struct key_desc *k, const char *value, const 
 					 src, k->section, k->key, value, NM_CFG_MAX_UDP_PORTS);
 				return -EINVAL;
 			}
-			c->collector_ports[n++] = (uint16_t)v;
+			ports[n++] = (uint16_t)v;
 		}
 		if (n == 0) {
 			snprintf(err, errlen, "%s: [%s] %s = \"%s\": at least one UDP port is needed",
 				 src, k->section, k->key, value);
 			return -EINVAL;
 		}
+		/* Only a fully valid list replaces the current one. */
+		memcpy(c->collector_ports, ports, n * sizeof(ports[0]));
 		c->n_collector_ports = n;
 		return 0;
 	}

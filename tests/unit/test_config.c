@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* netmeta.ini: the shipped file equals the defaults; bad input gets errors that name everything. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config/config.h"
+
+static const char *
+write_tmp(const char *text)
+{
+	static char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/nm_test_config_%d.ini", (int)getpid());
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void
+test_shipped_file_is_the_defaults(void **state)
+{
+	struct nm_config *def = calloc(1, sizeof(*def)), *file = calloc(1, sizeof(*file));
+	char err[512] = "";
+
+	(void)state;
+	nm_config_defaults(def);
+	nm_config_defaults(file);
+	assert_int_equal(nm_config_load(file, NM_SOURCE_ROOT "/netmeta.ini", err, sizeof(err)), 0);
+	/* Everything but where it came from must be equal. */
+	memset(def->source, 0, sizeof(def->source));
+	memset(file->source, 0, sizeof(file->source));
+	assert_memory_equal(def, file, sizeof(*def));
+	assert_int_equal(def->n_collector_ports, 4);
+	assert_int_equal(def->collector_ports[3], 6343);
+	assert_string_equal(def->kafka_brokers, "embedded");
+	assert_string_equal(def->kafka_topic, "flow-messages");
+	assert_int_equal(def->kafka_format, NM_KAFKA_FMT_PROTOBUF);
+	assert_int_equal(def->n_ports, 1);
+	assert_string_equal(def->ports[0].device, "net_tap0,iface=nm0");
+	free(def);
+	free(file);
+}
+
+static void
+test_set(void **state)
+{
+	struct nm_config c;
+	char err[512] = "";
+
+	(void)state;
+	nm_config_defaults(&c);
+	assert_int_equal(nm_config_set(&c, "kafka.brokers=127.0.0.1:9092", err, sizeof(err)), 0);
+	assert_string_equal(c.kafka_brokers, "127.0.0.1:9092");
+	assert_int_equal(nm_config_set(&c, "kafka.format = json", err, sizeof(err)), 0);
+	assert_int_equal(c.kafka_format, NM_KAFKA_FMT_JSON);
+	assert_int_equal(nm_config_set(&c, "collector.ports=9990", err, sizeof(err)), 0);
+	assert_int_equal(c.n_collector_ports, 1);
+	assert_int_equal(c.collector_ports[0], 9990);
+	assert_int_equal(nm_config_set(&c, "kafka.property.sasl.mechanism=PLAIN", err, sizeof(err)), 0);
+	assert_int_equal(c.n_kafka_props, 1);
+	assert_string_equal(c.kafka_props[0].name, "sasl.mechanism");
+	assert_string_equal(c.kafka_props[0].value, "PLAIN");
+	assert_int_equal(nm_config_set(&c, "port.x1.device=net_pcap0,rx_pcap=a.pcap", err, sizeof(err)), 0);
+	assert_int_equal(c.n_ports, 2);
+	assert_int_equal(nm_config_set(&c, "kafka.compression=zstd", err, sizeof(err)), 0);
+	assert_string_equal(c.kafka_compression, "zstd");
+}
+
+static void
+test_errors_name_everything(void **state)
+{
+	struct nm_config c;
+	char err[512] = "";
+
+	(void)state;
+	nm_config_defaults(&c);
+	assert_int_equal(nm_config_set(&c, "kafka.format=xml", err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "[kafka] format = \"xml\""));
+	assert_non_null(strstr(err, "protobuf, json"));
+	assert_int_equal(nm_config_set(&c, "collector.ports=9,70000", err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "1-65535"));
+	assert_int_equal(nm_config_set(&c, "aggregation.max_flows=5", err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "from 16 to"));
+	assert_int_equal(nm_config_set(&c, "kafka.colour=blue", err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "unknown key"));
+	assert_non_null(strstr(err, "brokers"));
+	assert_int_equal(nm_config_set(&c, "nosuch.key=1", err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "unknown section"));
+	assert_int_equal(nm_config_set(&c, "novalue", err, sizeof(err)), -22);
+	assert_int_equal(nm_config_set(&c, "port.p.role=sideways", err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "collector, mirror-rx, mirror-tx"));
+	/* The defaults are untouched by the refused values. */
+	assert_int_equal(c.kafka_format, NM_KAFKA_FMT_PROTOBUF);
+	assert_int_equal(c.n_collector_ports, 4);
+	assert_int_equal(c.collector_ports[0], 2055);
+}
+
+static void
+test_file_errors(void **state)
+{
+	struct nm_config c;
+	char err[512] = "";
+	const char *p;
+
+	(void)state;
+	nm_config_defaults(&c);
+	p = write_tmp("[kafka]\ntopic = t1\nlinger_ms = soon\n");
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), -22);
+	assert_non_null(strstr(err, p));
+	assert_non_null(strstr(err, "[kafka] linger_ms = \"soon\""));
+	nm_config_defaults(&c);
+	p = write_tmp("[port.a]\nrole = collector\n");
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "device is missing"));
+	nm_config_defaults(&c);
+	p = write_tmp("[port.a]\ndevice = 0000:01:00.0\nrx_queues = 2\nlcores = 1,2\n"
+		      "[port.b]\ndevice = net_af_xdp0,iface=veth1\nrole = mirror-tx\n");
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), 0);
+	assert_int_equal(c.n_ports, 2);   /* the file's ports replace the default tap */
+	assert_int_equal(c.ports[0].rx_queues, 2);
+	assert_int_equal(c.ports[1].role, NM_ROLE_MIRROR_TX);
+	unlink(p);
+	assert_int_equal(nm_config_load(&c, "/nonexistent/netmeta.ini", err, sizeof(err)), -2);
+	assert_non_null(strstr(err, "/nonexistent/netmeta.ini"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shipped_file_is_the_defaults),
+		cmocka_unit_test(test_set),
+		cmocka_unit_test(test_errors_name_everything),
+		cmocka_unit_test(test_file_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
