@@ -37,6 +37,8 @@ struct nm_rxq {
 	enum nm_port_role role;
 	uint64_t expect_pkts;     /* offline: frames in the pcap file (0: unknown) */
 	uint64_t rx_pkts;         /* frames received on this queue */
+	uint64_t mirror_count;    /* deterministic 1:N sampling counter of this queue */
+	uint32_t if_index;        /* InIf/OutIf of mirror records: the DPDK port id + 1 */
 };
 
 /* Counters of one worker; written by it alone, read by telemetry and the main lcore. */
@@ -73,7 +75,6 @@ struct nm_worker {
 	struct rte_ring *full;             /* worker -> flusher: tables to drain */
 	struct rte_ring *free;             /* flusher -> worker: drained tables */
 
-	uint64_t mirror_count;             /* deterministic 1:N sampling counter */
 	uint64_t rng;                      /* xorshift state for random sampling */
 
 	struct nm_rec_batch batch;

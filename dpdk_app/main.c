@@ -539,6 +539,7 @@ create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *exp
 			rq->port_id = port_ids[p];
 			rq->queue_id = (uint16_t)q;
 			rq->role = app->cfg.ports[p].role;
+			rq->if_index = (uint32_t)port_ids[p] + 1;
 			rq->expect_pkts = app->cfg.ports[p].rx_queues == 1 ? expect[p] : 0;
 		}
 	}

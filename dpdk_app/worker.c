@@ -119,37 +119,46 @@ xorshift64(uint64_t *s)
 	return x;
 }
 
+/*
+ * Port mirror, as NetMeta's portmirror does it: one frame in N becomes a record with the wire
+ * length as bytes, 1 packet, SamplingRate N, direction from the rx/tx side of the pair, typed as
+ * sFlow from 127.0.0.1 so existing schemas and dashboards take it. Deterministic mode samples the
+ * 1st, (N+1)th, ... frame of each queue.
+ */
 static void
-handle_mirror(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, uint32_t len,
+handle_mirror(struct nm_worker *w, struct nm_rxq *q, const uint8_t *data, uint32_t len,
 	      uint32_t wire_len, uint64_t t_ns)
 {
+	static const uint8_t localhost[4] = {127, 0, 0, 1};
 	const struct nm_config *cfg = &w->app->cfg;
 	struct nm_flow_rec *r;
-	int ret;
+	uint64_t sec;
 
 	w->st.mirror_frames++;
 	if (cfg->mirror_sample_rate > 1) {
 		if (cfg->mirror_random) {
 			if (xorshift64(&w->rng) % cfg->mirror_sample_rate != 0)
 				return;
-		} else if (++w->mirror_count < cfg->mirror_sample_rate) {
+		} else if (q->mirror_count++ % cfg->mirror_sample_rate != 0) {
 			return;
 		}
-		w->mirror_count = 0;
 	}
 	w->st.mirror_sampled++;
 	r = nm_rec_batch_slot(&w->batch);
-	ret = nm_pkt_parse_eth(data, len, &r->key);
-	if (ret < 0)
+	if (nm_pkt_parse_eth(data, len, &r->key) < 0)
 		w->st.mirror_parse_errors++;   /* keep the record: its bytes are real traffic */
-	r->key.type = NM_FLOW_UNKNOWN;
-	r->key.time_received = t_ns / 1000000000ULL;
+	sec = t_ns / 1000000000ULL;
+	r->key.type = NM_FLOW_SFLOW5;
+	nm_addr_from_v4(r->key.sampler_addr, localhost);
+	r->key.time_received = sec;
+	r->key.time_flow_start = sec;
+	r->key.time_flow_end = sec;
 	r->key.sampling_rate = cfg->mirror_sample_rate;
 	if (q->role == NM_ROLE_MIRROR_TX) {
 		r->key.flow_direction = 1;
-		r->key.out_if = q->port_id;
+		r->key.out_if = q->if_index;
 	} else {
-		r->key.in_if = q->port_id;
+		r->key.in_if = q->if_index;
 	}
 	r->bytes = wire_len;
 	r->packets = 1;
