@@ -45,6 +45,7 @@ struct options {
 	const char *mirror_pcaps[MAX_PCAPS];
 	unsigned int n_mirror_pcaps;
 	const char *summary_json;
+	double duration;           /* stop after this many seconds (0: run until drained/signalled) */
 	char **eal_extra;
 	int n_eal_extra;
 };
@@ -65,7 +66,8 @@ usage(FILE *f)
 {
 	fprintf(f,
 		"usage: netmeta [-c FILE] [--set SECTION.KEY=VALUE]... [--pcap FILE]...\n"
-		"               [--mirror-pcap FILE]... [--summary-json FILE] [-- EAL args]\n"
+		"               [--mirror-pcap FILE]... [--summary-json FILE] [--duration S]\n"
+		"               [-- EAL args]\n"
 		"\n"
 		"  -c, --config FILE     configuration (default: the compiled-in defaults, which are\n"
 		"                        those of the shipped netmeta.ini)\n"
@@ -75,6 +77,7 @@ usage(FILE *f)
 		"                        the files are drained and every row is acknowledged\n"
 		"  --mirror-pcap FILE    port-mirror (rx side) port reading FILE\n"
 		"  --summary-json FILE   also write the final summary as JSON to FILE\n"
+		"  --duration SECONDS    stop (as on SIGTERM) after this long\n"
 		"  -- ARGS               extra DPDK EAL arguments\n"
 		"\n"
 		"Exit status: 0 when every accepted record reached Kafka; 1 when records were lost\n"
@@ -90,6 +93,7 @@ parse_options(int argc, char **argv, struct options *o)
 		{"pcap", required_argument, NULL, 'p'},
 		{"mirror-pcap", required_argument, NULL, 'm'},
 		{"summary-json", required_argument, NULL, 'j'},
+		{"duration", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -119,6 +123,16 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'j':
 			o->summary_json = optarg;
 			break;
+		case 'd': {
+			char *end;
+
+			o->duration = strtod(optarg, &end);
+			if (*end != '\0' || o->duration <= 0) {
+				fprintf(stderr, "netmeta: --duration %s: expected seconds > 0\n", optarg);
+				return -EINVAL;
+			}
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -413,7 +427,8 @@ print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
 	unsigned int i;
 
 	fprintf(f, "netmeta summary (%.1f s)\n", sm->secs);
-	fprintf(f, "  %-28s %" PRIu64 "\n", "frames received", s->rx_packets);
+	fprintf(f, "  %-28s %" PRIu64 " (%.3f Mpps over the run)\n", "frames received",
+		s->rx_packets, sm->secs > 0 ? (double)s->rx_packets / sm->secs / 1e6 : 0.0);
 	for (i = 1; i < NM_UDP_CLASS_MAX; i++)
 		if (s->udp_class[i] != 0)
 			fprintf(f, "  %-28s %" PRIu64 "\n", nm_udp_class_name(i), s->udp_class[i]);
@@ -483,6 +498,7 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 	J("kafka_records_unacked", sm->unacked);
 	J("kafka_messages_acked", sm->k.messages_acked);
 	J("lost_records", sm->lost);
+	fprintf(f, "  \"seconds\": %.6f,\n", sm->secs);
 #undef J
 	fprintf(f, "  \"frames\": {");
 	for (i = 0; i < NM_UDP_CLASS_MAX; i++)
@@ -776,6 +792,9 @@ main(int argc, char **argv)
 			next_print += app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
 		}
 		if (app->offline && workers_done(app))
+			break;
+		if (o.duration > 0 &&
+		    rte_rdtsc() - app->start_tsc >= (uint64_t)(o.duration * (double)app->tsc_hz))
 			break;
 	}
 	/* Stop RX, keep draining while workers hand off their last tables. */
