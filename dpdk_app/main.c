@@ -417,7 +417,8 @@ struct summary {
 	struct nm_kafka_stats k;
 	uint64_t unacked;
 	uint64_t lost;
-	double secs;
+	double secs;      /* whole run */
+	double rx_secs;   /* from start until RX stopped */
 };
 
 static void
@@ -428,7 +429,7 @@ print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
 
 	fprintf(f, "netmeta summary (%.1f s)\n", sm->secs);
 	fprintf(f, "  %-28s %" PRIu64 " (%.3f Mpps over the run)\n", "frames received",
-		s->rx_packets, sm->secs > 0 ? (double)s->rx_packets / sm->secs / 1e6 : 0.0);
+		s->rx_packets, sm->rx_secs > 0 ? (double)s->rx_packets / sm->rx_secs / 1e6 : 0.0);
 	for (i = 1; i < NM_UDP_CLASS_MAX; i++)
 		if (s->udp_class[i] != 0)
 			fprintf(f, "  %-28s %" PRIu64 "\n", nm_udp_class_name(i), s->udp_class[i]);
@@ -499,6 +500,7 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 	J("kafka_messages_acked", sm->k.messages_acked);
 	J("lost_records", sm->lost);
 	fprintf(f, "  \"seconds\": %.6f,\n", sm->secs);
+	fprintf(f, "  \"rx_seconds\": %.6f,\n", sm->rx_secs);
 #undef J
 	fprintf(f, "  \"frames\": {");
 	for (i = 0; i < NM_UDP_CLASS_MAX; i++)
@@ -644,6 +646,7 @@ main(int argc, char **argv)
 				    .max_exporters = 4096};
 	struct summary sm;
 	uint64_t next_print;
+	double rx_secs;
 	unsigned int i;
 	int eal_argc, ret, status = 0;
 
@@ -776,6 +779,8 @@ main(int argc, char **argv)
 	sig_app = app;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	app->start_tsc = rte_rdtsc();
+	app->start_ns = wall_ns();
 	for (i = 0; i < app->n_workers; i++)
 		rte_eal_remote_launch(nm_worker_main, app->workers[i], app->workers[i]->lcore_id);
 
@@ -799,6 +804,7 @@ main(int argc, char **argv)
 	}
 	/* Stop RX, keep draining while workers hand off their last tables. */
 	app->stop_rx = true;
+	rx_secs = (double)(rte_rdtsc() - app->start_tsc) / (double)app->tsc_hz;
 	while (!workers_done(app)) {
 		nm_flusher_poll(app);
 		rcu_quiescent_state();
@@ -811,6 +817,7 @@ main(int argc, char **argv)
 	nm_stats_sum(app, &sm.s, &sm.a);
 	nm_kafka_get_stats(app->kafka, &sm.k);
 	sm.secs = (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz;
+	sm.rx_secs = rx_secs;
 	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.unacked;
 	print_summary(app, &sm, stdout);
 	if (o.summary_json != NULL)

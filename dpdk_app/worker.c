@@ -18,16 +18,6 @@
 
 #include "app.h"
 
-/* Seconds since the epoch now, from the TSC (no syscall). */
-static inline uint64_t
-now_sec(const struct nm_app *app)
-{
-	uint64_t dt = rte_rdtsc() - app->start_tsc;
-
-	return (app->start_ns + dt / app->tsc_hz * 1000000000ULL +
-		(dt % app->tsc_hz) * 1000000000ULL / app->tsc_hz) / 1000000000ULL;
-}
-
 /* Hand the current table to the flusher and take a drained one, if there is one. */
 static void
 rotate(struct nm_worker *w)
