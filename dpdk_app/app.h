@@ -35,6 +35,7 @@ struct nm_rxq {
 	uint16_t port_id;
 	uint16_t queue_id;
 	enum nm_port_role role;
+	enum nm_link link;        /* what the frames start with (pcap files may be Linux cooked) */
 	uint64_t expect_pkts;     /* offline: frames in the pcap file (0: unknown) */
 	uint64_t rx_pkts;         /* frames received on this queue */
 	uint64_t mirror_count;    /* deterministic 1:N sampling counter of this queue */

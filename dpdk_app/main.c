@@ -149,23 +149,49 @@ toomany:
 	return -EINVAL;
 }
 
-/* Frames in a capture file, so an offline run knows when a port is drained. 0 if unknown. */
-static uint64_t
-count_pcap(const char *path)
+/*
+ * Frames in a capture file, so an offline run knows when a port is drained (0 if unknown), and
+ * its link type. -EINVAL with a message for a file libpcap cannot read or a link type we cannot.
+ */
+static int
+inspect_pcap(const char *path, uint64_t *frames, enum nm_link *link)
 {
 	char errbuf[PCAP_ERRBUF_SIZE];
 	struct pcap_pkthdr *h;
 	const u_char *data;
 	uint64_t n = 0;
 	pcap_t *p;
+	int dlt;
 
 	p = pcap_open_offline(path, errbuf);
-	if (p == NULL)
-		return 0;
+	if (p == NULL) {
+		fprintf(stderr, "netmeta: %s: %s\n", path, errbuf);
+		return -EINVAL;
+	}
+	dlt = pcap_datalink(p);
+	switch (dlt) {
+	case DLT_EN10MB:
+		*link = NM_LINK_ETHER;
+		break;
+	case DLT_LINUX_SLL:
+		*link = NM_LINK_SLL;
+		break;
+	case DLT_RAW:
+	case DLT_IPV4:
+	case DLT_IPV6:
+		*link = NM_LINK_RAW;
+		break;
+	default:
+		fprintf(stderr, "netmeta: %s: link type %s is not supported (Ethernet, Linux "
+				"cooked and raw IP are)\n", path, pcap_datalink_val_to_name(dlt));
+		pcap_close(p);
+		return -EINVAL;
+	}
 	while (pcap_next_ex(p, &h, &data) == 1)
 		n++;
 	pcap_close(p);
-	return n;
+	*frames = n;
+	return 0;
 }
 
 static unsigned int
@@ -516,7 +542,8 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 }
 
 static int
-create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *expect)
+create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *expect,
+	       const enum nm_link *links)
 {
 	struct nm_agg_params ap = {.max_flows = app->cfg.agg_max_flows};
 	unsigned int lcore, p, q, i, next = 0;
@@ -558,6 +585,7 @@ create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *exp
 			rq->queue_id = (uint16_t)q;
 			rq->role = app->cfg.ports[p].role;
 			rq->if_index = (uint32_t)port_ids[p] + 1;
+			rq->link = links[p];
 			rq->expect_pkts = app->cfg.ports[p].rx_queues == 1 ? expect[p] : 0;
 		}
 	}
@@ -641,6 +669,7 @@ main(int argc, char **argv)
 	char *eal_argv[MAX_EAL_ARGS + 1];
 	uint16_t port_ids[NM_CFG_MAX_PORTS];
 	uint64_t expect[NM_CFG_MAX_PORTS] = {0};
+	enum nm_link links[NM_CFG_MAX_PORTS] = {0};
 	struct nm_kafka_params kp;
 	struct nm_tmpl_params tp = {.max_templates_per_exporter = 1024, .max_templates = 65536,
 				    .max_exporters = 4096};
@@ -686,7 +715,8 @@ main(int argc, char **argv)
 			snprintf(pc->device, sizeof(pc->device), "net_pcap%u,rx_pcap=%s", i, file);
 			pc->role = mirror ? NM_ROLE_MIRROR_RX : NM_ROLE_COLLECTOR;
 			pc->rx_queues = 1;
-			expect[app->cfg.n_ports] = count_pcap(file);
+			if (inspect_pcap(file, &expect[app->cfg.n_ports], &links[app->cfg.n_ports]) != 0)
+				return 2;
 			app->cfg.n_ports++;
 		}
 		app->offline = true;
@@ -767,7 +797,7 @@ main(int argc, char **argv)
 		       nm_kafka_bootstrap(app->kafka), nm_kafka_bootstrap(app->kafka),
 		       app->cfg.kafka_topic);
 
-	ret = create_workers(app, port_ids, expect);
+	ret = create_workers(app, port_ids, expect, links);
 	if (ret != 0) {
 		fprintf(stderr, "netmeta: worker set-up failed: %s\n", strerror(-ret));
 		status = 3;

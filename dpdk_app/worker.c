@@ -74,14 +74,16 @@ frame_time_ns(const struct nm_app *app, const struct rte_mbuf *m, uint64_t live_
 }
 
 static void
-handle_collector(struct nm_worker *w, const uint8_t *data, uint32_t len, uint64_t t_ns)
+handle_collector(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, uint32_t len,
+		 uint64_t t_ns)
 {
 	struct nm_app *app = w->app;
 	struct nm_udp_view v;
 	struct nm_dgram_meta meta;
 	enum nm_udp_class c;
 
-	c = nm_pkt_udp_view(data, len, &v);
+	c = likely(q->link == NM_LINK_ETHER) ? nm_pkt_udp_view(data, len, &v)
+					      : nm_pkt_udp_view_link(q->link, data, len, &v);
 	w->st.udp_class[c]++;
 	if (c != NM_UDP_OK)
 		return;
@@ -183,7 +185,7 @@ handle_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 			uint32_t len = RTE_MIN(m->pkt_len, (uint32_t)sizeof(w->linear));
 
 			if (q->role == NM_ROLE_COLLECTOR)
-				handle_collector(w, data, len, t_ns);
+				handle_collector(w, q, data, len, t_ns);
 			else
 				handle_mirror(w, q, data, len, m->pkt_len, t_ns);
 		}

@@ -27,8 +27,8 @@ nm_udp_class_name(enum nm_udp_class c)
 enum nm_udp_class
 nm_pkt_udp_view(const uint8_t *frame, size_t len, struct nm_udp_view *v)
 {
-	const uint8_t *p = frame, *end = frame + len, *udp;
-	uint16_t etype, ulen;
+	const uint8_t *p = frame, *end = frame + len;
+	uint16_t etype;
 	int tags = 0;
 
 	if (len < 14)
@@ -42,6 +42,38 @@ nm_pkt_udp_view(const uint8_t *frame, size_t len, struct nm_udp_view *v)
 		p += 4;
 		tags++;
 	}
+	return nm_pkt_udp_view_l3(etype, p, (size_t)(end - p), v);
+}
+
+enum nm_udp_class
+nm_pkt_udp_view_link(enum nm_link link, const uint8_t *frame, size_t len, struct nm_udp_view *v)
+{
+	switch (link) {
+	case NM_LINK_ETHER:
+		return nm_pkt_udp_view(frame, len, v);
+	case NM_LINK_SLL:
+		/*
+		 * Linux cooked capture: 16 bytes whose last two are the EtherType. Skipping the
+		 * first two leaves 12 bytes of addresses and the EtherType: an Ethernet header in
+		 * shape, which is all the classifier reads of it.
+		 */
+		if (len < 16)
+			return NM_UDP_TRUNCATED;
+		return nm_pkt_udp_view(frame + 2, len - 2, v);
+	case NM_LINK_RAW:
+		if (len < 1)
+			return NM_UDP_TRUNCATED;
+		return nm_pkt_udp_view_l3((frame[0] >> 4) == 6 ? 0x86dd : 0x0800, frame, len, v);
+	}
+	return NM_UDP_NOT_IP;
+}
+
+enum nm_udp_class
+nm_pkt_udp_view_l3(uint16_t etype, const uint8_t *p, size_t len, struct nm_udp_view *v)
+{
+	const uint8_t *end = p + len, *udp;
+	uint16_t ulen;
+
 	if (etype == 0x0800) {
 		unsigned int ihl;
 		uint16_t tot, frag;

@@ -45,6 +45,21 @@ const char *nm_udp_class_name(enum nm_udp_class c);
  */
 enum nm_udp_class nm_pkt_udp_view(const uint8_t *frame, size_t len, struct nm_udp_view *v);
 
+/* Same, starting at the L3 header whose EtherType is etype (0x0800 or 0x86dd). */
+enum nm_udp_class nm_pkt_udp_view_l3(uint16_t etype, const uint8_t *l3, size_t len,
+				     struct nm_udp_view *v);
+
+/* Link types a capture port may deliver (pcap files are not always Ethernet). */
+enum nm_link {
+	NM_LINK_ETHER = 0,   /* DLT_EN10MB */
+	NM_LINK_SLL,         /* DLT_LINUX_SLL, Linux cooked capture */
+	NM_LINK_RAW,         /* DLT_RAW: the frame starts at the IP header */
+};
+
+/* nm_pkt_udp_view() for a frame of the given link type. */
+enum nm_udp_class nm_pkt_udp_view_link(enum nm_link link, const uint8_t *frame, size_t len,
+				       struct nm_udp_view *v);
+
 /*
  * Parse a sampled/mirrored Ethernet frame into the L2..L4 fields of k: src_mac, dst_mac, vlan_id
  * (outermost 802.1Q/802.1ad tag), mpls_*, etype, src_addr, dst_addr, proto, src_port, dst_port,
