@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+#
+# ClickHouse helpers for NetMeta's engine: a private server on loopback and the flow schema.
+#
+#   scripts/clickhouse.sh start DIR [HTTP_PORT] [TCP_PORT]
+#       Start clickhouse-server (as the calling user, root included) with a config of its own
+#       written into DIR: data, tmp, user_files, format_schemas and logs all live in DIR; it
+#       listens on 127.0.0.1 only, has a user "default" without password (loopback only) and no
+#       interserver port. Waits (at most NM_CH_START_TIMEOUT seconds, default 60) until
+#       "SELECT 1" answers, then prints the server's pid. Defaults: HTTP 8123, TCP 9000.
+#   scripts/clickhouse.sh stop DIR
+#       Stop the server started in DIR (SIGTERM, then SIGKILL after 20 s).
+#   scripts/clickhouse.sh apply DIR|HOST:PORT VARIANT BROKERS TOPIC [GROUP]
+#       Create the schema of proto/clickhouse/VARIANT (json or protobuf) on the server started
+#       in DIR, or on HOST:PORT (native TCP port), with the Kafka engine table reading TOPIC
+#       from BROKERS ("host:port,...") as consumer group GROUP (default "netmeta").
+#       Placeholders substituted in the DDL: {{KAFKA_BROKERS}}, {{KAFKA_TOPIC}},
+#       {{KAFKA_GROUP}}, {{RETENTION_DAYS}} (env NM_CH_RETENTION_DAYS, default 30).
+#       The protobuf variant also copies proto/flow.proto into the server's format_schemas
+#       directory when the server is one started in DIR.
+#   scripts/clickhouse.sh query DIR|HOST:PORT SQL
+#       Run one query (TabSeparated output).
+#   scripts/clickhouse.sh prune DIR|HOST:PORT [DAYS]
+#       Retention for servers without table TTL (18.16): drop every daily partition of flows_raw
+#       older than DAYS (default NM_CH_RETENTION_DAYS, else 30). Run it daily.
+#
+# The json variant is what Debian 12's clickhouse-server 18.16 can run (no Protobuf format, no
+# IPv6 type); the protobuf variant is for current ClickHouse releases.
+#
+# Kafka consumers of a new group start at the beginning of the topic: the server config written
+# here sets <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka> (ClickHouse passes the
+# <kafka> section to librdkafka; its default for a new group would be "latest", which loses every
+# message produced before the table was created). On a server not started by this script, put the
+# same section into its config.xml.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+SRC="$(cd "$HERE/.." && pwd)"
+CH_SERVER="${NM_CH_SERVER:-clickhouse-server}"
+CH_CLIENT="${NM_CH_CLIENT:-clickhouse-client}"
+
+die() { echo "clickhouse.sh: $*" >&2; exit 1; }
+
+usage() {
+    sed -n '4,28p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+# client_args DIR|HOST:PORT -> sets CH_ARGS (host/port arguments for clickhouse-client)
+client_args() {
+    local target="$1"
+    if [ -d "$target" ]; then
+        [ -f "$target/tcp_port" ] || die "$target has no tcp_port: not started by this script?"
+        CH_ARGS=(--host 127.0.0.1 --port "$(cat "$target/tcp_port")")
+    elif [[ "$target" == *:* ]]; then
+        CH_ARGS=(--host "${target%:*}" --port "${target##*:}")
+    else
+        die "not a directory nor HOST:PORT: $target"
+    fi
+}
+
+write_config() {
+    local dir="$1" http="$2" tcp="$3"
+    mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+    cat > "$dir/config.xml" <<EOF
+<?xml version="1.0"?>
+<!-- Written by scripts/clickhouse.sh: a private server on loopback for NetMeta's tests/demos. -->
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>$dir/log/clickhouse-server.log</log>
+        <errorlog>$dir/log/clickhouse-server.err.log</errorlog>
+        <size>100M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>$http</http_port>
+    <tcp_port>$tcp</tcp_port>
+    <!-- no interserver_http_port: no replication -->
+    <max_connections>256</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>50</max_concurrent_queries>
+    <uncompressed_cache_size>268435456</uncompressed_cache_size>
+    <mark_cache_size>268435456</mark_cache_size>
+    <path>$dir/data/</path>
+    <tmp_path>$dir/tmp/</tmp_path>
+    <user_files_path>$dir/user_files/</user_files_path>
+    <format_schema_path>$dir/format_schemas/</format_schema_path>
+    <users_config>$dir/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+    <max_session_timeout>3600</max_session_timeout>
+    <default_session_timeout>60</default_session_timeout>
+    <!-- librdkafka properties for every Kafka engine table: a new consumer group starts at the
+         beginning of the topic (librdkafka's default is the end). -->
+    <kafka>
+        <auto_offset_reset>smallest</auto_offset_reset>
+    </kafka>
+</yandex>
+EOF
+    cat > "$dir/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <use_uncompressed_cache>0</use_uncompressed_cache>
+            <load_balancing>random</load_balancing>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+EOF
+}
+
+cmd_start() {
+    [ $# -ge 1 ] || usage
+    local dir http tcp pid deadline
+    mkdir -p "$1"
+    dir="$(cd "$1" && pwd)"
+    http="${2:-8123}"
+    tcp="${3:-9000}"
+    if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        die "a server is already running from $dir (pid $(cat "$dir/pid"))"
+    fi
+    write_config "$dir" "$http" "$tcp"
+    echo "$http" > "$dir/http_port"
+    echo "$tcp" > "$dir/tcp_port"
+    # setsid: its own session and process group, so that "stop" (or a test) can end it and
+    # whatever it started without touching anything else.
+    (cd "$dir" && exec setsid "$CH_SERVER" --config-file="$dir/config.xml" \
+        > "$dir/log/stdout.log" 2> "$dir/log/stderr.log" < /dev/null) &
+    pid=$!
+    echo "$pid" > "$dir/pid"
+    deadline=$(( $(date +%s) + ${NM_CH_START_TIMEOUT:-60} ))
+    until "$CH_CLIENT" --host 127.0.0.1 --port "$tcp" --query "SELECT 1" > /dev/null 2>&1; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$dir/log/stderr.log" "$dir/log/clickhouse-server.err.log" >&2 2>/dev/null || true
+            rm -f "$dir/pid"
+            die "clickhouse-server exited during start-up (logs in $dir/log)"
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            kill -TERM "$pid" 2>/dev/null || true
+            rm -f "$dir/pid"
+            die "clickhouse-server did not answer SELECT 1 on 127.0.0.1:$tcp within ${NM_CH_START_TIMEOUT:-60} s (logs in $dir/log)"
+        fi
+        sleep 0.2
+    done
+    echo "$pid"
+}
+
+cmd_stop() {
+    [ $# -ge 1 ] || usage
+    local dir="$1" pid i
+    [ -f "$dir/pid" ] || { echo "clickhouse.sh: no server recorded in $dir" >&2; return 0; }
+    pid="$(cat "$dir/pid")"
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "clickhouse.sh: pid $pid still running after 20 s, SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    rm -f "$dir/pid"
+}
+
+cmd_apply() {
+    [ $# -ge 4 ] || usage
+    local target="$1" variant="$2" brokers="$3" topic="$4" group="${5:-netmeta}"
+    local ddl_dir="$SRC/proto/clickhouse/$variant" f sql
+    [ -d "$ddl_dir" ] || die "no DDL variant '$variant' (have: $(ls "$SRC/proto/clickhouse" | tr '\n' ' '))"
+    client_args "$target"
+    if [ "$variant" = protobuf ] && [ -d "$target" ]; then
+        cp "$SRC/proto/flow.proto" "$target/format_schemas/flow.proto"
+    fi
+    for f in "$ddl_dir"/*.sql; do
+        sql="$(sed -e "s|{{KAFKA_BROKERS}}|$brokers|g" -e "s|{{KAFKA_TOPIC}}|$topic|g" \
+                   -e "s|{{KAFKA_GROUP}}|$group|g" \
+                   -e "s|{{RETENTION_DAYS}}|${NM_CH_RETENTION_DAYS:-30}|g" "$f")"
+        "$CH_CLIENT" "${CH_ARGS[@]}" --multiquery --query "$sql" ||
+            die "applying $f failed"
+    done
+}
+
+cmd_query() {
+    [ $# -ge 2 ] || usage
+    client_args "$1"
+    "$CH_CLIENT" "${CH_ARGS[@]}" --query "$2"
+}
+
+cmd_prune() {
+    [ $# -ge 1 ] || usage
+    local days="${2:-${NM_CH_RETENTION_DAYS:-30}}" part
+    [[ "$days" =~ ^[0-9]+$ ]] || die "DAYS must be a number: $days"
+    client_args "$1"
+    for part in $("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT DISTINCT partition_id FROM system.parts
+            WHERE database = currentDatabase() AND table = 'flows_raw' AND active
+            AND toUInt32(max_date) + $days < toUInt32(today()) ORDER BY partition_id"); do
+        echo "dropping partition $part of flows_raw"
+        "$CH_CLIENT" "${CH_ARGS[@]}" --query "ALTER TABLE flows_raw DROP PARTITION ID '$part'"
+    done
+}
+
+[ $# -ge 1 ] || usage
+cmd="$1"; shift
+case "$cmd" in
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    apply) cmd_apply "$@" ;;
+    query) cmd_query "$@" ;;
+    prune) cmd_prune "$@" ;;
+    *) usage ;;
+esac
