@@ -1,0 +1,507 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Helpers for NetMeta's integration tests (Python standard library only).
+
+- where things are: build dir, source dir, corpora (env NM_BUILD, NM_SOURCE, NM_CORPORA, set by
+  meson; otherwise ./build, ., ../shared/corpora relative to the source tree);
+- TRUTH.tsv rows as dicts;
+- the mock Kafka broker (build/tests/tools/nm_mock_broker) and its bootstrap address;
+- reading a topic with kcat;
+- an independent protobuf decoder for length-delimited FlowMessages (field numbers of NetMeta's
+  FlowMessage, written out below, not generated from proto/flow.proto), checked against protoc;
+- running the engine on pcap files and reading its --summary-json;
+- a private ClickHouse server through scripts/clickhouse.sh;
+- skip(reason): exit 77, meson's "skipped".
+"""
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+SKIP_CODE = 77
+
+
+def skip(reason):
+    """End the test as skipped (meson counts exit code 77 as SKIP)."""
+    print("SKIP: %s" % reason, flush=True)
+    sys.exit(SKIP_CODE)
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Locations
+
+def _first_dir(*cands):
+    for c in cands:
+        if c and os.path.isdir(c):
+            return os.path.abspath(c)
+    return None
+
+
+SOURCE = os.path.abspath(os.environ.get("NM_SOURCE") or os.path.join(_HERE, "..", ".."))
+BUILD = _first_dir(os.environ.get("NM_BUILD"), os.path.join(SOURCE, "build"), "build", ".") or "."
+CORPORA = (os.environ.get("NM_CORPORA")
+           or _first_dir(os.path.join(SOURCE, "..", "shared", "corpora"), "../shared/corpora")
+           or os.path.join(SOURCE, "..", "shared", "corpora"))
+CORPORA = os.path.abspath(CORPORA)
+ENGINE = os.path.join(BUILD, "dpdk_app", "netmeta")
+# NM_MOCK_BROKER overrides the path (any program that prints "BOOTSTRAP host:port" first).
+MOCK_BROKER = os.environ.get("NM_MOCK_BROKER") or os.path.join(BUILD, "tests", "tools", "nm_mock_broker")
+CLICKHOUSE_SH = os.path.join(SOURCE, "scripts", "clickhouse.sh")
+TOPIC = "flow-messages"
+
+
+def require_corpora():
+    """Skip the test when the corpora (TRUTH.tsv) are not there."""
+    if not os.path.isfile(os.path.join(CORPORA, "TRUTH.tsv")):
+        skip("corpus directory %s (TRUTH.tsv) is absent" % CORPORA)
+
+
+def require_programs(*names):
+    for n in names:
+        if os.path.sep in n:
+            if not os.access(n, os.X_OK):
+                skip("%s is not built" % n)
+        elif shutil.which(n) is None:
+            skip("%s is not installed" % n)
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth
+
+TRUTH_INT = ("datagrams", "records", "packets", "bytes", "scaled_packets", "scaled_bytes",
+             "malformed")
+
+
+def truth_rows(protocols=None):
+    """TRUTH.tsv as a list of dicts; integer columns as int, "path" = absolute capture path,
+    "udp_ports" kept as text (comma separated). protocols: keep rows whose protocols column
+    equals this (e.g. "nf5")."""
+    rows = []
+    with open(os.path.join(CORPORA, "TRUTH.tsv")) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            if not line.strip():
+                continue
+            r = dict(zip(header, line.rstrip("\n").split("\t")))
+            for k in TRUTH_INT:
+                if k in r:
+                    r[k] = int(r[k])
+            r["path"] = os.path.join(CORPORA, r["file"])
+            if protocols is None or r["protocols"] == protocols:
+                rows.append(r)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def kill_group(proc, timeout=10):
+    """SIGTERM the process group of proc (started with start_new_session=True), then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+
+
+class MockBroker:
+    """librdkafka's mock cluster as a process: with MockBroker() as b: b.bootstrap"""
+
+    def __init__(self, timeout=20):
+        if not os.access(MOCK_BROKER, os.X_OK):
+            skip("mock broker %s is not built" % MOCK_BROKER)
+        self.proc = subprocess.Popen([MOCK_BROKER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        self.bootstrap = None
+        deadline = time.time() + timeout
+        line = b""
+        while time.time() < deadline and not line.endswith(b"\n"):
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if r:
+                c = os.read(self.proc.stdout.fileno(), 1)
+                if not c:
+                    break
+                line += c
+            elif self.proc.poll() is not None:
+                break
+        words = line.decode(errors="replace").split()
+        if len(words) != 2 or words[0] != "BOOTSTRAP":
+            err = b""
+            self.stop()
+            err = self.proc.stderr.read() if self.proc.stderr else b""
+            raise RuntimeError("mock broker did not print BOOTSTRAP (got %r; stderr %r)"
+                               % (line, err[-500:]))
+        self.bootstrap = words[1]
+
+    def stop(self):
+        kill_group(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def kcat_consume(bootstrap, topic=TOPIC, timeout=60):
+    """Every message of topic, from the beginning to the current end, as a list of bytes.
+    kcat -f '%R%s' writes each message as a 4-byte big-endian length and the payload."""
+    p = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-e", "-o", "beginning",
+                        "-q", "-f", "%R%s"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError("kcat failed (%d): %s" % (p.returncode, p.stderr.decode(errors="replace")))
+    out, msgs, off = p.stdout, [], 0
+    while off < len(out):
+        if off + 4 > len(out):
+            raise ValueError("kcat output: truncated length at %d" % off)
+        (n,) = struct.unpack_from(">I", out, off)
+        off += 4
+        if off + n > len(out):
+            raise ValueError("kcat output: message of %d bytes truncated at %d" % (n, off))
+        msgs.append(out[off:off + n])
+        off += n
+    return msgs
+
+
+# --------------------------------------------------------------------------------------------
+# Protobuf: an independent decoder of NetMeta's FlowMessage
+
+# number -> (name, kind); kind "u" varint integer, "b" bytes, "bool"
+FLOW_FIELDS = {
+    1: ("Type", "u"), 2: ("TimeReceived", "u"), 3: ("SamplingRate", "u"), 4: ("SequenceNum", "u"),
+    5: ("TimeFlowEnd", "u"), 6: ("SrcAddr", "b"), 7: ("DstAddr", "b"), 9: ("Bytes", "u"),
+    10: ("Packets", "u"), 11: ("SamplerAddress", "b"), 12: ("NextHop", "b"),
+    13: ("NextHopAS", "u"), 14: ("SrcAS", "u"), 15: ("DstAS", "u"), 16: ("SrcNet", "u"),
+    17: ("DstNet", "u"), 18: ("InIf", "u"), 19: ("OutIf", "u"), 20: ("Proto", "u"),
+    21: ("SrcPort", "u"), 22: ("DstPort", "u"), 23: ("IPTos", "u"), 24: ("ForwardingStatus", "u"),
+    25: ("IPTTL", "u"), 26: ("TCPFlags", "u"), 27: ("SrcMac", "u"), 28: ("DstMac", "u"),
+    29: ("VlanId", "u"), 30: ("Etype", "u"), 31: ("IcmpType", "u"), 32: ("IcmpCode", "u"),
+    33: ("SrcVlan", "u"), 34: ("DstVlan", "u"), 35: ("FragmentId", "u"),
+    36: ("FragmentOffset", "u"), 37: ("IPv6FlowLabel", "u"), 38: ("TimeFlowStart", "u"),
+    39: ("IngressVrfID", "u"), 40: ("EgressVrfID", "u"), 41: ("BiFlowDirection", "u"),
+    42: ("FlowDirection", "u"), 53: ("HasMPLS", "bool"), 54: ("MPLSCount", "u"),
+    55: ("MPLS1TTL", "u"), 56: ("MPLS1Label", "u"), 57: ("MPLS2TTL", "u"), 58: ("MPLS2Label", "u"),
+    59: ("MPLS3TTL", "u"), 60: ("MPLS3Label", "u"), 61: ("MPLSLastTTL", "u"),
+    62: ("MPLSLastLabel", "u"), 70: ("ObservationDomainID", "u"),
+}
+FLOW_TYPES = {0: "FLOWUNKNOWN", 1: "SFLOW_5", 2: "NETFLOW_V5", 3: "NETFLOW_V9", 4: "IPFIX"}
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def read_varint(buf, off):
+    """(value, new offset); at most 10 bytes, as protobuf allows."""
+    val = shift = 0
+    for i in range(10):
+        if off >= len(buf):
+            raise DecodeError("varint truncated at %d" % off)
+        b = buf[off]
+        off += 1
+        val |= (b & 0x7F) << shift
+        if not b & 0x80:
+            if val >= 1 << 64:
+                raise DecodeError("varint above 64 bits")
+            return val, off
+        shift += 7
+    raise DecodeError("varint longer than 10 bytes at %d" % (off - 10))
+
+
+def decode_flow_message(buf):
+    """One FlowMessage (no length prefix) -> dict with every field of FLOW_FIELDS (proto3
+    defaults for absent ones) and "_unknown": list of (number, wire type) not in FLOW_FIELDS."""
+    msg = {name: (b"" if kind == "b" else (False if kind == "bool" else 0))
+           for name, kind in FLOW_FIELDS.values()}
+    msg["_unknown"] = []
+    off = 0
+    while off < len(buf):
+        key, off = read_varint(buf, off)
+        num, wt = key >> 3, key & 7
+        if num == 0:
+            raise DecodeError("field number 0")
+        if wt == 0:
+            val, off = read_varint(buf, off)
+        elif wt == 2:
+            n, off = read_varint(buf, off)
+            if off + n > len(buf):
+                raise DecodeError("field %d: %d bytes truncated" % (num, n))
+            val, off = bytes(buf[off:off + n]), off + n
+        elif wt == 1:
+            if off + 8 > len(buf):
+                raise DecodeError("fixed64 truncated")
+            val, off = struct.unpack_from("<Q", buf, off)[0], off + 8
+        elif wt == 5:
+            if off + 4 > len(buf):
+                raise DecodeError("fixed32 truncated")
+            val, off = struct.unpack_from("<I", buf, off)[0], off + 4
+        else:
+            raise DecodeError("field %d: unsupported wire type %d" % (num, wt))
+        if num not in FLOW_FIELDS:
+            msg["_unknown"].append((num, wt))
+            continue
+        name, kind = FLOW_FIELDS[num]
+        want = 2 if kind == "b" else 0
+        if wt != want:
+            raise DecodeError("field %d (%s): wire type %d, expected %d" % (num, name, wt, want))
+        if kind == "bool":
+            val = bool(val)
+        elif kind == "u" and name not in ("TimeReceived", "SamplingRate", "TimeFlowEnd", "Bytes",
+                                          "Packets", "SrcMac", "DstMac", "TimeFlowStart"):
+            if val >= 1 << 32:
+                # a uint32 field: protobuf truncates; flag it, the engine should never send it
+                raise DecodeError("field %d (%s): %d does not fit uint32" % (num, name, val))
+        msg[name] = val
+    return msg
+
+
+def decode_delimited(buf):
+    """A Kafka message of length-delimited FlowMessages -> list of dicts."""
+    out, off = [], 0
+    while off < len(buf):
+        n, off = read_varint(buf, off)
+        if off + n > len(buf):
+            raise DecodeError("message of %d bytes truncated at %d of %d" % (n, off, len(buf)))
+        out.append(decode_flow_message(buf[off:off + n]))
+        off += n
+    return out
+
+
+def decode_json_lines(buf):
+    """A Kafka message of JSON lines -> list of dicts."""
+    return [json.loads(line) for line in buf.decode("utf-8").split("\n") if line.strip()]
+
+
+def _pb_text_value(v):
+    if isinstance(v, bytes):
+        return '"' + "".join("\\%03o" % b for b in v) + '"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def protoc_selfcheck():
+    """Check decode_delimited against protoc's encoder on messages that use every field.
+    Returns None when it agrees, "skipped: ..." without protoc; raises AssertionError otherwise."""
+    if shutil.which("protoc") is None:
+        return "skipped: protoc not installed"
+    samples = []
+    big = {}
+    for num, (name, kind) in FLOW_FIELDS.items():
+        if kind == "b":
+            big[name] = bytes([0] * 10 + [0xFF, 0xFF, 10, 0, 0, num & 0xFF])
+        elif kind == "bool":
+            big[name] = True
+        else:
+            big[name] = num * 1000003
+    big["Type"] = 2
+    big["Bytes"] = (1 << 64) - 1
+    big["TimeReceived"] = 1700000000
+    samples.append(big)
+    samples.append({"Type": 4, "Packets": 1, "SrcAddr": bytes.fromhex("20010db8" + "00" * 11 + "01")})
+    samples.append({})  # every field at its default: an empty message
+    blob = b""
+    for s in samples:
+        text = "\n".join("%s: %s" % (k, _pb_text_value(v)) for k, v in s.items())
+        p = subprocess.run(["protoc", "--encode=netmeta.FlowMessage",
+                            "--proto_path=" + os.path.join(SOURCE, "proto"), "flow.proto"],
+                           input=text.encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            raise AssertionError("protoc --encode failed: %s" % p.stderr.decode(errors="replace"))
+        enc = p.stdout
+        n, pre = len(enc), b""
+        while True:
+            b = n & 0x7F
+            n >>= 7
+            pre += bytes([b | (0x80 if n else 0)])
+            if not n:
+                break
+        blob += pre + enc
+    got = decode_delimited(blob)
+    assert len(got) == len(samples), "decoded %d messages of %d" % (len(got), len(samples))
+    for s, g in zip(samples, got):
+        assert g["_unknown"] == [], "unknown fields %r" % g["_unknown"]
+        for num, (name, kind) in FLOW_FIELDS.items():
+            default = b"" if kind == "b" else (False if kind == "bool" else 0)
+            assert g[name] == s.get(name, default), "%s: protoc wrote %r, decoded %r" % (
+                name, s.get(name, default), g[name])
+    return None
+
+
+def addr_text(b):
+    """16-byte address -> text; IPv4-mapped as ::ffff:a.b.c.d."""
+    if len(b) != 16:
+        return "<%d bytes>" % len(b)
+    if b[:12] == bytes(10) + b"\xff\xff":
+        return "::ffff:" + socket.inet_ntop(socket.AF_INET, b[12:])
+    return socket.inet_ntop(socket.AF_INET6, b)
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+
+_run_no = 0
+
+
+def eal_args():
+    """EAL arguments for a test run: no hugepages, nothing on disk, a unique file prefix.
+    (The engine's default [eal] args already hold -l 0-1; giving -l twice stops EAL.)"""
+    global _run_no
+    _run_no += 1
+    return ["--no-huge", "-m", "512", "--in-memory",
+            "--file-prefix=nmtest%d_%d" % (os.getpid(), _run_no)]
+
+
+class EngineRun:
+    def __init__(self, rc, summary, output, seconds, argv):
+        self.rc, self.summary, self.output, self.seconds, self.argv = rc, summary, output, seconds, argv
+
+    def tail(self, n=30):
+        return "\n".join(self.output.splitlines()[-n:])
+
+
+def run_engine(pcaps, brokers, fmt="protobuf", ports=None, sets=(), timeout=180, topic=TOPIC):
+    """Run the engine offline on pcaps (path or list). Returns EngineRun (rc, summary dict or
+    None, combined stdout/stderr). ports: collector UDP ports ("2055" or "2055,9990")."""
+    if isinstance(pcaps, str):
+        pcaps = [pcaps]
+    tmp = tempfile.mkdtemp(prefix="nmtest-engine-")
+    summary_path = os.path.join(tmp, "summary.json")
+    argv = [ENGINE, "--set", "kafka.brokers=" + brokers, "--set", "kafka.format=" + fmt,
+            "--set", "kafka.topic=" + topic]
+    if ports:
+        argv += ["--set", "collector.ports=" + ports]
+    for s in sets:
+        argv += ["--set", s]
+    for p in pcaps:
+        argv += ["--pcap", p]
+    argv += ["--summary-json", summary_path, "--"] + eal_args()
+    t0 = time.time()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, _ = proc.communicate()
+        raise RuntimeError("engine did not finish within %d s: %s\n%s" % (
+            timeout, " ".join(argv), out.decode(errors="replace")[-3000:]))
+    finally:
+        kill_group(proc)
+    summary = None
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return EngineRun(proc.returncode, summary, out.decode(errors="replace"), time.time() - t0, argv)
+
+
+# --------------------------------------------------------------------------------------------
+# ClickHouse (scripts/clickhouse.sh)
+
+class ClickHouse:
+    """A private clickhouse-server in a temp dir, on loopback, on free ports."""
+
+    def __init__(self, start_timeout=90):
+        if shutil.which("clickhouse-server") is None or shutil.which("clickhouse-client") is None:
+            skip("clickhouse-server/clickhouse-client not installed")
+        self.dir = tempfile.mkdtemp(prefix="nmtest-ch-")
+        self.http, self.tcp = free_port(), free_port()
+        while self.tcp == self.http:
+            self.tcp = free_port()
+        self.pid = None
+        env = dict(os.environ, NM_CH_START_TIMEOUT=str(start_timeout))
+        p = subprocess.run([CLICKHOUSE_SH, "start", self.dir, str(self.http), str(self.tcp)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                           timeout=start_timeout + 30)
+        pidfile = os.path.join(self.dir, "pid")
+        if os.path.exists(pidfile):
+            self.pid = int(open(pidfile).read().strip())
+        if p.returncode != 0:
+            self.stop()
+            raise RuntimeError("clickhouse.sh start failed: %s" % p.stderr.decode(errors="replace"))
+        self.pid = int(p.stdout.decode().split()[-1])
+
+    def apply(self, variant, brokers, topic=TOPIC, group="netmeta"):
+        p = subprocess.run([CLICKHOUSE_SH, "apply", self.dir, variant, brokers, topic, group],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError("clickhouse.sh apply failed: %s" % p.stdout.decode(errors="replace"))
+
+    def query(self, sql, timeout=60):
+        p = subprocess.run(["clickhouse-client", "--host", "127.0.0.1", "--port", str(self.tcp),
+                            "--query", sql], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError("query failed: %s: %s" % (sql, p.stderr.decode(errors="replace")))
+        return [line.split("\t") for line in p.stdout.decode().splitlines()]
+
+    def log_tail(self, n=40, errors=True):
+        f = os.path.join(self.dir, "log",
+                         "clickhouse-server.err.log" if errors else "clickhouse-server.log")
+        try:
+            with open(f, errors="replace") as fh:
+                return "".join(fh.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, keep_dir=False):
+        if self.dir is None:
+            return
+        subprocess.run([CLICKHOUSE_SH, "stop", self.dir], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        if self.pid is not None:
+            # the server runs in its own session (setsid): end whatever is left of its group
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(1)
+        if not keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+if __name__ == "__main__":
+    # python3 nmtest.py: check the protobuf decoder against protoc and show where things are.
+    print("source %s\nbuild %s\ncorpora %s\nengine %s\nmock broker %s" % (
+        SOURCE, BUILD, CORPORA, ENGINE, MOCK_BROKER))
+    r = protoc_selfcheck()
+    print("protoc self-check:", r or "decoder agrees with protoc --encode")
