@@ -1,17 +1,280 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Placeholder until the encoders land. */
+/*
+ * FlowMessage encoders. Both run once per exported row on the flusher, so they are written by
+ * hand: no allocation, no descriptor walk, one pass over the record. When the caller's buffer
+ * holds the worst case they write straight into it; otherwise they encode into a stack scratch
+ * buffer and copy only if the result fits, so a short buffer is never written to.
+ */
+#include <arpa/inet.h>
+#include <string.h>
+#include <sys/socket.h>
+
 #include "encode.h"
+
+/* ---------------------------------------------------------------- protobuf */
+
+enum { PB_VARINT = 0, PB_LEN = 2 };
+
+static inline uint8_t *
+pb_varint(uint8_t *p, uint64_t v)
+{
+	while (v >= 0x80) {
+		*p++ = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (uint8_t)v;
+	return p;
+}
+
+/* Tags are compile-time constants: one byte for fields 1-15, two for 16-2047. */
+static inline uint8_t *
+pb_tag(uint8_t *p, unsigned int field, unsigned int wt)
+{
+	return pb_varint(p, ((uint64_t)field << 3) | wt);
+}
+
+static inline uint8_t *
+pb_uint(uint8_t *p, unsigned int field, uint64_t v)
+{
+	if (v == 0)
+		return p; /* proto3: a zero scalar is the default and is not sent */
+	p = pb_tag(p, field, PB_VARINT);
+	return pb_varint(p, v);
+}
+
+/*
+ * Addresses are always sent, all 16 bytes, even when they are :: (see encode.h): a ClickHouse
+ * FixedString(16)/IPv6 column then never sees an empty value, and every row has the same shape.
+ */
+static inline uint8_t *
+pb_addr(uint8_t *p, unsigned int field, const uint8_t addr[NM_ADDR_LEN])
+{
+	p = pb_tag(p, field, PB_LEN);
+	*p++ = NM_ADDR_LEN;
+	memcpy(p, addr, NM_ADDR_LEN);
+	return p + NM_ADDR_LEN;
+}
+
+/* The FlowMessage body (no length prefix), in field-number order. dst holds NM_ENCODE_PB_MAX. */
+static size_t
+pb_body(const struct nm_flow_rec *rec, uint8_t *dst)
+{
+	const struct nm_flow_key *k = &rec->key;
+	uint8_t *p = dst;
+
+	p = pb_uint(p, 1, k->type);
+	p = pb_uint(p, 2, k->time_received);
+	p = pb_uint(p, 3, k->sampling_rate);
+	p = pb_uint(p, 4, k->sequence_num);
+	p = pb_uint(p, 5, k->time_flow_end);
+	p = pb_addr(p, 6, k->src_addr);
+	p = pb_addr(p, 7, k->dst_addr);
+	p = pb_uint(p, 9, rec->bytes);
+	p = pb_uint(p, 10, rec->packets);
+	p = pb_addr(p, 11, k->sampler_addr);
+	p = pb_addr(p, 12, k->next_hop);
+	p = pb_uint(p, 13, k->next_hop_as);
+	p = pb_uint(p, 14, k->src_as);
+	p = pb_uint(p, 15, k->dst_as);
+	p = pb_uint(p, 16, k->src_net);
+	p = pb_uint(p, 17, k->dst_net);
+	p = pb_uint(p, 18, k->in_if);
+	p = pb_uint(p, 19, k->out_if);
+	p = pb_uint(p, 20, k->proto);
+	p = pb_uint(p, 21, k->src_port);
+	p = pb_uint(p, 22, k->dst_port);
+	p = pb_uint(p, 23, k->ip_tos);
+	p = pb_uint(p, 24, k->forwarding_status);
+	p = pb_uint(p, 25, k->ip_ttl);
+	p = pb_uint(p, 26, k->tcp_flags);
+	p = pb_uint(p, 27, k->src_mac);
+	p = pb_uint(p, 28, k->dst_mac);
+	p = pb_uint(p, 29, k->vlan_id);
+	p = pb_uint(p, 30, k->etype);
+	p = pb_uint(p, 31, k->icmp_type);
+	p = pb_uint(p, 32, k->icmp_code);
+	p = pb_uint(p, 33, k->src_vlan);
+	p = pb_uint(p, 34, k->dst_vlan);
+	p = pb_uint(p, 35, k->fragment_id);
+	p = pb_uint(p, 36, k->fragment_offset);
+	p = pb_uint(p, 37, k->ipv6_flow_label);
+	p = pb_uint(p, 38, k->time_flow_start);
+	p = pb_uint(p, 39, k->ingress_vrf_id);
+	p = pb_uint(p, 40, k->egress_vrf_id);
+	p = pb_uint(p, 41, k->bi_flow_direction);
+	p = pb_uint(p, 42, k->flow_direction);
+	p = pb_uint(p, 53, k->mpls_count > 0);
+	p = pb_uint(p, 54, k->mpls_count);
+	p = pb_uint(p, 55, k->mpls_ttl[0]);
+	p = pb_uint(p, 56, k->mpls_label[0]);
+	p = pb_uint(p, 57, k->mpls_ttl[1]);
+	p = pb_uint(p, 58, k->mpls_label[1]);
+	p = pb_uint(p, 59, k->mpls_ttl[2]);
+	p = pb_uint(p, 60, k->mpls_label[2]);
+	p = pb_uint(p, 61, k->mpls_last_ttl);
+	p = pb_uint(p, 62, k->mpls_last_label);
+	p = pb_uint(p, 70, k->observation_domain_id);
+	return (size_t)(p - dst);
+}
+
+/* The body is always shorter than 16384 bytes, so the prefix is one or two bytes. */
+_Static_assert(NM_ENCODE_PB_MAX - 2 < 16384, "length prefix must fit two bytes");
 
 size_t
 nm_encode_pb(const struct nm_flow_rec *rec, uint8_t *buf, size_t cap)
 {
-	(void)rec; (void)buf; (void)cap;
-	return 0;
+	uint8_t scratch[NM_ENCODE_PB_MAX];
+	size_t n, pfx;
+
+	if (cap >= NM_ENCODE_PB_MAX) {
+		/* Common case: room for the worst case. Encode after a two-byte prefix slot. */
+		n = pb_body(rec, buf + 2);
+		if (n < 0x80) {
+			memmove(buf + 1, buf + 2, n);
+			buf[0] = (uint8_t)n;
+			return n + 1;
+		}
+		buf[0] = (uint8_t)(n | 0x80);
+		buf[1] = (uint8_t)(n >> 7);
+		return n + 2;
+	}
+	n = pb_body(rec, scratch);
+	pfx = n < 0x80 ? 1 : 2;
+	if (pfx + n > cap)
+		return 0;
+	(void)pb_varint(buf, n);
+	memcpy(buf + pfx, scratch, n);
+	return pfx + n;
+}
+
+/* -------------------------------------------------------------------- JSON */
+
+static inline char *
+js_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	int i = 0;
+
+	do {
+		tmp[i++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (i > 0)
+		*p++ = tmp[--i];
+	return p;
+}
+
+/* Append a literal (a key with its quotes, colon and separator) known at compile time. */
+#define JS_LIT(p, s) (memcpy((p), (s), sizeof(s) - 1), (p) + sizeof(s) - 1)
+
+#define JS_NUM(p, name, v) js_u64(JS_LIT(p, ",\"" name "\":"), (v))
+
+/*
+ * Address text as inet_ntop(AF_INET6) writes it. IPv4-mapped addresses (nearly every row) and ::
+ * take a fast path that gives the same text; the rest go to inet_ntop.
+ */
+static char *
+js_addr(char *p, const uint8_t a[NM_ADDR_LEN])
+{
+	static const uint8_t zero[NM_ADDR_LEN];
+	int i;
+
+	*p++ = '"';
+	if (nm_addr_is_v4(a)) {
+		p = JS_LIT(p, "::ffff:");
+		for (i = 12; i < 16; i++) {
+			p = js_u64(p, a[i]);
+			*p++ = i < 15 ? '.' : '"';
+		}
+		return p;
+	}
+	if (memcmp(a, zero, NM_ADDR_LEN) == 0) {
+		p = JS_LIT(p, "::");
+	} else if (inet_ntop(AF_INET6, a, p, INET6_ADDRSTRLEN) != NULL) {
+		p += strlen(p);
+	}
+	*p++ = '"';
+	return p;
+}
+
+#define JS_ADDR(p, name, a) js_addr(JS_LIT(p, ",\"" name "\":"), (a))
+
+/* One JSON object and '\n'. dst holds NM_ENCODE_JSON_MAX. */
+static size_t
+js_row(const struct nm_flow_rec *rec, char *dst)
+{
+	const struct nm_flow_key *k = &rec->key;
+	char *p = dst;
+
+	/* Keys in proto/flow.proto's order. */
+	p = js_u64(JS_LIT(p, "{\"Type\":"), k->type);
+	p = JS_NUM(p, "TimeReceived", k->time_received);
+	p = JS_NUM(p, "SequenceNum", k->sequence_num);
+	p = JS_NUM(p, "SamplingRate", k->sampling_rate);
+	p = JS_NUM(p, "FlowDirection", k->flow_direction);
+	p = JS_ADDR(p, "SamplerAddress", k->sampler_addr);
+	p = JS_NUM(p, "TimeFlowStart", k->time_flow_start);
+	p = JS_NUM(p, "TimeFlowEnd", k->time_flow_end);
+	p = JS_NUM(p, "Bytes", rec->bytes);
+	p = JS_NUM(p, "Packets", rec->packets);
+	p = JS_ADDR(p, "SrcAddr", k->src_addr);
+	p = JS_ADDR(p, "DstAddr", k->dst_addr);
+	p = JS_NUM(p, "Etype", k->etype);
+	p = JS_NUM(p, "Proto", k->proto);
+	p = JS_NUM(p, "SrcPort", k->src_port);
+	p = JS_NUM(p, "DstPort", k->dst_port);
+	p = JS_NUM(p, "InIf", k->in_if);
+	p = JS_NUM(p, "OutIf", k->out_if);
+	p = JS_NUM(p, "SrcMac", k->src_mac);
+	p = JS_NUM(p, "DstMac", k->dst_mac);
+	p = JS_NUM(p, "SrcVlan", k->src_vlan);
+	p = JS_NUM(p, "DstVlan", k->dst_vlan);
+	p = JS_NUM(p, "VlanId", k->vlan_id);
+	p = JS_NUM(p, "IngressVrfID", k->ingress_vrf_id);
+	p = JS_NUM(p, "EgressVrfID", k->egress_vrf_id);
+	p = JS_NUM(p, "IPTos", k->ip_tos);
+	p = JS_NUM(p, "ForwardingStatus", k->forwarding_status);
+	p = JS_NUM(p, "IPTTL", k->ip_ttl);
+	p = JS_NUM(p, "TCPFlags", k->tcp_flags);
+	p = JS_NUM(p, "IcmpType", k->icmp_type);
+	p = JS_NUM(p, "IcmpCode", k->icmp_code);
+	p = JS_NUM(p, "IPv6FlowLabel", k->ipv6_flow_label);
+	p = JS_NUM(p, "FragmentId", k->fragment_id);
+	p = JS_NUM(p, "FragmentOffset", k->fragment_offset);
+	p = JS_NUM(p, "BiFlowDirection", k->bi_flow_direction);
+	p = JS_NUM(p, "SrcAS", k->src_as);
+	p = JS_NUM(p, "DstAS", k->dst_as);
+	p = JS_ADDR(p, "NextHop", k->next_hop);
+	p = JS_NUM(p, "NextHopAS", k->next_hop_as);
+	p = JS_NUM(p, "SrcNet", k->src_net);
+	p = JS_NUM(p, "DstNet", k->dst_net);
+	/* 0/1, not true/false: ClickHouse 18.16 JSONEachRow reads numbers into UInt8. */
+	p = JS_NUM(p, "HasMPLS", k->mpls_count > 0);
+	p = JS_NUM(p, "MPLSCount", k->mpls_count);
+	p = JS_NUM(p, "MPLS1TTL", k->mpls_ttl[0]);
+	p = JS_NUM(p, "MPLS1Label", k->mpls_label[0]);
+	p = JS_NUM(p, "MPLS2TTL", k->mpls_ttl[1]);
+	p = JS_NUM(p, "MPLS2Label", k->mpls_label[1]);
+	p = JS_NUM(p, "MPLS3TTL", k->mpls_ttl[2]);
+	p = JS_NUM(p, "MPLS3Label", k->mpls_label[2]);
+	p = JS_NUM(p, "MPLSLastTTL", k->mpls_last_ttl);
+	p = JS_NUM(p, "MPLSLastLabel", k->mpls_last_label);
+	p = JS_NUM(p, "ObservationDomainID", k->observation_domain_id);
+	p = JS_LIT(p, "}\n");
+	return (size_t)(p - dst);
 }
 
 size_t
 nm_encode_json(const struct nm_flow_rec *rec, char *buf, size_t cap)
 {
-	(void)rec; (void)buf; (void)cap;
-	return 0;
+	char scratch[NM_ENCODE_JSON_MAX];
+	size_t n;
+
+	if (cap >= NM_ENCODE_JSON_MAX)
+		return js_row(rec, buf);
+	n = js_row(rec, scratch);
+	if (n > cap)
+		return 0;
+	memcpy(buf, scratch, n);
+	return n;
 }

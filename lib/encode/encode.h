@@ -5,7 +5,7 @@
 /*
  * FlowMessage encodings of a record: protobuf (proto/flow.proto, length-delimited, as ClickHouse's
  * "Protobuf" format and NetMeta's collector write it) and JSON (one JSONEachRow line, keys are the
- * FlowMessage field names). Reentrant, no allocation.
+ * FlowMessage field names). Reentrant, no allocation, no locks: any thread may call them.
  */
 
 #include <stddef.h>
@@ -13,20 +13,33 @@
 
 #include "../flow/flow.h"
 
-/* Upper bound of one encoded record in either format, for sizing buffers. */
-#define NM_ENCODE_MAX 1024
+/*
+ * Upper bounds of one encoded record (prefix and newline included), for sizing buffers. Checked by
+ * tests/unit/test_encode.c with every field at its maximum. A JSON row with every field set is
+ * about 1.1 kB; the worst case is about 1.3 kB.
+ */
+#define NM_ENCODE_PB_MAX 512
+#define NM_ENCODE_JSON_MAX 2048
+#define NM_ENCODE_MAX 2048 /* the larger of the two */
 
 /*
- * Append one record as a varint length prefix followed by the FlowMessage bytes (proto3: fields
- * equal to zero are omitted; HasMPLS is written when mpls_count > 0). Returns the bytes written,
- * or 0 when cap is too small (nothing is written then).
+ * Append one record as a varint length prefix followed by the FlowMessage bytes. Scalars follow
+ * proto3: a field equal to zero is omitted. The four address fields (SrcAddr 6, DstAddr 7,
+ * SamplerAddress 11, NextHop 12) are always written, 16 bytes each, even when they are :: -- a
+ * ClickHouse FixedString(16)/IPv6 column wants 16 bytes, and consumers never have to tell an
+ * absent address from ::. HasMPLS (53) is true when mpls_count > 0; MPLS1..3 come from
+ * mpls_label[0..2] and mpls_ttl[0..2]. Returns the bytes written, or 0 when cap is too small
+ * (buf is not touched then). cap >= NM_ENCODE_PB_MAX always suffices.
  */
 size_t nm_encode_pb(const struct nm_flow_rec *rec, uint8_t *buf, size_t cap);
 
 /*
- * Append one record as a JSON object and a newline. Every field is present; addresses are text
- * (IPv4 as ::ffff:a.b.c.d so that ClickHouse's IPv6StringToNum reads every address), Type is the
- * enum's number. Returns the bytes written, or 0 when cap is too small.
+ * Append one record as a JSON object and a newline (no NUL). Every field is present, keys in
+ * proto/flow.proto's order; numbers are JSON numbers; addresses are text as inet_ntop(AF_INET6)
+ * writes them (IPv4 as ::ffff:a.b.c.d so that ClickHouse's IPv6StringToNum reads every address,
+ * :: when unset); Type is the enum's number; HasMPLS is 0 or 1 (ClickHouse 18.16's JSONEachRow
+ * reads that into UInt8). Returns the bytes written, or 0 when cap is too small (buf is not
+ * touched then). cap >= NM_ENCODE_JSON_MAX always suffices.
  */
 size_t nm_encode_json(const struct nm_flow_rec *rec, char *buf, size_t cap);
 
