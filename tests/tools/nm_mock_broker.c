@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * nm_mock_broker: librdkafka's mock Kafka cluster as a standalone process, for tests and demos.
+ *
+ *   nm_mock_broker [-n brokers] [-t topic] [-p partitions]
+ *
+ * Creates the cluster (default 1 broker) and the topic (default flow-messages, 1 partition),
+ * prints "BOOTSTRAP host:port,..." as the first line on stdout (flushed) and serves until SIGTERM
+ * or SIGINT. The brokers listen on 127.0.0.1; kcat, ClickHouse and the engine connect there:
+ *
+ *   kcat -P -b BOOT -t flow-messages      kcat -C -b BOOT -t flow-messages -e -o beginning
+ *
+ * The mock cluster keeps messages in memory (librdkafka bounds each partition's log, dropping the
+ * oldest segments), supports idempotent producers, plain and group consumers. It is not a Kafka.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+static volatile sig_atomic_t quit;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	quit = 1;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: nm_mock_broker [-n brokers] [-t topic] [-p partitions]\n"
+			"  prints BOOTSTRAP host:port,... on stdout, runs until SIGTERM/SIGINT\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *topic = "flow-messages";
+	int brokers = 1, partitions = 1, opt, status = 0;
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	rd_kafka_mock_cluster_t *mc;
+	rd_kafka_resp_err_t err;
+	struct sigaction sa;
+	sigset_t block, old;
+	char e[512];
+
+	while ((opt = getopt(argc, argv, "n:t:p:h")) != -1) {
+		switch (opt) {
+		case 'n':
+			brokers = atoi(optarg);
+			break;
+		case 't':
+			topic = optarg;
+			break;
+		case 'p':
+			partitions = atoi(optarg);
+			break;
+		default:
+			usage();
+			return opt == 'h' ? 0 : 2;
+		}
+	}
+	if (brokers < 1 || brokers > 64 || partitions < 1 || partitions > 10000 || topic[0] == '\0') {
+		usage();
+		return 2;
+	}
+
+	/* Signals stay blocked except inside sigsuspend(), so none slips in before we wait. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	conf = rd_kafka_conf_new();
+	/* The handle only hosts the cluster; it never connects, so keep its notices quiet. */
+	(void)rd_kafka_conf_set(conf, "log_level", "3", e, sizeof(e));
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+	if (rk == NULL) {
+		fprintf(stderr, "nm_mock_broker: %s\n", e);
+		return 1;
+	}
+	mc = rd_kafka_mock_cluster_new(rk, brokers);
+	if (mc == NULL) {
+		fprintf(stderr, "nm_mock_broker: cannot create the mock cluster\n");
+		rd_kafka_destroy(rk);
+		return 1;
+	}
+	err = rd_kafka_mock_topic_create(mc, topic, partitions, brokers < 3 ? brokers : 3);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		fprintf(stderr, "nm_mock_broker: topic %s: %s\n", topic, rd_kafka_err2str(err));
+		status = 1;
+		goto out;
+	}
+	printf("BOOTSTRAP %s\n", rd_kafka_mock_cluster_bootstraps(mc));
+	fflush(stdout);
+	fprintf(stderr, "nm_mock_broker: %d broker(s), topic %s with %d partition(s); "
+			"SIGTERM to stop\n", brokers, topic, partitions);
+
+	while (!quit)
+		sigsuspend(&old);
+
+out:
+	rd_kafka_mock_cluster_destroy(mc);
+	rd_kafka_destroy(rk);
+	return status;
+}
