@@ -35,6 +35,16 @@ def skip(reason):
     sys.exit(SKIP_CODE)
 
 
+def exit_on_signals():
+    """Turn SIGTERM/SIGHUP/SIGINT into SystemExit so that try/finally and with-blocks clean up
+    (meson sends SIGTERM on timeout; the servers run in sessions of their own and would outlive
+    the test otherwise)."""
+    def handler(sig, frame):
+        raise SystemExit("terminated by signal %d" % sig)
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
 def log(*args):
     print(*args, flush=True)
 
@@ -55,7 +65,8 @@ CORPORA = (os.environ.get("NM_CORPORA")
            or _first_dir(os.path.join(SOURCE, "..", "shared", "corpora"), "../shared/corpora")
            or os.path.join(SOURCE, "..", "shared", "corpora"))
 CORPORA = os.path.abspath(CORPORA)
-ENGINE = os.path.join(BUILD, "dpdk_app", "netmeta")
+# NM_ENGINE overrides the engine's path (e.g. an installed build).
+ENGINE = os.environ.get("NM_ENGINE") or os.path.join(BUILD, "dpdk_app", "netmeta")
 # NM_MOCK_BROKER overrides the path (any program that prints "BOOTSTRAP host:port" first).
 MOCK_BROKER = os.environ.get("NM_MOCK_BROKER") or os.path.join(BUILD, "tests", "tools", "nm_mock_broker")
 CLICKHOUSE_SH = os.path.join(SOURCE, "scripts", "clickhouse.sh")

@@ -123,6 +123,7 @@ def run_case(broker, truth, topic, fmt):
 
 
 def main():
+    nmtest.exit_on_signals()
     nmtest.require_corpora()
     nmtest.require_programs(nmtest.ENGINE, "kcat")
     chk = nmtest.protoc_selfcheck()
