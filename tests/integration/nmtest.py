@@ -150,7 +150,9 @@ class MockBroker:
     def __init__(self, timeout=20):
         if not os.access(MOCK_BROKER, os.X_OK):
             skip("mock broker %s is not built" % MOCK_BROKER)
-        self.proc = subprocess.Popen([MOCK_BROKER], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # stderr to a file: nobody reads a pipe once the bootstrap line is in
+        self.errfile = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([MOCK_BROKER], stdout=subprocess.PIPE, stderr=self.errfile,
                                      start_new_session=True)
         self.bootstrap = None
         deadline = time.time() + timeout
@@ -166,9 +168,9 @@ class MockBroker:
                 break
         words = line.decode(errors="replace").split()
         if len(words) != 2 or words[0] != "BOOTSTRAP":
-            err = b""
             self.stop()
-            err = self.proc.stderr.read() if self.proc.stderr else b""
+            self.errfile.seek(0)
+            err = self.errfile.read()
             raise RuntimeError("mock broker did not print BOOTSTRAP (got %r; stderr %r)"
                                % (line, err[-500:]))
         self.bootstrap = words[1]
