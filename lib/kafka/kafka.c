@@ -51,6 +51,7 @@ struct nm_kafka {
 
 	struct nm_kafka_stats st;      /* relaxed atomics: written here, read anywhere */
 	int last_err;                  /* last delivery error, for the log at free */
+	bool fatal_logged;
 };
 
 #define ST_ADD(k, f, v) __atomic_fetch_add(&(k)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
@@ -90,6 +91,26 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		ST_ADD(k, messages_failed, 1);
 		k->last_err = m->err;
 	}
+}
+
+/*
+ * Transient errors (a broker going away) are already in librdkafka's log and retried by it; a
+ * fatal error (idempotence broken) stops the producer for good, so say it once, loudly: every
+ * later record fails with ERR__FATAL and is counted.
+ */
+static void
+error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct nm_kafka *k = opaque;
+	char why[512];
+
+	if (err != RD_KAFKA_RESP_ERR__FATAL)
+		return;
+	err = rd_kafka_fatal_error(rk, why, sizeof(why));
+	if (!k->fatal_logged)
+		fprintf(stderr, "kafka: fatal producer error, no record will be delivered any more: "
+				"%s: %s\n", rd_kafka_err2name(err), err ? why : reason);
+	k->fatal_logged = true;
 }
 
 static int
@@ -389,6 +410,7 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 			goto fail;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
+	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_opaque(conf, k);
 
 	k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));

@@ -10,8 +10,10 @@
  *
  *   kcat -P -b BOOT -t flow-messages      kcat -C -b BOOT -t flow-messages -e -o beginning
  *
- * The mock cluster keeps messages in memory (librdkafka bounds each partition's log, dropping the
- * oldest segments), supports idempotent producers, plain and group consumers. It is not a Kafka.
+ * The mock cluster keeps messages in memory and supports idempotent producers, plain and group
+ * consumers. It is not a Kafka: librdkafka 2.0.2 keeps only the newest ~5 MiB (and at most 100,000
+ * messages) of each partition and drops older ones, so read the topic while it is being written,
+ * or use more partitions (-p) for more room.
  */
 #include <signal.h>
 #include <stdio.h>

@@ -233,7 +233,8 @@ run_roundtrip(enum nm_kafka_format fmt, int embedded, size_t batch, unsigned int
 {
 	struct cluster c = {0};
 	struct nm_kafka_params p = {
-		.topic = "flows", .format = fmt, .batch_bytes = batch, .linger_ms = 5,
+		/* Long enough that nm_kafka_poll never cuts a batch here: only size does. */
+		.topic = "flows", .format = fmt, .batch_bytes = batch, .linger_ms = 2000,
 		.compression = "none",
 	};
 	struct readback rb = {.n_seen = n, .fmt = fmt};
@@ -440,7 +441,7 @@ test_poll_lingers(void **state)
 {
 	struct nm_kafka_params p = {
 		.brokers = "embedded", .topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF,
-		.batch_bytes = 100000, .linger_ms = 50, .compression = "none",
+		.batch_bytes = 100000, .linger_ms = 500, .compression = "none",
 	};
 	struct nm_kafka_stats st;
 	struct nm_kafka *k;
@@ -453,7 +454,7 @@ test_poll_lingers(void **state)
 	nm_kafka_poll(k);
 	nm_kafka_get_stats(k, &st);
 	assert_int_equal(st.messages_produced, 0);
-	usleep(80 * 1000);
+	usleep(600 * 1000);
 	nm_kafka_poll(k);
 	nm_kafka_get_stats(k, &st);
 	assert_int_equal(st.messages_produced, 1);
