@@ -1,0 +1,964 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * NetFlow v9 / IPFIX templates compiled into field programs, the record runner and the set
+ * walker shared by nf9.c and ipfix.c (see ipfix_prog.h).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "ipfix_prog.h"
+#include "rd.h"
+#include "../pkt/pkt.h"
+
+/*
+ * IE -> op. Fields that feed the same record field compete through a target and a rank: the
+ * compiler keeps, per target, only the fields of the best rank present in the template.
+ */
+enum target {
+	T_NONE = 0, T_BYTES, T_PKTS, T_SPORT, T_DPORT, T_INIF, T_OUTIF, T_NH4, T_NH6,
+	T_SRCMAC, T_DSTMAC, T_SRCVLAN, T_DSTVLAN, T_START, T_END, T_SAMPLER, T_SAMPLING,
+	T_MAX_,
+};
+
+struct ie_map {
+	uint8_t op;
+	uint8_t target;
+	uint8_t rank;
+};
+
+#define M(ie, o, t, r) [ie] = {.op = (o), .target = (t), .rank = (r)}
+#define IE_TABLE_LEN 512
+
+static const struct ie_map flow_map[IE_TABLE_LEN] = {
+	M(1, NM_OP_BYTES, T_BYTES, 0),
+	M(85, NM_OP_BYTES, T_BYTES, 1),       /* octetTotalCount */
+	M(23, NM_OP_BYTES, T_BYTES, 2),       /* postOctetDeltaCount (v9 OUT_BYTES) */
+	M(2, NM_OP_PKTS, T_PKTS, 0),
+	M(86, NM_OP_PKTS, T_PKTS, 1),
+	M(24, NM_OP_PKTS, T_PKTS, 2),
+	M(4, NM_OP_PROTO, T_NONE, 0),
+	M(5, NM_OP_TOS, T_NONE, 0),
+	M(6, NM_OP_TCPFLAGS, T_NONE, 0),
+	M(7, NM_OP_SPORT, T_SPORT, 0),
+	M(180, NM_OP_SPORT, T_SPORT, 1),      /* udpSourcePort */
+	M(182, NM_OP_SPORT, T_SPORT, 1),      /* tcpSourcePort */
+	M(11, NM_OP_DPORT, T_DPORT, 0),
+	M(181, NM_OP_DPORT, T_DPORT, 1),
+	M(183, NM_OP_DPORT, T_DPORT, 1),
+	M(8, NM_OP_SRC4, T_NONE, 0),
+	M(12, NM_OP_DST4, T_NONE, 0),
+	M(27, NM_OP_SRC6, T_NONE, 0),
+	M(28, NM_OP_DST6, T_NONE, 0),
+	M(9, NM_OP_SRCNET, T_NONE, 0),
+	M(29, NM_OP_SRCNET, T_NONE, 0),
+	M(13, NM_OP_DSTNET, T_NONE, 0),
+	M(30, NM_OP_DSTNET, T_NONE, 0),
+	M(10, NM_OP_INIF, T_INIF, 0),
+	M(252, NM_OP_INIF, T_INIF, 1),        /* ingressPhysicalInterface */
+	M(14, NM_OP_OUTIF, T_OUTIF, 0),
+	M(253, NM_OP_OUTIF, T_OUTIF, 1),
+	M(15, NM_OP_NH4, T_NH4, 0),           /* ipNextHopIPv4Address */
+	M(18, NM_OP_NH4, T_NH4, 1),           /* bgpNextHopIPv4Address */
+	M(62, NM_OP_NH6, T_NH6, 0),
+	M(63, NM_OP_NH6, T_NH6, 1),
+	M(16, NM_OP_SRCAS, T_NONE, 0),
+	M(17, NM_OP_DSTAS, T_NONE, 0),
+	/*
+	 * bgpNextAdjacentAsNumber is the AS traffic goes to next: FlowMessage's NextHopAS.
+	 * bgpPrevAdjacentAsNumber (129) has no FlowMessage field.
+	 */
+	M(128, NM_OP_NHAS, T_NONE, 0),
+	M(56, NM_OP_SRCMAC, T_SRCMAC, 0),     /* sourceMacAddress */
+	M(81, NM_OP_SRCMAC, T_SRCMAC, 1),     /* postSourceMacAddress */
+	M(80, NM_OP_DSTMAC, T_DSTMAC, 0),     /* destinationMacAddress */
+	M(57, NM_OP_DSTMAC, T_DSTMAC, 1),     /* postDestinationMacAddress */
+	M(58, NM_OP_SRCVLAN, T_SRCVLAN, 0),   /* vlanId */
+	M(59, NM_OP_DSTVLAN, T_DSTVLAN, 0),   /* postVlanId */
+	M(254, NM_OP_DSTVLAN, T_DSTVLAN, 1),  /* postDot1qVlanId */
+	M(243, NM_OP_VLAN, T_NONE, 0),        /* dot1qVlanId */
+	M(234, NM_OP_INVRF, T_NONE, 0),
+	M(235, NM_OP_OUTVRF, T_NONE, 0),
+	M(31, NM_OP_FLOWLABEL, T_NONE, 0),
+	M(54, NM_OP_FRAGID, T_NONE, 0),
+	M(88, NM_OP_FRAGOFF, T_NONE, 0),
+	M(192, NM_OP_TTL, T_NONE, 0),
+	M(32, NM_OP_ICMP_TC, T_NONE, 0),
+	M(139, NM_OP_ICMP_TC, T_NONE, 0),
+	M(176, NM_OP_ICMP_TYPE, T_NONE, 0),
+	M(178, NM_OP_ICMP_TYPE, T_NONE, 0),
+	M(177, NM_OP_ICMP_CODE, T_NONE, 0),
+	M(179, NM_OP_ICMP_CODE, T_NONE, 0),
+	/* Absolute times beat uptime-relative ones, milliseconds beat seconds. */
+	M(152, NM_OP_START_MS, T_START, 0),
+	M(150, NM_OP_START_S, T_START, 1),
+	M(154, NM_OP_START_NTP, T_START, 1),
+	M(156, NM_OP_START_NTP, T_START, 1),
+	M(22, NM_OP_START_UP, T_START, 2),
+	M(158, NM_OP_START_DUS, T_START, 3),
+	M(153, NM_OP_END_MS, T_END, 0),
+	M(151, NM_OP_END_S, T_END, 1),
+	M(155, NM_OP_END_NTP, T_END, 1),
+	M(157, NM_OP_END_NTP, T_END, 1),
+	M(21, NM_OP_END_UP, T_END, 2),
+	M(159, NM_OP_END_DUS, T_END, 3),
+	M(160, NM_OP_SYSINIT_MS, T_NONE, 0),
+	M(61, NM_OP_DIRECTION, T_NONE, 0),
+	M(239, NM_OP_BIDIR, T_NONE, 0),
+	M(89, NM_OP_FWD_STATUS, T_NONE, 0),
+	M(70, NM_OP_MPLS, T_NONE, 0), M(71, NM_OP_MPLS, T_NONE, 0),
+	M(72, NM_OP_MPLS, T_NONE, 0), M(73, NM_OP_MPLS, T_NONE, 0),
+	M(74, NM_OP_MPLS, T_NONE, 0), M(75, NM_OP_MPLS, T_NONE, 0),
+	M(76, NM_OP_MPLS, T_NONE, 0), M(77, NM_OP_MPLS, T_NONE, 0),
+	M(78, NM_OP_MPLS, T_NONE, 0), M(79, NM_OP_MPLS, T_NONE, 0),
+	M(60, NM_OP_IPVER, T_NONE, 0),
+	M(48, NM_OP_SAMPLER_ID, T_SAMPLER, 0),   /* samplerId (v9 FLOW_SAMPLER_ID) */
+	M(302, NM_OP_SAMPLER_ID, T_SAMPLER, 1),  /* selectorId */
+	M(34, NM_OP_SAMPLING, T_SAMPLING, 0),    /* samplingInterval */
+	M(50, NM_OP_SAMPLING, T_SAMPLING, 1),    /* samplerRandomInterval */
+	M(305, NM_OP_PKT_INTERVAL, T_NONE, 0),
+	M(306, NM_OP_PKT_SPACE, T_NONE, 0),
+	M(315, NM_OP_FRAME, T_NONE, 0),          /* dataLinkFrameSection */
+	M(312, NM_OP_FRAME_SIZE, T_NONE, 0),     /* dataLinkFrameSize */
+};
+
+/* Options data: only what sampling needs. */
+static const struct ie_map opt_map[IE_TABLE_LEN] = {
+	M(48, NM_OP_SAMPLER_ID, T_SAMPLER, 0),
+	M(302, NM_OP_SAMPLER_ID, T_SAMPLER, 1),
+	M(34, NM_OP_SAMPLING, T_SAMPLING, 0),
+	M(50, NM_OP_SAMPLING, T_SAMPLING, 1),
+	M(305, NM_OP_PKT_INTERVAL, T_NONE, 0),
+	M(306, NM_OP_PKT_SPACE, T_NONE, 0),
+};
+
+#undef M
+
+static const struct ie_map *
+field_map(const struct ie_map *tab, const struct nm_tmpl_field *f)
+{
+	/* Enterprise-specific fields (RFC 5103 reverse IEs included) feed nothing. */
+	if (f->pen != 0 || f->ie >= IE_TABLE_LEN || tab[f->ie].op == NM_OP_SKIP)
+		return NULL;
+	return &tab[f->ie];
+}
+
+/* Does a fixed-length field of len bytes make sense for op? (Var-length ones are checked later.) */
+static int
+len_ok(unsigned int op, unsigned int len)
+{
+	switch (op) {
+	case NM_OP_SRC4: case NM_OP_DST4: case NM_OP_NH4:
+		return len == 4;
+	case NM_OP_SRC6: case NM_OP_DST6: case NM_OP_NH6:
+		return len == 16;
+	case NM_OP_SRCMAC: case NM_OP_DSTMAC:
+		return len == 6;
+	case NM_OP_FRAME:
+		return len > 0;
+	default:
+		return len >= 1 && len <= 8;  /* reduced-size integers */
+	}
+}
+
+struct nm_tmpl *
+nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, unsigned int n,
+		 unsigned int n_scope, int is_options, enum nm_decode_err *err)
+{
+	const struct ie_map *tab = is_options ? opt_map : flow_map;
+	uint8_t best[T_MAX_];
+	const struct ie_map *m;
+	unsigned int i, n_steps = 0, has_var = 0;
+	uint32_t fixed = 0, min_len = 0, flags = 0;
+	struct nm_tmpl *t;
+	struct nm_tmpl_step *s;
+
+	*err = NM_DECODE_ERR_BAD_TEMPLATE;
+	if (n == 0 || n > NM_TMPL_MAX_FIELDS || n_scope > n)
+		return NULL;
+	memset(best, 0xff, sizeof(best));
+	for (i = 0; i < n; i++) {
+		if (f[i].len == NM_TMPL_VARLEN) {
+			has_var = 1;
+			min_len += 1;
+		} else {
+			fixed += f[i].len;
+			min_len += f[i].len;
+		}
+		/* v9 scope fields carry scope types (System, Interface, ...), not IEs. */
+		if (is_options && key->proto == NM_TMPL_NF9 && i < n_scope)
+			continue;
+		m = field_map(tab, &f[i]);
+		if (m != NULL && m->target != T_NONE && m->rank < best[m->target])
+			best[m->target] = m->rank;
+	}
+	/*
+	 * A record must take at least one byte or a data set would never end; it must also fit a
+	 * set (16-bit length) so every offset fits the steps.
+	 */
+	if (min_len == 0 || min_len > 65535 - 4)
+		return NULL;
+	/* Upper bound on steps: one per field. */
+	t = nm_tmpl_alloc(n, n);
+	if (t == NULL) {
+		*err = NM_DECODE_ERR_UNSUPPORTED;
+		return NULL;
+	}
+	t->key = *key;
+	t->n_fields = (uint16_t)n;
+	t->n_scope = (uint16_t)n_scope;
+	t->is_options = (uint8_t)!!is_options;
+	t->has_var = (uint8_t)has_var;
+	t->min_len = (uint16_t)min_len;
+	memcpy(t->fields, f, n * sizeof(*f));
+
+	for (i = 0, fixed = 0; i < n; i++) {
+		unsigned int op = NM_OP_SKIP;
+
+		if (!(is_options && key->proto == NM_TMPL_NF9 && i < n_scope)) {
+			m = field_map(tab, &f[i]);
+			if (m != NULL && (m->target == T_NONE || m->rank == best[m->target]) &&
+			    (f[i].len == NM_TMPL_VARLEN || len_ok(m->op, f[i].len)))
+				op = m->op;
+		}
+		if (op == NM_OP_BYTES)
+			flags |= NM_TF_BYTES;
+		else if (op == NM_OP_PKTS)
+			flags |= NM_TF_PKTS;
+		else if (op == NM_OP_SAMPLING || op == NM_OP_PKT_INTERVAL)
+			flags |= NM_TF_SAMPLING;
+		else if (op == NM_OP_FRAME)
+			t->has_frame = 1;
+		if (!has_var) {
+			/* Fixed layout: absolute offsets, skipped fields cost nothing. */
+			if (op != NM_OP_SKIP) {
+				s = &t->steps[n_steps++];
+				s->off = (uint16_t)fixed;
+				s->len = f[i].len;
+				s->op = (uint8_t)op;
+				s->ie = f[i].ie;
+			}
+			fixed += f[i].len;
+			continue;
+		}
+		/* Cursor walk: consecutive fixed skips merge into one step. */
+		if (op == NM_OP_SKIP && f[i].len != NM_TMPL_VARLEN && n_steps > 0) {
+			s = &t->steps[n_steps - 1];
+			if (s->op == NM_OP_SKIP && s->len != NM_TMPL_VARLEN &&
+			    (uint32_t)s->len + f[i].len < NM_TMPL_VARLEN) {
+				s->len = (uint16_t)(s->len + f[i].len);
+				continue;
+			}
+		}
+		if (op == NM_OP_SKIP && f[i].len == 0)
+			continue;
+		s = &t->steps[n_steps++];
+		s->len = f[i].len;
+		s->op = (uint8_t)op;
+		s->ie = f[i].ie;
+	}
+	t->n_steps = (uint16_t)n_steps;
+	t->flags = flags;
+	*err = NM_DECODE_OK;
+	return t;
+}
+
+/* Per-record values that need the whole record before they land in the key. */
+struct scratch {
+	uint64_t start_up, end_up, sysinit_ms;
+	uint64_t start_dus, end_dus;
+	uint64_t sampling, pkt_interval, pkt_space, frame_size;
+	const uint8_t *frame;
+	uint32_t frame_len;
+	uint32_t sampler_id;
+	uint8_t has_start_up, has_end_up, has_start_dus, has_end_dus, has_sampler;
+	uint8_t written;   /* W_* bits */
+	uint8_t ipver;
+	uint8_t mpls_seen;
+};
+
+enum { W_SRC = 1, W_DST = 2, W_NH = 4, W_ICMP = 8, W_SRCNET = 16, W_DSTNET = 32 };
+
+/* NTP (RFC 5905) 64-bit timestamp -> Unix seconds. */
+#define NTP_UNIX_OFFSET 2208988800ULL
+
+static inline uint64_t
+ntp_secs(uint64_t v)
+{
+	uint64_t s = v >> 32;
+
+	return s >= NTP_UNIX_OFFSET ? s - NTP_UNIX_OFFSET : 0;
+}
+
+/*
+ * An address field: written when it is not zero, or when no field of the same role wrote one yet
+ * (templates that carry both an IPv4 and an IPv6 address leave the other family zero).
+ */
+static inline void
+put_addr(struct nm_flow_key *k, struct scratch *sc, unsigned int w, uint8_t *dst,
+	 const uint8_t *p, unsigned int len, uint16_t etype)
+{
+	static const uint8_t zero[16];
+
+	if (memcmp(p, zero, len) == 0 && (sc->written & w))
+		return;
+	sc->written |= (uint8_t)w;
+	if (len == 4)
+		nm_addr_from_v4(dst, p);
+	else
+		memcpy(dst, p, 16);
+	if (etype != 0 && (w == W_SRC || w == W_DST))
+		k->etype = etype;
+}
+
+/* Apply one step to the record. len is the field's length on the wire (checked by the caller). */
+static inline void
+apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int ie,
+      const uint8_t *p, unsigned int len)
+{
+	struct nm_flow_key *k = &r->key;
+	uint64_t v = 0;
+
+	switch (op) {
+	case NM_OP_SRC4:
+		if (len == 4)
+			put_addr(k, sc, W_SRC, k->src_addr, p, 4, 0x0800);
+		return;
+	case NM_OP_DST4:
+		if (len == 4)
+			put_addr(k, sc, W_DST, k->dst_addr, p, 4, 0x0800);
+		return;
+	case NM_OP_SRC6:
+		if (len == 16)
+			put_addr(k, sc, W_SRC, k->src_addr, p, 16, 0x86dd);
+		return;
+	case NM_OP_DST6:
+		if (len == 16)
+			put_addr(k, sc, W_DST, k->dst_addr, p, 16, 0x86dd);
+		return;
+	case NM_OP_NH4:
+		if (len == 4)
+			put_addr(k, sc, W_NH, k->next_hop, p, 4, 0);
+		return;
+	case NM_OP_NH6:
+		if (len == 16)
+			put_addr(k, sc, W_NH, k->next_hop, p, 16, 0);
+		return;
+	case NM_OP_SRCMAC:
+		if (len == 6)
+			k->src_mac = nm_rdn(p, 6);
+		return;
+	case NM_OP_DSTMAC:
+		if (len == 6)
+			k->dst_mac = nm_rdn(p, 6);
+		return;
+	case NM_OP_FRAME:
+		sc->frame = p;
+		sc->frame_len = len;
+		return;
+	case NM_OP_SKIP:
+		return;
+	default:
+		break;
+	}
+	if (len == 0 || len > 8)
+		return;
+	v = len == 4 ? nm_rd32(p) : len == 2 ? nm_rd16(p) : len == 8 ? nm_rd64(p) : nm_rdn(p, len);
+	switch (op) {
+	case NM_OP_BYTES: r->bytes = v; break;
+	case NM_OP_PKTS: r->packets = v; break;
+	case NM_OP_PROTO: k->proto = (uint8_t)v; break;
+	case NM_OP_TOS: k->ip_tos = (uint8_t)v; break;
+	case NM_OP_TCPFLAGS: k->tcp_flags = (uint8_t)v; break;
+	case NM_OP_SPORT: k->src_port = (uint16_t)v; break;
+	case NM_OP_DPORT: k->dst_port = (uint16_t)v; break;
+	case NM_OP_SRCNET:
+		if (v != 0 || !(sc->written & W_SRCNET))
+			k->src_net = (uint8_t)v;
+		sc->written |= W_SRCNET;
+		break;
+	case NM_OP_DSTNET:
+		if (v != 0 || !(sc->written & W_DSTNET))
+			k->dst_net = (uint8_t)v;
+		sc->written |= W_DSTNET;
+		break;
+	case NM_OP_INIF: k->in_if = (uint32_t)v; break;
+	case NM_OP_OUTIF: k->out_if = (uint32_t)v; break;
+	case NM_OP_SRCAS: k->src_as = (uint32_t)v; break;
+	case NM_OP_DSTAS: k->dst_as = (uint32_t)v; break;
+	case NM_OP_NHAS: k->next_hop_as = (uint32_t)v; break;
+	case NM_OP_SRCVLAN: k->src_vlan = (uint32_t)v & 0xfff; break;
+	case NM_OP_DSTVLAN: k->dst_vlan = (uint32_t)v & 0xfff; break;
+	case NM_OP_VLAN: k->vlan_id = (uint32_t)v & 0xfff; break;
+	case NM_OP_INVRF: k->ingress_vrf_id = (uint32_t)v; break;
+	case NM_OP_OUTVRF: k->egress_vrf_id = (uint32_t)v; break;
+	case NM_OP_FLOWLABEL: k->ipv6_flow_label = (uint32_t)v & 0xfffff; break;
+	case NM_OP_FRAGID: k->fragment_id = (uint32_t)v; break;
+	case NM_OP_FRAGOFF: k->fragment_offset = (uint32_t)v; break;
+	case NM_OP_TTL: k->ip_ttl = (uint8_t)v; break;
+	case NM_OP_ICMP_TC:
+		/* type * 256 + code; the v4 and v6 fields often come together, one of them zero. */
+		if (v != 0 || !(sc->written & W_ICMP)) {
+			k->icmp_type = (uint8_t)(v >> 8);
+			k->icmp_code = (uint8_t)v;
+		}
+		sc->written |= W_ICMP;
+		break;
+	case NM_OP_ICMP_TYPE:
+		if (v != 0)
+			k->icmp_type = (uint8_t)v;
+		break;
+	case NM_OP_ICMP_CODE:
+		if (v != 0)
+			k->icmp_code = (uint8_t)v;
+		break;
+	case NM_OP_START_UP: sc->start_up = v; sc->has_start_up = 1; break;
+	case NM_OP_END_UP: sc->end_up = v; sc->has_end_up = 1; break;
+	case NM_OP_START_S: k->time_flow_start = v; break;
+	case NM_OP_END_S: k->time_flow_end = v; break;
+	case NM_OP_START_MS: k->time_flow_start = v / 1000; break;
+	case NM_OP_END_MS: k->time_flow_end = v / 1000; break;
+	case NM_OP_START_NTP: k->time_flow_start = ntp_secs(v); break;
+	case NM_OP_END_NTP: k->time_flow_end = ntp_secs(v); break;
+	case NM_OP_START_DUS: sc->start_dus = v; sc->has_start_dus = 1; break;
+	case NM_OP_END_DUS: sc->end_dus = v; sc->has_end_dus = 1; break;
+	case NM_OP_SYSINIT_MS: sc->sysinit_ms = v; break;
+	case NM_OP_DIRECTION: k->flow_direction = (uint8_t)v; break;
+	case NM_OP_BIDIR: k->bi_flow_direction = (uint8_t)v; break;
+	case NM_OP_FWD_STATUS: k->forwarding_status = (uint8_t)v; break;
+	case NM_OP_MPLS: {
+		/* 3 octets: 20-bit label, 3 exp bits, bottom-of-stack bit. */
+		unsigned int idx = ie - 70;
+		uint32_t label = (uint32_t)(v >> 4) & 0xfffff;
+
+		if ((v & 0xffffff) == 0)
+			break;
+		if (idx < 3)
+			k->mpls_label[idx] = label;
+		if (idx + 1 > k->mpls_count)
+			k->mpls_count = (uint8_t)(idx + 1);
+		if (idx + 1 >= sc->mpls_seen) {
+			k->mpls_last_label = label;
+			sc->mpls_seen = (uint8_t)(idx + 1);
+		}
+		break;
+	}
+	case NM_OP_IPVER: sc->ipver = (uint8_t)v; break;
+	case NM_OP_SAMPLER_ID: sc->sampler_id = (uint32_t)v; sc->has_sampler = 1; break;
+	case NM_OP_SAMPLING: sc->sampling = v; break;
+	case NM_OP_PKT_INTERVAL: sc->pkt_interval = v; break;
+	case NM_OP_PKT_SPACE: sc->pkt_space = v; break;
+	case NM_OP_FRAME_SIZE: sc->frame_size = v; break;
+	default: break;
+	}
+}
+
+/* Rate a record states itself (IE 34/50, or 305/306), 0 when none. */
+static inline uint64_t
+inline_rate(const struct scratch *sc)
+{
+	if (sc->sampling != 0)
+		return sc->sampling;
+	if (sc->pkt_interval != 0)
+		return (sc->pkt_interval + sc->pkt_space) / sc->pkt_interval;
+	return 0;
+}
+
+/* State of one data set being decoded. */
+struct dset {
+	struct nm_decoder *d;
+	const struct nm_ipfix_hdr *h;
+	const struct nm_tmpl *t;
+	uint64_t last_rate;        /* rate lookup cache for the set: last sampler id and its rate */
+	uint32_t last_sampler;
+	uint8_t last_valid;
+};
+
+static uint64_t
+learned_rate(struct dset *ds, const struct scratch *sc)
+{
+	uint32_t sid = sc->has_sampler ? sc->sampler_id : 0;
+	struct nm_tmpl_cache *c = ds->d->tmpl;
+	uint64_t rate = 0;
+
+	if (ds->last_valid && ds->last_sampler == sid)
+		return ds->last_rate;
+	if (c != NULL) {
+		rate = nm_tmpl_rate_lookup(c, ds->h->meta->exporter, ds->h->domain, sid);
+		/* A rate announced without a sampler id applies to every sampler of the domain. */
+		if (rate == 0 && sid != 0)
+			rate = nm_tmpl_rate_lookup(c, ds->h->meta->exporter, ds->h->domain, 0);
+	}
+	ds->last_sampler = sid;
+	ds->last_rate = rate;
+	ds->last_valid = 1;
+	return rate;
+}
+
+static void
+finish_flow(struct dset *ds, struct nm_flow_rec *r, struct scratch *sc)
+{
+	const struct nm_ipfix_hdr *h = ds->h;
+	struct nm_flow_key *k = &r->key;
+	uint64_t now_ms = (uint64_t)h->export_secs * 1000, rate;
+
+	k->type = h->proto == NM_TMPL_NF9 ? NM_FLOW_NF9 : NM_FLOW_IPFIX;
+	k->time_received = h->meta->time_received;
+	memcpy(k->sampler_addr, h->meta->exporter, NM_ADDR_LEN);
+	k->sequence_num = h->seq;
+	k->observation_domain_id = h->domain;
+
+	if (sc->frame != NULL) {
+		/* RFC 7133 packet section: the frame tells L2..L4; one sampled packet. */
+		(void)nm_pkt_parse_eth(sc->frame, sc->frame_len, k);
+		if (!(ds->t->flags & NM_TF_BYTES))
+			r->bytes = sc->frame_size != 0 ? sc->frame_size : sc->frame_len;
+		if (!(ds->t->flags & NM_TF_PKTS))
+			r->packets = 1;
+	}
+	/* Uptime-relative times: v9 against the header's sysUptime, IPFIX against systemInitTime. */
+	if (sc->has_start_up) {
+		if (h->proto == NM_TMPL_NF9)
+			k->time_flow_start = (now_ms - (uint32_t)(h->sys_uptime_ms -
+								    (uint32_t)sc->start_up)) / 1000;
+		else if (sc->sysinit_ms != 0)
+			k->time_flow_start = (sc->sysinit_ms + sc->start_up) / 1000;
+	}
+	if (sc->has_end_up) {
+		if (h->proto == NM_TMPL_NF9)
+			k->time_flow_end = (now_ms - (uint32_t)(h->sys_uptime_ms -
+								  (uint32_t)sc->end_up)) / 1000;
+		else if (sc->sysinit_ms != 0)
+			k->time_flow_end = (sc->sysinit_ms + sc->end_up) / 1000;
+	}
+	if (sc->has_start_dus)
+		k->time_flow_start = (now_ms * 1000 - sc->start_dus) / 1000000;
+	if (sc->has_end_dus)
+		k->time_flow_end = (now_ms * 1000 - sc->end_dus) / 1000000;
+	/* No usable time: the export time is the best bound we have. */
+	if (k->time_flow_end == 0)
+		k->time_flow_end = h->export_secs;
+	if (k->time_flow_start == 0)
+		k->time_flow_start = k->time_flow_end;
+
+	if (k->vlan_id == 0)
+		k->vlan_id = k->src_vlan;
+	if (k->etype == 0) {
+		if (sc->ipver == 4)
+			k->etype = 0x0800;
+		else if (sc->ipver == 6)
+			k->etype = 0x86dd;
+	}
+	rate = inline_rate(sc);
+	if (rate == 0)
+		rate = learned_rate(ds, sc);
+	if (rate == 0)
+		rate = ds->d->default_sampling_rate;
+	k->sampling_rate = rate != 0 ? rate : 1;
+}
+
+static void
+finish_options(struct dset *ds, struct scratch *sc)
+{
+	uint64_t rate = inline_rate(sc);
+
+	ds->d->stats->options_records++;
+	if (rate != 0 && ds->d->tmpl != NULL)
+		(void)nm_tmpl_rate_set(ds->d->tmpl, ds->h->meta->exporter, ds->h->domain,
+				       sc->has_sampler ? sc->sampler_id : 0, rate);
+}
+
+/*
+ * Decode the records of one data set [p, end) with its template. Returns flow records produced,
+ * or -NM_DECODE_ERR_BAD_LENGTH (counted) when a variable-length field runs past the set.
+ */
+static int
+run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint8_t *end,
+	struct nm_rec_batch *out)
+{
+	const struct nm_tmpl *t = ds->t;
+	struct nm_flow_rec dummy;
+	unsigned int i, n = 0;
+
+	/* Anything shorter than the least a record takes is padding (RFC 7011 3.3.1). */
+	while ((size_t)(end - p) >= t->min_len) {
+		struct nm_flow_rec *r = t->is_options ? &dummy : nm_rec_batch_slot(out);
+		struct scratch sc;
+
+		memset(&sc, 0, sizeof(sc));
+		if (!t->has_var) {
+			for (i = 0; i < t->n_steps; i++) {
+				const struct nm_tmpl_step *s = &t->steps[i];
+
+				apply(r, &sc, s->op, s->ie, p + s->off, s->len);
+			}
+			p += t->min_len;
+		} else {
+			const uint8_t *q = p;
+
+			for (i = 0; i < t->n_steps; i++) {
+				const struct nm_tmpl_step *s = &t->steps[i];
+				size_t l = s->len;
+
+				if (l == NM_TMPL_VARLEN) {
+					if (q >= end)
+						goto bad;
+					l = *q++;
+					if (l == 255) {
+						if (end - q < 2)
+							goto bad;
+						l = nm_rd16(q);
+						q += 2;
+					}
+				}
+				if ((size_t)(end - q) < l)
+					goto bad;
+				apply(r, &sc, s->op, s->ie, q, (unsigned int)l);
+				q += l;
+			}
+			p = q;
+		}
+		if (t->is_options) {
+			finish_options(ds, &sc);
+			continue;
+		}
+		finish_flow(ds, r, &sc);
+		nm_rec_batch_commit(out);
+		n++;
+	}
+	ps->records += n;
+	return (int)n;
+bad:
+	ps->records += n;
+	ds->d->stats->err[NM_DECODE_ERR_BAD_LENGTH]++;
+	return -NM_DECODE_ERR_BAD_LENGTH;
+}
+
+static struct nm_tmpl_key
+make_key(const struct nm_ipfix_hdr *h, uint16_t id)
+{
+	struct nm_tmpl_key k;
+
+	memset(&k, 0, sizeof(k));
+	memcpy(k.exporter, h->meta->exporter, NM_ADDR_LEN);
+	k.domain = h->domain;
+	k.id = id;
+	k.proto = h->proto;
+	return k;
+}
+
+/* Largest number of held sets decoded per take (the per-domain bound is usually 4). */
+#define TAKE_MAX 8
+
+/* Template k was just published: decode the data sets that waited for it. */
+static int
+decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmpl_key *k,
+	    const struct nm_tmpl *t, struct nm_rec_batch *out)
+{
+	static __thread struct nm_tmpl_pending held[TAKE_MAX];
+	unsigned int i, n;
+	int total = 0;
+
+	while ((n = nm_tmpl_pending_take(d->tmpl, k, held, TAKE_MAX)) > 0) {
+		for (i = 0; i < n; i++) {
+			struct nm_tmpl_pending *hp = &held[i];
+			struct nm_dgram_meta meta = {
+				.exporter_port = hp->exporter_port,
+				.dst_port = hp->dst_port,
+				.time_received = hp->time_received,
+				.time_received_ns = hp->time_received_ns,
+			};
+			struct nm_ipfix_hdr h = {
+				.meta = &meta, .export_secs = hp->export_secs,
+				.sys_uptime_ms = hp->sys_uptime_ms, .seq = hp->seq,
+				.domain = hp->key.domain, .proto = hp->key.proto,
+			};
+			struct dset ds = {.d = d, .h = &h, .t = t};
+			int r;
+
+			memcpy(meta.exporter, hp->key.exporter, NM_ADDR_LEN);
+			d->stats->pending_decoded++;
+			r = run_set(&ds, ps, hp->data, hp->data + hp->len, out);
+			if (r > 0)
+				total += r;
+		}
+	}
+	return total;
+}
+
+/* Publish a compiled template and decode what waited for it. Returns records produced. */
+static int
+publish(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_tmpl *t,
+	struct nm_rec_batch *out, enum nm_decode_err *first_err)
+{
+	struct nm_tmpl_key k = t->key;
+	const struct nm_tmpl *pub;
+	int r;
+
+	r = nm_tmpl_publish(d->tmpl, t);
+	if (r < 0) {
+		d->stats->err[NM_DECODE_ERR_TEMPLATE_LIMIT]++;
+		if (*first_err == NM_DECODE_OK)
+			*first_err = NM_DECODE_ERR_TEMPLATE_LIMIT;
+		return 0;
+	}
+	d->stats->templates++;
+	pub = nm_tmpl_lookup(d->tmpl, &k);
+	if (pub == NULL)
+		return 0;
+	return decode_held(d, ps, &k, pub, out);
+}
+
+static void
+note_err(struct nm_decoder *d, enum nm_decode_err *first, enum nm_decode_err e)
+{
+	d->stats->err[e]++;
+	if (*first == NM_DECODE_OK)
+		*first = e;
+}
+
+/* v9 template flowset (id 0) or options template flowset (id 1). */
+static int
+nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_hdr *h,
+	      int options, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
+	      enum nm_decode_err *first_err)
+{
+	struct nm_tmpl_field f[NM_TMPL_MAX_FIELDS];
+	int produced = 0;
+
+	for (;;) {
+		unsigned int tid, n, n_scope = 0, i;
+		enum nm_decode_err e;
+		struct nm_tmpl_key k;
+		struct nm_tmpl *t;
+
+		if (end - p < (options ? 6 : 4))
+			break;  /* padding */
+		tid = nm_rd16(p);
+		if (!options) {
+			n = nm_rd16(p + 2);
+			p += 4;
+		} else {
+			unsigned int sl = nm_rd16(p + 2), ol = nm_rd16(p + 4);
+
+			if (tid == 0 && sl == 0 && ol == 0)
+				break;  /* zero padding */
+			if (sl % 4 != 0 || ol % 4 != 0) {
+				note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
+				return produced;
+			}
+			n_scope = sl / 4;
+			n = (sl + ol) / 4;
+			p += 6;
+		}
+		if (tid == 0 && n == 0)
+			break;  /* zero padding */
+		if (tid < 256 || n == 0 || n > NM_TMPL_MAX_FIELDS || (size_t)(end - p) < n * 4) {
+			note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
+			return produced;
+		}
+		for (i = 0; i < n; i++, p += 4) {
+			f[i].pen = 0;
+			f[i].ie = nm_rd16(p);
+			f[i].len = nm_rd16(p + 2);
+		}
+		if (d->tmpl == NULL)
+			continue;
+		k = make_key(h, (uint16_t)tid);
+		t = nm_ipfix_compile(&k, f, n, n_scope, options, &e);
+		if (t == NULL) {
+			note_err(d, first_err, e);
+			continue;
+		}
+		produced += publish(d, ps, t, out, first_err);
+	}
+	return produced;
+}
+
+/* IPFIX template set (id 2) or options template set (id 3), withdrawals included. */
+static int
+ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_hdr *h,
+		int options, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
+		enum nm_decode_err *first_err)
+{
+	struct nm_tmpl_field f[NM_TMPL_MAX_FIELDS];
+	int produced = 0;
+
+	while (end - p >= 4) {
+		unsigned int tid = nm_rd16(p), n = nm_rd16(p + 2), n_scope = 0, i;
+		enum nm_decode_err e;
+		struct nm_tmpl_key k;
+		struct nm_tmpl *t;
+
+		if (tid == 0 && n == 0)
+			break;  /* padding */
+		p += 4;
+		if (n == 0) {
+			/* Withdrawal (RFC 7011 8.1): id 2/3 withdraws every (options) template. */
+			d->stats->template_withdrawals++;
+			if (d->tmpl == NULL)
+				continue;
+			if (tid == (options ? 3u : 2u))
+				(void)nm_tmpl_withdraw_all(d->tmpl, h->meta->exporter, h->domain,
+							   h->proto, options);
+			else if (tid >= 256) {
+				k = make_key(h, (uint16_t)tid);
+				(void)nm_tmpl_withdraw(d->tmpl, &k);
+			} else {
+				note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
+				return produced;
+			}
+			continue;
+		}
+		if (options) {
+			if (end - p < 2) {
+				note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
+				return produced;
+			}
+			n_scope = nm_rd16(p);
+			p += 2;
+			if (n_scope == 0 || n_scope > n) {
+				note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
+				return produced;
+			}
+		}
+		if (tid < 256 || n > NM_TMPL_MAX_FIELDS) {
+			note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
+			return produced;
+		}
+		for (i = 0; i < n; i++) {
+			if (end - p < 4)
+				goto bad;
+			f[i].ie = nm_rd16(p) & 0x7fff;
+			f[i].len = nm_rd16(p + 2);
+			f[i].pen = 0;
+			if (nm_rd16(p) & 0x8000) {
+				if (end - p < 8)
+					goto bad;
+				f[i].pen = nm_rd32(p + 4);
+				p += 4;
+			}
+			p += 4;
+		}
+		if (d->tmpl == NULL)
+			continue;
+		k = make_key(h, (uint16_t)tid);
+		t = nm_ipfix_compile(&k, f, n, n_scope, options, &e);
+		if (t == NULL) {
+			note_err(d, first_err, e);
+			continue;
+		}
+		produced += publish(d, ps, t, out, first_err);
+	}
+	return produced;
+bad:
+	note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
+	return produced;
+}
+
+/* A data set: decode it, or hold it until its template comes. */
+static int
+data_set(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_hdr *h,
+	 uint16_t tid, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
+	 enum nm_decode_err *first_err)
+{
+	struct nm_tmpl_key k;
+	const struct nm_tmpl *t = NULL;
+	struct dset ds;
+	int r;
+
+	if (d->tmpl != NULL) {
+		k = make_key(h, tid);
+		t = nm_tmpl_lookup(d->tmpl, &k);
+	}
+	if (t == NULL) {
+		d->stats->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE]++;
+		if (d->tmpl != NULL) {
+			static __thread struct nm_tmpl_pending hp;
+			size_t len = (size_t)(end - p);
+
+			if (len > NM_TMPL_PENDING_MAX_LEN) {
+				d->stats->pending_dropped++;
+				return 0;
+			}
+			hp.key = k;
+			hp.time_received = h->meta->time_received;
+			hp.time_received_ns = h->meta->time_received_ns;
+			hp.export_secs = h->export_secs;
+			hp.sys_uptime_ms = h->sys_uptime_ms;
+			hp.seq = h->seq;
+			hp.exporter_port = h->meta->exporter_port;
+			hp.dst_port = h->meta->dst_port;
+			hp.len = (uint16_t)len;
+			memcpy(hp.data, p, len);
+			r = nm_tmpl_pending_put(d->tmpl, &hp);
+			if (r < 0) {
+				d->stats->pending_dropped++;
+			} else {
+				d->stats->pending_queued++;
+				if (r == 1)
+					d->stats->pending_dropped++;  /* an older one made room */
+			}
+		}
+		return 0;
+	}
+	ds = (struct dset){.d = d, .h = h, .t = t};
+	r = run_set(&ds, ps, p, end, out);
+	if (r < 0) {
+		if (*first_err == NM_DECODE_OK)
+			*first_err = (enum nm_decode_err)-r;
+		return 0;
+	}
+	return r;
+}
+
+static int
+all_zero(const uint8_t *p, const uint8_t *end)
+{
+	for (; p < end; p++)
+		if (*p != 0)
+			return 0;
+	return 1;
+}
+
+int
+nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps,
+		   const struct nm_ipfix_hdr *h, const uint8_t *p, const uint8_t *end,
+		   struct nm_rec_batch *out)
+{
+	enum nm_decode_err first_err = NM_DECODE_OK;
+	int produced = 0;
+	int v9 = h->proto == NM_TMPL_NF9;
+
+	while (p < end) {
+		unsigned int id, slen;
+		const uint8_t *s_end;
+
+		if (end - p < 4 || (slen = nm_rd16(p + 2)) < 4) {
+			/* Some v9 exporters zero-fill the rest of a fixed-size datagram. */
+			if (v9 && all_zero(p, end))
+				break;
+			note_err(d, &first_err, NM_DECODE_ERR_BAD_LENGTH);
+			break;
+		}
+		if ((size_t)(end - p) < slen) {
+			note_err(d, &first_err, NM_DECODE_ERR_BAD_LENGTH);
+			break;
+		}
+		id = nm_rd16(p);
+		s_end = p + slen;
+		if (id >= 256)
+			produced += data_set(d, ps, h, (uint16_t)id, p + 4, s_end, out, &first_err);
+		else if (v9 && id <= 1)
+			produced += nf9_templates(d, ps, h, id == 1, p + 4, s_end, out, &first_err);
+		else if (!v9 && (id == 2 || id == 3))
+			produced += ipfix_templates(d, ps, h, id == 3, p + 4, s_end, out, &first_err);
+		else
+			d->stats->err[NM_DECODE_ERR_UNSUPPORTED]++;  /* reserved set id: skipped */
+		p = s_end;
+	}
+	if (first_err != NM_DECODE_OK) {
+		ps->bad++;
+		return -(int)first_err;
+	}
+	return produced;
+}
