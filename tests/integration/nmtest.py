@@ -501,7 +501,9 @@ class ClickHouse:
                 except (ProcessLookupError, PermissionError):
                     break
                 time.sleep(1)
-        if not keep_dir:
+        if keep_dir or os.environ.get("NM_KEEP_TMP"):
+            print("clickhouse dir kept: %s" % self.dir, flush=True)
+        else:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
