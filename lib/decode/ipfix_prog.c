@@ -17,6 +17,7 @@
 enum target {
 	T_NONE = 0, T_BYTES, T_PKTS, T_SPORT, T_DPORT, T_INIF, T_OUTIF, T_NH4, T_NH6,
 	T_SRCMAC, T_DSTMAC, T_SRCVLAN, T_DSTVLAN, T_START, T_END, T_SAMPLER, T_SAMPLING,
+	T_FRAMESZ, T_RBYTES, T_RPKTS,
 	T_MAX_,
 };
 
@@ -118,7 +119,8 @@ static const struct ie_map flow_map[IE_TABLE_LEN] = {
 	M(305, NM_OP_PKT_INTERVAL, T_NONE, 0),
 	M(306, NM_OP_PKT_SPACE, T_NONE, 0),
 	M(315, NM_OP_FRAME, T_NONE, 0),          /* dataLinkFrameSection */
-	M(312, NM_OP_FRAME_SIZE, T_NONE, 0),     /* dataLinkFrameSize */
+	M(312, NM_OP_FRAME_SIZE, T_FRAMESZ, 0),  /* dataLinkFrameSize */
+	M(410, NM_OP_FRAME_SIZE, T_FRAMESZ, 1),  /* sectionExportedOctets */
 };
 
 /* Options data: only what sampling needs. */
@@ -131,15 +133,28 @@ static const struct ie_map opt_map[IE_TABLE_LEN] = {
 	M(306, NM_OP_PKT_SPACE, T_NONE, 0),
 };
 
+/* RFC 5103 reverse information elements: PEN 29305, same numbers as the forward ones. */
+#define PEN_REVERSE 29305
+static const struct ie_map rev_map[IE_TABLE_LEN] = {
+	M(1, NM_OP_REV_BYTES, T_RBYTES, 0),
+	M(85, NM_OP_REV_BYTES, T_RBYTES, 1),
+	M(2, NM_OP_REV_PKTS, T_RPKTS, 0),
+	M(86, NM_OP_REV_PKTS, T_RPKTS, 1),
+};
+
 #undef M
 
 static const struct ie_map *
 field_map(const struct ie_map *tab, const struct nm_tmpl_field *f)
 {
-	/* Enterprise-specific fields (RFC 5103 reverse IEs included) feed nothing. */
-	if (f->pen != 0 || f->ie >= IE_TABLE_LEN || tab[f->ie].op == NM_OP_SKIP)
+	if (f->ie >= IE_TABLE_LEN)
 		return NULL;
-	return &tab[f->ie];
+	/* Reverse counters of biflows feed a second record; other enterprise fields nothing. */
+	if (f->pen == PEN_REVERSE && tab == flow_map)
+		tab = rev_map;
+	else if (f->pen != 0)
+		return NULL;
+	return tab[f->ie].op == NM_OP_SKIP ? NULL : &tab[f->ie];
 }
 
 /* Does a fixed-length field of len bytes make sense for op? (Var-length ones are checked later.) */
@@ -228,6 +243,8 @@ nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, u
 			flags |= NM_TF_SAMPLING;
 		else if (op == NM_OP_FRAME)
 			t->has_frame = 1;
+		else if (op == NM_OP_REV_BYTES || op == NM_OP_REV_PKTS)
+			flags |= NM_TF_REVERSE;
 		if (!has_var) {
 			/* Fixed layout: absolute offsets, skipped fields cost nothing. */
 			if (op != NM_OP_SKIP) {
@@ -267,6 +284,7 @@ struct scratch {
 	uint64_t start_up, end_up, sysinit_ms;
 	uint64_t start_dus, end_dus;
 	uint64_t sampling, pkt_interval, pkt_space, frame_size;
+	uint64_t rev_bytes, rev_pkts;
 	const uint8_t *frame;
 	uint32_t frame_len;
 	uint32_t sampler_id;
@@ -448,6 +466,8 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 	case NM_OP_PKT_INTERVAL: sc->pkt_interval = v; break;
 	case NM_OP_PKT_SPACE: sc->pkt_space = v; break;
 	case NM_OP_FRAME_SIZE: sc->frame_size = v; break;
+	case NM_OP_REV_BYTES: sc->rev_bytes = v; break;
+	case NM_OP_REV_PKTS: sc->rev_pkts = v; break;
 	default: break;
 	}
 }
@@ -567,6 +587,29 @@ finish_options(struct dset *ds, struct scratch *sc)
 				       sc->has_sampler ? sc->sampler_id : 0, rate);
 }
 
+#define SWAP(a, b) do { __typeof__(a) tmp_ = (a); (a) = (b); (b) = tmp_; } while (0)
+
+/* The reverse direction of an RFC 5103 biflow: endpoints swapped, reverse counters. */
+static void
+reverse_of(struct nm_flow_rec *r, const struct nm_flow_rec *fwd, const struct scratch *sc)
+{
+	struct nm_flow_key *k = &r->key;
+	uint8_t a[NM_ADDR_LEN];
+
+	*r = *fwd;
+	memcpy(a, k->src_addr, NM_ADDR_LEN);
+	memcpy(k->src_addr, k->dst_addr, NM_ADDR_LEN);
+	memcpy(k->dst_addr, a, NM_ADDR_LEN);
+	SWAP(k->src_port, k->dst_port);
+	SWAP(k->src_mac, k->dst_mac);
+	SWAP(k->src_as, k->dst_as);
+	SWAP(k->src_net, k->dst_net);
+	SWAP(k->in_if, k->out_if);
+	SWAP(k->src_vlan, k->dst_vlan);
+	r->bytes = sc->rev_bytes;
+	r->packets = sc->rev_pkts;
+}
+
 /*
  * Decode the records of one data set [p, end) with its template. Returns flow records produced,
  * or -NM_DECODE_ERR_BAD_LENGTH (counted) when a variable-length field runs past the set.
@@ -622,6 +665,15 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 			continue;
 		}
 		finish_flow(ds, r, &sc);
+		if ((t->flags & NM_TF_REVERSE) && (sc.rev_bytes != 0 || sc.rev_pkts != 0)) {
+			/* Copy first: taking the next slot may flush the batch under r. */
+			struct nm_flow_rec fwd = *r;
+
+			nm_rec_batch_commit(out);
+			r = nm_rec_batch_slot(out);
+			reverse_of(r, &fwd, &sc);
+			n++;
+		}
 		nm_rec_batch_commit(out);
 		n++;
 	}

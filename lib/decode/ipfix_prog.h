@@ -41,6 +41,7 @@ enum nm_ipfix_op {
 	NM_OP_DIRECTION, NM_OP_BIDIR, NM_OP_FWD_STATUS, NM_OP_MPLS, NM_OP_IPVER,
 	NM_OP_SAMPLER_ID, NM_OP_SAMPLING, NM_OP_PKT_INTERVAL, NM_OP_PKT_SPACE,
 	NM_OP_FRAME, NM_OP_FRAME_SIZE,
+	NM_OP_REV_BYTES, NM_OP_REV_PKTS,   /* RFC 5103 reverse counters (PEN 29305) */
 	NM_OP_MAX,
 };
 
@@ -49,6 +50,7 @@ enum nm_ipfix_tflag {
 	NM_TF_BYTES = 1u << 0,
 	NM_TF_PKTS = 1u << 1,
 	NM_TF_SAMPLING = 1u << 2,  /* options: carries a rate */
+	NM_TF_REVERSE = 1u << 3,   /* biflow: a reverse record follows each forward one */
 };
 
 /*
