@@ -15,7 +15,7 @@ nm_ipfix_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		const struct nm_dgram_meta *meta, struct nm_rec_batch *out)
 {
 	struct nm_proto_stats *ps = &d->stats->ipfix;
-	struct nm_ipfix_hdr h;
+	struct nm_ipfix_hdr h = {0};
 	size_t mlen;
 
 	ps->datagrams++;

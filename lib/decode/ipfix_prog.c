@@ -491,6 +491,7 @@ struct dset {
 	uint64_t last_rate;        /* rate lookup cache for the set: last sampler id and its rate */
 	uint32_t last_sampler;
 	uint8_t last_valid;
+	unsigned int *n_recs;      /* records of every kind read (v9 header count check) */
 };
 
 static uint64_t
@@ -660,6 +661,8 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 			}
 			p = q;
 		}
+		if (ds->n_recs != NULL)
+			(*ds->n_recs)++;
 		if (t->is_options) {
 			finish_options(ds, &sc);
 			continue;
@@ -770,7 +773,7 @@ note_err(struct nm_decoder *d, enum nm_decode_err *first, enum nm_decode_err e)
 
 /* v9 template flowset (id 0) or options template flowset (id 1). */
 static int
-nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_hdr *h,
+nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
 	      int options, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
 	      enum nm_decode_err *first_err)
 {
@@ -808,6 +811,7 @@ nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_i
 			note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
 			return produced;
 		}
+		h->n_recs++;
 		for (i = 0; i < n; i++, p += 4) {
 			f[i].pen = 0;
 			f[i].ie = nm_rd16(p);
@@ -828,7 +832,7 @@ nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_i
 
 /* IPFIX template set (id 2) or options template set (id 3), withdrawals included. */
 static int
-ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_hdr *h,
+ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
 		int options, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
 		enum nm_decode_err *first_err)
 {
@@ -877,6 +881,7 @@ ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm
 			note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
 			return produced;
 		}
+		h->n_recs++;
 		for (i = 0; i < n; i++) {
 			if (end - p < 4)
 				goto bad;
@@ -909,7 +914,7 @@ bad:
 
 /* A data set: decode it, or hold it until its template comes. */
 static int
-data_set(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_hdr *h,
+data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
 	 uint16_t tid, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
 	 enum nm_decode_err *first_err)
 {
@@ -953,7 +958,7 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_
 		}
 		return 0;
 	}
-	ds = (struct dset){.d = d, .h = h, .t = t};
+	ds = (struct dset){.d = d, .h = h, .t = t, .n_recs = &h->n_recs};
 	r = run_set(&ds, ps, p, end, out);
 	if (r < 0) {
 		if (*first_err == NM_DECODE_OK)
@@ -974,7 +979,7 @@ all_zero(const uint8_t *p, const uint8_t *end)
 
 int
 nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps,
-		   const struct nm_ipfix_hdr *h, const uint8_t *p, const uint8_t *end,
+		   struct nm_ipfix_hdr *h, const uint8_t *p, const uint8_t *end,
 		   struct nm_rec_batch *out)
 {
 	enum nm_decode_err first_err = NM_DECODE_OK;
@@ -998,6 +1003,7 @@ nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps,
 		}
 		id = nm_rd16(p);
 		s_end = p + slen;
+		h->n_sets++;
 		if (id >= 256)
 			produced += data_set(d, ps, h, (uint16_t)id, p + 4, s_end, out, &first_err);
 		else if (v9 && id <= 1)

@@ -71,6 +71,9 @@ struct nm_ipfix_hdr {
 	uint32_t seq;
 	uint32_t domain;
 	uint8_t proto;           /* enum nm_tmpl_proto */
+	/* Filled in by the walker: sets walked, records of every kind read in this datagram. */
+	unsigned int n_sets;
+	unsigned int n_recs;
 };
 
 /*
@@ -79,7 +82,7 @@ struct nm_ipfix_hdr {
  * problem is counted. Sets after a malformed one are still decoded when the lengths allow it.
  */
 int nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps,
-		       const struct nm_ipfix_hdr *h, const uint8_t *p, const uint8_t *end,
+		       struct nm_ipfix_hdr *h, const uint8_t *p, const uint8_t *end,
 		       struct nm_rec_batch *out);
 
 #endif /* NM_IPFIX_PROG_H */

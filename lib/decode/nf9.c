@@ -15,7 +15,9 @@ nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	      const struct nm_dgram_meta *meta, struct nm_rec_batch *out)
 {
 	struct nm_proto_stats *ps = &d->stats->nf9;
-	struct nm_ipfix_hdr h;
+	struct nm_ipfix_hdr h = {0};
+	unsigned int count;
+	int ret;
 
 	ps->datagrams++;
 	if (len < NF9_HDR_LEN)
@@ -23,14 +25,20 @@ nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	if (nm_rd16(buf) != 9)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_VERSION);
 	/*
-	 * The header's count (records of all kinds) is not used to bound the walk: exporters get it
-	 * wrong often enough (it counts flowsets on some), and the set lengths bound everything.
+	 * The header's count (records of all kinds) does not bound the walk: exporters get it wrong
+	 * often enough (some count flowsets), and the set lengths bound everything. A count below
+	 * both the flowsets and the records actually read is a header that lies: counted as
+	 * bad_count, but the data the set lengths vouch for is kept.
 	 */
+	count = nm_rd16(buf + 2);
 	h.meta = meta;
 	h.sys_uptime_ms = nm_rd32(buf + 4);
 	h.export_secs = nm_rd32(buf + 8);
 	h.seq = nm_rd32(buf + 12);
 	h.domain = nm_rd32(buf + 16);
 	h.proto = NM_TMPL_NF9;
-	return nm_ipfix_walk_sets(d, ps, &h, buf + NF9_HDR_LEN, buf + len, out);
+	ret = nm_ipfix_walk_sets(d, ps, &h, buf + NF9_HDR_LEN, buf + len, out);
+	if (count < h.n_sets && count < h.n_recs)
+		d->stats->err[NM_DECODE_ERR_BAD_COUNT]++;
+	return ret;
 }
