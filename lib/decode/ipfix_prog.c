@@ -561,6 +561,15 @@ finish_flow(struct dset *ds, struct nm_flow_rec *r, struct scratch *sc)
 	if (k->time_flow_start == 0)
 		k->time_flow_start = k->time_flow_end;
 
+	/*
+	 * Exporters without ICMP IEs (Cisco, softflowd, ...) put type * 256 + code in the
+	 * destination port of ICMP flows.
+	 */
+	if (!(sc->written & W_ICMP) && k->icmp_type == 0 && k->icmp_code == 0 &&
+	    (k->proto == 1 || k->proto == 58) && k->src_port == 0) {
+		k->icmp_type = (uint8_t)(k->dst_port >> 8);
+		k->icmp_code = (uint8_t)k->dst_port;
+	}
 	if (k->vlan_id == 0)
 		k->vlan_id = k->src_vlan;
 	if (k->etype == 0) {
