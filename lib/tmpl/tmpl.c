@@ -174,6 +174,7 @@ void
 nm_tmpl_cache_free(struct nm_tmpl_cache *c)
 {
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *n;
 	struct nm_tmpl *t;
 	struct rate_ent *r;
 	int online;
@@ -186,14 +187,18 @@ nm_tmpl_cache_free(struct nm_tmpl_cache *c)
 	 */
 	online = rcu_read_ongoing();
 	if (c->ht != NULL) {
-		cds_lfht_for_each_entry(c->ht, &it, t, node) {
-			cds_lfht_del(c->ht, &t->node);
+		for (cds_lfht_first(c->ht, &it); (n = cds_lfht_iter_get_node(&it)) != NULL;
+		     cds_lfht_next(c->ht, &it)) {
+			t = caa_container_of(n, struct nm_tmpl, node);
+			cds_lfht_del(c->ht, n);
 			call_rcu(&t->rcu, tmpl_free_rcu);
 		}
 	}
 	if (c->rates != NULL) {
-		cds_lfht_for_each_entry(c->rates, &it, r, node) {
-			cds_lfht_del(c->rates, &r->node);
+		for (cds_lfht_first(c->rates, &it); (n = cds_lfht_iter_get_node(&it)) != NULL;
+		     cds_lfht_next(c->rates, &it)) {
+			r = caa_container_of(n, struct rate_ent, node);
+			cds_lfht_del(c->rates, n);
 			call_rcu(&r->rcu, rate_free_rcu);
 		}
 	}
@@ -353,11 +358,18 @@ nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN
 		     uint32_t domain, uint8_t proto, int options)
 {
 	struct cds_lfht_iter it;
+	struct cds_lfht_node *n_;
 	struct nm_tmpl *t;
 	int n = 0;
 
 	pthread_mutex_lock(&c->wlock);
-	cds_lfht_for_each_entry(c->ht, &it, t, node) {
+	/*
+	 * Not cds_lfht_for_each_entry(): it forms container_of(NULL) at the end, which UBSan
+	 * (rightly) reports; walk the nodes and convert only non-NULL ones.
+	 */
+	for (cds_lfht_first(c->ht, &it); (n_ = cds_lfht_iter_get_node(&it)) != NULL;
+	     cds_lfht_next(c->ht, &it)) {
+		t = caa_container_of(n_, struct nm_tmpl, node);
 		if (t->key.domain == domain && t->key.proto == proto &&
 		    !!t->is_options == !!options &&
 		    memcmp(t->key.exporter, exporter, NM_ADDR_LEN) == 0) {
