@@ -218,7 +218,26 @@ is_pci(const char *dev)
 	return sscanf(dev, "%x:%x:%x.%x", &a, &b, &c, &d) == 4 || sscanf(dev, "%x:%x.%x", &b, &c, &d) == 3;
 }
 
-/* argv for rte_eal_init: config args, then "--" args, then the ports' devices. */
+/*
+ * An EAL core-list option: -l LIST, -lLIST, -c MASK, -cMASK, --lcores LIST, --lcores=LIST.
+ * Returns 0 when arg is none, 1 when it carries its value, 2 when the value is the next word.
+ */
+static int
+core_opt(const char *arg)
+{
+	if (strcmp(arg, "-l") == 0 || strcmp(arg, "-c") == 0 || strcmp(arg, "--lcores") == 0)
+		return 2;
+	if ((strncmp(arg, "-l", 2) == 0 || strncmp(arg, "-c", 2) == 0) && arg[2] != '-')
+		return 1;
+	if (strncmp(arg, "--lcores=", 9) == 0)
+		return 1;
+	return 0;
+}
+
+/*
+ * argv for rte_eal_init: config args, then "--" args, then the ports' devices. A core list after
+ * "--" replaces the config's (EAL refuses two), so the command line always wins.
+ */
 static int
 build_eal_args(const struct nm_config *cfg, const struct options *o, char **argv, char *store,
 	       size_t storelen)
@@ -227,14 +246,26 @@ build_eal_args(const struct nm_config *cfg, const struct options *o, char **argv
 	unsigned int p;
 	char *tok, *save = NULL;
 	bool has_huge_opt = false, has_mem = false, has_pci_opt = false, any_pci = false;
+	bool extra_cores = false, skip_next = false;
 	size_t used;
 
+	for (i = 0; i < o->n_eal_extra; i++)
+		extra_cores |= core_opt(o->eal_extra[i]) != 0;
 	argv[argc++] = (char *)"netmeta";
 	snprintf(store, storelen, "%s", cfg->eal_args);
 	used = strlen(store) + 1;
 	for (tok = strtok_r(store, " \t", &save); tok != NULL && argc < MAX_EAL_ARGS - 8;
-	     tok = strtok_r(NULL, " \t", &save))
+	     tok = strtok_r(NULL, " \t", &save)) {
+		if (skip_next) {
+			skip_next = false;
+			continue;
+		}
+		if (extra_cores && core_opt(tok) != 0) {
+			skip_next = core_opt(tok) == 2;
+			continue;
+		}
 		argv[argc++] = tok;
+	}
 	for (i = 0; i < o->n_eal_extra && argc < MAX_EAL_ARGS - 8; i++)
 		argv[argc++] = o->eal_extra[i];
 	for (i = 1; i < argc; i++) {
