@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Suite `fuzz`: build the libFuzzer targets with clang and run each for a bounded time.
+
+    run_fuzz.py [--seconds S] [--targets nf5,sflow,nf9,ipfix] [--keep DIR]
+
+The project's main build is usually gcc, and libFuzzer needs clang, so this script configures a
+second build of its own (CC=clang, -Dfuzz=enabled) under $NM_BUILD/fuzz-clang and builds only
+the fuzz targets there. Each target starts from seeds cut out of the corpus: the UDP payloads of
+every export capture in TRUTH.tsv whose protocol the target decodes (all four go through the
+protocol dispatcher, so any datagram is a useful input). A target that crashes, leaks, trips a
+sanitizer or runs out of memory fails the test; its reproducer stays in the work directory.
+Prints executions and coverage per target.
+"""
+import argparse
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+SOURCE = os.environ.get("NM_SOURCE", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BUILD = os.environ.get("NM_BUILD", os.path.join(SOURCE, "build"))
+CORPORA = os.environ.get("NM_CORPORA", os.path.join(SOURCE, "..", "shared", "corpora"))
+TARGET_PROTOS = {"nf5": {"nf5"}, "nf9": {"nf9"}, "ipfix": {"ipfix"}, "sflow": {"sflow5"}}
+
+
+def udp_payloads(path):
+    """UDP payloads of a classic pcap file (Ethernet/VLAN, Linux cooked, raw IP, BSD loopback)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return
+    magic = data[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        end = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        end = ">"
+    else:
+        return
+    link = struct.unpack(end + "I", data[20:24])[0] & 0xFFFF
+    off = 24
+    while off + 16 <= len(data):
+        caplen = struct.unpack(end + "I", data[off + 8:off + 12])[0]
+        frame = data[off + 16:off + 16 + caplen]
+        off += 16 + caplen
+        if link == 1:
+            et, l3 = struct.unpack("!H", frame[12:14])[0] if len(frame) >= 14 else 0, 14
+            while et in (0x8100, 0x88A8) and len(frame) >= l3 + 4:
+                et = struct.unpack("!H", frame[l3 + 2:l3 + 4])[0]
+                l3 += 4
+        elif link == 113:
+            et, l3 = struct.unpack("!H", frame[14:16])[0] if len(frame) >= 16 else 0, 16
+        elif link in (12, 101, 228, 229):
+            et, l3 = {4: 0x0800, 6: 0x86DD}.get(frame[0] >> 4 if frame else 0, 0), 0
+        elif link == 0:
+            et, l3 = {2: 0x0800, 24: 0x86DD, 28: 0x86DD, 30: 0x86DD}.get(
+                struct.unpack("<I", frame[:4])[0] if len(frame) >= 4 else 0, 0), 4
+        else:
+            return
+        ip = frame[l3:]
+        if et == 0x0800 and len(ip) >= 20 and ip[9] == 17:
+            udp = ip[(ip[0] & 15) * 4:]
+        elif et == 0x86DD and len(ip) >= 40 and ip[6] == 17:
+            udp = ip[40:]
+        else:
+            continue
+        if len(udp) > 8:
+            yield udp[8:]
+
+
+def write_seeds(target, dest):
+    truth = os.path.join(CORPORA, "TRUTH.tsv")
+    n = 0
+    os.makedirs(dest, exist_ok=True)
+    with open(truth) as f:
+        head = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            row = dict(zip(head, line.rstrip("\n").split("\t")))
+            if not set(row["protocols"].split(",")) & TARGET_PROTOS[target]:
+                continue
+            for i, p in enumerate(udp_payloads(os.path.join(CORPORA, row["file"]))):
+                name = re.sub(r"[^A-Za-z0-9_.-]", "_", row["file"]) + ".%d" % i
+                with open(os.path.join(dest, name), "wb") as o:
+                    o.write(p)
+                n += 1
+    return n
+
+
+def build(fuzzdir, targets):
+    if not os.path.exists(os.path.join(fuzzdir, "build.ninja")):
+        env = dict(os.environ, CC="clang")
+        cmd = ["meson", "setup", fuzzdir, SOURCE, "-Dfuzz=enabled", "-Dcorpora=" + CORPORA]
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            sys.stdout.write(p.stdout)
+            raise SystemExit("meson setup of the clang build failed")
+    cmd = ["ninja", "-C", fuzzdir] + ["tests/fuzz/fuzz_" + t for t in targets]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        sys.stdout.write(p.stdout)
+        raise SystemExit("building the fuzz targets failed")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=int(os.environ.get("NM_FUZZ_SECONDS", "30")))
+    ap.add_argument("--targets", default="nf5,sflow,nf9,ipfix")
+    ap.add_argument("--keep", help="work directory to keep (seeds, new inputs, crash reproducers)")
+    a = ap.parse_args()
+    targets = a.targets.split(",")
+    if shutil.which("clang") is None:
+        print("SKIP: clang not installed (scripts/setup.sh --test installs it)")
+        sys.exit(77)
+    if not os.path.exists(os.path.join(CORPORA, "TRUTH.tsv")):
+        print("SKIP: corpus absent at %s: no seeds" % CORPORA)
+        sys.exit(77)
+    fuzzdir = os.path.join(BUILD, "fuzz-clang")
+    build(fuzzdir, targets)
+    work = a.keep or tempfile.mkdtemp(prefix="nmfuzz")
+    failed = []
+    print("%-8s %7s %12s %9s %7s %s" % ("target", "seeds", "execs", "execs/s", "cov", "result"))
+    for t in targets:
+        seeds = os.path.join(work, t, "seeds")
+        found = os.path.join(work, t, "found")
+        os.makedirs(found, exist_ok=True)
+        n = write_seeds(t, seeds)
+        exe = os.path.join(fuzzdir, "tests", "fuzz", "fuzz_" + t)
+        cmd = [exe, "-max_total_time=%d" % a.seconds, "-rss_limit_mb=2048", "-max_len=65535",
+               "-timeout=10", "-print_final_stats=1", "-artifact_prefix=" + os.path.join(work, t) + "/",
+               found, seeds]
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=a.seconds + 300)
+        execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", p.stdout)
+        rate = re.findall(r"stat::average_exec_per_sec:\s*(\d+)", p.stdout)
+        cov = re.findall(r"cov: (\d+)", p.stdout)
+        ok = p.returncode == 0 and execs
+        print("%-8s %7d %12s %9s %7s %s" % (t, n, execs[-1] if execs else "-", rate[-1] if rate else "-",
+                                            cov[-1] if cov else "-", "ok" if ok else "FAIL rc=%d" % p.returncode))
+        if not ok:
+            failed.append(t)
+            sys.stdout.write(p.stdout[-6000:])
+        sys.stdout.flush()
+    if failed:
+        print("fuzz targets failed: %s (inputs and reproducers in %s)" % (",".join(failed), work))
+        sys.exit(1)
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
