@@ -10,6 +10,26 @@
 
 #define NF9_HDR_LEN 20
 
+/*
+ * Flowsets in [p, end) as nm_ipfix_walk_sets() will walk them: each one whose 4-byte header and
+ * length fit; the walk stops at a zero-filled tail or a malformed header (the walker reports it).
+ */
+static unsigned int
+count_sets(const uint8_t *p, const uint8_t *end)
+{
+	unsigned int n = 0;
+
+	while (end - p >= 4) {
+		unsigned int slen = nm_rd16(p + 2);
+
+		if (slen < 4 || (size_t)(end - p) < slen)
+			break;
+		n++;
+		p += slen;
+	}
+	return n;
+}
+
 int
 nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	      const struct nm_dgram_meta *meta, struct nm_rec_batch *out)
@@ -17,7 +37,6 @@ nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	struct nm_proto_stats *ps = &d->stats->nf9;
 	struct nm_ipfix_hdr h = {0};
 	unsigned int count;
-	int ret;
 
 	ps->datagrams++;
 	if (len < NF9_HDR_LEN)
@@ -25,20 +44,24 @@ nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	if (nm_rd16(buf) != 9)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_VERSION);
 	/*
-	 * The header's count (records of all kinds) does not bound the walk: exporters get it wrong
-	 * often enough (some count flowsets), and the set lengths bound everything. A count below
-	 * both the flowsets and the records actually read is a header that lies: counted as
-	 * bad_count, but the data the set lengths vouch for is kept.
+	 * The header's count (RFC 3954 5.1: template, options and data records of the packet) does
+	 * not bound the walk: exporters get it wrong often enough (many count flowsets instead),
+	 * and the set lengths bound everything. But every exporter in the wild counts at least one
+	 * per flowset, so a count below the number of flowsets fits neither reading: the header
+	 * contradicts the body, and nothing says which of its records are the ones it announces
+	 * (tshark decodes the first `count` flowsets, another decoder could pick others). Such a
+	 * datagram is rejected whole, before any template of it is learnt, and counted as
+	 * bad_count - as NetFlow v5 does with a count that does not match its payload. Checking
+	 * it costs one walk over the flowset headers (a handful per datagram).
 	 */
 	count = nm_rd16(buf + 2);
+	if (count < count_sets(buf + NF9_HDR_LEN, buf + len))
+		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_COUNT);
 	h.meta = meta;
 	h.sys_uptime_ms = nm_rd32(buf + 4);
 	h.export_secs = nm_rd32(buf + 8);
 	h.seq = nm_rd32(buf + 12);
 	h.domain = nm_rd32(buf + 16);
 	h.proto = NM_TMPL_NF9;
-	ret = nm_ipfix_walk_sets(d, ps, &h, buf + NF9_HDR_LEN, buf + len, out);
-	if (count < h.n_sets && count < h.n_recs)
-		d->stats->err[NM_DECODE_ERR_BAD_COUNT]++;
-	return ret;
+	return nm_ipfix_walk_sets(d, ps, &h, buf + NF9_HDR_LEN, buf + len, out);
 }
