@@ -91,6 +91,7 @@ struct nm_app {
 	struct nm_config cfg;
 	bool offline;                      /* every port is a pcap file */
 	volatile bool quit;                /* SIGINT/SIGTERM or offline end */
+	volatile bool drain_abort;         /* a second SIGINT/SIGTERM: stop waiting for Kafka */
 	volatile bool stop_rx;             /* workers: stop polling and hand off tables */
 
 	uint8_t collector_port_map[65536 / 8];

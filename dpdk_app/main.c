@@ -57,8 +57,12 @@ static void
 on_signal(int sig)
 {
 	(void)sig;
-	if (sig_app != NULL)
-		sig_app->quit = true;
+	if (sig_app == NULL)
+		return;
+	/* A second signal cuts the Kafka drain short: what is not acknowledged goes to the spool. */
+	if (sig_app->quit)
+		sig_app->drain_abort = true;
+	sig_app->quit = true;
 }
 
 static void
@@ -81,7 +85,9 @@ usage(FILE *f)
 		"  -- ARGS               extra DPDK EAL arguments\n"
 		"\n"
 		"Exit status: 0 when every accepted record reached Kafka; 1 when records were lost\n"
-		"(no memory, or not acknowledged); 2 on bad usage or configuration; 3 on set-up failure.\n");
+		"(no memory, not acknowledged, or dropped because the Kafka spool was full); 2 on bad\n"
+		"usage or configuration; 3 on set-up failure; 4 when nothing was lost but records wait\n"
+		"in the Kafka spool (kafka.spool_dir) for the next start.\n");
 }
 
 static int
@@ -460,11 +466,15 @@ print_line(struct nm_app *app, double secs)
 		errs += s.dec.err[i];
 	printf("[%7.1fs] frames %" PRIu64 "  datagrams %" PRIu64 "  records %" PRIu64
 	       "  rows %" PRIu64 "  kafka acked %" PRIu64 " failed %" PRIu64
-	       "  decode errors %" PRIu64 "  agg folded %" PRIu64 " dropped %" PRIu64 "\n",
+	       "  decode errors %" PRIu64 "  agg folded %" PRIu64 " dropped %" PRIu64 "%s",
 	       secs, s.rx_packets,
 	       s.dec.nf5.datagrams + s.dec.nf9.datagrams + s.dec.ipfix.datagrams +
 		       s.dec.sflow.datagrams + s.dec.unknown,
-	       s.records, app->rows, k.records_acked, k.records_failed, errs, a.folded, a.dropped);
+	       s.records, app->rows, k.records_acked, k.records_failed, errs, a.folded, a.dropped,
+	       k.spool_enabled ? "" : "\n");
+	if (k.spool_enabled)
+		printf("  spool %" PRIu64 " (%" PRIu64 " bytes) kafka dropped %" PRIu64 "\n",
+		       k.spool_records, k.spool_bytes, k.records_dropped);
 	fflush(stdout);
 }
 
@@ -512,6 +522,16 @@ print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
 	fprintf(f, "  %-28s %" PRIu64 " acked, %" PRIu64 " failed, %" PRIu64 " unacked in %"
 		   PRIu64 " messages\n", "kafka records",
 		sm->k.records_acked, sm->k.records_failed, sm->unacked, sm->k.messages_acked);
+	if (sm->k.spool_enabled)
+		fprintf(f, "  %-28s %" PRIu64 " records written this run, %" PRIu64 " recovered "
+			   "at start; %" PRIu64 " records (%" PRIu64 " bytes) wait there now%s\n",
+			"kafka spool", sm->k.records_spooled, sm->k.records_recovered,
+			sm->k.spool_records, sm->k.spool_bytes,
+			sm->k.spool_records ? "  <-- delivered by the next start" : "");
+	if (sm->k.records_dropped != 0)
+		fprintf(f, "  %-28s %" PRIu64 " records in %" PRIu64 " batches (%" PRIu64
+			   " bytes): the spool was full\n", "kafka dropped",
+			sm->k.records_dropped, sm->k.messages_dropped, sm->k.bytes_dropped);
 	fprintf(f, "  %-28s %" PRIu64 "%s\n", "records lost", sm->lost,
 		sm->lost ? "  <-- see above" : "");
 }
@@ -555,6 +575,20 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 	J("kafka_records_failed", sm->k.records_failed);
 	J("kafka_records_unacked", sm->unacked);
 	J("kafka_messages_acked", sm->k.messages_acked);
+	J("kafka_records_recovered", sm->k.records_recovered);
+	J("kafka_records_spooled", sm->k.records_spooled);
+	J("kafka_records_dropped", sm->k.records_dropped);
+	J("kafka_packets_dropped", sm->k.packets_dropped);
+	J("kafka_flow_bytes_dropped", sm->k.flow_bytes_dropped);
+	J("kafka_messages_spooled", sm->k.messages_spooled);
+	J("kafka_messages_replayed", sm->k.messages_replayed);
+	J("kafka_messages_dropped", sm->k.messages_dropped);
+	J("kafka_messages_failed", sm->k.messages_failed);
+	J("kafka_messages_possibly_persisted", sm->k.messages_possibly_persisted);
+	J("spool_records", sm->k.spool_records);
+	J("spool_bytes", sm->k.spool_bytes);
+	J("spool_corrupt", sm->k.spool_corrupt);
+	J("spool_corrupt_bytes", sm->k.spool_corrupt_bytes);
 	J("lost_records", sm->lost);
 	fprintf(f, "  \"seconds\": %.6f,\n", sm->secs);
 	fprintf(f, "  \"rx_seconds\": %.6f,\n", sm->rx_secs);
@@ -814,6 +848,10 @@ main(int argc, char **argv)
 	kp.compression = app->cfg.kafka_compression;
 	kp.props = app->cfg.kafka_props;
 	kp.n_props = app->cfg.n_kafka_props;
+	kp.exporter_groups = app->cfg.kafka_exporter_groups;
+	kp.queue_max_bytes = (size_t)app->cfg.kafka_queue_max_bytes;
+	kp.spool_dir = app->cfg.kafka_spool_dir;
+	kp.spool_max_bytes = app->cfg.kafka_spool_max_bytes;
 	app->kafka = nm_kafka_create(&kp, err, sizeof(err));
 	if (app->kafka == NULL) {
 		fprintf(stderr, "netmeta: kafka: %s\n", err);
@@ -874,16 +912,24 @@ main(int argc, char **argv)
 	nm_flusher_poll(app);
 
 	memset(&sm, 0, sizeof(sm));
-	sm.unacked = nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms);
+	nm_kafka_get_stats(app->kafka, &sm.k);
+	if (sm.k.records_inflight + sm.k.spool_records > 0)
+		fprintf(stderr, "netmeta: waiting up to %d ms for Kafka to acknowledge %" PRIu64
+				" records (%" PRIu64 " of them spooled); a second Ctrl-C/SIGTERM "
+				"spools the rest at once\n", app->cfg.kafka_drain_timeout_ms,
+			sm.k.records_inflight + sm.k.spool_records, sm.k.spool_records);
+	sm.unacked = nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms, &app->drain_abort);
 	nm_stats_sum(app, &sm.s, &sm.a);
 	nm_kafka_get_stats(app->kafka, &sm.k);
 	sm.secs = (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz;
 	sm.rx_secs = rx_secs;
-	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.unacked;
+	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.k.records_dropped +
+		  sm.unacked;
 	print_summary(app, &sm, stdout);
 	if (o.summary_json != NULL)
 		(void)write_summary_json(app, &sm, o.summary_json);
-	status = sm.lost != 0 ? 1 : 0;
+	/* Spooled rows are safe on disk but not in Kafka yet: say so in the status, too. */
+	status = sm.lost != 0 ? 1 : sm.k.spool_records != 0 ? 4 : 0;
 
 out_workers:
 	free_workers(app);

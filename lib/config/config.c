@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <iniparser/iniparser.h>
 
 #include "config.h"
+#include "../encode/encode.h"
 
 enum key_type { K_UINT, K_INT, K_STR, K_ENUM, K_UDP_PORTS };
 
@@ -49,6 +51,12 @@ static const struct key_desc keys[] = {
 	{"kafka", "linger_ms", K_INT, F(kafka_linger_ms), 0, 60000, NULL, "100"},
 	{"kafka", "compression", K_ENUM, 0, 0, 0, 0, compressions, "none"},
 	{"kafka", "drain_timeout_ms", K_INT, F(kafka_drain_timeout_ms), 0, 3600000, NULL, "60000"},
+	{"kafka", "exporter_groups", K_UINT, F(kafka_exporter_groups), 1, 1024, NULL, "16"},
+	{"kafka", "queue_max_bytes", K_UINT, F(kafka_queue_max_bytes), 1 << 20, 1LL << 40, NULL,
+	 "268435456"},
+	{"kafka", "spool_dir", K_STR, F(kafka_spool_dir), 0, 0, NULL, ""},
+	{"kafka", "spool_max_bytes", K_UINT, F(kafka_spool_max_bytes), 1 << 12, 1LL << 50, NULL,
+	 "1073741824"},
 	{"engine", "mbufs", K_UINT, F(mbuf_count), 1023, 1 << 24, NULL, "16383"},
 	{"engine", "rx_desc", K_UINT, F(rx_desc), 64, 16384, NULL, "1024"},
 	{"engine", "stats_interval_ms", K_INT, F(stats_interval_ms), 0, 3600000, NULL, "1000"},
@@ -340,8 +348,31 @@ nm_config_clear_ports(struct nm_config *c)
 static int
 validate(const struct nm_config *c, char *err, size_t errlen)
 {
-	unsigned int i;
+	unsigned int i, min_batch;
 
+	/* Every record must fit one message, whatever it holds: the sink refuses less. */
+	min_batch = c->kafka_format == NM_KAFKA_FMT_JSON ? NM_ENCODE_JSON_MAX : NM_ENCODE_PB_MAX;
+	if (c->kafka_batch_bytes < min_batch) {
+		snprintf(err, errlen, "%s: [kafka] batch_bytes = %u: format %s needs at least %u "
+			 "bytes (the longest encoding of one row)", c->source, c->kafka_batch_bytes,
+			 c->kafka_format == NM_KAFKA_FMT_JSON ? "json" : "protobuf", min_batch);
+		return -EINVAL;
+	}
+	if (c->kafka_queue_max_bytes < 2 * (uint64_t)c->kafka_batch_bytes) {
+		snprintf(err, errlen, "%s: [kafka] queue_max_bytes = %" PRIu64 ": must hold two "
+			 "batches of batch_bytes (%u), so at least %" PRIu64, c->source,
+			 c->kafka_queue_max_bytes, c->kafka_batch_bytes,
+			 2 * (uint64_t)c->kafka_batch_bytes);
+		return -EINVAL;
+	}
+	if (c->kafka_spool_dir[0] != '\0' &&
+	    c->kafka_spool_max_bytes < 2 * ((uint64_t)c->kafka_batch_bytes + 64)) {
+		snprintf(err, errlen, "%s: [kafka] spool_max_bytes = %" PRIu64 ": must hold two "
+			 "batches of batch_bytes (%u), so at least %" PRIu64, c->source,
+			 c->kafka_spool_max_bytes, c->kafka_batch_bytes,
+			 2 * ((uint64_t)c->kafka_batch_bytes + 64));
+		return -EINVAL;
+	}
 	for (i = 0; i < c->n_ports; i++) {
 		if (c->ports[i].device[0] == '\0') {
 			snprintf(err, errlen, "%s: [port.%s]: device is missing (e.g. device = "

@@ -60,6 +60,10 @@ struct nm_config {
 	int kafka_linger_ms;
 	char kafka_compression[16];
 	int kafka_drain_timeout_ms;
+	unsigned int kafka_exporter_groups;
+	uint64_t kafka_queue_max_bytes;
+	char kafka_spool_dir[NM_CFG_STR];
+	uint64_t kafka_spool_max_bytes;
 	struct nm_kafka_prop kafka_props[NM_CFG_MAX_PROPS];
 	char kafka_prop_store[NM_CFG_MAX_PROPS][2][NM_CFG_STR];
 	unsigned int n_kafka_props;

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The Kafka sink. Records are encoded into one reusable buffer of batch_bytes; a full buffer
- * becomes one Kafka message (librdkafka copies it, RD_KAFKA_MSG_F_COPY, so the buffer is reused
- * at once and no allocation failure can happen on our side). Each message carries the number of
- * records in it as its msg_opaque, so the delivery report moves exactly that many records from
- * "in flight" to acked or failed: records_in == records_acked + records_failed + in flight, always.
+ * The Kafka sink. Records are encoded into the open batch of their exporter group (one buffer of
+ * batch_bytes per group); a full batch becomes one Kafka message (librdkafka copies it,
+ * RD_KAFKA_MSG_F_COPY, so the buffer is reused at once). Each message carries a small descriptor
+ * as its msg_opaque -- rows, Packets/Bytes sums, group, and the spool sequence when it is a
+ * replay -- so the delivery report settles exactly those rows: acknowledged, or (with a spool)
+ * written to the spool, or dropped when the spool is full, or (without one) failed.
  *
- * Everything runs on the caller's thread (the flusher): delivery reports are served by
- * rd_kafka_poll()/rd_kafka_flush() from nm_kafka_poll/flush/drain. Counters are only written
- * there but read from anywhere, hence relaxed atomics.
+ * Everything runs on the caller's thread (the flusher): delivery reports, statistics and errors
+ * are served by rd_kafka_poll()/rd_kafka_flush() from nm_kafka_add/flush/poll/drain. Counters are
+ * only written there but read from anywhere, hence relaxed atomics.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,16 +23,50 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "kafka.h"
+#include "spool.h"
 #include "../encode/encode.h"
 
 /*
- * How long nm_kafka_add/flush keep retrying a message the local queue has no room for
- * (RD_KAFKA_RESP_ERR__QUEUE_FULL), serving delivery reports meanwhile, before its records are
- * counted as failed. The queue is sized generously (see nm_kafka_create), so it is full only when
- * the brokers have been unreachable for a long time; blocking the flusher longer than this would
- * only back the workers up.
+ * Without a spool: how long nm_kafka_add/flush keep retrying a message the local queue has no
+ * room for (RD_KAFKA_RESP_ERR__QUEUE_FULL), serving delivery reports meanwhile, before its records
+ * are counted as failed. With a spool the batch goes to the spool at once instead.
  */
 #define NM_KAFKA_QUEUE_FULL_WAIT_MS 1000
+
+/*
+ * Spool replay: at most this many spooled messages (and bytes) are in librdkafka at once, so a
+ * large spool does not push the live batches out of the bounded queue. While the broker is not
+ * known to be up (no statistics saying so, and the last delivery report was a failure) only one
+ * is: it is the probe whose delivery report opens the window again.
+ */
+#define NM_KAFKA_REPLAY_MAX_MSGS 256
+#define NM_KAFKA_REPLAY_MAX_BYTES (64u << 20)
+
+/* How long a drain that ran out of time still waits for requests on the wire before purging them. */
+#define NM_KAFKA_INFLIGHT_GRACE_MS 2000
+
+#define NM_KAFKA_MAX_GROUPS 1024
+
+/* The descriptor of one produced message (its msg_opaque). */
+struct kmsg {
+	struct kmsg *next;     /* free list */
+	struct kmsg *all;      /* every descriptor, to free them at the end */
+	uint64_t seq;          /* spool entry it replays; 0: a live batch */
+	uint64_t packets;
+	uint64_t bytes;
+	uint32_t rows;
+	uint32_t key;
+};
+
+/* One open batch: the rows of one exporter group. */
+struct slot {
+	uint8_t *buf;
+	size_t len;
+	uint32_t nrec;
+	uint64_t packets;
+	uint64_t bytes;
+	uint64_t start_ms;
+};
 
 struct nm_kafka {
 	rd_kafka_t *rk;
@@ -41,20 +76,30 @@ struct nm_kafka {
 	enum nm_kafka_format format;
 	int linger_ms;
 	char *bootstrap;
+	size_t cap;                    /* batch_bytes */
 
-	/* the batch being filled */
-	uint8_t *buf;
-	size_t cap;
-	size_t len;
-	uint64_t nrec;
-	uint64_t batch_start_ms;
+	struct slot *slots;
+	unsigned int n_slots;
+
+	struct kmsg *free_msgs;
+	struct kmsg *all_msgs;
+
+	struct nm_spool *spool;        /* NULL: no spool */
+	unsigned int replay_msgs;      /* spooled messages in librdkafka now */
+	uint64_t replay_bytes;
+	bool last_dr_ok;
+	bool spool_changed;
+	uint64_t last_sync_ms;
+	uint64_t last_spool_log_ms;
 
 	struct nm_kafka_stats st;      /* relaxed atomics: written here, read anywhere */
-	int last_err;                  /* last delivery error, for the log at free */
+	int last_err;                  /* last delivery/transport error (atomic) */
+	int broker_state;              /* NM_KAFKA_BROKER_* (atomic) */
 	bool fatal_logged;
 };
 
 #define ST_ADD(k, f, v) __atomic_fetch_add(&(k)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
+#define ST_SUB(k, f, v) __atomic_fetch_sub(&(k)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
 #define ST_GET(k, f) __atomic_load_n(&(k)->st.f, __ATOMIC_RELAXED)
 
 static uint64_t
@@ -66,37 +111,134 @@ now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint64_t
-unacked(const struct nm_kafka *k)
+static void
+set_last_err(struct nm_kafka *k, int err)
 {
-	uint64_t in = ST_GET(k, records_in);
-	uint64_t done = ST_GET(k, records_acked) + ST_GET(k, records_failed);
+	__atomic_store_n(&k->last_err, err, __ATOMIC_RELAXED);
+}
 
-	return in > done ? in - done : 0;
+static struct kmsg *
+kmsg_get(struct nm_kafka *k)
+{
+	struct kmsg *d = k->free_msgs;
+
+	if (d != NULL) {
+		k->free_msgs = d->next;
+		return d;
+	}
+	/* Bounded by librdkafka's queue: a descriptor exists per message it holds. */
+	d = calloc(1, sizeof(*d));
+	if (d != NULL) {
+		d->all = k->all_msgs;
+		k->all_msgs = d;
+	}
+	return d;
+}
+
+static void
+kmsg_put(struct nm_kafka *k, struct kmsg *d)
+{
+	d->next = k->free_msgs;
+	k->free_msgs = d;
+}
+
+static unsigned int
+group_of(const struct nm_kafka *k, const struct nm_flow_rec *rec)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	unsigned int i;
+
+	for (i = 0; i < NM_ADDR_LEN; i++)
+		h = (h ^ rec->key.sampler_addr[i]) * 16777619u;
+	return h % k->n_slots;
+}
+
+/*
+ * A live batch did not reach Kafka (queue full, delivery failed, purged at shutdown): into the
+ * spool, or dropped (counted, logged with its size) when the spool cannot take it; without a
+ * spool its rows fail.
+ */
+static void
+live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t rows,
+		 uint32_t key, uint64_t packets, uint64_t bytes)
+{
+	struct nm_spool_meta m = {.rows = rows, .key = key, .packets = packets, .bytes = bytes};
+	int ret;
+
+	ST_SUB(k, records_inflight, rows);
+	if (k->spool == NULL) {
+		ST_ADD(k, records_failed, rows);
+		return;
+	}
+	ret = nm_spool_append(k->spool, &m, payload, (uint32_t)len);
+	if (ret == 0) {
+		ST_ADD(k, records_spooled, rows);
+		ST_ADD(k, messages_spooled, 1);
+		k->spool_changed = true;
+		if (now_ms() - k->last_spool_log_ms >= 10000) {
+			k->last_spool_log_ms = now_ms();
+			fprintf(stderr, "kafka: spooling undelivered batches to %s (broker %s, last "
+					"error %s)\n", nm_spool_dir(k->spool),
+				k->broker_state == NM_KAFKA_BROKER_UP ? "up" : "not up",
+				rd_kafka_err2name(k->last_err));
+		}
+		return;
+	}
+	ST_ADD(k, records_dropped, rows);
+	ST_ADD(k, messages_dropped, 1);
+	ST_ADD(k, packets_dropped, packets);
+	ST_ADD(k, flow_bytes_dropped, bytes);
+	ST_ADD(k, bytes_dropped, len);
+	fprintf(stderr, "kafka: DROPPED a batch of %u records, %zu bytes (%" PRIu64 " packets, %"
+			PRIu64 " bytes of traffic): spool %s %s\n", rows, len, packets, bytes,
+		nm_spool_dir(k->spool), ret == -ENOSPC ? "is full (kafka.spool_max_bytes)"
+						 : strerror(-ret));
 }
 
 static void
 dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct nm_kafka *k = opaque;
-	uint64_t n = (uint64_t)(uintptr_t)m->_private;
+	struct kmsg *d = m->_private;
 
 	(void)rk;
+	if (d == NULL)
+		return;
+	ST_SUB(k, queue_bytes, m->len);
+	if (d->seq != 0) {
+		k->replay_msgs--;
+		k->replay_bytes -= m->len;
+	}
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		ST_ADD(k, records_acked, n);
+		ST_ADD(k, records_acked, d->rows);
 		ST_ADD(k, messages_acked, 1);
 		ST_ADD(k, bytes_acked, m->len);
+		if (d->seq != 0) {
+			(void)nm_spool_release(k->spool, d->seq);
+			k->spool_changed = true;
+		} else {
+			ST_SUB(k, records_inflight, d->rows);
+		}
+		k->last_dr_ok = true;
 	} else {
-		ST_ADD(k, records_failed, n);
 		ST_ADD(k, messages_failed, 1);
-		k->last_err = m->err;
+		ST_ADD(k, bytes_failed, m->len);
+		if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
+			ST_ADD(k, messages_possibly_persisted, 1);
+		set_last_err(k, m->err);
+		k->last_dr_ok = false;
+		if (d->seq != 0)
+			(void)nm_spool_untake(k->spool, d->seq); /* it waits, first in line */
+		else
+			live_undelivered(k, m->payload, m->len, d->rows, d->key, d->packets, d->bytes);
 	}
+	kmsg_put(k, d);
 }
 
 /*
  * Transient errors (a broker going away) are already in librdkafka's log and retried by it; a
  * fatal error (idempotence broken) stops the producer for good, so say it once, loudly: every
- * later record fails with ERR__FATAL and is counted.
+ * later batch fails with ERR__FATAL and goes to the spool (or is counted failed).
  */
 static void
 error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -104,13 +246,52 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	struct nm_kafka *k = opaque;
 	char why[512];
 
-	if (err != RD_KAFKA_RESP_ERR__FATAL)
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		__atomic_store_n(&k->broker_state, NM_KAFKA_BROKER_DOWN, __ATOMIC_RELAXED);
+	if (err != RD_KAFKA_RESP_ERR__FATAL) {
+		set_last_err(k, err);
 		return;
+	}
 	err = rd_kafka_fatal_error(rk, why, sizeof(why));
+	set_last_err(k, err);
 	if (!k->fatal_logged)
 		fprintf(stderr, "kafka: fatal producer error, no record will be delivered any more: "
 				"%s: %s\n", rd_kafka_err2name(err), err ? why : reason);
 	k->fatal_logged = true;
+}
+
+/*
+ * librdkafka's statistics (every second): the brokers' connection states. Up when any broker it
+ * learned or was configured with (not its internal one) is in state UP. A string scan is enough
+ * for the fixed shape of this JSON ("source":"...","state":"..." per broker).
+ */
+static int
+stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	struct nm_kafka *k = opaque;
+	const char *p = json, *end = json + len, *b;
+	bool any = false, up = false;
+
+	(void)rk;
+	b = strstr(json, "\"brokers\":{");
+	if (b == NULL)
+		return 0;
+	p = b;
+	while (p < end && (p = strstr(p, "\"source\":\"")) != NULL) {
+		const char *src = p + 10, *st = strstr(src, "\"state\":\"");
+
+		if (st == NULL)
+			break;
+		if (strncmp(src, "internal\"", 9) != 0) {
+			any = true;
+			up |= strncmp(st + 9, "UP\"", 3) == 0;
+		}
+		p = st + 9;
+	}
+	if (any)
+		__atomic_store_n(&k->broker_state, up ? NM_KAFKA_BROKER_UP : NM_KAFKA_BROKER_DOWN,
+				 __ATOMIC_RELAXED);
+	return 0; /* librdkafka frees json */
 }
 
 static int
@@ -131,25 +312,38 @@ err_to_errno(rd_kafka_resp_err_t err)
 	}
 }
 
-/* Hand the batch to librdkafka. On failure its records are counted failed; the batch is empty
- * afterwards either way. */
+/*
+ * Hand one message to librdkafka. Its key is the exporter group's number, so librdkafka's
+ * partitioner puts every message of a group on the same partition. wait: on a full queue, serve
+ * delivery reports and retry for up to NM_KAFKA_QUEUE_FULL_WAIT_MS. 0 or -errno (nothing was
+ * queued then; the caller settles the rows).
+ */
 static int
-produce_batch(struct nm_kafka *k)
+produce_one(struct nm_kafka *k, const void *payload, size_t len, uint32_t rows, uint32_t key,
+	    uint64_t packets, uint64_t bytes, uint64_t seq, bool wait)
 {
 	uint64_t deadline = 0;
 	rd_kafka_resp_err_t err;
-	int ret = 0;
+	struct kmsg *d = kmsg_get(k);
+	char kbuf[16];
+	int klen = snprintf(kbuf, sizeof(kbuf), "%u", key);
 
-	if (k->nrec == 0)
-		return 0;
+	if (d == NULL)
+		return -ENOMEM;
+	d->seq = seq;
+	d->rows = rows;
+	d->key = key;
+	d->packets = packets;
+	d->bytes = bytes;
 	for (;;) {
-		if (rd_kafka_produce(k->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, k->buf,
-				     k->len, NULL, 0, (void *)(uintptr_t)k->nrec) == 0) {
+		if (rd_kafka_produce(k->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY,
+				     (void *)(uintptr_t)payload, len, kbuf, (size_t)klen, d) == 0) {
 			ST_ADD(k, messages_produced, 1);
-			break;
+			ST_ADD(k, queue_bytes, len);
+			return 0;
 		}
 		err = rd_kafka_last_error();
-		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && wait) {
 			if (deadline == 0)
 				deadline = now_ms() + NM_KAFKA_QUEUE_FULL_WAIT_MS;
 			if (now_ms() < deadline) {
@@ -158,15 +352,91 @@ produce_batch(struct nm_kafka *k)
 				continue;
 			}
 		}
-		ST_ADD(k, records_failed, k->nrec);
-		ST_ADD(k, messages_failed, 1);
-		k->last_err = err;
-		ret = err_to_errno(err);
 		break;
 	}
-	k->len = 0;
-	k->nrec = 0;
+	kmsg_put(k, d);
+	if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		set_last_err(k, err);
+	return err_to_errno(err);
+}
+
+/* Produce the open batch of group g; the batch is empty afterwards either way. */
+static int
+produce_slot(struct nm_kafka *k, unsigned int g)
+{
+	struct slot *sl = &k->slots[g];
+	int ret;
+
+	if (sl->nrec == 0)
+		return 0;
+	ret = produce_one(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes, 0,
+			  k->spool == NULL);
+	if (ret != 0) {
+		if (k->spool == NULL)
+			ST_ADD(k, messages_failed, 1);
+		live_undelivered(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes);
+	}
+	sl->len = 0;
+	sl->nrec = 0;
+	sl->packets = 0;
+	sl->bytes = 0;
+	/* With a spool the batch is safe on disk: nothing failed as far as the caller goes. */
+	return k->spool != NULL ? 0 : ret;
+}
+
+static int
+produce_all(struct nm_kafka *k)
+{
+	unsigned int g;
+	int ret = 0, r;
+
+	for (g = 0; g < k->n_slots; g++) {
+		r = produce_slot(k, g);
+		if (r != 0 && ret == 0)
+			ret = r;
+	}
 	return ret;
+}
+
+/* Feed spooled messages to librdkafka, oldest first, within the replay window. */
+static void
+replay(struct nm_kafka *k)
+{
+	unsigned int window;
+
+	if (k->spool == NULL)
+		return;
+	window = k->last_dr_ok ||
+			 __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED) == NM_KAFKA_BROKER_UP
+		 ? NM_KAFKA_REPLAY_MAX_MSGS : 1;
+	while (k->replay_msgs < window && k->replay_bytes < NM_KAFKA_REPLAY_MAX_BYTES) {
+		struct nm_spool_meta m;
+		const void *payload;
+		uint32_t len;
+		int ret = nm_spool_take(k->spool, window, &m, &payload, &len);
+
+		if (ret <= 0)
+			break;
+		if (produce_one(k, payload, len, m.rows, m.key, m.packets, m.bytes, m.seq, false) != 0) {
+			(void)nm_spool_untake(k->spool, m.seq);
+			break;
+		}
+		k->replay_msgs++;
+		k->replay_bytes += len;
+		ST_ADD(k, messages_replayed, 1);
+	}
+}
+
+static void
+spool_maybe_sync(struct nm_kafka *k, bool force)
+{
+	if (k->spool == NULL || !k->spool_changed)
+		return;
+	if (!force && now_ms() - k->last_sync_ms < 1000)
+		return;
+	(void)nm_spool_sync(k->spool);
+	k->spool_changed = false;
+	k->last_sync_ms = now_ms();
 }
 
 static size_t
@@ -180,16 +450,20 @@ encode(const struct nm_kafka *k, const struct nm_flow_rec *rec, uint8_t *dst, si
 int
 nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec)
 {
+	struct slot *sl;
+	unsigned int g;
 	size_t n;
 
 	if (k == NULL || rec == NULL)
 		return -EINVAL;
 	ST_ADD(k, records_in, 1);
-	n = encode(k, rec, k->buf + k->len, k->cap - k->len);
-	if (n == 0 && k->nrec > 0) {
+	g = group_of(k, rec);
+	sl = &k->slots[g];
+	n = encode(k, rec, sl->buf + sl->len, k->cap - sl->len);
+	if (n == 0 && sl->nrec > 0) {
 		/* The record does not fit: the batch is full. Its failure, if any, is counted. */
-		(void)produce_batch(k);
-		n = encode(k, rec, k->buf, k->cap);
+		(void)produce_slot(k, g);
+		n = encode(k, rec, sl->buf, k->cap);
 	}
 	if (n == 0) {
 		/* Cannot happen with the batch_bytes nm_kafka_create() accepts; counted anyway. */
@@ -197,10 +471,13 @@ nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec)
 		ST_ADD(k, records_failed, 1);
 		return -EMSGSIZE;
 	}
-	if (k->nrec == 0)
-		k->batch_start_ms = k->linger_ms > 0 ? now_ms() : 0;
-	k->len += n;
-	k->nrec++;
+	if (sl->nrec == 0)
+		sl->start_ms = k->linger_ms > 0 ? now_ms() : 0;
+	sl->len += n;
+	sl->nrec++;
+	sl->packets += rec->packets;
+	sl->bytes += rec->bytes;
+	ST_ADD(k, records_inflight, 1);
 	return 0;
 }
 
@@ -209,55 +486,149 @@ nm_kafka_flush(struct nm_kafka *k)
 {
 	if (k == NULL)
 		return -EINVAL;
-	return produce_batch(k);
+	return produce_all(k);
 }
 
 void
 nm_kafka_poll(struct nm_kafka *k)
 {
+	uint64_t now;
+	unsigned int g;
+
 	if (k == NULL)
 		return;
 	/* A partial batch waits at most linger_ms, so a quiet engine still delivers rows. */
-	if (k->nrec > 0 && (k->linger_ms <= 0 || now_ms() - k->batch_start_ms >= (uint64_t)k->linger_ms))
-		(void)produce_batch(k);
+	now = k->linger_ms > 0 ? now_ms() : 0;
+	for (g = 0; g < k->n_slots; g++) {
+		struct slot *sl = &k->slots[g];
+
+		if (sl->nrec > 0 && (k->linger_ms <= 0 || now - sl->start_ms >= (uint64_t)k->linger_ms))
+			(void)produce_slot(k, g);
+	}
 	rd_kafka_poll(k->rk, 0);
+	replay(k);
+	spool_maybe_sync(k, false);
+}
+
+static uint64_t
+spool_rows(const struct nm_kafka *k)
+{
+	struct nm_spool_stats ss;
+
+	if (k->spool == NULL)
+		return 0;
+	nm_spool_get_stats(k->spool, &ss);
+	return ss.rows;
+}
+
+/*
+ * Move everything librdkafka still holds into the spool: queued messages are purged at once
+ * (never sent, so no duplicate can come of spooling them); requests on the wire get a short
+ * grace, then are purged too (the broker may have stored them: a replay may duplicate those,
+ * counted in messages_possibly_persisted -- better than losing them).
+ */
+static void
+spool_rest(struct nm_kafka *k)
+{
+	uint64_t deadline;
+	struct nm_spool_stats ss;
+
+	(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE);
+	deadline = now_ms() + NM_KAFKA_INFLIGHT_GRACE_MS;
+	while ((ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0) && now_ms() < deadline)
+		rd_kafka_poll(k->rk, 10);
+	if (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0) {
+		(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		deadline = now_ms() + 500;
+		while ((ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0) && now_ms() < deadline)
+			rd_kafka_poll(k->rk, 10);
+	}
+	nm_spool_untake_all(k->spool);
+	spool_maybe_sync(k, true);
+	nm_spool_get_stats(k->spool, &ss);
+	if (ss.rows > 0)
+		fprintf(stderr, "kafka: %" PRIu64 " records (%" PRIu64 " messages, %" PRIu64
+				" bytes on disk) wait in the spool %s; the next start with the same "
+				"kafka.spool_dir delivers them\n", ss.rows, ss.entries, ss.disk_bytes,
+			nm_spool_dir(k->spool));
 }
 
 uint64_t
-nm_kafka_drain(struct nm_kafka *k, int timeout_ms)
+nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop)
 {
 	uint64_t deadline, now;
 
 	if (k == NULL)
 		return 0;
-	(void)produce_batch(k);
+	(void)produce_all(k);
 	deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 	for (;;) {
-		/* rd_kafka_flush also tells librdkafka to send lingering batches now. */
+		replay(k);
 		now = now_ms();
-		if (unacked(k) == 0 || now >= deadline)
+		if (ST_GET(k, records_inflight) == 0 && spool_rows(k) == 0)
 			break;
-		(void)rd_kafka_flush(k->rk, (int)(deadline - now < 100 ? deadline - now : 100));
+		if (now >= deadline || (stop != NULL && *stop))
+			break;
+		/* rd_kafka_flush also tells librdkafka to send lingering batches now. */
+		(void)rd_kafka_flush(k->rk, (int)(deadline - now < 20 ? deadline - now : 20));
+		spool_maybe_sync(k, false);
 	}
 	rd_kafka_poll(k->rk, 0);
-	return unacked(k);
+	if (k->spool != NULL && (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0))
+		spool_rest(k);
+	spool_maybe_sync(k, true);
+	return ST_GET(k, records_inflight);
 }
 
 void
 nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out)
 {
+	struct nm_spool_stats ss;
+
 	if (k == NULL) {
 		memset(out, 0, sizeof(*out));
 		return;
 	}
-	out->records_in = ST_GET(k, records_in);
-	out->records_acked = ST_GET(k, records_acked);
-	out->records_failed = ST_GET(k, records_failed);
-	out->messages_produced = ST_GET(k, messages_produced);
-	out->messages_acked = ST_GET(k, messages_acked);
-	out->messages_failed = ST_GET(k, messages_failed);
-	out->bytes_acked = ST_GET(k, bytes_acked);
-	out->encode_errors = ST_GET(k, encode_errors);
+#define G(f) out->f = ST_GET(k, f)
+	G(records_in);
+	G(records_acked);
+	G(records_failed);
+	G(records_dropped);
+	G(records_spooled);
+	G(records_inflight);
+	G(messages_produced);
+	G(messages_acked);
+	G(messages_failed);
+	G(messages_spooled);
+	G(messages_replayed);
+	G(messages_dropped);
+	G(messages_possibly_persisted);
+	G(bytes_acked);
+	G(bytes_failed);
+	G(bytes_dropped);
+	G(packets_dropped);
+	G(flow_bytes_dropped);
+	G(queue_bytes);
+	G(encode_errors);
+#undef G
+	nm_spool_get_stats(k->spool, &ss);
+	out->records_recovered = ss.recovered_rows;
+	out->spool_records = ss.rows;
+	out->spool_messages = ss.entries;
+	out->spool_bytes = ss.disk_bytes;
+	out->spool_corrupt = ss.corrupt;
+	out->spool_corrupt_bytes = ss.corrupt_bytes;
+	out->queue_messages = k->rk != NULL ? (uint64_t)rd_kafka_outq_len(k->rk) : 0;
+	out->broker_state = __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED);
+	out->spool_enabled = k->spool != NULL;
+}
+
+const char *
+nm_kafka_last_error(const struct nm_kafka *k)
+{
+	int err = k != NULL ? __atomic_load_n(&k->last_err, __ATOMIC_RELAXED) : 0;
+
+	return err == 0 ? "" : rd_kafka_err2name((rd_kafka_resp_err_t)err);
 }
 
 const char *
@@ -355,15 +726,60 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 		goto fail;
 	}
 
+	if (p->exporter_groups > NM_KAFKA_MAX_GROUPS) {
+		snprintf(err, errlen, "exporter_groups: %u is above %u", p->exporter_groups,
+			 NM_KAFKA_MAX_GROUPS);
+		goto fail;
+	}
+	if (p->queue_max_bytes != 0 && (p->queue_max_bytes < 2 * p->batch_bytes ||
+					p->queue_max_bytes > (size_t)INT32_MAX * 1024)) {
+		snprintf(err, errlen, "queue_max_bytes: %zu must hold at least two batches of "
+			 "batch_bytes (%zu), so at least %zu", p->queue_max_bytes, p->batch_bytes,
+			 2 * p->batch_bytes);
+		goto fail;
+	}
+	if (p->spool_dir != NULL && p->spool_dir[0] != '\0' &&
+	    p->spool_max_bytes < 2 * (p->batch_bytes + NM_SPOOL_HDR_LEN) + NM_SPOOL_SEG_HDR_LEN) {
+		snprintf(err, errlen, "spool_max_bytes: %" PRIu64 " cannot hold two batches of "
+			 "batch_bytes (%zu); at least %zu", p->spool_max_bytes, p->batch_bytes,
+			 2 * (p->batch_bytes + NM_SPOOL_HDR_LEN) + NM_SPOOL_SEG_HDR_LEN);
+		goto fail;
+	}
+
 	ret = -ENOMEM;
 	k = calloc(1, sizeof(*k));
-	if (k == NULL || (k->buf = malloc(p->batch_bytes)) == NULL) {
+	if (k == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	k->cap = p->batch_bytes;
 	k->format = p->format;
 	k->linger_ms = p->linger_ms;
+	k->broker_state = NM_KAFKA_BROKER_UNKNOWN;
+	k->n_slots = p->exporter_groups > 0 ? p->exporter_groups : 1;
+	k->slots = calloc(k->n_slots, sizeof(*k->slots));
+	if (k->slots == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < k->n_slots; i++) {
+		/* Pages are touched only as a group's batch fills, so idle groups cost little. */
+		k->slots[i].buf = malloc(p->batch_bytes);
+		if (k->slots[i].buf == NULL) {
+			snprintf(err, errlen, "out of memory: %u batches of %zu bytes",
+				 k->n_slots, p->batch_bytes);
+			goto fail;
+		}
+	}
+	if (p->spool_dir != NULL && p->spool_dir[0] != '\0') {
+		struct nm_spool_params sp = {.dir = p->spool_dir, .max_bytes = p->spool_max_bytes};
+
+		k->spool = nm_spool_open(&sp, err, errlen);
+		if (k->spool == NULL) {
+			ret = -errno;
+			goto fail;
+		}
+	}
 
 	if (strcmp(p->brokers, "embedded") == 0) {
 		ret = mock_create(k, p->topic, err, errlen);
@@ -394,8 +810,12 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 	 * (librdkafka's default, 1 GiB) rather than by count, and let a message be a full batch plus
 	 * the protocol's framing.
 	 */
+	snprintf(v, sizeof(v), "%zu", p->queue_max_bytes ? p->queue_max_bytes / 1024 : 1048576);
 	if (conf_set(conf, "queue.buffering.max.messages", "1000000", err, errlen) != 0 ||
-	    conf_set(conf, "queue.buffering.max.kbytes", "1048576", err, errlen) != 0)
+	    conf_set(conf, "queue.buffering.max.kbytes", v, err, errlen) != 0)
+		goto fail;
+	/* The statistics say whether a broker connection is up (telemetry, spool replay). */
+	if (conf_set(conf, "statistics.interval.ms", "1000", err, errlen) != 0)
 		goto fail;
 	snprintf(v, sizeof(v), "%zu", p->batch_bytes + 65536 > 1000000 ? p->batch_bytes + 65536
 									  : (size_t)1000000);
@@ -411,6 +831,7 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
+	rd_kafka_conf_set_stats_cb(conf, stats_cb);
 	rd_kafka_conf_set_opaque(conf, k);
 
 	k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
@@ -440,36 +861,66 @@ fail:
 void
 nm_kafka_free(struct nm_kafka *k)
 {
+	struct kmsg *d, *next;
 	uint64_t left;
+	unsigned int g;
 	int i;
 
 	if (k == NULL)
 		return;
 	if (k->rk != NULL) {
-		/* The partial batch was never produced; purged messages report ERR__PURGE_*. */
-		if (k->nrec > 0) {
-			ST_ADD(k, records_failed, k->nrec);
-			k->nrec = 0;
-			k->len = 0;
+		if (k->spool != NULL) {
+			/* Open batches and whatever librdkafka holds go to disk, not away. */
+			for (g = 0; g < k->n_slots; g++) {
+				struct slot *sl = &k->slots[g];
+
+				if (sl->nrec > 0)
+					live_undelivered(k, sl->buf, sl->len, sl->nrec, g, sl->packets,
+							 sl->bytes);
+				sl->nrec = 0;
+			}
+			spool_rest(k);
+		} else {
+			/* Open batches were never produced; purged messages report ERR__PURGE_*. */
+			for (g = 0; g < k->n_slots; g++) {
+				struct slot *sl = &k->slots[g];
+
+				if (sl->nrec > 0) {
+					ST_ADD(k, records_failed, sl->nrec);
+					ST_SUB(k, records_inflight, sl->nrec);
+				}
+				sl->nrec = 0;
+			}
+			(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+			for (i = 0; i < 10 && ST_GET(k, records_inflight) > 0; i++)
+				rd_kafka_poll(k->rk, 10);
 		}
-		(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		for (i = 0; i < 10 && unacked(k) > 0; i++)
-			rd_kafka_poll(k->rk, 10);
-		left = unacked(k);
+		left = ST_GET(k, records_inflight);
 		ST_ADD(k, records_failed, left);
-		if (ST_GET(k, records_failed) > 0)
+		ST_SUB(k, records_inflight, left);
+		if (ST_GET(k, records_failed) + ST_GET(k, records_dropped) > 0)
 			fprintf(stderr, "kafka: %" PRIu64 " of %" PRIu64 " records were not delivered "
-					"(last error: %s)\n", ST_GET(k, records_failed),
-				ST_GET(k, records_in), rd_kafka_err2str(k->last_err));
+					"(%" PRIu64 " failed, %" PRIu64 " dropped; last error: %s)\n",
+				ST_GET(k, records_failed) + ST_GET(k, records_dropped),
+				ST_GET(k, records_in), ST_GET(k, records_failed),
+				ST_GET(k, records_dropped), rd_kafka_err2str(k->last_err));
 		if (k->rkt != NULL)
 			rd_kafka_topic_destroy(k->rkt);
 		rd_kafka_destroy(k->rk);
 	}
+	nm_spool_close(k->spool);
 	if (k->mock != NULL)
 		rd_kafka_mock_cluster_destroy(k->mock);
 	if (k->mock_rk != NULL)
 		rd_kafka_destroy(k->mock_rk);
+	for (d = k->all_msgs; d != NULL; d = next) {
+		next = d->all;
+		free(d);
+	}
+	if (k->slots != NULL)
+		for (g = 0; g < k->n_slots; g++)
+			free(k->slots[g].buf);
+	free(k->slots);
 	free(k->bootstrap);
-	free(k->buf);
 	free(k);
 }

@@ -5,13 +5,45 @@
 /*
  * The Kafka sink: packs encoded records into Kafka messages of at most batch_bytes, produces them
  * with librdkafka (acks=all, idempotent, delivery reports on) and counts every record from the
- * moment it is handed in until it is acknowledged or failed:
+ * moment it is handed in until it is acknowledged, spooled, dropped or failed:
  *
- *   records_in == records_acked + records_failed + (records still in flight)
+ *   records_in + records_recovered ==
+ *       records_acked + records_failed + records_dropped + spool_records + records_inflight
  *
- * holds at every moment; nm_kafka_drain() returns the last term. A message is cut when the next
- * record would not fit, when nm_kafka_poll() finds the batch linger_ms old, or on
- * nm_kafka_flush()/nm_kafka_drain().
+ * holds at every moment (between calls on the sink's thread; counters read from other threads
+ * may lag each other). records_recovered are the rows a spool left by an earlier run held at
+ * start; spool_records are the rows in the spool now (waiting, or being replayed); in flight are
+ * rows in open batches or in librdkafka's queue. nm_kafka_drain() returns the last term.
+ *
+ * Partitions, keyed by exporter: rows are grouped by exporter (the record key's sampler_addr)
+ * into exporter_groups open batches, group = FNV-1a(sampler_addr) % exporter_groups. A message
+ * holds rows of one group only and carries the group's number in decimal as its Kafka key, so
+ * librdkafka's partitioner (consistent_random: CRC32 of the key modulo the partition count)
+ * sends every message of a group -- all rows of an exporter -- to the same partition; with
+ * idempotence on, librdkafka keeps them in order there. Use at least as many groups as the topic
+ * has partitions. Spooled messages keep their key, so a replay goes to the same partition; it
+ * comes later than newer live messages of the group, though (rows carry their own TimeReceived).
+ *
+ * A message is cut when the next record would not fit, when nm_kafka_poll() finds its batch
+ * linger_ms old, or on nm_kafka_flush()/nm_kafka_drain().
+ *
+ * Broker down or slow (with a spool_dir): messages wait in librdkafka's bounded queue
+ * (queue_max_bytes) until they are delivered or fail (message.timeout.ms, librdkafka's default
+ * 300 s: pass kafka.property.message.timeout.ms to move batches to disk sooner). A batch the
+ * queue has no room for, and every message whose delivery fails (timed out, purged at shutdown,
+ * any error), goes to the spool (spool.h: segment files with CRC32C-checked entries); only when
+ * the spool is full (spool_max_bytes) is a batch dropped, counted in records_dropped and logged on
+ * stderr with its size. Spooled messages are replayed in the order they were spooled: while the
+ * last delivery report was a success or librdkafka's statistics show a broker connection up, up
+ * to 256 messages (64 MiB) at a time; otherwise one, whose delivery report opens the window
+ * again. A replay that fails goes back to the head of the spool. A spool left by an earlier run
+ * (a crash, or a drain that ran out of time) is replayed the same way from the start.
+ * Without a spool_dir, a message that fails delivery is counted in records_failed and gone, and
+ * a full queue blocks for up to 1 s before the batch fails.
+ * At-least-once: a message on the wire when its delivery fails (a lost acknowledgement) may
+ * have been stored by the broker; it is spooled too, and counted in messages_possibly_persisted
+ * so a duplicate can be explained. Messages that simply waited (broker down) are never sent
+ * twice.
  *
  * brokers = "embedded" starts librdkafka's mock cluster inside the process (one broker, the topic
  * created with one partition before the producer starts). Its broker listens on 127.0.0.1 with an
@@ -23,11 +55,13 @@
  * consumer that falls further behind loses the oldest rows after the sink counted them acked.
  * Use a real broker (or keep consumers close) when that matters.
  *
- * Threading: one thread (the flusher) calls everything except nm_kafka_get_stats(), which any
- * thread may call (counters are read and written with relaxed atomics). Delivery reports are
- * served on the calling thread inside nm_kafka_add/flush/poll/drain.
+ * Threading: one thread (the flusher) calls everything except nm_kafka_get_stats() and
+ * nm_kafka_last_error(), which any thread may call (counters are read and written with relaxed
+ * atomics). Delivery reports, statistics and errors are served on the calling thread inside
+ * nm_kafka_add/flush/poll/drain.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,26 +90,62 @@ struct nm_kafka_params {
 	const struct nm_kafka_prop *props; /* passed to librdkafka as they are, after the sink's own
 				     * settings (so they override them) */
 	unsigned int n_props;
+	unsigned int exporter_groups; /* open batches / message keys; 0 means 1; at most 1024 */
+	size_t queue_max_bytes;     /* librdkafka's queue.buffering.max.kbytes * 1024; at least two
+				     * batches; 0: 1 GiB */
+	const char *spool_dir;      /* NULL or "": no spool */
+	uint64_t spool_max_bytes;   /* segment files in total; at least two batches */
+};
+
+enum {
+	NM_KAFKA_BROKER_UNKNOWN = -1, /* no statistics yet */
+	NM_KAFKA_BROKER_DOWN = 0,     /* no broker connection is up */
+	NM_KAFKA_BROKER_UP = 1,       /* at least one is */
 };
 
 struct nm_kafka_stats {
 	uint64_t records_in;        /* handed to nm_kafka_add() */
-	uint64_t records_acked;     /* in messages the broker acknowledged */
-	uint64_t records_failed;    /* in messages that failed delivery or could not be produced,
-				     * and left undelivered by nm_kafka_free() */
-	uint64_t messages_produced; /* accepted by rd_kafka_produce() */
+	uint64_t records_recovered; /* rows in the spool left by an earlier run, found at start */
+	uint64_t records_acked;     /* in messages the broker acknowledged (replays included) */
+	uint64_t records_failed;    /* encode errors; without a spool also messages that failed
+				     * delivery or could not be produced, and rows left undelivered
+				     * by nm_kafka_free() */
+	uint64_t records_dropped;   /* in batches the full (or failing) spool could not take */
+	uint64_t records_spooled;   /* rows written to the spool by this run (a counter) */
+	uint64_t records_inflight;  /* in open batches or in librdkafka's queue (not spooled ones) */
+	uint64_t messages_produced; /* accepted by rd_kafka_produce() (replays included) */
 	uint64_t messages_acked;
-	uint64_t messages_failed;   /* delivery failed, or never accepted by rd_kafka_produce() */
+	uint64_t messages_failed;   /* delivery failed (then spooled, with a spool), or never
+				     * accepted by rd_kafka_produce() without a spool */
+	uint64_t messages_spooled;  /* written to the spool */
+	uint64_t messages_replayed; /* produced from the spool */
+	uint64_t messages_dropped;
+	uint64_t messages_possibly_persisted; /* failed after being sent: a replay may duplicate */
 	uint64_t bytes_acked;       /* payload bytes of the acknowledged messages */
+	uint64_t bytes_failed;      /* payload bytes of messages whose delivery failed */
+	uint64_t bytes_dropped;     /* payload bytes of dropped batches */
+	uint64_t packets_dropped;   /* sum of the dropped rows' Packets */
+	uint64_t flow_bytes_dropped; /* sum of the dropped rows' Bytes */
+	uint64_t queue_messages;    /* librdkafka's queue now (rd_kafka_outq_len) */
+	uint64_t queue_bytes;       /* payload bytes in it */
+	uint64_t spool_records;     /* rows in the spool now */
+	uint64_t spool_messages;    /* messages in the spool now */
+	uint64_t spool_bytes;       /* size of the spool's files now */
+	uint64_t spool_corrupt;     /* torn/corrupt regions skipped */
+	uint64_t spool_corrupt_bytes;
 	uint64_t encode_errors;     /* records that could not be encoded (counted in records_failed) */
+	int broker_state;           /* NM_KAFKA_BROKER_* */
+	int spool_enabled;
 };
 
 struct nm_kafka;
 
 /*
- * Create the producer (and the mock cluster for "embedded"). Sets request.required.acks=-1,
+ * Create the producer (and the mock cluster for "embedded"), and open the spool (replaying what an
+ * earlier run left there starts with the first nm_kafka_poll). Sets request.required.acks=-1,
  * enable.idempotence=true, linger.ms, compression.codec, queue.buffering.max.messages=1000000,
- * queue.buffering.max.kbytes=1048576, message.max.bytes >= batch_bytes + 64 KiB, then props.
+ * queue.buffering.max.kbytes (queue_max_bytes), message.max.bytes >= batch_bytes + 64 KiB,
+ * statistics.interval.ms=1000, then props.
  * On failure returns NULL, sets errno and writes a message naming the cause (the parameter or
  * the librdkafka property and value) into err.
  */
@@ -85,9 +155,9 @@ struct nm_kafka *nm_kafka_create(const struct nm_kafka_params *p, char *err, siz
 const char *nm_kafka_bootstrap(const struct nm_kafka *k);
 
 /*
- * Encode rec into the current batch; when it does not fit, produce the batch first (waiting up to
- * 1 s, serving delivery reports, while librdkafka's queue is full; after that the batch's records
- * count as failed). Returns 0 when rec is in the batch. -EINVAL for NULL arguments (nothing is
+ * Encode rec into the open batch of its exporter group; when it does not fit, produce the batch
+ * first (a full queue sends it to the spool; without a spool the call waits up to 1 s, serving
+ * delivery reports, and then the batch's records count as failed). Returns 0 when rec is in the batch. -EINVAL for NULL arguments (nothing is
  * counted); -EMSGSIZE when rec cannot be encoded into an empty batch -- impossible with the
  * batch_bytes nm_kafka_create() accepts, and already counted in records_in, records_failed and
  * encode_errors, so do not count it again. Failures of earlier records show only in the stats.
@@ -95,31 +165,40 @@ const char *nm_kafka_bootstrap(const struct nm_kafka *k);
 int nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec);
 
 /*
- * Produce the current partial batch, if any. 0, or -errno when it could not be produced
+ * Produce the open batches. 0, or (without a spool) -errno when one could not be produced
  * (-ENOBUFS: queue full for 1 s); its records are then counted failed.
  */
 int nm_kafka_flush(struct nm_kafka *k);
 
 /*
- * Produce the partial batch if it is linger_ms old, and serve delivery reports, without blocking
- * (unless librdkafka's queue is full, see nm_kafka_add). Call it regularly, also when no records
- * come: it is what delivers the rows of a quiet second.
+ * Produce the batches that are linger_ms old, serve delivery reports, replay spooled messages
+ * and sync the spool (at most once a second), without blocking (unless librdkafka's queue is
+ * full and there is no spool, see nm_kafka_add). Call it regularly, also when no records come:
+ * it is what delivers the rows of a quiet second and what empties the spool.
  */
 void nm_kafka_poll(struct nm_kafka *k);
 
 /*
- * Flush, then wait up to timeout_ms for every message to be acknowledged or failed. Returns the
- * number of records still in flight, neither acknowledged nor failed (0 when every record has an
- * outcome; records_failed says how many of those failed). May be called again, e.g. after the
- * broker came back.
+ * Flush, then wait up to timeout_ms (or until *stop, when stop is not NULL) for every message to
+ * be acknowledged -- the spool's, too -- riding out a broker that is down meanwhile. With a spool,
+ * what is still queued or in flight then goes to the spool (queued messages at once, those on the
+ * wire after a 2 s grace) and a line on stderr says how many records wait there. Returns the
+ * number of records still in flight, neither acknowledged nor spooled nor failed (0 when every
+ * record has an outcome; see the stats for which). May be called again, e.g. after the broker
+ * came back.
  */
-uint64_t nm_kafka_drain(struct nm_kafka *k, int timeout_ms);
+uint64_t nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop);
 
+/* Counters and gauges; any thread. */
 void nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out);
 
+/* Name of the last delivery or transport error (e.g. "_MSG_TIMED_OUT"), "" if none; any thread. */
+const char *nm_kafka_last_error(const struct nm_kafka *k);
+
 /*
- * Destroy the producer (and the embedded cluster). Records still in the batch or in flight are
- * dropped and counted failed, and a line on stderr says how many records were not delivered.
+ * Destroy the producer (and the embedded cluster), close the spool. Records still in open batches
+ * or in flight go to the spool; without one they are counted failed, and a line on stderr says
+ * how many records were not delivered.
  * Read the stats (and drain) before: they go with the object. NULL is a no-op.
  */
 void nm_kafka_free(struct nm_kafka *k);
