@@ -106,11 +106,64 @@ tel_stats(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* The Kafka sink: delivery, its queue, the spool, drops, the last error and the broker state. */
+static int
+tel_kafka(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct nm_kafka_stats k = {0};
+
+	(void)cmd;
+	(void)params;
+	if (tel_app->kafka != NULL)
+		nm_kafka_get_stats(tel_app->kafka, &k);
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_string(d, "broker_state",
+				     k.broker_state == NM_KAFKA_BROKER_UP ? "up"
+				     : k.broker_state == NM_KAFKA_BROKER_DOWN ? "down" : "unknown");
+	rte_tel_data_add_dict_string(d, "last_error", nm_kafka_last_error(tel_app->kafka));
+	D("queue_messages", k.queue_messages);
+	D("queue_bytes", k.queue_bytes);
+	D("records_in", k.records_in);
+	D("records_inflight", k.records_inflight);
+	D("records_acked", k.records_acked);
+	D("records_failed", k.records_failed);
+	D("records_spooled", k.records_spooled);
+	D("records_recovered", k.records_recovered);
+	D("records_dropped", k.records_dropped);
+	D("messages_produced", k.messages_produced);
+	D("messages_acked", k.messages_acked);
+	D("messages_failed", k.messages_failed);
+	D("messages_spooled", k.messages_spooled);
+	D("messages_replayed", k.messages_replayed);
+	D("messages_dropped", k.messages_dropped);
+	D("messages_possibly_persisted", k.messages_possibly_persisted);
+	D("bytes_acked", k.bytes_acked);
+	D("bytes_failed", k.bytes_failed);
+	D("bytes_dropped", k.bytes_dropped);
+	D("packets_dropped", k.packets_dropped);
+	D("flow_bytes_dropped", k.flow_bytes_dropped);
+	D("spool_enabled", (uint64_t)k.spool_enabled);
+	D("spool_records", k.spool_records);
+	D("spool_messages", k.spool_messages);
+	D("spool_bytes", k.spool_bytes);
+	D("spool_corrupt", k.spool_corrupt);
+	D("spool_corrupt_bytes", k.spool_corrupt_bytes);
+	D("encode_errors", k.encode_errors);
+	return 0;
+}
+
 int
 nm_telemetry_register(struct nm_app *app)
 {
+	int ret;
+
 	tel_app = app;
-	return rte_telemetry_register_cmd("/netmeta/stats", tel_stats,
-					  "Engine counters: frames, datagrams by protocol, decode "
-					  "errors by reason, records, aggregation, Kafka delivery.");
+	ret = rte_telemetry_register_cmd("/netmeta/stats", tel_stats,
+					 "Engine counters: frames, datagrams by protocol, decode "
+					 "errors by reason, records, aggregation, Kafka delivery.");
+	if (ret == 0)
+		ret = rte_telemetry_register_cmd("/netmeta/kafka", tel_kafka,
+						 "Kafka sink: queue depth, spool, delivered/failed "
+						 "messages and bytes, drops, last error, broker state.");
+	return ret;
 }

@@ -6,7 +6,10 @@
  *
  * Creates the cluster (default 1 broker) and the topic (default flow-messages, 1 partition),
  * prints "BOOTSTRAP host:port,..." as the first line on stdout (flushed) and serves until SIGTERM
- * or SIGINT. The brokers listen on 127.0.0.1; kcat, ClickHouse and the engine connect there:
+ * or SIGINT. An outage on demand, for tests: SIGUSR1 takes every broker down
+ * (rd_kafka_mock_broker_set_down: connections closed, new ones refused, the port stays bound
+ * and the topic's data is kept), SIGUSR2 brings them up again; each change is logged on stderr
+ * ("nm_mock_broker: brokers down" / "... up"). The brokers listen on 127.0.0.1; kcat, ClickHouse and the engine connect there:
  *
  *   kcat -P -b BOOT -t flow-messages      kcat -C -b BOOT -t flow-messages -e -o beginning
  *
@@ -24,20 +27,25 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-static volatile sig_atomic_t quit;
+static volatile sig_atomic_t quit, want_down, want_up;
 
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	quit = 1;
+	if (sig == SIGUSR1)
+		want_down = 1;
+	else if (sig == SIGUSR2)
+		want_up = 1;
+	else
+		quit = 1;
 }
 
 static void
 usage(void)
 {
 	fprintf(stderr, "usage: nm_mock_broker [-n brokers] [-t topic] [-p partitions]\n"
-			"  prints BOOTSTRAP host:port,... on stdout, runs until SIGTERM/SIGINT\n");
+			"  prints BOOTSTRAP host:port,... on stdout, runs until SIGTERM/SIGINT;\n"
+			"  SIGUSR1 takes the brokers down, SIGUSR2 brings them up\n");
 }
 
 int
@@ -78,11 +86,15 @@ main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
 
 	conf = rd_kafka_conf_new();
 	/* The handle only hosts the cluster; it never connects, so keep its notices quiet. */
@@ -109,8 +121,24 @@ main(int argc, char **argv)
 	fprintf(stderr, "nm_mock_broker: %d broker(s), topic %s with %d partition(s); "
 			"SIGTERM to stop\n", brokers, topic, partitions);
 
-	while (!quit)
+	while (!quit) {
+		int b;
+
 		sigsuspend(&old);
+		/* Not in the handler: librdkafka's calls are not async-signal-safe. */
+		if (want_down) {
+			want_down = 0;
+			for (b = 1; b <= brokers; b++)
+				(void)rd_kafka_mock_broker_set_down(mc, b);
+			fprintf(stderr, "nm_mock_broker: brokers down\n");
+		}
+		if (want_up) {
+			want_up = 0;
+			for (b = 1; b <= brokers; b++)
+				(void)rd_kafka_mock_broker_set_up(mc, b);
+			fprintf(stderr, "nm_mock_broker: brokers up\n");
+		}
+	}
 
 out:
 	rd_kafka_mock_cluster_destroy(mc);
