@@ -376,6 +376,57 @@ setup_tap(const struct nm_port_cfg *pc, uint16_t port_id)
 
 static struct rte_mempool *pools[RTE_MAX_NUMA_NODES];
 
+/* Data an mbuf of our pools holds (RTE_MBUF_DEFAULT_BUF_SIZE less the headroom). */
+#define NM_MBUF_DATA_ROOM RTE_MBUF_DEFAULT_DATAROOM
+
+/*
+ * net_pcap's infinite_rx mode loads the whole file into single-segment mbufs once and replays
+ * them; a frame longer than an mbuf's data room makes its queue set-up fail with a bare EINVAL.
+ * Find that case before set-up and name the file, the frame and the way out.
+ */
+static int
+check_pcap_infinite_rx(const struct nm_port_cfg *pc)
+{
+	char path[NM_CFG_STR], errbuf[PCAP_ERRBUF_SIZE];
+	const char *f = strstr(pc->device, "rx_pcap=");
+	struct pcap_pkthdr *h;
+	const u_char *data;
+	uint64_t n = 0, over = 0, first = 0;
+	uint32_t max = 0;
+	size_t len;
+	pcap_t *p;
+
+	if (strncmp(pc->device, "net_pcap", 8) != 0 || strstr(pc->device, "infinite_rx=1") == NULL ||
+	    f == NULL)
+		return 0;
+	f += 8;
+	len = strcspn(f, ",");
+	if (len >= sizeof(path))
+		return 0;
+	memcpy(path, f, len);
+	path[len] = '\0';
+	p = pcap_open_offline(path, errbuf);
+	if (p == NULL)
+		return 0;   /* net_pcap reports it */
+	while (pcap_next_ex(p, &h, &data) == 1) {
+		n++;
+		if (h->caplen > NM_MBUF_DATA_ROOM && over++ == 0)
+			first = n;
+		if (h->caplen > max)
+			max = h->caplen;
+	}
+	pcap_close(p);
+	if (over == 0)
+		return 0;
+	fprintf(stderr, "netmeta: [port.%s] device = %s: %s holds %" PRIu64 " frame(s) longer than "
+			"an mbuf's %u-byte data room (frame %" PRIu64 " first, the longest %u bytes); "
+			"net_pcap's infinite_rx mode cannot chain mbufs for them. Drop those frames "
+			"(e.g. tshark -r IN -Y 'frame.cap_len <= %u' -w OUT) or leave out "
+			"infinite_rx=1\n", pc->name, pc->device, path, over, NM_MBUF_DATA_ROOM, first,
+		max, NM_MBUF_DATA_ROOM);
+	return -EMSGSIZE;
+}
+
 static int
 setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 {
@@ -387,6 +438,9 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 
 	if (socket < 0)
 		socket = 0;
+	ret = check_pcap_infinite_rx(pc);
+	if (ret != 0)
+		return ret;
 	ret = rte_eth_dev_info_get(port_id, &info);
 	if (ret != 0)
 		return ret;

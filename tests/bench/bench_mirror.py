@@ -4,8 +4,10 @@
     bench_mirror.py [--runs N] [--seconds S] [--rates 1,1000] [--smoke]
 
 Input: net_pcap with infinite_rx (the PMD replays the file from memory), role mirror-rx, full
-parsing and per-second aggregation, rows to an embedded Kafka broker. Two inputs: 64-byte frames
-(1024 distinct UDP flows, generated here) and the corpus' mixed.pcap (real traffic, mixed sizes).
+parsing and per-second aggregation, rows to an embedded Kafka broker. Three inputs: 64-byte frames
+(1024 distinct UDP flows, generated here), a generated IMIX (64/594/1518 bytes, 7:4:1) and a copy
+of the corpus' mixed.pcap (real traffic) without its frames above 1518 bytes (291 GRO-merged ones, up to 37506 bytes):
+infinite_rx keeps every frame in one 2048-byte mbuf and refuses longer ones.
 Prints one line per (input, rate) with the median of the runs; --smoke does one short run and only
 checks that the figures are there (suite bench-smoke).
 """
@@ -48,6 +50,52 @@ def write_64b_pcap(path, flows=1024):
             f.write(frame)
 
 
+def pcap_frames(path):
+    """(header bytes, [(ts_sec, ts_frac, caplen, origlen, data)]) of a classic pcap."""
+    d = open(path, "rb").read()
+    if struct.unpack_from("<I", d)[0] not in (0xA1B2C3D4, 0xA1B23C4D):
+        raise SystemExit("%s: not a classic little-endian pcap" % path)
+    out, i = [], 24
+    while i + 16 <= len(d):
+        ts, frac, cl, ol = struct.unpack_from("<IIII", d, i)
+        out.append((ts, frac, cl, ol, d[i + 16:i + 16 + cl]))
+        i += 16 + cl
+    return d[:24], out
+
+
+def write_mixed_le1518(src, path, limit=1518):
+    """mixed.pcap without its frames longer than limit bytes (the capture holds 291 GRO-merged
+    frames up to 37506 bytes: net_pcap's infinite_rx mode keeps each frame in one 2048-byte mbuf
+    and refuses them). Returns (kept, dropped)."""
+    hdr, frames = pcap_frames(src)
+    kept = [f for f in frames if f[2] <= limit and f[3] <= limit]
+    with open(path, "wb") as f:
+        f.write(hdr)
+        for ts, frac, cl, ol, data in kept:
+            f.write(struct.pack("<IIII", ts, frac, cl, ol))
+            f.write(data)
+    return len(kept), len(frames) - len(kept)
+
+
+def write_imix_pcap(path, flows=1024):
+    """Simple IMIX: 64/594/1518-byte frames (on the wire, FCS included) in the ratio 7:4:1,
+    interleaved, Ethernet/IPv4/UDP, one flow per source address/port."""
+    pattern = [64, 594, 64, 64, 594, 64, 1518, 64, 594, 64, 594, 64]   # 7 x 64, 4 x 594, 1 x 1518
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(flows * len(pattern) // 4):
+            wire = pattern[i % len(pattern)]
+            flen = wire - 4
+            plen = flen - 14 - 20 - 8
+            udp = struct.pack("!HHHH", 1024 + i % flows, 53, 8 + plen, 0) + b"\0" * plen
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
+                             bytes([10, 0, (i % flows) >> 8, i & 0xFF]), bytes([10, 1, 0, 1]))
+            ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+            frame = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp
+            f.write(struct.pack("<IIII", 1700000000, i, len(frame), len(frame)))
+            f.write(frame)
+
+
 def run_once(pcap, rate, seconds, prefix):
     with tempfile.TemporaryDirectory() as d:
         cfg = os.path.join(d, "bench.ini")
@@ -83,11 +131,19 @@ def main():
         small = os.path.join(d, "64b.pcap")
         write_64b_pcap(small)
         inputs.append(("64-byte frames", small))
+        imix = os.path.join(d, "imix.pcap")
+        write_imix_pcap(imix)
+        inputs.append(("IMIX 64/594/1518 7:4:1", imix))
         mixed = os.path.join(CORPORA, "generated", "inputs", "mixed.pcap")
         if os.path.exists(mixed):
-            inputs.append(("mixed.pcap (real, mixed sizes)", mixed))
+            cut = os.path.join(d, "mixed-le1518.pcap")
+            kept, dropped = write_mixed_le1518(mixed, cut)
+            print("mixed-size inputs: a generated IMIX (64/594/1518 bytes, 7:4:1) and a copy of "
+                  "mixed.pcap keeping its %d frames <= 1518 bytes (%d larger, GRO-merged frames left "
+                  "out: net_pcap infinite_rx holds a frame in one 2048-byte mbuf)" % (kept, dropped))
+            inputs.append(("mixed.pcap frames <= 1518 B", cut))
         else:
-            print("corpus absent at %s: mixed-size input skipped" % CORPORA)
+            print("corpus absent at %s: mixed.pcap input skipped (IMIX still runs)" % CORPORA)
         print("%-32s %8s %12s %12s %s" % ("input", "rate", "median Mpps", "min..max", "runs"))
         for name, path in inputs:
             for rate in [int(x) for x in a.rates.split(",")]:
