@@ -11,19 +11,35 @@
 #       "SELECT 1" answers, then prints the server's pid. Defaults: HTTP 8123, TCP 9000.
 #   scripts/clickhouse.sh stop DIR
 #       Stop the server started in DIR (SIGTERM, then SIGKILL after 20 s).
-#   scripts/clickhouse.sh apply DIR|HOST:PORT VARIANT BROKERS TOPIC [GROUP]
-#       Create the schema of proto/clickhouse/VARIANT (json or protobuf) on the server started
-#       in DIR, or on HOST:PORT (native TCP port), with the Kafka engine table reading TOPIC
-#       from BROKERS ("host:port,...") as consumer group GROUP (default "netmeta").
+#   scripts/clickhouse.sh apply TARGET VARIANT BROKERS TOPIC [GROUP]
+#       Create the schema of proto/clickhouse/VARIANT (json or protobuf) on TARGET, with the
+#       Kafka engine table reading TOPIC from BROKERS ("host:port,...") as consumer group GROUP
+#       (default "netmeta").
 #       Placeholders substituted in the DDL: {{KAFKA_BROKERS}}, {{KAFKA_TOPIC}},
-#       {{KAFKA_GROUP}}, {{RETENTION_DAYS}} (env NM_CH_RETENTION_DAYS, default 30).
+#       {{KAFKA_GROUP}}, {{RETENTION_DAYS}} (env NM_CH_RETENTION_DAYS, default 7).
 #       The protobuf variant also copies proto/flow.proto into the server's format_schemas
 #       directory when the server is one started in DIR.
-#   scripts/clickhouse.sh query DIR|HOST:PORT SQL
+#   scripts/clickhouse.sh dicts TARGET VARIANT INI [DICT_DIR]
+#       Dictionaries InterfaceNames and Exporters from INI's [exporter.NAME] sections
+#       (scripts/clickhouse-dicts.py). The files go where the server reads them, so this runs on
+#       the server's machine (or DICT_DIR is a directory the server sees at the same path):
+#       json (18.16): DICT_DIR/*.tsv and DICT_DIR/netmeta_dictionary.xml; the server's
+#         <dictionaries_config> must cover that XML (Debian's config.xml reads
+#         /etc/clickhouse-server/*_dictionary.xml: DICT_DIR=/etc/clickhouse-server, the default
+#         for HOST:PORT; for DIR the default is DIR/dictionaries, which its config reads);
+#       protobuf (current ClickHouse): DICT_DIR/*.tsv under the server's user_files_path
+#         (default /var/lib/clickhouse/user_files/netmeta, DIR/user_files/netmeta for DIR),
+#         then CREATE OR REPLACE DICTIONARY.
+#       Then reloads them and checks that both load (exit 1 with the server's error if not).
+#   scripts/clickhouse.sh query TARGET SQL
 #       Run one query (TabSeparated output).
-#   scripts/clickhouse.sh prune DIR|HOST:PORT [DAYS]
+#   scripts/clickhouse.sh prune TARGET [DAYS]
 #       Retention for servers without table TTL (18.16): drop every daily partition of flows_raw
-#       older than DAYS (default NM_CH_RETENTION_DAYS, else 30). Run it daily.
+#       older than DAYS (default NM_CH_RETENTION_DAYS, else 7). Run it daily.
+#
+# TARGET is DIR (a server started by "start" in DIR) or [USER@]HOST:PORT (native TCP port,
+# usually 9000) of any server; the user may also come from NM_CH_USER (default "default"), the
+# password from NM_CH_PASSWORD (default none).
 #
 # The json variant is what Debian 12's clickhouse-server 18.16 can run (no Protobuf format, no
 # IPv6 type); the protobuf variant is for current ClickHouse releases.
@@ -43,7 +59,7 @@ CH_CLIENT="${NM_CH_CLIENT:-clickhouse-client}"
 die() { echo "clickhouse.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,28p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,51p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -54,7 +70,14 @@ client_args() {
         [ -f "$target/tcp_port" ] || die "$target has no tcp_port: not started by this script?"
         CH_ARGS=(--host 127.0.0.1 --port "$(cat "$target/tcp_port")")
     elif [[ "$target" == *:* ]]; then
-        CH_ARGS=(--host "${target%:*}" --port "${target##*:}")
+        local user="${NM_CH_USER:-}" hostport="$target"
+        if [[ "$hostport" == *@* ]]; then
+            user="${hostport%%@*}"
+            hostport="${hostport#*@}"
+        fi
+        CH_ARGS=(--host "${hostport%:*}" --port "${hostport##*:}")
+        [ -z "$user" ] || CH_ARGS+=(--user "$user")
+        [ -z "${NM_CH_PASSWORD:-}" ] || CH_ARGS+=(--password "$NM_CH_PASSWORD")
     else
         die "not a directory nor HOST:PORT: $target"
     fi
@@ -62,7 +85,8 @@ client_args() {
 
 write_config() {
     local dir="$1" http="$2" tcp="$3"
-    mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
+    mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log" \
+             "$dir/dictionaries"
     cat > "$dir/config.xml" <<EOF
 <?xml version="1.0"?>
 <!-- Written by scripts/clickhouse.sh: a private server on loopback for NetMeta's tests/demos. -->
@@ -93,6 +117,8 @@ write_config() {
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
     <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+    <!-- external dictionaries: scripts/clickhouse.sh dicts DIR json INI writes them here -->
+    <dictionaries_config>$dir/dictionaries/*_dictionary.xml</dictionaries_config>
     <max_session_timeout>3600</max_session_timeout>
     <default_session_timeout>60</default_session_timeout>
     <!-- librdkafka properties for every Kafka engine table: a new consumer group starts at the
@@ -206,10 +232,73 @@ cmd_apply() {
     for f in "$ddl_dir"/*.sql; do
         sql="$(sed -e "s|{{KAFKA_BROKERS}}|$brokers|g" -e "s|{{KAFKA_TOPIC}}|$topic|g" \
                    -e "s|{{KAFKA_GROUP}}|$group|g" \
-                   -e "s|{{RETENTION_DAYS}}|${NM_CH_RETENTION_DAYS:-30}|g" "$f")"
+                   -e "s|{{RETENTION_DAYS}}|${NM_CH_RETENTION_DAYS:-7}|g" "$f")"
         "$CH_CLIENT" "${CH_ARGS[@]}" --multiquery --query "$sql" ||
             die "applying $f failed"
     done
+}
+
+cmd_dicts() {
+    [ $# -ge 3 ] || usage
+    local target="$1" variant="$2" ini="$3" dict_dir="${4:-}" xml_dir sql i state names
+    [ -f "$ini" ] || die "no such file: $ini"
+    client_args "$target"
+    case "$variant" in
+        json)
+            if [ -z "$dict_dir" ]; then
+                if [ -d "$target" ]; then dict_dir="$target/dictionaries"
+                else dict_dir=/etc/clickhouse-server; fi
+            fi
+            # the .tsv files next to the XML, in a subdirectory when DICT_DIR is the server's
+            # config directory
+            xml_dir="$dict_dir"
+            if [ "$(cd "$dict_dir" 2>/dev/null && pwd)" = /etc/clickhouse-server ]; then
+                dict_dir=/etc/clickhouse-server/netmeta
+            fi
+            mkdir -p "$dict_dir" "$xml_dir"
+            dict_dir="$(cd "$dict_dir" && pwd)"
+            python3 "$HERE/clickhouse-dicts.py" -c "$ini" -o "$dict_dir" >&2 ||
+                die "clickhouse-dicts.py failed"
+            if [ "$(cd "$xml_dir" && pwd)" != "$dict_dir" ]; then
+                mv -f "$dict_dir/netmeta_dictionary.xml" "$xml_dir/netmeta_dictionary.xml"
+            fi
+            # a new XML file is noticed by the server's config watcher within a few seconds;
+            # SYSTEM RELOAD DICTIONARIES then (re)loads every dictionary from its file
+            ;;
+        protobuf)
+            if [ -z "$dict_dir" ]; then
+                if [ -d "$target" ]; then dict_dir="$target/user_files/netmeta"
+                else dict_dir=/var/lib/clickhouse/user_files/netmeta; fi
+            fi
+            mkdir -p "$dict_dir"
+            dict_dir="$(cd "$dict_dir" && pwd)"
+            python3 "$HERE/clickhouse-dicts.py" -c "$ini" -o "$dict_dir" >&2 ||
+                die "clickhouse-dicts.py failed"
+            "$CH_CLIENT" "${CH_ARGS[@]}" --multiquery --query "$(cat "$dict_dir/dictionaries.sql")" ||
+                die "CREATE DICTIONARY failed (are the files under the server's user_files_path?)"
+            ;;
+        *) die "no DDL variant '$variant' (json or protobuf)" ;;
+    esac
+    # Both dictionaries must appear and load; the server may take a few seconds to read a new
+    # dictionaries_config file.
+    for i in $(seq 1 ${NM_CH_DICT_TIMEOUT:-30}); do
+        "$CH_CLIENT" "${CH_ARGS[@]}" --query "SYSTEM RELOAD DICTIONARIES" > /dev/null 2>&1 || true
+        names="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name FROM system.dictionaries
+                 WHERE name IN ('InterfaceNames', 'Exporters') AND length(last_exception) = 0
+                 ORDER BY name" 2>/dev/null | tr '\n' ' ' || true)"
+        [ "$names" = "Exporters InterfaceNames " ] && break
+        sleep 1
+    done
+    if [ "$names" != "Exporters InterfaceNames " ]; then
+        "$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, last_exception FROM system.dictionaries
+            WHERE name IN ('InterfaceNames', 'Exporters')" >&2 || true
+        [ "$variant" = json ] && echo "clickhouse.sh: does the server's <dictionaries_config> cover" \
+            "$xml_dir/netmeta_dictionary.xml?" >&2
+        die "dictionaries InterfaceNames and Exporters did not load"
+    fi
+    state="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, element_count FROM system.dictionaries
+             WHERE name IN ('InterfaceNames', 'Exporters') ORDER BY name" | tr '\t\n' ': ')"
+    echo "dictionaries loaded ($state) from $dict_dir"
 }
 
 cmd_query() {
@@ -220,7 +309,7 @@ cmd_query() {
 
 cmd_prune() {
     [ $# -ge 1 ] || usage
-    local days="${2:-${NM_CH_RETENTION_DAYS:-30}}" part
+    local days="${2:-${NM_CH_RETENTION_DAYS:-7}}" part
     [[ "$days" =~ ^[0-9]+$ ]] || die "DAYS must be a number: $days"
     client_args "$1"
     for part in $("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT DISTINCT partition_id FROM system.parts
@@ -237,6 +326,7 @@ case "$cmd" in
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     apply) cmd_apply "$@" ;;
+    dicts) cmd_dicts "$@" ;;
     query) cmd_query "$@" ;;
     prune) cmd_prune "$@" ;;
     *) usage ;;
