@@ -15,7 +15,7 @@
  * compiler keeps, per target, only the fields of the best rank present in the template.
  */
 enum target {
-	T_NONE = 0, T_BYTES, T_PKTS, T_SPORT, T_DPORT, T_INIF, T_OUTIF, T_NH4, T_NH6,
+	T_NONE = 0, T_BYTES, T_PKTS, T_INIF, T_OUTIF, T_NH4, T_NH6,
 	T_SRCMAC, T_DSTMAC, T_SRCVLAN, T_DSTVLAN, T_START, T_END, T_SAMPLER, T_SAMPLING,
 	T_FRAMESZ, T_RBYTES, T_RPKTS,
 	T_MAX_,
@@ -40,12 +40,17 @@ static const struct ie_map flow_map[IE_TABLE_LEN] = {
 	M(4, NM_OP_PROTO, T_NONE, 0),
 	M(5, NM_OP_TOS, T_NONE, 0),
 	M(6, NM_OP_TCPFLAGS, T_NONE, 0),
-	M(7, NM_OP_SPORT, T_SPORT, 0),
-	M(180, NM_OP_SPORT, T_SPORT, 1),      /* udpSourcePort */
-	M(182, NM_OP_SPORT, T_SPORT, 1),      /* tcpSourcePort */
-	M(11, NM_OP_DPORT, T_DPORT, 0),
-	M(181, NM_OP_DPORT, T_DPORT, 1),
-	M(183, NM_OP_DPORT, T_DPORT, 1),
+	/*
+	 * Ports: every port IE of the template is applied and the last non-zero one wins. Cisco
+	 * NBAR templates carry L4_SRC/DST_PORT next to TCP_SRC_PORT/UDP_DST_PORT and fill only one
+	 * of them per flow (netflow_9_cisco_nbar_flowset_262: IE 11 = 0, IE 181 = 123 for NTP).
+	 */
+	M(7, NM_OP_SPORT, T_NONE, 0),
+	M(180, NM_OP_SPORT, T_NONE, 0),       /* udpSourcePort */
+	M(182, NM_OP_SPORT, T_NONE, 0),       /* tcpSourcePort */
+	M(11, NM_OP_DPORT, T_NONE, 0),
+	M(181, NM_OP_DPORT, T_NONE, 0),       /* udpDestinationPort */
+	M(183, NM_OP_DPORT, T_NONE, 0),       /* tcpDestinationPort */
 	M(8, NM_OP_SRC4, T_NONE, 0),
 	M(12, NM_OP_DST4, T_NONE, 0),
 	M(27, NM_OP_SRC6, T_NONE, 0),
@@ -387,8 +392,14 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 	case NM_OP_PROTO: k->proto = (uint8_t)v; break;
 	case NM_OP_TOS: k->ip_tos = (uint8_t)v; break;
 	case NM_OP_TCPFLAGS: k->tcp_flags = (uint8_t)v; break;
-	case NM_OP_SPORT: k->src_port = (uint16_t)v; break;
-	case NM_OP_DPORT: k->dst_port = (uint16_t)v; break;
+	case NM_OP_SPORT:
+		if (v != 0)
+			k->src_port = (uint16_t)v;
+		break;
+	case NM_OP_DPORT:
+		if (v != 0)
+			k->dst_port = (uint16_t)v;
+		break;
 	case NM_OP_SRCNET:
 		if (v != 0 || !(sc->written & W_SRCNET))
 			k->src_net = (uint8_t)v;
