@@ -1,11 +1,12 @@
 -- SPDX-License-Identifier: BSD-3-Clause
--- flows_raw for current ClickHouse (IPv6 type, table TTL, Protobuf format): NetMeta's flows_raw.
--- UNTESTED HERE: this machine has Debian's clickhouse-server 18.16, which has neither the Protobuf
--- format nor the IPv6 type nor TTL; the tested schema is ../json (same tables and column names,
--- addresses as FixedString(16) with the same 16 bytes).
+-- flows_raw for current ClickHouse (IPv6 type, table TTL, Protobuf format): NetMeta's flows_raw
+-- (deploy/single-node/schema/0001_create_flows_raw.sql), column for column.
+-- Checked here on 18.16 only as far as it goes (tests/integration/test_clickhouse_dicts.py):
+-- with IPv6 -> FixedString(16) and without the TTL line it is created and equals ../json's
+-- flows_raw; 18.16 has neither the IPv6 type nor TTL.
 --
 -- Retention knob: {{RETENTION_DAYS}} days (scripts/clickhouse.sh apply substitutes
--- NM_CH_RETENTION_DAYS, default 30). Change later with
+-- NM_CH_RETENTION_DAYS, default 7 = NetMeta's "TTL Date + INTERVAL 1 WEEK"). Change later with
 --     ALTER TABLE flows_raw MODIFY TTL Date + INTERVAL 90 DAY
 CREATE TABLE IF NOT EXISTS flows_raw
 (

@@ -1,7 +1,8 @@
 -- SPDX-License-Identifier: BSD-3-Clause
 -- The Kafka engine table for the engine's default output ([kafka] format = protobuf): Kafka
 -- messages holding many length-delimited FlowMessages of proto/flow.proto (format "Protobuf").
--- UNTESTED HERE: Debian 12's clickhouse-server 18.16 has no Protobuf format; see ../json.
+-- Debian 12's clickhouse-server 18.16 has no Protobuf format (nor IPv6): it accepts this table
+-- (IPv6 -> FixedString(16)) but could not read from it; the tested path on 18.16 is ../json.
 --
 -- ClickHouse matches columns to FlowMessage fields by name (case-insensitively), so the columns
 -- carry the proto's names (Type, Etype, IngressVrfID, ...) and the view renames them to NetMeta's.
@@ -11,7 +12,7 @@
 -- Addresses are 16-byte protobuf bytes (IPv4 as ::ffff:a.b.c.d), read directly into IPv6.
 --
 -- A new consumer group must start at the beginning of the topic: put into the server config
---     <kafka><auto_offset_reset>earliest</auto_offset_reset></kafka>
+--     <kafka><auto_offset_reset>smallest</auto_offset_reset></kafka>
 CREATE TABLE IF NOT EXISTS flows_queue
 (
     Type             Enum8('FLOWUNKNOWN' = 0, 'SFLOW_5' = 1, 'NETFLOW_V5' = 2, 'NETFLOW_V9' = 3, 'IPFIX' = 4),
