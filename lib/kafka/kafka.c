@@ -417,7 +417,24 @@ replay(struct nm_kafka *k)
 
 		if (ret <= 0)
 			break;
-		if (produce_one(k, payload, len, m.rows, m.key, m.packets, m.bytes, m.seq, false) != 0) {
+		ret = produce_one(k, payload, len, m.rows, m.key, m.packets, m.bytes, m.seq, false);
+		if (ret == -EMSGSIZE) {
+			/*
+			 * Larger than this configuration lets librdkafka send (an earlier run had a
+			 * larger batch_bytes): it can never leave, and must not block the spool.
+			 */
+			(void)nm_spool_release(k->spool, m.seq);
+			k->spool_changed = true;
+			ST_ADD(k, records_dropped, m.rows);
+			ST_ADD(k, messages_dropped, 1);
+			ST_ADD(k, packets_dropped, m.packets);
+			ST_ADD(k, flow_bytes_dropped, m.bytes);
+			ST_ADD(k, bytes_dropped, len);
+			fprintf(stderr, "kafka: DROPPED a batch of %u records, %u bytes from the spool: "
+					"larger than message.max.bytes allows\n", m.rows, len);
+			continue;
+		}
+		if (ret != 0) {
 			(void)nm_spool_untake(k->spool, m.seq);
 			break;
 		}
