@@ -240,7 +240,7 @@ cmd_apply() {
 
 cmd_dicts() {
     [ $# -ge 3 ] || usage
-    local target="$1" variant="$2" ini="$3" dict_dir="${4:-}" xml_dir sql i state names
+    local target="$1" variant="$2" ini="$3" dict_dir="${4:-}" xml_dir="" i
     [ -f "$ini" ] || die "no such file: $ini"
     client_args "$target"
     case "$variant" in
@@ -279,26 +279,34 @@ cmd_dicts() {
             ;;
         *) die "no DDL variant '$variant' (json or protobuf)" ;;
     esac
-    # Both dictionaries must appear and load; the server may take a few seconds to read a new
-    # dictionaries_config file.
+    # Both dictionaries must load from the files just written: as many elements as lines, and
+    # (json) from this XML file, not from an older one elsewhere. The server may take a few
+    # seconds to notice a new dictionaries_config file.
+    local n_if n_ex want got origin_cond=""
+    n_if=$(wc -l < "$dict_dir/InterfaceNames.tsv")
+    n_ex=$(wc -l < "$dict_dir/Exporters.tsv")
+    want="Exporters:$n_ex InterfaceNames:$n_if "
+    if [ "$variant" = json ]; then
+        xml_dir="$(cd "$xml_dir" && pwd)"
+        origin_cond="AND origin = '$xml_dir/netmeta_dictionary.xml'"
+    fi
+    "$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT 1" > /dev/null || die "cannot query the server"
     for i in $(seq 1 ${NM_CH_DICT_TIMEOUT:-30}); do
         "$CH_CLIENT" "${CH_ARGS[@]}" --query "SYSTEM RELOAD DICTIONARIES" > /dev/null 2>&1 || true
-        names="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name FROM system.dictionaries
+        got="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, element_count FROM system.dictionaries
                  WHERE name IN ('InterfaceNames', 'Exporters') AND length(last_exception) = 0
-                 ORDER BY name" 2>/dev/null | tr '\n' ' ' || true)"
-        [ "$names" = "Exporters InterfaceNames " ] && break
+                 $origin_cond ORDER BY name" 2>/dev/null | tr '\t\n' ': ' || true)"
+        [ "$got" = "$want" ] && break
         sleep 1
     done
-    if [ "$names" != "Exporters InterfaceNames " ]; then
-        "$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, last_exception FROM system.dictionaries
-            WHERE name IN ('InterfaceNames', 'Exporters')" >&2 || true
+    if [ "$got" != "$want" ]; then
+        "$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, origin, element_count, last_exception
+            FROM system.dictionaries WHERE name IN ('InterfaceNames', 'Exporters')" >&2 || true
         [ "$variant" = json ] && echo "clickhouse.sh: does the server's <dictionaries_config> cover" \
             "$xml_dir/netmeta_dictionary.xml?" >&2
-        die "dictionaries InterfaceNames and Exporters did not load"
+        die "dictionaries did not load from $dict_dir: want ${want}, loaded: ${got:-none}"
     fi
-    state="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, element_count FROM system.dictionaries
-             WHERE name IN ('InterfaceNames', 'Exporters') ORDER BY name" | tr '\t\n' ': ')"
-    echo "dictionaries loaded ($state) from $dict_dir"
+    echo "dictionaries loaded (${got% }) from $dict_dir"
 }
 
 cmd_query() {

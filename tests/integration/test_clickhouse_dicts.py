@@ -545,6 +545,27 @@ def main():
         print("dictionaries: %d interface names and %d exporters resolve as in the ini" % (
             len(keys), len(exporters)), flush=True)
 
+        # Re-run after an edit, as a user with a remote server would: USER@HOST:PORT and the
+        # server's dictionary directory; the new name is served at once.
+        c = caps[-1]
+        idx = min(r["inif"] for r in c["records"])   # an input interface: the README query shows it
+        ifnames[(c["device"], idx)] = "%s port %d renamed, quoted; #" % (c["section"], idx)
+        exporters = [(n, a, r, d, {**ifs, idx: '"%s"' % ifnames[(c["device"], idx)]}
+                      if n == c["section"] else ifs) for n, a, r, d, ifs in exporters]
+        with open(ini, "w") as fh:
+            fh.write(make_ini(exporters))
+        p = subprocess.run([nmtest.CLICKHOUSE_SH, "dicts", "default@127.0.0.1:%d" % ch.tcp, "json", ini,
+                            os.path.join(ch.dir, "dictionaries")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        print(p.stdout.decode(errors="replace").strip(), flush=True)
+        got = ch.query("SELECT dictGetString('InterfaceNames', 'Description', tuple('%s', toUInt32(%d)))"
+                       % (c["device"], idx))
+        if p.returncode != 0 or got != [[ifnames[(c["device"], idx)]]]:
+            problems.append("dicts re-run (exit %d): %r, want %r" % (p.returncode, got, ifnames[(c["device"], idx)]))
+        else:
+            print("dicts re-run through default@127.0.0.1:%d: ifIndex %d now %r" % (
+                ch.tcp, idx, got[0][0]), flush=True)
+
         # The engine, one run per capture (each capture's seconds stay its own)
         rows = 0
         for c in caps:
