@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """Broker outage in the middle of a live run: nothing lost, nothing twice.
 
-The engine captures loopback (net_pcap rx_iface_in=lo) and collects on a UDP port of its own; the
-test sends the corpus's valid NetFlow v5 captures 16 times over 46 s, each capture from its own
-127.0.0.x (5 exporters), to a mock broker with 4 partitions and a 1 GiB spool. From 8 s to 38 s
+The engine captures a veth (net_pcap rx_iface_in=...) whose peer is in a network namespace of the
+test's own and collects on a UDP port of its own; the test sends the corpus's valid NetFlow v5
+captures 16 times over 46 s from that namespace, each capture from its own address (8 exporters),
+while the engine produces to a mock broker with 4 partitions and a 1 GiB spool. From 8 s to 38 s
 the broker is down (nm_mock_broker SIGUSR1/SIGUSR2: connections refused, data kept), and with
 message.timeout.ms = 4 s the undelivered batches go to the spool and are replayed once it is up.
 Then SIGTERM: the engine drains (kafka.drain_timeout_ms) and exits.

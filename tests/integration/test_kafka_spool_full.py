@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """Broker outage with a spool too small for it: the drops are counted and logged, the rest arrives.
 
-As test_kafka_outage (live loopback run, 5 exporters, 30 s outage in a 46 s run, 4 partitions),
+As test_kafka_outage (live run on a veth, 8 exporters, 30 s outage in a 46 s run, 4 partitions),
 with kafka.batch_bytes = 8192 and kafka.spool_max_bytes = 69632 (about 8 batches).
 Asserted: rows were spooled and batches dropped; one "kafka: DROPPED a batch of N records, M bytes"
 line on stderr per dropped batch, their N adding up to kafka_records_dropped; exit status 1 with
