@@ -376,6 +376,30 @@ setup_tap(const struct nm_port_cfg *pc, uint16_t port_id)
 
 static struct rte_mempool *pools[RTE_MAX_NUMA_NODES];
 
+/* The rx_pcap file of a net_pcap device string into buf; -ENOENT when it has none. */
+static int
+pcap_file_of(const char *device, char *buf, size_t buflen)
+{
+	const char *f = strstr(device, "rx_pcap=");
+	size_t len;
+
+	if (strncmp(device, "net_pcap", 8) != 0 || f == NULL)
+		return -ENOENT;
+	f += 8;
+	len = strcspn(f, ",");
+	if (len >= buflen)
+		return -ENAMETOOLONG;
+	memcpy(buf, f, len);
+	buf[len] = '\0';
+	return 0;
+}
+
+static bool
+is_infinite_rx(const char *device)
+{
+	return strncmp(device, "net_pcap", 8) == 0 && strstr(device, "infinite_rx=1") != NULL;
+}
+
 /* Data an mbuf of our pools holds (RTE_MBUF_DEFAULT_BUF_SIZE less the headroom). */
 #define NM_MBUF_DATA_ROOM RTE_MBUF_DEFAULT_DATAROOM
 
@@ -388,23 +412,14 @@ static int
 check_pcap_infinite_rx(const struct nm_port_cfg *pc)
 {
 	char path[NM_CFG_STR], errbuf[PCAP_ERRBUF_SIZE];
-	const char *f = strstr(pc->device, "rx_pcap=");
 	struct pcap_pkthdr *h;
 	const u_char *data;
 	uint64_t n = 0, over = 0, first = 0;
 	uint32_t max = 0;
-	size_t len;
 	pcap_t *p;
 
-	if (strncmp(pc->device, "net_pcap", 8) != 0 || strstr(pc->device, "infinite_rx=1") == NULL ||
-	    f == NULL)
+	if (!is_infinite_rx(pc->device) || pcap_file_of(pc->device, path, sizeof(path)) != 0)
 		return 0;
-	f += 8;
-	len = strcspn(f, ",");
-	if (len >= sizeof(path))
-		return 0;
-	memcpy(path, f, len);
-	path[len] = '\0';
 	p = pcap_open_offline(path, errbuf);
 	if (p == NULL)
 		return 0;   /* net_pcap reports it */
@@ -453,14 +468,28 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 	if (pc->rx_queues > 1) {
 		uint64_t want = RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP | RTE_ETH_RSS_TCP;
 
-		if ((info.flow_type_rss_offloads & want) == 0) {
-			fprintf(stderr, "netmeta: [port.%s] rx_queues = %u: device %s cannot spread "
-					"traffic over queues (no RSS on IP/UDP/TCP)\n",
-				pc->name, pc->rx_queues, pc->device);
+		if ((info.flow_type_rss_offloads & want) != 0) {
+			/* Hash on addresses and ports: exporters and mirrored flows spread. */
+			conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+			conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
+			NM_LOG(INFO, "port %s: RSS over %u queues, hash functions 0x%" PRIx64 "\n",
+			       pc->name, pc->rx_queues, conf.rx_adv_conf.rss_conf.rss_hf);
+		} else if (strcmp(info.driver_name, "net_af_packet") == 0) {
+			/*
+			 * net_af_packet spreads its queue pairs with a PACKET_FANOUT_HASH group: the
+			 * kernel's flow hash over addresses and ports, which is RSS done by the
+			 * kernel. There is nothing to configure on the DPDK side.
+			 */
+			NM_LOG(INFO, "port %s: %u queues spread by the kernel's packet fanout hash\n",
+			       pc->name, pc->rx_queues);
+		} else {
+			fprintf(stderr, "netmeta: [port.%s] rx_queues = %u: device %s (driver %s) cannot "
+					"spread traffic over queues: it offers no RSS on IP addresses "
+					"and UDP/TCP ports (flow_type_rss_offloads 0x%" PRIx64 "); use "
+					"rx_queues = 1\n", pc->name, pc->rx_queues, pc->device,
+				info.driver_name, info.flow_type_rss_offloads);
 			return -EINVAL;
 		}
-		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-		conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
 	}
 	if (app->offline && (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TIMESTAMP))
 		conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TIMESTAMP;
@@ -471,19 +500,8 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 	ret = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nb_rxd, &nb_txd);
 	if (ret != 0)
 		return ret;
-	if (pools[socket] == NULL) {
-		char name[32];
-
-		snprintf(name, sizeof(name), "mbufs_s%d", socket);
-		pools[socket] = rte_pktmbuf_pool_create(name, app->cfg.mbuf_count, 256, 0,
-							RTE_MBUF_DEFAULT_BUF_SIZE, socket);
-		if (pools[socket] == NULL) {
-			fprintf(stderr, "netmeta: cannot allocate %u mbufs on socket %d: %s "
-					"(lower [engine] mbufs or reserve more hugepages)\n",
-				app->cfg.mbuf_count, socket, rte_strerror(rte_errno));
-			return -ENOMEM;
-		}
-	}
+	if (pools[socket] == NULL)
+		return -ENOMEM;
 	for (q = 0; q < pc->rx_queues; q++) {
 		ret = rte_eth_rx_queue_setup(port_id, q, nb_rxd, (unsigned int)socket, NULL,
 					     pools[socket]);
@@ -502,6 +520,60 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 		(void)rte_eth_promiscuous_enable(port_id);
 	if (strncmp(pc->device, "net_tap", 7) == 0)
 		setup_tap(pc, port_id);
+	return 0;
+}
+
+/*
+ * One mbuf pool per NUMA socket that has ports, sized from the config: every RX descriptor of the
+ * socket's queues can hold an mbuf, every lcore cache can be full, each worker holds a burst, and
+ * a net_pcap infinite_rx port keeps its whole file in mbufs. [engine] mbufs is the floor.
+ */
+#define NM_POOL_CACHE 256
+
+static int
+create_pools(struct nm_app *app, const uint16_t *port_ids, const uint64_t *frames)
+{
+	uint64_t need[RTE_MAX_NUMA_NODES] = {0};
+	unsigned int i, n_lcores = rte_lcore_count();
+	int s;
+
+	for (i = 0; i < app->cfg.n_ports; i++) {
+		const struct nm_port_cfg *pc = &app->cfg.ports[i];
+		int socket = rte_eth_dev_socket_id(port_ids[i]);
+
+		if (socket < 0 || socket >= RTE_MAX_NUMA_NODES)
+			socket = 0;
+		need[socket] += (uint64_t)pc->rx_queues * app->cfg.rx_desc + 64 +
+				(uint64_t)n_lcores * (NM_POOL_CACHE * 3 / 2 + NM_BURST);
+		if (is_infinite_rx(pc->device))
+			need[socket] += frames[i];
+	}
+	for (s = 0; s < RTE_MAX_NUMA_NODES; s++) {
+		char name[32];
+		uint64_t n = need[s];
+
+		if (n == 0)
+			continue;
+		if (n < app->cfg.mbuf_count)
+			n = app->cfg.mbuf_count;
+		n = rte_align64pow2(n + 1) - 1;   /* a ring-backed pool is most compact at 2^k - 1 */
+		if (n > UINT32_MAX) {
+			fprintf(stderr, "netmeta: socket %d would need %" PRIu64 " mbufs\n", s, n);
+			return -ENOMEM;
+		}
+		snprintf(name, sizeof(name), "mbufs_s%d", s);
+		pools[s] = rte_pktmbuf_pool_create(name, (unsigned int)n, NM_POOL_CACHE, 0,
+						   RTE_MBUF_DEFAULT_BUF_SIZE, s);
+		if (pools[s] == NULL) {
+			fprintf(stderr, "netmeta: cannot allocate %" PRIu64 " mbufs (%" PRIu64 " MiB) on "
+					"socket %d for its ports' queues: %s (lower [engine] mbufs or "
+					"rx_desc, or reserve more hugepages)\n", n,
+				n * (RTE_MBUF_DEFAULT_BUF_SIZE + 128) >> 20, s, rte_strerror(rte_errno));
+			return -ENOMEM;
+		}
+		NM_LOG(INFO, "socket %d: %" PRIu64 " mbufs (%" PRIu64 " needed by its queues, [engine] "
+			     "mbufs = %u)\n", s, n, need[s], app->cfg.mbuf_count);
+	}
 	return 0;
 }
 
@@ -660,6 +732,71 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 	return 0;
 }
 
+/*
+ * The lcores that poll a port's queues: its lcores key ("1,2", "1-3"), each an enabled worker
+ * lcore, or every worker lcore when the key is empty. Queue q goes to the (q mod n)th of them.
+ */
+static int
+port_lcores(const struct nm_port_cfg *pc, const unsigned int *workers, unsigned int n_workers,
+	    unsigned int *out, unsigned int *n_out)
+{
+	const char *p = pc->lcores;
+	unsigned int n = 0, i;
+
+	if (*p == '\0') {
+		memcpy(out, workers, n_workers * sizeof(*out));
+		*n_out = n_workers;
+		return 0;
+	}
+	while (*p != '\0') {
+		char *end;
+		unsigned long a, b;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		a = strtoul(p, &end, 10);
+		if (end == p)
+			goto bad;
+		b = a;
+		if (*end == '-') {
+			p = end + 1;
+			b = strtoul(p, &end, 10);
+			if (end == p || b < a)
+				goto bad;
+		}
+		p = end;
+		for (; a <= b; a++) {
+			if (a >= RTE_MAX_LCORE || !rte_lcore_is_enabled((unsigned int)a) ||
+			    a == rte_get_main_lcore()) {
+				fprintf(stderr, "netmeta: [port.%s] lcores = %s: lcore %lu is %s; the "
+						"worker lcores EAL runs are those of eal.args (-l) less "
+						"the main lcore %u\n", pc->name, pc->lcores, a,
+					a == rte_get_main_lcore() ? "the main (flusher) lcore"
+								  : "not an EAL lcore",
+					rte_get_main_lcore());
+				return -EINVAL;
+			}
+			for (i = 0; i < n && out[i] != a; i++)
+				;
+			if (i == n) {
+				if (n == NM_MAX_WORKERS)
+					goto bad;
+				out[n++] = (unsigned int)a;
+			}
+		}
+	}
+	if (n == 0)
+		goto bad;
+	*n_out = n;
+	return 0;
+bad:
+	fprintf(stderr, "netmeta: [port.%s] lcores = %s: expected lcore ids like 1 or 1,2 or 1-3\n",
+		pc->name, pc->lcores);
+	return -EINVAL;
+}
+
 static int
 create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *expect,
 	       const enum nm_link *links)
@@ -667,6 +804,7 @@ create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *exp
 	struct nm_agg_params ap = {.max_flows = app->cfg.agg_max_flows};
 	unsigned int lcore, p, q, i, next = 0;
 	unsigned int lcores[NM_MAX_WORKERS], n_lcores = 0;
+	struct nm_worker *by_lcore[RTE_MAX_LCORE] = {NULL};
 
 	RTE_LCORE_FOREACH_WORKER(lcore) {
 		if (n_lcores < NM_MAX_WORKERS)
@@ -677,40 +815,57 @@ create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *exp
 				"(e.g. [eal] args = -l 0-1); the main lcore runs the flusher\n");
 		return -EINVAL;
 	}
-	/* Queues go to worker lcores in order (round robin). */
 	for (p = 0; p < app->cfg.n_ports; p++) {
-		for (q = 0; q < app->cfg.ports[p].rx_queues; q++) {
-			unsigned int wi = next++ % n_lcores;
-			struct nm_worker *w = app->workers[wi];
+		const struct nm_port_cfg *pc = &app->cfg.ports[p];
+		unsigned int pl[NM_MAX_WORKERS], n_pl;
+		int ret = port_lcores(pc, lcores, n_lcores, pl, &n_pl);
+
+		if (ret != 0)
+			return ret;
+		for (q = 0; q < pc->rx_queues; q++) {
+			unsigned int lc;
+			struct nm_worker *w;
 			struct nm_rxq *rq;
 
+			/*
+			 * Without an lcores key, queues of all such ports go round robin over every
+			 * worker lcore (two one-queue ports land on two lcores).
+			 */
+			lc = pc->lcores[0] == '\0' ? lcores[next++ % n_lcores] : pl[q % n_pl];
+			w = by_lcore[lc];
 			if (w == NULL) {
 				w = rte_zmalloc_socket("worker", sizeof(*w), RTE_CACHE_LINE_SIZE,
-						       (int)rte_lcore_to_socket_id(lcores[wi]));
+						       (int)rte_lcore_to_socket_id(lc));
 				if (w == NULL)
 					return -ENOMEM;
 				w->app = app;
-				w->lcore_id = lcores[wi];
-				w->index = wi;
+				w->lcore_id = lc;
 				w->dec.stats = &w->st.dec;
 				w->dec.tmpl = app->tmpl;
 				w->dec.default_sampling_rate = app->cfg.default_sampling_rate;
-				app->workers[wi] = w;
+				by_lcore[lc] = w;
 			}
 			if (w->n_rxq == NM_MAX_QUEUES_PER_WORKER)
 				return -E2BIG;
 			rq = &w->rxq[w->n_rxq++];
 			rq->port_id = port_ids[p];
 			rq->queue_id = (uint16_t)q;
-			rq->role = app->cfg.ports[p].role;
+			rq->role = pc->role;
 			rq->if_index = (uint32_t)port_ids[p] + 1;
 			rq->link = links[p];
-			rq->expect_pkts = app->cfg.ports[p].rx_queues == 1 ? expect[p] : 0;
+			rq->expect_pkts = pc->rx_queues == 1 ? expect[p] : 0;
+			NM_LOG(INFO, "port %s queue %u -> lcore %u\n", pc->name, q, lc);
 		}
 	}
-	/* Workers are indexed densely from 0 in lcore order. */
-	for (i = 0; i < n_lcores && app->workers[i] != NULL; i++)
-		app->n_workers = i + 1;
+	/* Workers are indexed densely from 0 in lcore order; idle lcores get none. */
+	for (i = 0; i < n_lcores; i++) {
+		struct nm_worker *w = by_lcore[lcores[i]];
+
+		if (w == NULL)
+			continue;
+		w->index = app->n_workers;
+		app->workers[app->n_workers++] = w;
+	}
 	for (i = 0; i < app->n_workers; i++) {
 		struct nm_worker *w = app->workers[i];
 		char name[32];
@@ -839,6 +994,24 @@ main(int argc, char **argv)
 			app->cfg.n_ports++;
 		}
 		app->offline = true;
+	} else {
+		/* Config ports that are all capture files (no infinite_rx) are an offline run too. */
+		bool all_files = app->cfg.n_ports > 0;
+
+		for (i = 0; i < app->cfg.n_ports; i++) {
+			const struct nm_port_cfg *pc = &app->cfg.ports[i];
+			char path[NM_CFG_STR];
+
+			if (pcap_file_of(pc->device, path, sizeof(path)) != 0) {
+				all_files = false;
+				continue;
+			}
+			if (inspect_pcap(path, &expect[i], &links[i]) != 0)
+				return 2;
+			if (is_infinite_rx(pc->device))
+				all_files = false;
+		}
+		app->offline = all_files;
 	}
 	if (app->cfg.n_ports == 0) {
 		fprintf(stderr, "netmeta: no ports: add a [port.NAME] section or use --pcap\n");
@@ -873,6 +1046,14 @@ main(int argc, char **argv)
 			status = 3;
 			goto out_eal;
 		}
+	}
+	if (create_pools(app, port_ids, expect) != 0) {
+		status = 3;
+		goto out_ports;
+	}
+	for (i = 0; i < app->cfg.n_ports; i++) {
+		const struct nm_port_cfg *pc = &app->cfg.ports[i];
+
 		ret = setup_port(app, pc, port_ids[i]);
 		if (ret != 0) {
 			fprintf(stderr, "netmeta: [port.%s] device = %s: set-up failed: %s\n",

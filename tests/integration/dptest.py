@@ -1,0 +1,258 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Helpers of the data-plane tests (test_dataplane_*.py): engine runs with mirror ports or a
+config file, Kafka rows read back with kcat, pcap reading/writing, mirror_truth.py, network
+namespaces. Python standard library only; builds on nmtest."""
+import collections
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+
+import nmtest
+
+MIRROR_TRUTH = os.path.join(nmtest.CORPORA, "MIRROR-TRUTH.tsv")
+MIRROR_TRUTH_PY = os.path.join(nmtest.CORPORA, "mirror_truth.py")
+MIXED = os.path.join(nmtest.CORPORA, "generated", "inputs", "mixed.pcap")
+
+
+def require_mirror_corpora():
+    if not os.path.isfile(MIRROR_TRUTH) or not os.path.isfile(MIRROR_TRUTH_PY):
+        nmtest.skip("MIRROR-TRUTH.tsv / mirror_truth.py absent under %s" % nmtest.CORPORA)
+
+
+def mirror_truth_rows():
+    """MIRROR-TRUTH.tsv rows: dicts with file, path, frames, bytes, first_second, last_second."""
+    rows = []
+    with open(MIRROR_TRUTH) as f:
+        hdr = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            if line.strip():
+                r = dict(zip(hdr, line.rstrip("\n").split("\t")))
+                for k in ("frames", "bytes", "first_second", "last_second"):
+                    r[k] = int(r[k])
+                r["path"] = os.path.join(nmtest.CORPORA, r["file"])
+                rows.append(r)
+    return rows
+
+
+def mirror_truth_per_second(paths):
+    """mirror_truth.py --per-second on paths -> {path: {second: (frames, bytes)}}."""
+    p = subprocess.run(["python3", MIRROR_TRUTH_PY, "--per-second"] + list(paths),
+                       stdout=subprocess.PIPE, check=True, text=True, timeout=120)
+    rel = {path.split("/corpora/")[-1]: path for path in paths}
+    out, cur = {}, None
+    for line in p.stdout.splitlines()[1:]:
+        if line.startswith("  second "):
+            sec, fr, by = line[len("  second "):].split("\t")
+            out[cur][int(sec)] = (int(fr), int(by))
+        else:
+            cur = rel.get(line.split("\t")[0], line.split("\t")[0])
+            out[cur] = {}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# pcap files
+
+def read_pcap(path):
+    """[(ts_sec, ts_usec, data, orig_len)] of a classic little-endian pcap."""
+    d = open(path, "rb").read()
+    assert struct.unpack_from("<I", d)[0] in (0xA1B2C3D4, 0xA1B23C4D), path
+    out, i = [], 24
+    while i + 16 <= len(d):
+        ts, frac, cl, ol = struct.unpack_from("<IIII", d, i)
+        out.append((ts, frac, d[i + 16:i + 16 + cl], ol))
+        i += 16 + cl
+    return out
+
+
+def write_pcap(path, frames):
+    """frames: iterable of (ts_sec, ts_usec, data)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for ts, us, data in frames:
+            f.write(struct.pack("<IIII", ts, us, len(data), len(data)))
+            f.write(data)
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def udp_frame(src, dst, sport, dport, payload_len=18, smac="020000000001", dmac="020000000002",
+              ident=0):
+    """Ethernet/IPv4/UDP frame; src/dst as 4 bytes."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + payload_len, 0) + b"\0" * payload_len
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0,
+                     src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return bytes.fromhex(dmac + smac) + b"\x08\x00" + ip + udp
+
+
+# --------------------------------------------------------------------------------------------
+# Engine runs
+
+class Run:
+    def __init__(self, rc, summary, output, argv, seconds, peak_rss_kb=None):
+        self.rc, self.summary, self.output, self.argv = rc, summary, output, argv
+        self.seconds, self.peak_rss_kb = seconds, peak_rss_kb
+
+    def tail(self, n=30):
+        return "\n".join(self.output.splitlines()[-n:])
+
+
+_prefix_no = 0
+
+
+def file_prefix():
+    global _prefix_no
+    _prefix_no += 1
+    return "nmdp%d_%d" % (os.getpid(), _prefix_no)
+
+
+def eal_args(huge=True):
+    """Hugepages when the machine has free ones (faster start, as in production), else none."""
+    if huge and nmtest_hugepages_free() >= 256:
+        return ["--in-memory", "--file-prefix=" + file_prefix()]
+    return ["--no-huge", "-m", "512", "--in-memory", "--file-prefix=" + file_prefix()]
+
+
+def nmtest_hugepages_free():
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("HugePages_Free:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def start_engine(brokers, topic, mirror_pcaps=(), pcaps=(), config=None, sets=(), eal=(),
+                 huge=True, summary_path=None):
+    """Start the engine; returns (Popen, argv, summary path, tmp dir)."""
+    tmp = tempfile.mkdtemp(prefix="nmdp-")
+    summary_path = summary_path or os.path.join(tmp, "summary.json")
+    argv = [nmtest.ENGINE]
+    if config is not None:
+        cfg = os.path.join(tmp, "netmeta.ini")
+        with open(cfg, "w") as f:
+            f.write(config)
+        argv += ["-c", cfg]
+    argv += ["--set", "kafka.brokers=" + brokers, "--set", "kafka.topic=" + topic,
+             "--set", "engine.stats_interval_ms=0"]
+    for s in sets:
+        argv += ["--set", s]
+    for p in pcaps:
+        argv += ["--pcap", p]
+    for p in mirror_pcaps:
+        argv += ["--mirror-pcap", p]
+    argv += ["--summary-json", summary_path, "--"] + eal_args(huge) + list(eal)
+    out = tempfile.TemporaryFile(dir=tmp)
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc._nm_out = out
+    return proc, argv, summary_path, tmp
+
+
+def finish_engine(proc, argv, summary_path, tmp, timeout=180, t0=None):
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        nmtest.kill_group(proc)
+        proc._nm_out.seek(0)
+        raise RuntimeError("engine did not finish within %d s: %s\n%s" % (
+            timeout, " ".join(argv), proc._nm_out.read().decode(errors="replace")[-3000:]))
+    proc._nm_out.seek(0)
+    output = proc._nm_out.read().decode(errors="replace")
+    summary = None
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return Run(proc.returncode, summary, output, argv, time.time() - (t0 or time.time()))
+
+
+def run_engine(brokers, topic, timeout=180, **kw):
+    t0 = time.time()
+    proc, argv, sp, tmp = start_engine(brokers, topic, **kw)
+    return finish_engine(proc, argv, sp, tmp, timeout, t0)
+
+
+def kafka_rows(bootstrap, topic):
+    """Every FlowMessage on topic (decoded by nmtest's independent decoder)."""
+    rows = []
+    for m in nmtest.kcat_consume(bootstrap, topic):
+        rows += nmtest.decode_delimited(m)
+    return rows
+
+
+def sums(rows, key=None):
+    """(packets, bytes) over rows, or {key(row): [packets, bytes]}."""
+    if key is None:
+        return sum(r["Packets"] for r in rows), sum(r["Bytes"] for r in rows)
+    out = collections.defaultdict(lambda: [0, 0])
+    for r in rows:
+        k = key(r)
+        out[k][0] += r["Packets"]
+        out[k][1] += r["Bytes"]
+    return {k: tuple(v) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Network namespaces
+
+def have_netns():
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    name = "nmdpchk%d" % os.getpid()
+    ok = subprocess.run(["ip", "netns", "add", name], stderr=subprocess.DEVNULL).returncode == 0
+    if ok:
+        subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL)
+    return ok
+
+
+class Netns:
+    """A network namespace with one veth pair inside: ns.a, ns.b; deleted on exit."""
+
+    def __init__(self, tag, queues=1):
+        self.name = "nmdp%s%d" % (tag, os.getpid())
+        self.a, self.b = "nmva%d" % (os.getpid() % 100000), "nmvb%d" % (os.getpid() % 100000)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        try:
+            self.ip("link", "add", self.a, "numtxqueues", str(queues), "numrxqueues", str(queues),
+                    "type", "veth", "peer", "name", self.b, "numtxqueues", str(queues),
+                    "numrxqueues", str(queues))
+            for d in (self.a, self.b, "lo"):
+                self.ip("link", "set", d, "up")
+            # no IPv6 chatter (router solicitations, MLD) on the test link
+            for d in (self.a, self.b):
+                self.sh("sysctl -qw net.ipv6.conf.%s.disable_ipv6=1" % d)
+        except Exception:
+            self.close()
+            raise
+
+    def ip(self, *args):
+        subprocess.run(["ip", "-n", self.name] + list(args), check=True)
+
+    def sh(self, cmd, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.name, "sh", "-c", cmd], check=True, **kw)
+
+    def popen(self, argv, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", self.name] + list(argv), **kw)
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
