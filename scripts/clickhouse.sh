@@ -30,7 +30,8 @@
 #       protobuf (current ClickHouse): DICT_DIR/*.tsv under the server's user_files_path
 #         (default /var/lib/clickhouse/user_files/netmeta, DIR/user_files/netmeta for DIR),
 #         then CREATE OR REPLACE DICTIONARY.
-#       Then reloads them and checks that both load (exit 1 with the server's error if not).
+#       Then reloads them and checks that both load from these files (exit 1 with the server's
+#       error if not); database "dictionaries" (ENGINE = Dictionary) shows them as tables.
 #   scripts/clickhouse.sh query TARGET SQL
 #       Run one query (TabSeparated output).
 #   scripts/clickhouse.sh prune TARGET [DAYS]
@@ -59,7 +60,7 @@ CH_CLIENT="${NM_CH_CLIENT:-clickhouse-client}"
 die() { echo "clickhouse.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,51p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,52p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -291,6 +292,9 @@ cmd_dicts() {
         origin_cond="AND origin = '$xml_dir/netmeta_dictionary.xml'"
     fi
     "$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT 1" > /dev/null || die "cannot query the server"
+    # as NetMeta: SELECT * FROM dictionaries.InterfaceNames shows a dictionary as a table
+    "$CH_CLIENT" "${CH_ARGS[@]}" --query "CREATE DATABASE IF NOT EXISTS dictionaries ENGINE = Dictionary" ||
+        echo "clickhouse.sh: note: no database 'dictionaries' (ENGINE = Dictionary); the dictionaries work without it" >&2
     for i in $(seq 1 ${NM_CH_DICT_TIMEOUT:-30}); do
         "$CH_CLIENT" "${CH_ARGS[@]}" --query "SYSTEM RELOAD DICTIONARIES" > /dev/null 2>&1 || true
         got="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, element_count FROM system.dictionaries

@@ -542,6 +542,11 @@ def main():
             want += [name, desc.replace("\t", "\\t"), str(rate or 0)]
         if got != want:
             problems.append("Exporters lookups %r, want %r" % (got, want))
+        listed = ch.query("SELECT (SELECT count() FROM dictionaries.InterfaceNames), "
+                          "(SELECT count() FROM dictionaries.Exporters)")[0]
+        if listed != [str(len(keys)), str(len(exporters))]:
+            problems.append("database dictionaries lists %r elements, want %d/%d" % (
+                listed, len(keys), len(exporters)))
         print("dictionaries: %d interface names and %d exporters resolve as in the ini" % (
             len(keys), len(exporters)), flush=True)
 
