@@ -10,7 +10,9 @@
 
 Every other section of the file is ignored (the engine checks those). Values are read as the
 engine's ini parser (iniparser) reads them: an unquoted value ends at the first ';' or '#', a
-value in "double" or 'single' quotes is taken as written.
+value in "double" or 'single' quotes is taken as written; NAME is folded to lower case. The
+engine's limits apply (NAME 1-63 of [A-Za-z0-9_-], sampling_rate 1..2^32, description up to 255
+bytes, interface names 1-63 bytes, 256 exporters, 4096 interface names).
 
 Written into OUT (default: the current directory):
 
@@ -40,13 +42,20 @@ import argparse
 import configparser
 import ipaddress
 import os
+import re
 import sys
 import tempfile
 
 SECTION_PREFIX = "exporter."
 KEYS = ("address", "sampling_rate", "description")
 IFINDEX_MAX = (1 << 32) - 1
-RATE_MAX = (1 << 64) - 1
+# The engine's limits (lib/config, struct nm_exporter_cfg), so that both accept the same file:
+RATE_MAX = 1 << 32
+NAME_MAX = 63              # exporter name: letters, digits, '-' and '_'
+DESCRIPTION_MAX = 255      # bytes
+IFNAME_MAX = 63            # bytes
+MAX_EXPORTERS = 256
+MAX_IFNAMES = 4096         # interface names in all
 
 DICT_LIFETIME = (30, 60)   # seconds: ClickHouse re-reads a changed file within this window
 
@@ -149,14 +158,21 @@ def read_exporters(path):
     except configparser.Error as e:
         raise ConfigError("%s: %s" % (path, str(e).replace("\n", " ")))
 
-    exporters, by_device = [], {}
+    exporters, by_device, n_ifnames = [], {}, 0
     for sec in cp.sections():
         if not sec.lower().startswith(SECTION_PREFIX):
             continue
-        name = sec[len(SECTION_PREFIX):]
+        # iniparser, the engine's reader, folds section names to lower case
+        name = sec[len(SECTION_PREFIX):].lower()
         where = "%s: [%s]" % (path, sec)
-        if not name or any(c.isspace() for c in name):
-            raise ConfigError("%s: exporter name must be non-empty without spaces" % where)
+        if not re.fullmatch(r"[a-z0-9_-]{1,%d}" % NAME_MAX, name):
+            raise ConfigError("%s: exporter name: allowed: 1 to %d letters, digits, '-' and '_'"
+                              % (where, NAME_MAX))
+        if any(x["name"] == name for x in exporters):
+            raise ConfigError("%s: exporter %s given twice (names are folded to lower case)"
+                              % (where, name))
+        if len(exporters) == MAX_EXPORTERS:
+            raise ConfigError("%s: more than %d exporters" % (where, MAX_EXPORTERS))
         e = {"name": name, "address": None, "device": None, "sampling_rate": 0,
              "description": "", "interfaces": {}}
         for key, raw in cp.items(sec):
@@ -174,14 +190,21 @@ def read_exporters(path):
                                       % (where, val, RATE_MAX))
                 e["sampling_rate"] = int(val)
             elif key == "description":
+                if len(val.encode()) > DESCRIPTION_MAX:
+                    raise ConfigError("%s description: longer than %d bytes" % (where, DESCRIPTION_MAX))
                 e["description"] = val
             elif key.startswith("interface."):
                 idx = key[len("interface."):]
                 if not idx.isdigit() or int(idx) > IFINDEX_MAX:
                     raise ConfigError("%s %s: allowed: interface.<ifIndex>, ifIndex an integer "
                                       "0..%d" % (where, key, IFINDEX_MAX))
-                if not val:
-                    raise ConfigError("%s %s: empty interface name" % (where, key))
+                if not 1 <= len(val.encode()) <= IFNAME_MAX:
+                    raise ConfigError("%s %s = %r: allowed: an interface name of 1 to %d bytes"
+                                      % (where, key, val, IFNAME_MAX))
+                n_ifnames += 1
+                if n_ifnames > MAX_IFNAMES:
+                    raise ConfigError("%s %s: more than %d interface names in all"
+                                      % (where, key, MAX_IFNAMES))
                 if int(idx) in e["interfaces"]:
                     raise ConfigError("%s %s: ifIndex %d given twice" % (where, key, int(idx)))
                 e["interfaces"][int(idx)] = val

@@ -185,6 +185,9 @@ def check_dicts_rejects(problems, tmp):
         ("[exporter.a]\naddress = 10.0.0.1\nsampling_rate = 0\n", "sampling_rate"),
         ("[exporter.a]\naddress = 10.0.0.1\nsamplingrate = 10\n", "unknown key 'samplingrate'"),
         ("[exporter.a]\naddress = 10.0.0.1\naddress = 10.0.0.2\n", "address"),
+        ("[exporter.a b]\naddress = 10.0.0.1\n", "exporter name"),
+        ("[exporter.a]\naddress = 10.0.0.1\ninterface.1 = %s\n" % ("x" * 64), "1 to 63 bytes"),
+        ("[exporter.a]\naddress = 10.0.0.1\nsampling_rate = 4294967297\n", "sampling_rate"),
     ]
     for ini, want in bad:
         p = run_dicts(ini, tmp)
