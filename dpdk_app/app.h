@@ -39,6 +39,7 @@ struct nm_rxq {
 	uint64_t expect_pkts;     /* offline: frames in the pcap file (0: unknown) */
 	uint64_t rx_pkts;         /* frames received on this queue */
 	uint64_t mirror_count;    /* deterministic 1:N sampling counter of this queue */
+	uint64_t sampled;         /* mirror frames of this queue that became records */
 	uint32_t if_index;        /* InIf/OutIf of mirror records: the DPDK port id + 1 */
 };
 
@@ -102,6 +103,7 @@ struct nm_app {
 	unsigned int n_workers;
 
 	struct nm_tmpl_cache *tmpl;
+	struct nm_exp_table *exp;          /* per-exporter state (tel_exporters.c creates it) */
 	struct nm_kafka *kafka;
 	uint64_t rows;                     /* aggregated entries handed to Kafka */
 	uint64_t rows_failed;              /* entries nm_kafka_add() refused */
@@ -124,5 +126,11 @@ void nm_stats_sum(const struct nm_app *app, struct nm_worker_stats *out,
 
 /* Register /netmeta/... telemetry commands. */
 int nm_telemetry_register(struct nm_app *app);
+
+/*
+ * Create the per-exporter table from the config, give it to every worker's decoder and register
+ * /netmeta/exporters and /netmeta/interfaces (tel_exporters.c). Before the workers start.
+ */
+int nm_tel_exporters_register(struct nm_app *app);
 
 #endif /* NM_APP_H */

@@ -718,6 +718,24 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 	J("lost_records", sm->lost);
 	fprintf(f, "  \"seconds\": %.6f,\n", sm->secs);
 	fprintf(f, "  \"rx_seconds\": %.6f,\n", sm->rx_secs);
+	/* Per worker: which lcore polled which queues, and what each received. */
+	fprintf(f, "  \"workers\": [");
+	for (i = 0; i < app->n_workers; i++) {
+		const struct nm_worker *w = app->workers[i];
+		unsigned int q;
+
+		fprintf(f, "%s{\"lcore\": %u, \"rx_packets\": %" PRIu64 ", \"rx_bytes\": %" PRIu64
+			   ", \"records\": %" PRIu64 ", \"late_records\": %" PRIu64 ", \"queues\": [",
+			i ? ", " : "", w->lcore_id, w->st.rx_packets, w->st.rx_bytes, w->st.records,
+			w->st.late_records);
+		for (q = 0; q < w->n_rxq; q++)
+			fprintf(f, "%s{\"port\": %u, \"queue\": %u, \"rx_packets\": %" PRIu64
+				   ", \"mirror_sampled\": %" PRIu64 "}", q ? ", " : "",
+				w->rxq[q].port_id, w->rxq[q].queue_id, w->rxq[q].rx_pkts,
+				w->rxq[q].sampled);
+		fprintf(f, "]}");
+	}
+	fprintf(f, "],\n");
 #undef J
 	fprintf(f, "  \"frames\": {");
 	for (i = 0; i < NM_UDP_CLASS_MAX; i++)

@@ -136,6 +136,7 @@ handle_mirror(struct nm_worker *w, struct nm_rxq *q, const uint8_t *data, uint32
 		}
 	}
 	w->st.mirror_sampled++;
+	q->sampled++;
 	r = nm_rec_batch_slot(&w->batch);
 	if (nm_pkt_parse_eth(data, len, &r->key) < 0)
 		w->st.mirror_parse_errors++;   /* keep the record: its bytes are real traffic */

@@ -137,11 +137,12 @@ def nmtest_hugepages_free():
 
 
 def start_engine(brokers, topic, mirror_pcaps=(), pcaps=(), config=None, sets=(), eal=(),
-                 huge=True, summary_path=None):
-    """Start the engine; returns (Popen, argv, summary path, tmp dir)."""
+                 huge=True, summary_path=None, netns=None):
+    """Start the engine (inside network namespace netns if given); returns (Popen, argv,
+    summary path, tmp dir)."""
     tmp = tempfile.mkdtemp(prefix="nmdp-")
     summary_path = summary_path or os.path.join(tmp, "summary.json")
-    argv = [nmtest.ENGINE]
+    argv = (["ip", "netns", "exec", netns] if netns else []) + [nmtest.ENGINE]
     if config is not None:
         cfg = os.path.join(tmp, "netmeta.ini")
         with open(cfg, "w") as f:
@@ -160,6 +161,23 @@ def start_engine(brokers, topic, mirror_pcaps=(), pcaps=(), config=None, sets=()
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     proc._nm_out = out
     return proc, argv, summary_path, tmp
+
+
+def output_of(proc):
+    proc._nm_out.seek(0)
+    return proc._nm_out.read().decode(errors="replace")
+
+
+def wait_output(proc, text, count=1, timeout=30):
+    """Wait until the engine printed text count times; False if it exited or time ran out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if output_of(proc).count(text) >= count:
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
 
 
 def finish_engine(proc, argv, summary_path, tmp, timeout=180, t0=None):
@@ -256,3 +274,81 @@ class Netns:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class NetnsBroker:
+    """tests/tools/nm_mock_broker (librdkafka's mock cluster) inside a network namespace, so an
+    engine in the namespace reaches it on the namespace's loopback; kcat runs there too."""
+
+    def __init__(self, ns, timeout=20):
+        import select
+        if not os.access(nmtest.MOCK_BROKER, os.X_OK):
+            nmtest.skip("mock broker %s is not built" % nmtest.MOCK_BROKER)
+        self.ns = ns
+        self.errfile = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, nmtest.MOCK_BROKER],
+                                     stdout=subprocess.PIPE, stderr=self.errfile,
+                                     start_new_session=True)
+        line, deadline = b"", time.time() + timeout
+        while time.time() < deadline and not line.endswith(b"\n"):
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if r:
+                c = os.read(self.proc.stdout.fileno(), 1)
+                if not c:
+                    break
+                line += c
+            elif self.proc.poll() is not None:
+                break
+        words = line.decode(errors="replace").split()
+        if len(words) != 2 or words[0] != "BOOTSTRAP":
+            self.stop()
+            raise RuntimeError("mock broker in %s did not start: %r" % (ns, line))
+        self.bootstrap = words[1]
+
+    def rows(self, topic):
+        p = subprocess.run(["ip", "netns", "exec", self.ns, "kcat", "-C", "-b", self.bootstrap,
+                            "-t", topic, "-e", "-o", "beginning", "-q", "-f", "%R%s"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("kcat: %s" % p.stderr.decode(errors="replace"))
+        out, rows, off = p.stdout, [], 0
+        while off < len(out):
+            (n,) = struct.unpack_from(">I", out, off)
+            rows += nmtest.decode_delimited(out[off + 4:off + 4 + n])
+            off += 4 + n
+        return rows
+
+    def stop(self):
+        nmtest.kill_group(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+REPLAY = r'''
+import socket, struct, sys, time
+iface, path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d = open(path, "rb").read(); i = 24; n = b = 0
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+while i + 16 <= len(d):
+    ts, fr, cl, ol = struct.unpack_from("<IIII", d, i); data = d[i + 16:i + 16 + cl]; i += 16 + cl
+    if cl > limit:
+        continue
+    s.send(data); n += 1; b += len(data)
+    if n % 64 == 0:
+        time.sleep(0.001)
+print(n, b)
+'''
+
+
+def replay(ns, iface, path, limit=1518):
+    """Send the frames of path (those <= limit bytes) out of iface inside ns, in order, from a
+    raw AF_PACKET socket (what tcpreplay does). Returns (frames, bytes) sent."""
+    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", REPLAY, iface, path,
+                        str(limit)], stdout=subprocess.PIPE, text=True, check=True, timeout=120)
+    n, b = p.stdout.split()
+    return int(n), int(b)
