@@ -545,7 +545,7 @@ spool_rows(const struct nm_kafka *k)
  * counted in messages_possibly_persisted -- better than losing them).
  */
 static void
-spool_rest(struct nm_kafka *k)
+spool_rest(struct nm_kafka *k, bool say)
 {
 	uint64_t deadline;
 	struct nm_spool_stats ss;
@@ -563,7 +563,7 @@ spool_rest(struct nm_kafka *k)
 	nm_spool_untake_all(k->spool);
 	spool_maybe_sync(k, true);
 	nm_spool_get_stats(k->spool, &ss);
-	if (ss.rows > 0)
+	if (say && ss.rows > 0)
 		fprintf(stderr, "kafka: %" PRIu64 " records (%" PRIu64 " messages, %" PRIu64
 				" bytes on disk) wait in the spool %s; the next start with the same "
 				"kafka.spool_dir delivers them\n", ss.rows, ss.entries, ss.disk_bytes,
@@ -591,8 +591,9 @@ nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop)
 		spool_maybe_sync(k, false);
 	}
 	rd_kafka_poll(k->rk, 0);
-	if (k->spool != NULL && (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0))
-		spool_rest(k);
+	if (k->spool != NULL && (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0 ||
+				 spool_rows(k) > 0))
+		spool_rest(k, true);
 	spool_maybe_sync(k, true);
 	return ST_GET(k, records_inflight);
 }
@@ -888,6 +889,8 @@ nm_kafka_free(struct nm_kafka *k)
 	if (k->rk != NULL) {
 		if (k->spool != NULL) {
 			/* Open batches and whatever librdkafka holds go to disk, not away. */
+			bool moved = ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0;
+
 			for (g = 0; g < k->n_slots; g++) {
 				struct slot *sl = &k->slots[g];
 
@@ -896,7 +899,7 @@ nm_kafka_free(struct nm_kafka *k)
 							 sl->bytes);
 				sl->nrec = 0;
 			}
-			spool_rest(k);
+			spool_rest(k, moved);
 		} else {
 			/* Open batches were never produced; purged messages report ERR__PURGE_*. */
 			for (g = 0; g < k->n_slots; g++) {
