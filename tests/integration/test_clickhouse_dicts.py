@@ -27,7 +27,9 @@ dictionaries from netmeta.ini, the schema against NetMeta's.
      (every record's packets and octets times its exporter's sampling interval, per second, per
      source address, per input interface with the ini's names); scaled totals == TRUTH.tsv
      times the sampling interval (softflowd 1:10: 2450 packets, 2669550 bytes, as
-     ../shared/corpora/generated/RECIPES.md says).
+     ../shared/corpora/generated/RECIPES.md says);
+   - retention on 18.16: `clickhouse.sh prune DIR DAYS` with DAYS = days since the newest
+     capture's date drops exactly the older capture's daily partition.
 """
 import collections
 import importlib.util
@@ -683,6 +685,17 @@ def main():
         print("query 'top interfaces by name': %d rows as expected: %s" % (len(res), res == exp_rows), flush=True)
         for r in res:
             print("    " + "\t".join(r))
+        # Retention on 18.16: prune keeps the newest day and drops the older partition(s)
+        parts = ch.query("SELECT Date, count() FROM flows_raw GROUP BY Date ORDER BY Date")
+        days = int(ch.query("SELECT toUInt32(today()) - toUInt32(max(Date)) FROM flows_raw")[0][0])
+        p = subprocess.run([nmtest.CLICKHOUSE_SH, "prune", ch.dir, str(days)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        after = ch.query("SELECT Date, count() FROM flows_raw GROUP BY Date ORDER BY Date")
+        print("prune %d days: partitions %r -> %r" % (days, parts, after), flush=True)
+        if p.returncode != 0 or after != parts[-1:] or len(parts) < 2:
+            problems.append("clickhouse.sh prune %d (exit %d: %s): %r -> %r, want only %r" % (
+                days, p.returncode, p.stdout.decode(errors="replace").strip(), parts, after, parts[-1:]))
+
         if problems:
             err = ch.log_tail(20)
             if err:
