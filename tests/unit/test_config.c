@@ -134,6 +134,42 @@ test_file_errors(void **state)
 	assert_non_null(strstr(err, "/nonexistent/netmeta.ini"));
 }
 
+/* Kafka limits that depend on other keys: checked once the whole file is read. */
+static void
+test_kafka_limits(void **state)
+{
+	struct nm_config c;
+	char err[512] = "";
+	const char *p;
+
+	(void)state;
+	nm_config_defaults(&c);
+	p = write_tmp("[kafka]\nformat = json\nbatch_bytes = 1024\n");
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), -22);
+	assert_non_null(strstr(err, p));
+	assert_non_null(strstr(err, "[kafka] batch_bytes = 1024"));
+	assert_non_null(strstr(err, "json needs at least 2048"));
+	nm_config_defaults(&c);
+	p = write_tmp("[kafka]\nformat = json\nbatch_bytes = 4096\nspool_dir = /tmp/x\n"
+		      "spool_max_bytes = 8192\n");
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "[kafka] spool_max_bytes = 8192"));
+	nm_config_defaults(&c);
+	p = write_tmp("[kafka]\nformat = json\nbatch_bytes = 4096\nspool_dir = /var/spool/nm\n"
+		      "spool_max_bytes = 65536\nexporter_groups = 4\nqueue_max_bytes = 1048576\n");
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), 0);
+	assert_string_equal(c.kafka_spool_dir, "/var/spool/nm");
+	assert_int_equal(c.kafka_spool_max_bytes, 65536);
+	assert_int_equal(c.kafka_exporter_groups, 4);
+	assert_int_equal(c.kafka_queue_max_bytes, 1048576);
+	unlink(p);
+	/* --set checks the same, against the values set so far. */
+	nm_config_defaults(&c);
+	assert_int_equal(nm_config_set(&c, "kafka.batch_bytes=1024", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(&c, "kafka.format=json", err, sizeof(err)), -22);
+	assert_non_null(strstr(err, "batch_bytes = 1024"));
+}
+
 int
 main(void)
 {
@@ -142,6 +178,7 @@ main(void)
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_errors_name_everything),
 		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_kafka_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
