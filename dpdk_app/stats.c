@@ -165,5 +165,6 @@ nm_telemetry_register(struct nm_app *app)
 		ret = rte_telemetry_register_cmd("/netmeta/kafka", tel_kafka,
 						 "Kafka sink: queue depth, spool, delivered/failed "
 						 "messages and bytes, drops, last error, broker state.");
+	ret = nm_tel_exporters_register(app) != 0 ? -1 : ret;
 	return ret;
 }

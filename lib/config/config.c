@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
 #include <iniparser/iniparser.h>
 
 #include "config.h"
@@ -262,6 +264,147 @@ bad_str:
 	return -EINVAL;
 }
 
+/* ---- [exporter.NAME] ---------------------------------------------------------------- */
+
+static struct nm_exporter_cfg *
+exporter_get(struct nm_config *c, const char *name, const char *src, char *err, size_t errlen)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n_exporters; i++)
+		if (strcmp(c->exporters[i].name, name) == 0)
+			return &c->exporters[i];
+	if (name[0] == '\0' || strlen(name) >= sizeof(c->exporters[0].name) ||
+	    c->n_exporters == NM_CFG_MAX_EXPORTERS) {
+		snprintf(err, errlen, "%s: [exporter.%s]: %s", src, name,
+			 name[0] == '\0' ? "an exporter section needs a name, e.g. [exporter.edge1]"
+					 : "name longer than 63 characters or more than 256 exporters");
+		return NULL;
+	}
+	memset(&c->exporters[c->n_exporters], 0, sizeof(c->exporters[0]));
+	snprintf(c->exporters[c->n_exporters].name, sizeof(c->exporters[0].name), "%s", name);
+	return &c->exporters[c->n_exporters++];
+}
+
+/* IPv4 or IPv6 text -> 16 bytes (IPv4 mapped). 0 or -EINVAL. */
+static int
+parse_addr(const char *text, uint8_t out[16])
+{
+	uint8_t v4[4];
+
+	if (inet_pton(AF_INET, text, v4) == 1) {
+		memset(out, 0, 10);
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, v4, 4);
+		return 0;
+	}
+	return inet_pton(AF_INET6, text, out) == 1 ? 0 : -EINVAL;
+}
+
+static int
+set_exporter_key(struct nm_config *c, const char *ename, const char *key, const char *value,
+		 const char *src, char *err, size_t errlen)
+{
+	struct nm_exporter_cfg *e = exporter_get(c, ename, src, err, errlen);
+	char *end;
+
+	if (e == NULL)
+		return -EINVAL;
+	if (strcmp(key, "address") == 0) {
+		if (parse_addr(value, e->address) != 0) {
+			snprintf(err, errlen, "%s: [exporter.%s] address = \"%s\": expected an IPv4 "
+				 "or IPv6 address (e.g. 192.0.2.1 or 2001:db8::1)", src, ename, value);
+			return -EINVAL;
+		}
+		e->has_address = 1;
+	} else if (strcmp(key, "sampling_rate") == 0) {
+		unsigned long long v;
+
+		errno = 0;
+		v = strtoull(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || value[0] == '-' || v < 1 ||
+		    v > (1ULL << 32)) {
+			snprintf(err, errlen, "%s: [exporter.%s] sampling_rate = \"%s\": expected an "
+				 "integer from 1 to %llu (1:N packets)", src, ename, value, 1ULL << 32);
+			return -EINVAL;
+		}
+		e->sampling_rate = v;
+	} else if (strcmp(key, "description") == 0) {
+		if (strlen(value) >= sizeof(e->description)) {
+			snprintf(err, errlen, "%s: [exporter.%s] description = \"%.40s...\": longer "
+				 "than %zu characters", src, ename, value, sizeof(e->description) - 1);
+			return -EINVAL;
+		}
+		snprintf(e->description, sizeof(e->description), "%s", value);
+	} else if (strncmp(key, "interface.", 10) == 0) {
+		const char *ix = key + 10;
+		unsigned long long v;
+		unsigned int i, ei = (unsigned int)(e - c->exporters);
+
+		errno = 0;
+		v = strtoull(ix, &end, 10);
+		if (errno != 0 || end == ix || *end != '\0' || ix[0] == '-' || v > 0xffffffffULL) {
+			snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": expected "
+				 "interface.<ifIndex> with ifIndex an integer from 0 to 4294967295",
+				 src, ename, key, value);
+			return -EINVAL;
+		}
+		if (value[0] == '\0' || strlen(value) >= sizeof(c->ifnames[0].name)) {
+			snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": expected an interface "
+				 "name of 1 to %zu characters", src, ename, key, value,
+				 sizeof(c->ifnames[0].name) - 1);
+			return -EINVAL;
+		}
+		for (i = 0; i < c->n_ifnames; i++)
+			if (c->ifnames[i].exporter == ei && c->ifnames[i].if_index == v)
+				break;
+		if (i == c->n_ifnames) {
+			if (c->n_ifnames == NM_CFG_MAX_IFNAMES) {
+				snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": more than %d "
+					 "interface names in all", src, ename, key, value,
+					 NM_CFG_MAX_IFNAMES);
+				return -EINVAL;
+			}
+			c->n_ifnames++;
+		}
+		c->ifnames[i].exporter = ei;
+		c->ifnames[i].if_index = (uint32_t)v;
+		snprintf(c->ifnames[i].name, sizeof(c->ifnames[i].name), "%s", value);
+	} else {
+		snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": unknown key; an exporter has "
+			 "address, sampling_rate, description and interface.<ifIndex>", src, ename,
+			 key, value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Every exporter has an address, and no two have the same one. */
+static int
+validate_exporters(const struct nm_config *c, char *err, size_t errlen)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < c->n_exporters; i++) {
+		const struct nm_exporter_cfg *e = &c->exporters[i];
+
+		if (!e->has_address) {
+			snprintf(err, errlen, "%s: [exporter.%s]: address is missing (the exporter's "
+				 "IPv4 or IPv6 address, e.g. address = 192.0.2.1)", c->source, e->name);
+			return -EINVAL;
+		}
+		for (j = 0; j < i; j++) {
+			if (memcmp(c->exporters[j].address, e->address, 16) == 0) {
+				snprintf(err, errlen, "%s: [exporter.%s]: same address as "
+					 "[exporter.%s]; one section per exporter address", c->source,
+					 e->name, c->exporters[j].name);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Set section/key to value, whatever the key. */
 static int
 set_any(struct nm_config *c, const char *section, const char *key, const char *value,
@@ -271,6 +414,8 @@ set_any(struct nm_config *c, const char *section, const char *key, const char *v
 
 	if (strncmp(section, "port.", 5) == 0)
 		return set_port_key(c, section + 5, key, value, src, err, errlen);
+	if (strncmp(section, "exporter.", 9) == 0)
+		return set_exporter_key(c, section + 9, key, value, src, err, errlen);
 	if (strcmp(section, "kafka") == 0 && strncmp(key, "property.", 9) == 0) {
 		unsigned int n = c->n_kafka_props;
 
@@ -303,7 +448,7 @@ set_any(struct nm_config *c, const char *section, const char *key, const char *v
 	if (i == N_KEYS)
 		snprintf(err, errlen,
 			 "%s: [%s]: unknown section; sections are eal, collector, mirror, "
-			 "aggregation, kafka, engine and port.NAME",
+			 "aggregation, kafka, engine, port.NAME and exporter.NAME",
 			 src, section);
 	else {
 		char allowed[512];
@@ -373,6 +518,8 @@ validate(const struct nm_config *c, char *err, size_t errlen)
 			 2 * ((uint64_t)c->kafka_batch_bytes + 64));
 		return -EINVAL;
 	}
+	if (validate_exporters(c, err, errlen) != 0)
+		return -EINVAL;
 	for (i = 0; i < c->n_ports; i++) {
 		if (c->ports[i].device[0] == '\0') {
 			snprintf(err, errlen, "%s: [port.%s]: device is missing (e.g. device = "
@@ -465,10 +612,17 @@ nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t err
 	section = buf;
 	trim(section);
 	trim(value);
-	/* kafka.property.<dotted librdkafka name>; port.NAME.key; otherwise SECTION.KEY. */
+	/*
+	 * kafka.property.<dotted librdkafka name>; exporter.NAME.key (the key may hold a dot:
+	 * interface.<ifIndex>); port.NAME.key; otherwise SECTION.KEY.
+	 */
 	if (strncmp(section, "kafka.property.", 15) == 0) {
 		section[5] = '\0';
 		key = section + 6;
+	} else if (strncmp(section, "exporter.", 9) == 0 && strchr(section + 9, '.') != NULL) {
+		dot = strchr(section + 9, '.');
+		*dot = '\0';
+		key = dot + 1;
 	} else {
 		dot = strrchr(section, '.');
 		if (dot == NULL || dot == section || dot[1] == '\0') {

@@ -36,8 +36,38 @@ struct nm_port_cfg {
 	char peer[64];              /* net_tap only: the engine's own address on that link (exporters send to it) */
 };
 
+/*
+ * [exporter.NAME] sections: what is known about an exporter. The schema is shared with the
+ * ClickHouse dictionary generator (Python configparser), so its names are fixed:
+ *   address = 192.0.2.1          IPv4 or IPv6 of the exporter (required)
+ *   sampling_rate = 1000         used instead of the rate the exporter announces (optional)
+ *   description = text           (optional)
+ *   interface.<ifIndex> = name   interface names, any number (optional)
+ */
+#define NM_CFG_MAX_EXPORTERS 256
+#define NM_CFG_MAX_IFNAMES 4096
+
+struct nm_exporter_cfg {
+	char name[64];              /* section name after "exporter." */
+	uint8_t address[16];        /* IPv4 stored as ::ffff:a.b.c.d */
+	int has_address;
+	uint64_t sampling_rate;     /* 0: not overridden */
+	char description[256];
+};
+
+struct nm_ifname_cfg {
+	unsigned int exporter;      /* index in exporters[] */
+	uint32_t if_index;
+	char name[64];
+};
+
 struct nm_config {
 	char source[NM_CFG_STR];    /* file the config came from, or "(defaults)" */
+
+	struct nm_exporter_cfg exporters[NM_CFG_MAX_EXPORTERS];
+	unsigned int n_exporters;
+	struct nm_ifname_cfg ifnames[NM_CFG_MAX_IFNAMES];
+	unsigned int n_ifnames;
 
 	char eal_args[NM_CFG_STR];
 

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <stdio.h>
+#include <string.h>
 #include <arpa/inet.h>
 
 #include "decode.h"
 #include "rd.h"
+#include "../exporter/exporter.h"
 
 static const char *const err_names[NM_DECODE_ERR_MAX] = {
 	[NM_DECODE_OK] = "ok",
@@ -58,9 +60,9 @@ nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *s
 		dst->err[i] += src->err[i];
 }
 
-int
-nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
-		   const struct nm_dgram_meta *meta, struct nm_rec_batch *out)
+static int
+dispatch(struct nm_decoder *d, const uint8_t *buf, size_t len, const struct nm_dgram_meta *meta,
+	 struct nm_rec_batch *out)
 {
 	/*
 	 * NetFlow and IPFIX start with a 16-bit version; sFlow with a 32-bit version 5, whose first
@@ -82,6 +84,36 @@ nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	}
 	d->stats->unknown++;
 	return nm_decode_fail(d, NULL, NM_DECODE_ERR_UNKNOWN_PROTO);
+}
+
+static uint64_t
+records_of(const struct nm_decode_stats *s)
+{
+	return s->nf5.records + s->nf9.records + s->ipfix.records + s->sflow.records;
+}
+
+int
+nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
+		   const struct nm_dgram_meta *meta, struct nm_rec_batch *out)
+{
+	uint64_t errs[NM_DECODE_ERR_MAX], recs;
+	unsigned int i;
+	int ret;
+
+	memset(&d->info, 0, sizeof(d->info));
+	if (d->exp == NULL)
+		return dispatch(d, buf, len, meta, out);
+	/* The configured rate of the datagram's source (sFlow also checks its agent address). */
+	d->rate_override = nm_exp_override(d->exp, meta->exporter);
+	memcpy(errs, d->stats->err, sizeof(errs));
+	recs = records_of(d->stats);
+	ret = dispatch(d, buf, len, meta, out);
+	d->info.records = records_of(d->stats) - recs;
+	for (i = 0; i < NM_DECODE_ERR_MAX; i++)
+		errs[i] = d->stats->err[i] - errs[i];
+	nm_exp_account(d->exp, &d->info, meta, ret, errs);
+	d->rate_override = 0;
+	return ret;
 }
 
 const char *

@@ -79,20 +79,68 @@ struct nm_dgram_meta {
 };
 
 struct nm_tmpl_cache;   /* NetFlow v9/IPFIX templates, lib/tmpl/ */
-struct nm_exporters;    /* per-exporter state (sampling rates, sequence), lib/tmpl/ */
+struct nm_exp_table;    /* per-exporter state, overrides, sFlow interfaces, lib/exporter/ */
 
 /*
- * Decoder context of one RX thread. stats is the thread's own. tmpl and exporters are shared by
- * all threads (RCU-protected; callers of the v9/IPFIX decoders must be registered QSBR readers)
- * and may be NULL, in which case v9/IPFIX data sets count as unknown templates.
- * default_sampling_rate is used when an exporter says nothing about its rate.
+ * What a protocol decoder tells about the datagram it decoded, for per-exporter accounting
+ * (lib/exporter). Reset by nm_decode_datagram() before each datagram.
+ */
+struct nm_dgram_info {
+	uint8_t type;          /* enum nm_flow_type; 0: not recognised (no exporter accounting) */
+	uint8_t has_seq;       /* seq/seq_next are meaningful */
+	uint8_t seq_unsure;    /* seq_next could not be computed (data of unknown templates) */
+	uint8_t has_agent;     /* sFlow: agent holds the datagram's agent address */
+	uint16_t version;
+	uint32_t domain;       /* v9 source id, IPFIX domain, sFlow sub-agent, v5 engine type/id */
+	uint32_t seq;          /* the header's sequence number */
+	uint32_t seq_next;     /* what the exporter's next datagram should carry */
+	uint32_t templates;    /* (options) template records accepted */
+	uint32_t rate_default; /* records that got default_sampling_rate */
+	uint32_t rate_override;/* records that got the configured override */
+	uint32_t data_records; /* data records read (IPFIX sequence numbers count them) */
+	uint64_t rate;         /* sampling rate of the last record (0: no record) */
+	uint64_t records;      /* flow records produced (set by nm_decode_datagram) */
+	uint8_t agent[NM_ADDR_LEN];
+};
+
+/*
+ * Decoder context of one RX thread. stats is the thread's own. tmpl and exp are shared by all
+ * threads (RCU-protected; callers must be registered QSBR readers) and may be NULL: without
+ * tmpl v9/IPFIX data sets count as unknown templates; without exp nothing is accounted per
+ * exporter and no override applies. default_sampling_rate is used when an exporter says nothing
+ * about its rate. rate_override and info are per-datagram scratch of nm_decode_datagram().
  */
 struct nm_decoder {
 	struct nm_decode_stats *stats;
 	struct nm_tmpl_cache *tmpl;
-	struct nm_exporters *exporters;
+	struct nm_exp_table *exp;
 	uint64_t default_sampling_rate;
+	uint64_t rate_override;        /* configured rate of this datagram's exporter, 0: none */
+	struct nm_dgram_info info;
 };
+
+/*
+ * The rate a record gets when the datagram (or options data) says `announced` (0: nothing):
+ * the configured override first, then the announced rate, then the default. Counts which one it
+ * was in d->info.
+ */
+static inline uint64_t
+nm_decode_rate(struct nm_decoder *d, uint64_t announced)
+{
+	uint64_t r;
+
+	if (d->rate_override != 0) {
+		d->info.rate_override++;
+		r = d->rate_override;
+	} else if (announced != 0) {
+		r = announced;
+	} else {
+		d->info.rate_default++;
+		r = d->default_sampling_rate != 0 ? d->default_sampling_rate : 1;
+	}
+	d->info.rate = r;
+	return r;
+}
 
 /*
  * Recognise the protocol from the header and decode. Returns records produced (>= 0) or a

@@ -17,12 +17,16 @@ nm_ipfix_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	struct nm_proto_stats *ps = &d->stats->ipfix;
 	struct nm_ipfix_hdr h = {0};
 	size_t mlen;
+	int ret;
 
 	ps->datagrams++;
 	if (len < IPFIX_HDR_LEN)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_TRUNCATED);
 	if (nm_rd16(buf) != 10)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_VERSION);
+	d->info.type = NM_FLOW_IPFIX;
+	d->info.version = 10;
+	d->info.domain = nm_rd32(buf + 12);
 	mlen = nm_rd16(buf + 2);
 	if (mlen < IPFIX_HDR_LEN)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_LENGTH);
@@ -35,5 +39,14 @@ nm_ipfix_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	h.domain = nm_rd32(buf + 12);
 	h.proto = NM_TMPL_IPFIX;
 	/* Bytes after the message length are not part of the message (UDP carries one). */
-	return nm_ipfix_walk_sets(d, ps, &h, buf + IPFIX_HDR_LEN, buf + mlen, out);
+	ret = nm_ipfix_walk_sets(d, ps, &h, buf + IPFIX_HDR_LEN, buf + mlen, out);
+	/*
+	 * The sequence number counts the Data Records sent before this message (RFC 7011 3.1):
+	 * the next message should carry it plus the data records read here. Data sets held for
+	 * their template are not counted yet, so the expectation is then unknown (seq_unsure).
+	 */
+	d->info.has_seq = 1;
+	d->info.seq = h.seq;
+	d->info.seq_next = h.seq + d->info.data_records;
+	return ret;
 }

@@ -590,11 +590,9 @@ finish_flow(struct dset *ds, struct nm_flow_rec *r, struct scratch *sc)
 			k->etype = 0x86dd;
 	}
 	rate = inline_rate(sc);
-	if (rate == 0)
+	if (rate == 0 && ds->d->rate_override == 0)
 		rate = learned_rate(ds, sc);
-	if (rate == 0)
-		rate = ds->d->default_sampling_rate;
-	k->sampling_rate = rate != 0 ? rate : 1;
+	k->sampling_rate = nm_decode_rate(ds->d, rate);
 }
 
 static void
@@ -681,8 +679,10 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 			}
 			p = q;
 		}
-		if (ds->n_recs != NULL)
+		if (ds->n_recs != NULL) {
 			(*ds->n_recs)++;
+			ds->d->info.data_records++;
+		}
 		if (t->is_options) {
 			finish_options(ds, &sc);
 			continue;
@@ -777,6 +777,7 @@ publish(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_tmpl *t,
 		return 0;
 	}
 	d->stats->templates++;
+	d->info.templates++;
 	pub = nm_tmpl_lookup(d->tmpl, &k);
 	if (pub == NULL)
 		return 0;
@@ -949,6 +950,7 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 	}
 	if (t == NULL) {
 		d->stats->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE]++;
+		d->info.seq_unsure = 1;   /* its records are not counted in data_records */
 		if (d->tmpl != NULL) {
 			static __thread struct nm_tmpl_pending hp;
 			size_t len = (size_t)(end - p);

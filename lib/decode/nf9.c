@@ -43,6 +43,13 @@ nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_TRUNCATED);
 	if (nm_rd16(buf) != 9)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_VERSION);
+	/* The package sequence counts datagrams (RFC 3954 5.1). */
+	d->info.type = NM_FLOW_NF9;
+	d->info.version = 9;
+	d->info.domain = nm_rd32(buf + 16);
+	d->info.seq = nm_rd32(buf + 12);
+	d->info.seq_next = d->info.seq + 1;
+	d->info.has_seq = 1;
 	/*
 	 * The header's count (RFC 3954 5.1: template, options and data records of the packet) does
 	 * not bound the walk: exporters get it wrong often enough (many count flowsets instead),

@@ -18,6 +18,7 @@
  */
 #include "decode.h"
 #include "rd.h"
+#include "../exporter/exporter.h"
 #include "../pkt/pkt.h"
 
 #define SFLOW_VERSION 5
@@ -358,7 +359,7 @@ flow_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_f
 	/* Not committed until every record is read: a sample that fails is never seen. */
 	rec = nm_rec_batch_slot(out);
 	rec->key = *dg;
-	rec->key.sampling_rate = rate != 0 ? rate : d->default_sampling_rate;
+	rec->key.sampling_rate = nm_decode_rate(d, rate);
 	rec->key.in_if = if_value(in_fmt, in_val);
 	rec->key.out_if = if_value(out_fmt, out_val);
 	if (out_fmt == SF_IF_FORMAT_DISCARD)
@@ -380,15 +381,47 @@ flow_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_f
 	return 1;
 }
 
-/* Counter samples are not flows; their records are walked only to catch impossible lengths. */
+/* Generic interface counters (counters_sample record 0:1, 88 bytes) into c. */
+static void
+rd_generic_if(const uint8_t *p, struct nm_exp_ifcounters *c)
+{
+	c->if_index = nm_rd32(p);
+	c->if_type = nm_rd32(p + 4);
+	c->if_speed = nm_rd64(p + 8);
+	c->if_direction = nm_rd32(p + 16);
+	c->if_status = nm_rd32(p + 20);
+	c->in_octets = nm_rd64(p + 24);
+	c->in_ucast = nm_rd32(p + 32);
+	c->in_mcast = nm_rd32(p + 36);
+	c->in_bcast = nm_rd32(p + 40);
+	c->in_discards = nm_rd32(p + 44);
+	c->in_errors = nm_rd32(p + 48);
+	c->in_unknown = nm_rd32(p + 52);
+	c->out_octets = nm_rd64(p + 56);
+	c->out_ucast = nm_rd32(p + 64);
+	c->out_mcast = nm_rd32(p + 68);
+	c->out_bcast = nm_rd32(p + 72);
+	c->out_discards = nm_rd32(p + 76);
+	c->out_errors = nm_rd32(p + 80);
+	c->promiscuous = nm_rd32(p + 84);
+}
+
+#define SF_CTR_GENERIC_IF 1
+#define SF_CTR_GENERIC_IF_LEN 88
+
+/*
+ * Counter samples are not flows. Their records are walked to catch impossible lengths; generic
+ * interface counters are kept per (agent, ifIndex) in d->exp (telemetry shows them).
+ */
 static int
-counter_sample(struct cur *b, int expanded)
+counter_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_flow_key *dg)
 {
 	size_t fixed = expanded ? 16 : 12; /* seq, source id (1 or 2 words), nrec */
-	uint32_t nrec, i;
+	uint32_t nrec, i, seq;
 
 	if (cur_left(b) < fixed)
 		return -NM_DECODE_ERR_BAD_LENGTH;
+	seq = nm_rd32(b->p);
 	nrec = nm_rd32(b->p + fixed - 4);
 	b->p += fixed;
 	for (i = 0; i < nrec; i++) {
@@ -397,6 +430,13 @@ counter_sample(struct cur *b, int expanded)
 
 		if (next_elem(b, &tag, &rb) < 0)
 			return -NM_DECODE_ERR_BAD_LENGTH;
+		if (tag == SF_CTR_GENERIC_IF && cur_left(&rb) >= SF_CTR_GENERIC_IF_LEN &&
+		    d->exp != NULL) {
+			struct nm_exp_ifcounters c;
+
+			rd_generic_if(rb.p, &c);
+			nm_exp_iface_update(d->exp, dg->sampler_addr, dg->time_received, seq, &c);
+		}
 	}
 	return 0;
 }
@@ -422,6 +462,8 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	memset(&dg, 0, sizeof(dg));
 	dg.type = NM_FLOW_SFLOW5;
 	dg.time_received = meta->time_received;
+	d->info.type = NM_FLOW_SFLOW5;
+	d->info.version = 5;
 	rc = rd_addr(&c, dg.sampler_addr);
 	if (rc == -NM_DECODE_ERR_BAD_ADDRESS)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_ADDRESS);
@@ -430,6 +472,20 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	/* c.p: sub_agent_id, sequence_number, uptime, num_samples */
 	dg.sequence_num = nm_rd32(c.p + 4);
 	nsamples = nm_rd32(c.p + 12);
+	/* The agent is the exporter (it may send through another address); its sequence counts
+	 * datagrams of one sub-agent. */
+	memcpy(d->info.agent, dg.sampler_addr, NM_ADDR_LEN);
+	d->info.has_agent = 1;
+	d->info.domain = nm_rd32(c.p);
+	d->info.seq = dg.sequence_num;
+	d->info.seq_next = dg.sequence_num + 1;
+	d->info.has_seq = 1;
+	if (d->exp != NULL && memcmp(dg.sampler_addr, meta->exporter, NM_ADDR_LEN) != 0) {
+		uint64_t ov = nm_exp_override(d->exp, dg.sampler_addr);
+
+		if (ov != 0)
+			d->rate_override = ov;
+	}
 	c.p += 16;
 
 	for (i = 0; i < nsamples; i++) {
@@ -452,7 +508,7 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		case SF_COUNTER_SAMPLE:
 		case SF_COUNTER_SAMPLE_EXP:
 			d->stats->sflow_counter_samples++;
-			rc = counter_sample(&sb, tag == SF_COUNTER_SAMPLE_EXP);
+			rc = counter_sample(d, &sb, tag == SF_COUNTER_SAMPLE_EXP, &dg);
 			if (rc < 0)
 				goto bad;
 			break;

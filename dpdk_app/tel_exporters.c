@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Per-exporter state (lib/exporter) in the engine, and its telemetry commands:
+ *   /netmeta/exporters[,ADDRESS]   every exporter (address, domain, protocol): datagrams,
+ *                                  records, sampling rates and where they came from, templates,
+ *                                  sequence gaps, decode errors by reason
+ *   /netmeta/interfaces[,AGENT]    sFlow generic interface counters per (agent, ifIndex)
+ *
+ * nm_tel_exporters_register() creates the table from the configuration ([exporter.NAME]
+ * sections: overrides and names), gives it to every worker's decoder and registers the
+ * commands. It runs from nm_telemetry_register(), after the workers are created and before they
+ * start; the table then lives as long as the process (workers hold pointers into it until they
+ * stop, and nothing runs after the summary that could free it safely as a QSBR reader).
+ *
+ * The telemetry thread is not an RCU reader: it reads the table through nm_exp_foreach(), which
+ * walks the preallocated pools (entries are never freed) and never the hash table.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_telemetry.h>
+
+#include "app.h"
+#include "exporter/exporter.h"
+
+/* Telemetry callbacks get no user argument: the app is set once before registration. */
+static const struct nm_app *tel_app;
+
+/*
+ * Telemetry names may hold only letters, digits, '_' and '/': an address as a key becomes
+ * 192_0_2_1 or 2001_db8__1 (its full text is in the entry's "address"/"agent" value).
+ */
+static void
+key_text(char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= 'A' && *s <= 'Z') || *s == '/'))
+			*s = '_';
+}
+
+/* DPDK 22.11 writes string values into the JSON reply as they are: keep quotes out. */
+static void
+add_str(struct rte_tel_data *c, const char *name, const char *val)
+{
+	char buf[RTE_TEL_MAX_STRING_LEN];
+	char *p;
+
+	snprintf(buf, sizeof(buf), "%s", val);
+	for (p = buf; *p != '\0'; p++)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+			*p = '\'';
+	rte_tel_data_add_dict_string(c, name, buf);
+}
+
+/* Room under RTE_TEL_MAX_DICT_ENTRIES for the summary keys of the top-level dict. */
+#define MAX_LISTED (RTE_TEL_MAX_DICT_ENTRIES - 8)
+
+struct walk {
+	struct rte_tel_data *d;
+	const char *filter;   /* address text, or NULL */
+	unsigned int listed;
+	unsigned int skipped; /* over MAX_LISTED */
+};
+
+static const char *
+exporter_name(const struct nm_app *app, const uint8_t addr[NM_ADDR_LEN], const char **descr)
+{
+	unsigned int i;
+
+	for (i = 0; i < app->cfg.n_exporters; i++) {
+		if (memcmp(app->cfg.exporters[i].address, addr, NM_ADDR_LEN) == 0) {
+			if (descr != NULL)
+				*descr = app->cfg.exporters[i].description;
+			return app->cfg.exporters[i].name;
+		}
+	}
+	return NULL;
+}
+
+static void
+add_exporter(const struct nm_exp_entry *e, void *ctx)
+{
+	struct walk *w = ctx;
+	struct rte_tel_data *c;
+	char addr[NM_ADDR_STRLEN], key[128], rates[128];
+	const char *name, *descr = NULL, *src;
+	size_t o = 0;
+	unsigned int i;
+
+	nm_addr_str(e->key.addr, addr, sizeof(addr));
+	if (w->filter != NULL && strcmp(w->filter, addr) != 0)
+		return;
+	if (w->listed >= MAX_LISTED) {
+		w->skipped++;
+		return;
+	}
+	c = rte_tel_data_alloc();
+	if (c == NULL)
+		return;
+	rte_tel_data_start_dict(c);
+	rte_tel_data_add_dict_string(c, "address", addr);
+	rte_tel_data_add_dict_string(c, "protocol", nm_exp_type_name(e->key.type));
+	rte_tel_data_add_dict_u64(c, "version", e->version);
+	rte_tel_data_add_dict_u64(c, "domain", e->key.domain);
+	name = exporter_name(tel_app, e->key.addr, &descr);
+	if (name != NULL) {
+		add_str(c, "name", name);
+		if (descr != NULL && descr[0] != '\0')
+			add_str(c, "description", descr);
+	}
+	rte_tel_data_add_dict_u64(c, "first_seen", e->first_seen);
+	rte_tel_data_add_dict_u64(c, "last_seen", e->last_seen);
+	rte_tel_data_add_dict_u64(c, "datagrams", e->datagrams);
+	rte_tel_data_add_dict_u64(c, "records", e->records);
+	rte_tel_data_add_dict_u64(c, "bad_datagrams", e->bad);
+	rte_tel_data_add_dict_u64(c, "templates", e->templates);
+	/* Sampling: the rates seen, and whether they were announced, defaulted or overridden. */
+	rates[0] = '\0';
+	for (i = 0; i < NM_EXP_RATES && e->rates[i] != 0 && o < sizeof(rates); i++)
+		o += (size_t)snprintf(rates + o, sizeof(rates) - o, "%s%" PRIu64, i ? "," : "",
+				      e->rates[i]);
+	if (e->rates_more != 0 && o < sizeof(rates))
+		snprintf(rates + o, sizeof(rates) - o, ",...");
+	rte_tel_data_add_dict_string(c, "sampling_rates", rates[0] ? rates : "-");
+	if (e->rate_override_records != 0)
+		src = e->rate_default_records != 0 ? "override+default" : "override";
+	else if (e->rate_default_records == e->records && e->records != 0)
+		src = "default (exporter sends no rate)";
+	else if (e->rate_default_records != 0)
+		src = "exporter+default (some records without a rate)";
+	else
+		src = e->records != 0 ? "exporter" : "-";
+	rte_tel_data_add_dict_string(c, "sampling_source", src);
+	rte_tel_data_add_dict_u64(c, "rate_default_records", e->rate_default_records);
+	rte_tel_data_add_dict_u64(c, "rate_override_records", e->rate_override_records);
+	if (e->override_rate != 0)
+		rte_tel_data_add_dict_u64(c, "override_rate", e->override_rate);
+	/* NetFlow v5 and IPFIX number records, v9 and sFlow datagrams. */
+	rte_tel_data_add_dict_string(c, "seq_unit", e->key.type == NM_FLOW_NF5 ||
+				     e->key.type == NM_FLOW_IPFIX ? "records" : "datagrams");
+	rte_tel_data_add_dict_u64(c, "seq_lost", e->seq_lost);
+	rte_tel_data_add_dict_u64(c, "lost_datagrams_estimate", nm_exp_lost_datagrams(e));
+	rte_tel_data_add_dict_u64(c, "seq_out_of_order", e->seq_out_of_order);
+	rte_tel_data_add_dict_u64(c, "seq_resets", e->seq_resets);
+	for (i = 1; i < NM_DECODE_ERR_MAX; i++) {
+		if (e->err[i] != 0) {
+			snprintf(key, sizeof(key), "err_%s", nm_decode_err_name(i));
+			rte_tel_data_add_dict_u64(c, key, e->err[i]);
+		}
+	}
+	snprintf(key, sizeof(key), "%s/%" PRIu32 "/%s", addr, e->key.domain,
+		 nm_exp_type_name(e->key.type));
+	key_text(key);
+	if (rte_tel_data_add_dict_container(w->d, key, c, 0) != 0)
+		rte_tel_data_free(c);
+	else
+		w->listed++;
+}
+
+static int
+tel_exporters(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct walk w = {.d = d, .filter = params != NULL && params[0] ? params : NULL};
+	struct nm_exp_stats st;
+
+	(void)cmd;
+	rte_tel_data_start_dict(d);
+	if (tel_app->exp == NULL)
+		return 0;
+	nm_exp_get_stats(tel_app->exp, &st);
+	rte_tel_data_add_dict_u64(d, "exporters", st.exporters);
+	rte_tel_data_add_dict_u64(d, "exporters_overflow", st.overflow);
+	rte_tel_data_add_dict_u64(d, "configured", st.overrides);
+	rte_tel_data_add_dict_u64(d, "default_sampling_rate", tel_app->cfg.default_sampling_rate);
+	nm_exp_foreach(tel_app->exp, add_exporter, &w);
+	rte_tel_data_add_dict_u64(d, "not_listed", w.skipped);
+	return 0;
+}
+
+static const char *
+if_name(const struct nm_app *app, const uint8_t agent[NM_ADDR_LEN], uint32_t if_index)
+{
+	unsigned int i;
+
+	for (i = 0; i < app->cfg.n_ifnames; i++) {
+		const struct nm_ifname_cfg *n = &app->cfg.ifnames[i];
+
+		if (n->if_index == if_index &&
+		    memcmp(app->cfg.exporters[n->exporter].address, agent, NM_ADDR_LEN) == 0)
+			return n->name;
+	}
+	return NULL;
+}
+
+static void
+add_iface(const struct nm_exp_iface *f, void *ctx)
+{
+	struct walk *w = ctx;
+	struct rte_tel_data *c;
+	char addr[NM_ADDR_STRLEN], key[128];
+	const char *name;
+
+	nm_addr_str(f->agent, addr, sizeof(addr));
+	if (w->filter != NULL && strcmp(w->filter, addr) != 0)
+		return;
+	if (w->listed >= MAX_LISTED) {
+		w->skipped++;
+		return;
+	}
+	c = rte_tel_data_alloc();
+	if (c == NULL)
+		return;
+	rte_tel_data_start_dict(c);
+	rte_tel_data_add_dict_string(c, "agent", addr);
+	rte_tel_data_add_dict_u64(c, "if_index", f->c.if_index);
+	name = if_name(tel_app, f->agent, f->c.if_index);
+	if (name != NULL)
+		add_str(c, "name", name);
+#define U(n, v) rte_tel_data_add_dict_u64(c, n, v)
+	U("if_type", f->c.if_type);
+	U("if_speed", f->c.if_speed);
+	U("if_direction", f->c.if_direction);
+	U("if_admin_up", f->c.if_status & 1);
+	U("if_oper_up", (f->c.if_status >> 1) & 1);
+	U("in_octets", f->c.in_octets);
+	U("in_ucast_pkts", f->c.in_ucast);
+	U("in_multicast_pkts", f->c.in_mcast);
+	U("in_broadcast_pkts", f->c.in_bcast);
+	U("in_discards", f->c.in_discards);
+	U("in_errors", f->c.in_errors);
+	U("in_unknown_protos", f->c.in_unknown);
+	U("out_octets", f->c.out_octets);
+	U("out_ucast_pkts", f->c.out_ucast);
+	U("out_multicast_pkts", f->c.out_mcast);
+	U("out_broadcast_pkts", f->c.out_bcast);
+	U("out_discards", f->c.out_discards);
+	U("out_errors", f->c.out_errors);
+	U("promiscuous", f->c.promiscuous);
+	U("counter_samples", f->samples);
+	U("last_seen", f->last_seen);
+#undef U
+	snprintf(key, sizeof(key), "%s/%" PRIu32, addr, f->c.if_index);
+	key_text(key);
+	if (rte_tel_data_add_dict_container(w->d, key, c, 0) != 0)
+		rte_tel_data_free(c);
+	else
+		w->listed++;
+}
+
+static int
+tel_interfaces(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct walk w = {.d = d, .filter = params != NULL && params[0] ? params : NULL};
+	struct nm_exp_stats st;
+
+	(void)cmd;
+	rte_tel_data_start_dict(d);
+	if (tel_app->exp == NULL)
+		return 0;
+	nm_exp_get_stats(tel_app->exp, &st);
+	rte_tel_data_add_dict_u64(d, "interfaces", st.ifaces);
+	rte_tel_data_add_dict_u64(d, "interfaces_overflow", st.iface_overflow);
+	nm_exp_iface_foreach(tel_app->exp, add_iface, &w);
+	rte_tel_data_add_dict_u64(d, "not_listed", w.skipped);
+	return 0;
+}
+
+int
+nm_tel_exporters_register(struct nm_app *app)
+{
+	struct nm_exp_params p = {
+		.max_exporters = 4096,
+		.max_ifaces = 16384,
+		.max_overrides = NM_CFG_MAX_EXPORTERS,
+		.default_sampling_rate = app->cfg.default_sampling_rate,
+	};
+	unsigned int i;
+	int ret;
+
+	tel_app = app;
+	app->exp = nm_exp_create(&p);
+	if (app->exp == NULL) {
+		NM_LOG(ERR, "cannot create the exporter table: %s\n", strerror(errno));
+		return -ENOMEM;
+	}
+	for (i = 0; i < app->cfg.n_exporters; i++) {
+		const struct nm_exporter_cfg *e = &app->cfg.exporters[i];
+
+		ret = nm_exp_override_add(app->exp, e->address, e->sampling_rate, e->name);
+		if (ret != 0)
+			NM_LOG(WARNING, "[exporter.%s] not applied: %s\n", e->name, strerror(-ret));
+	}
+	/* Workers are created but not started: no decoder runs yet. */
+	for (i = 0; i < app->n_workers; i++)
+		app->workers[i]->dec.exp = app->exp;
+	/* DPDK refuses help texts of RTE_TEL_MAX_STRING_LEN (128) characters or more. */
+	ret = rte_telemetry_register_cmd("/netmeta/exporters", tel_exporters,
+					 "Per exporter: datagrams, records, sampling rates, templates, "
+					 "sequence gaps, errors. Param: address");
+	if (ret == 0)
+		ret = rte_telemetry_register_cmd("/netmeta/interfaces", tel_interfaces,
+						 "sFlow generic interface counters per agent and "
+						 "ifIndex. Param: agent address");
+	return ret;
+}

@@ -1,0 +1,471 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Per-exporter state, sampling-rate overrides and sFlow interface counters (see exporter.h).
+ *
+ * Both dynamic tables are a cds_lfht created at its final size without CDS_LFHT_AUTO_RESIZE
+ * (buckets allocated once, never resized on the hot path) over a pool of cache-aligned entries
+ * allocated at creation. A new key takes the next pool slot with one atomic increment and is
+ * published with cds_lfht_add_unique(); when two lcores race on the same new key, the loser's
+ * slot is left unused (counted in `wasted`: at most one per racing lcore and key, and keys are
+ * exporters, which are few).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <urcu-qsbr.h>
+#include <urcu/rculfhash.h>
+#include <urcu/uatomic.h>
+
+#include "exporter.h"
+
+struct ovr_slot {
+	uint8_t addr[NM_ADDR_LEN];
+	uint64_t rate;
+	char name[64];
+	uint8_t used;
+};
+
+struct iface_key {
+	uint8_t agent[NM_ADDR_LEN];
+	uint32_t if_index;
+};
+
+struct nm_exp_table {
+	struct nm_exp_params p;
+	struct cds_lfht *ht;            /* struct nm_exp_entry */
+	struct nm_exp_entry *pool;
+	unsigned long next;             /* pool slots handed out (may pass max: overflow) */
+	struct cds_lfht *iht;           /* struct nm_exp_iface */
+	struct nm_exp_iface *ipool;
+	unsigned long inext;
+	struct ovr_slot *ovr;           /* open addressing, read-only once RX runs */
+	unsigned int ovr_mask;
+	unsigned int n_ovr;
+	uint64_t overflow;
+	uint64_t iface_overflow;
+	uint64_t wasted;                /* exporter slots lost to races */
+	uint64_t iwasted;               /* interface slots lost to races */
+};
+
+/* Same mix as lib/tmpl: the keys are whole 32-bit words. */
+static unsigned long
+hash_words(const void *key, size_t len)
+{
+	const uint8_t *p = key;
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, 8);
+		h ^= w;
+		h *= 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 31;
+	}
+	for (; i < len; i += 4) {
+		uint32_t w;
+
+		memcpy(&w, p + i, 4);
+		h ^= w;
+		h *= 0x94d049bb133111ebULL;
+		h ^= h >> 29;
+	}
+	return (unsigned long)h;
+}
+
+static unsigned long
+pow2_at_least(unsigned long n)
+{
+	unsigned long v = 1;
+
+	while (v < n)
+		v <<= 1;
+	return v;
+}
+
+struct nm_exp_table *
+nm_exp_create(const struct nm_exp_params *p)
+{
+	struct nm_exp_table *t = calloc(1, sizeof(*t));
+	unsigned long size;
+
+	if (t == NULL)
+		return NULL;
+	t->p = *p;
+	if (t->p.max_exporters == 0)
+		t->p.max_exporters = 4096;
+	if (t->p.max_ifaces == 0)
+		t->p.max_ifaces = 16384;
+	if (t->p.max_overrides == 0)
+		t->p.max_overrides = 1024;
+	if (t->p.default_sampling_rate == 0)
+		t->p.default_sampling_rate = 1;
+	size = pow2_at_least(t->p.max_exporters);
+	t->ht = cds_lfht_new(size, size, size, 0, NULL);
+	size = pow2_at_least(t->p.max_ifaces);
+	t->iht = cds_lfht_new(size, size, size, 0, NULL);
+	t->pool = aligned_alloc(64, sizeof(*t->pool) * t->p.max_exporters);
+	t->ipool = aligned_alloc(64, sizeof(*t->ipool) * t->p.max_ifaces);
+	t->ovr_mask = (unsigned int)pow2_at_least(2UL * t->p.max_overrides) - 1;
+	t->ovr = calloc((size_t)t->ovr_mask + 1, sizeof(*t->ovr));
+	if (t->ht == NULL || t->iht == NULL || t->pool == NULL || t->ipool == NULL ||
+	    t->ovr == NULL) {
+		nm_exp_free(t);
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(t->pool, 0, sizeof(*t->pool) * t->p.max_exporters);
+	memset(t->ipool, 0, sizeof(*t->ipool) * t->p.max_ifaces);
+	return t;
+}
+
+void
+nm_exp_free(struct nm_exp_table *t)
+{
+	if (t == NULL)
+		return;
+	/* Nodes live in the pools: nothing to call_rcu, the tables only need their buckets. */
+	if (t->ht != NULL) {
+		struct cds_lfht_iter it;
+		struct cds_lfht_node *n;
+
+		cds_lfht_for_each(t->ht, &it, n)
+			(void)cds_lfht_del(t->ht, n);
+		(void)cds_lfht_destroy(t->ht, NULL);
+	}
+	if (t->iht != NULL) {
+		struct cds_lfht_iter it;
+		struct cds_lfht_node *n;
+
+		cds_lfht_for_each(t->iht, &it, n)
+			(void)cds_lfht_del(t->iht, n);
+		(void)cds_lfht_destroy(t->iht, NULL);
+	}
+	free(t->pool);
+	free(t->ipool);
+	free(t->ovr);
+	free(t);
+}
+
+int
+nm_exp_override_add(struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
+		    const char *name)
+{
+	unsigned int i = (unsigned int)hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;
+
+	if (t->n_ovr >= t->p.max_overrides)
+		return -ENOSPC;
+	for (;; i = (i + 1) & t->ovr_mask) {
+		struct ovr_slot *s = &t->ovr[i];
+
+		if (!s->used) {
+			memcpy(s->addr, addr, NM_ADDR_LEN);
+			s->rate = rate;
+			snprintf(s->name, sizeof(s->name), "%s", name != NULL ? name : "");
+			s->used = 1;
+			t->n_ovr++;
+			return 0;
+		}
+		if (memcmp(s->addr, addr, NM_ADDR_LEN) == 0)
+			return -EEXIST;
+	}
+}
+
+static const struct ovr_slot *
+ovr_find(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN])
+{
+	unsigned int i;
+
+	if (t->n_ovr == 0)
+		return NULL;
+	for (i = (unsigned int)hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;;
+	     i = (i + 1) & t->ovr_mask) {
+		const struct ovr_slot *s = &t->ovr[i];
+
+		if (!s->used)
+			return NULL;
+		if (memcmp(s->addr, addr, NM_ADDR_LEN) == 0)
+			return s;
+	}
+}
+
+uint64_t
+nm_exp_override(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN])
+{
+	const struct ovr_slot *s = ovr_find(t, addr);
+
+	return s != NULL ? s->rate : 0;
+}
+
+static int
+match_entry(struct cds_lfht_node *node, const void *key)
+{
+	const struct nm_exp_entry *e = caa_container_of(node, struct nm_exp_entry, node);
+
+	return memcmp(&e->key, key, sizeof(e->key)) == 0;
+}
+
+struct nm_exp_entry *
+nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
+{
+	unsigned long h = hash_words(k, sizeof(*k)), idx;
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
+	struct nm_exp_entry *e;
+	const struct ovr_slot *o;
+
+	cds_lfht_lookup(t->ht, h, match_entry, k, &it);
+	node = cds_lfht_iter_get_node(&it);
+	if (node != NULL)
+		return caa_container_of(node, struct nm_exp_entry, node);
+	/* New exporter: the slow path, once per exporter. */
+	idx = uatomic_add_return(&t->next, 1) - 1;
+	if (idx >= t->p.max_exporters) {
+		uatomic_set(&t->next, t->p.max_exporters);  /* keep it from wrapping */
+		uatomic_inc(&t->overflow);
+		return NULL;
+	}
+	e = &t->pool[idx];
+	e->key = *k;
+	o = ovr_find(t, k->addr);
+	if (o != NULL) {
+		e->override_rate = o->rate;
+		e->name = o->name;
+	}
+	cds_lfht_node_init(&e->node);
+	node = cds_lfht_add_unique(t->ht, h, match_entry, k, &e->node);
+	if (node != &e->node) {
+		/* Another lcore added the key first: this slot stays unused (type 0). */
+		e->key.type = 0;
+		uatomic_inc(&t->wasted);
+		return caa_container_of(node, struct nm_exp_entry, node);
+	}
+	return e;
+}
+
+/* Remember a distinct rate in the first free slot (lock-free: compare-and-swap from 0). */
+static void
+note_rate(struct nm_exp_entry *e, uint64_t rate, uint64_t records)
+{
+	unsigned int i;
+
+	for (i = 0; i < NM_EXP_RATES; i++) {
+		uint64_t v = uatomic_read(&e->rates[i]);
+
+		if (v == rate)
+			return;
+		if (v == 0) {
+			v = uatomic_cmpxchg(&e->rates[i], 0, rate);
+			if (v == 0 || v == rate)
+				return;
+		}
+	}
+	uatomic_add(&e->rates_more, records);
+}
+
+/* Largest forward jump still taken for losses; beyond it the exporter restarted. */
+#define SEQ_MAX_GAP (1u << 20)
+/* How far behind the expectation a datagram is still taken as late (in datagrams). */
+#define SEQ_LATE_DATAGRAMS 16
+/* Late datagrams in a row after which the exporter is taken to have restarted. */
+#define SEQ_LATE_RUN 3
+
+static void
+track_seq(struct nm_exp_entry *e, const struct nm_dgram_info *info)
+{
+	if (e->seq_valid) {
+		uint32_t delta = info->seq - e->next_seq;
+		uint32_t behind = e->next_seq - info->seq;
+		/* Record-counting sequences (v5, IPFIX) advance by this datagram's records. */
+		uint32_t unit = info->seq_next - info->seq > 1 ? info->seq_next - info->seq : 1;
+
+		if (delta == 0) {
+			/* in order */
+		} else if (delta < 0x80000000u && delta <= SEQ_MAX_GAP) {
+			uatomic_add(&e->seq_lost, delta);
+		} else if (delta >= 0x80000000u && behind <= SEQ_LATE_DATAGRAMS * unit &&
+			   e->late_run < SEQ_LATE_RUN) {
+			/*
+			 * Late or duplicated: counted, the expectation stays where it is. Several in a
+			 * row are rather an exporter that restarted just now: resynchronise then.
+			 */
+			e->late_run++;
+			uatomic_inc(&e->seq_out_of_order);
+			return;
+		} else {
+			/* Far ahead or far behind: the exporter restarted; start over from here. */
+			uatomic_inc(&e->seq_resets);
+		}
+	}
+	e->late_run = 0;
+	e->next_seq = info->seq_next;
+	e->seq_valid = !info->seq_unsure;
+}
+
+void
+nm_exp_account(struct nm_exp_table *t, const struct nm_dgram_info *info,
+	       const struct nm_dgram_meta *meta, int ret, const uint64_t *errs)
+{
+	struct nm_exp_key k;
+	struct nm_exp_entry *e;
+	unsigned int i;
+
+	if (info->type == 0)
+		return;
+	memset(&k, 0, sizeof(k));
+	memcpy(k.addr, info->has_agent ? info->agent : meta->exporter, NM_ADDR_LEN);
+	k.domain = info->domain;
+	k.type = info->type;
+	e = nm_exp_get(t, &k);
+	if (e == NULL)
+		return;
+	if (e->first_seen == 0)
+		e->first_seen = meta->time_received;
+	e->last_seen = meta->time_received;
+	e->version = info->version;
+	uatomic_inc(&e->datagrams);
+	if (info->records != 0)
+		uatomic_add(&e->records, info->records);
+	if (info->templates != 0)
+		uatomic_add(&e->templates, info->templates);
+	if (info->rate_default != 0)
+		uatomic_add(&e->rate_default_records, info->rate_default);
+	if (info->rate_override != 0)
+		uatomic_add(&e->rate_override_records, info->rate_override);
+	if (info->rate != 0)
+		note_rate(e, info->rate, info->records);
+	if (ret < 0)
+		uatomic_inc(&e->bad);
+	if (errs != NULL)
+		for (i = 1; i < NM_DECODE_ERR_MAX; i++)
+			if (errs[i] != 0)
+				uatomic_add(&e->err[i], errs[i]);
+	if (info->has_seq)
+		track_seq(e, info);
+}
+
+static int
+match_iface(struct cds_lfht_node *node, const void *key)
+{
+	const struct nm_exp_iface *i = caa_container_of(node, struct nm_exp_iface, node);
+	const struct iface_key *k = key;
+
+	return i->if_index == k->if_index && memcmp(i->agent, k->agent, NM_ADDR_LEN) == 0;
+}
+
+void
+nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
+		    uint64_t time_received, uint32_t sample_seq, const struct nm_exp_ifcounters *c)
+{
+	struct iface_key k;
+	unsigned long h, idx;
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
+	struct nm_exp_iface *i;
+
+	memset(&k, 0, sizeof(k));
+	memcpy(k.agent, agent, NM_ADDR_LEN);
+	k.if_index = c->if_index;
+	h = hash_words(&k, sizeof(k));
+	cds_lfht_lookup(t->iht, h, match_iface, &k, &it);
+	node = cds_lfht_iter_get_node(&it);
+	if (node != NULL) {
+		i = caa_container_of(node, struct nm_exp_iface, node);
+	} else {
+		idx = uatomic_add_return(&t->inext, 1) - 1;
+		if (idx >= t->p.max_ifaces) {
+			uatomic_set(&t->inext, t->p.max_ifaces);
+			uatomic_inc(&t->iface_overflow);
+			return;
+		}
+		i = &t->ipool[idx];
+		memcpy(i->agent, agent, NM_ADDR_LEN);
+		i->if_index = c->if_index;
+		cds_lfht_node_init(&i->node);
+		node = cds_lfht_add_unique(t->iht, h, match_iface, &k, &i->node);
+		if (node != &i->node) {
+			i->pad_ = 1;   /* lost the race: unused */
+			uatomic_inc(&t->iwasted);
+			i = caa_container_of(node, struct nm_exp_iface, node);
+		}
+	}
+	i->c = *c;
+	i->sample_seq = sample_seq;
+	i->last_seen = time_received;
+	uatomic_inc(&i->samples);
+}
+
+void
+nm_exp_foreach(const struct nm_exp_table *t,
+	       void (*fn)(const struct nm_exp_entry *e, void *ctx), void *ctx)
+{
+	unsigned long n = uatomic_read(&t->next), i;
+
+	if (n > t->p.max_exporters)
+		n = t->p.max_exporters;
+	for (i = 0; i < n; i++) {
+		const struct nm_exp_entry *e = &t->pool[i];
+
+		/* A slot being filled right now shows no datagram yet. */
+		if (e->key.type != 0 && uatomic_read(&e->datagrams) != 0)
+			fn(e, ctx);
+	}
+}
+
+void
+nm_exp_iface_foreach(const struct nm_exp_table *t,
+		     void (*fn)(const struct nm_exp_iface *i, void *ctx), void *ctx)
+{
+	unsigned long n = uatomic_read(&t->inext), i;
+
+	if (n > t->p.max_ifaces)
+		n = t->p.max_ifaces;
+	for (i = 0; i < n; i++) {
+		const struct nm_exp_iface *f = &t->ipool[i];
+
+		if (f->pad_ == 0 && uatomic_read(&f->samples) != 0)
+			fn(f, ctx);
+	}
+}
+
+void
+nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
+{
+	unsigned long n = uatomic_read(&t->next), m = uatomic_read(&t->inext);
+
+	st->exporters = (n > t->p.max_exporters ? t->p.max_exporters : n) - uatomic_read(&t->wasted);
+	st->overflow = uatomic_read(&t->overflow);
+	st->ifaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
+	st->iface_overflow = uatomic_read(&t->iface_overflow);
+	st->overrides = t->n_ovr;
+}
+
+uint64_t
+nm_exp_lost_datagrams(const struct nm_exp_entry *e)
+{
+	uint64_t lost = uatomic_read(&e->seq_lost);
+	uint64_t dg = uatomic_read(&e->datagrams), recs = uatomic_read(&e->records);
+
+	/* NetFlow v5 and IPFIX number records, not datagrams: divide by records per datagram. */
+	if (e->key.type == NM_FLOW_NF5 || e->key.type == NM_FLOW_IPFIX) {
+		if (recs == 0)
+			return lost != 0;
+		return (lost * dg + recs - 1) / recs;
+	}
+	return lost;
+}
+
+const char *
+nm_exp_type_name(uint8_t type)
+{
+	switch (type) {
+	case NM_FLOW_NF5: return "nf5";
+	case NM_FLOW_NF9: return "nf9";
+	case NM_FLOW_IPFIX: return "ipfix";
+	case NM_FLOW_SFLOW5: return "sflow";
+	default: return "unknown";
+	}
+}

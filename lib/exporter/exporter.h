@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+#ifndef NM_EXPORTER_H
+#define NM_EXPORTER_H
+
+/*
+ * Per-exporter state shared by all RX lcores: what each exporter sends (protocol, datagrams,
+ * records, sampling rates, templates, decode errors by reason), an estimate of the export
+ * datagrams it lost (sequence-number gaps), the sampling-rate overrides of the configuration,
+ * and the sFlow generic interface counters of each (agent, ifIndex).
+ *
+ * Three tables:
+ *  - overrides: exporter address -> configured sampling rate and name ([exporter.NAME] in
+ *    netmeta.ini). Filled by the control thread before the RX lcores start, read-only after:
+ *    an open-addressing array probed without locks or RCU.
+ *  - exporters, keyed by (address, observation domain / source id / sub-agent id, protocol):
+ *    a liburcu QSBR cds_lfht over a pool of entries preallocated at creation. An entry is taken
+ *    from the pool the first time its key is seen (one atomic increment, no allocation) and is
+ *    never removed, so a pointer to it stays valid for the table's life. When the pool is empty
+ *    the datagram is counted in `overflow` and not tracked.
+ *  - sFlow interfaces, keyed by (agent address, ifIndex): same scheme, own pool.
+ *
+ * Counters on the hot path: each exporter entry is cache-line aligned and its counters are
+ * updated with relaxed atomic adds - once per datagram, not per record. RSS hashes an exporter's
+ * 5-tuple to one RX queue, so in practice one lcore writes an entry and the cache line stays in
+ * its core; the atomics keep counts exact should two lcores share an exporter (several source
+ * ports, RSS on addresses only). Sequence tracking is a read-modify-write of one word by the
+ * lcore that sees the datagram: with two lcores on one exporter the gap estimate may be off,
+ * never the memory. Interface counters are stored field by field (a reader may see a snapshot
+ * half old, half new).
+ *
+ * Threading: create/free/override from the control thread with no RX lcore running. Lookups
+ * and updates from RX lcores that are registered QSBR readers, online. The readers for
+ * telemetry (nm_exp_foreach, nm_exp_iface_foreach) walk the tables as QSBR readers too, or from
+ * any thread when the caller accepts that it may race with insertions (entries are never freed
+ * while the table lives, so the walk is memory-safe; the telemetry thread of DPDK is not an RCU
+ * reader and uses that).
+ */
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include <urcu/rculfhash.h>
+
+#include "../decode/decode.h"
+
+struct nm_exp_params {
+	unsigned int max_exporters;    /* (address, domain, protocol) entries; 0: 4096 */
+	unsigned int max_ifaces;       /* sFlow (agent, ifIndex) entries; 0: 16384 */
+	unsigned int max_overrides;    /* configured exporters; 0: 1024 */
+	uint64_t default_sampling_rate; /* what records get when an exporter announces none */
+};
+
+/* Identity of an exporter entry. Hashed and compared as raw bytes: zero it before filling. */
+struct nm_exp_key {
+	uint8_t addr[NM_ADDR_LEN];   /* UDP source; sFlow: the agent address of the datagram */
+	uint32_t domain;             /* v9 source id, IPFIX observation domain, sFlow sub-agent id,
+				      * NetFlow v5 engine type << 8 | engine id */
+	uint8_t type;                /* enum nm_flow_type */
+	uint8_t pad_[3];
+};
+
+/* How many distinct sampling rates an entry remembers (the rest are counted in rates_more). */
+#define NM_EXP_RATES 4
+
+struct nm_exp_entry {
+	struct cds_lfht_node node;     /* table linkage, not for users */
+	struct nm_exp_key key;
+	uint16_t version;              /* 5, 9, 10; sFlow 5 */
+	uint8_t seq_valid;             /* next_seq holds an expectation */
+	uint8_t late_run;              /* late datagrams in a row */
+	uint32_t next_seq;             /* sequence number the next datagram should carry */
+	const char *name;              /* [exporter.NAME] of the config, or NULL */
+	uint64_t override_rate;        /* configured rate, 0 when none */
+
+	uint64_t first_seen;           /* time_received of the first datagram (s) */
+	uint64_t last_seen;
+	uint64_t datagrams;
+	uint64_t records;              /* flow records produced */
+	uint64_t bad;                  /* datagrams rejected whole or in part */
+	uint64_t templates;            /* (options) template records accepted */
+	uint64_t rate_default_records; /* records that got the configured default rate */
+	uint64_t rate_override_records;/* records that got the configured override */
+	uint64_t rates[NM_EXP_RATES];  /* distinct sampling rates seen (0: free slot) */
+	uint64_t rates_more;           /* records with a rate that found no free slot */
+	uint64_t seq_lost;             /* NetFlow v5, IPFIX: records; v9, sFlow: datagrams */
+	uint64_t seq_out_of_order;     /* a little behind the expectation: late or duplicated */
+	uint64_t seq_resets;           /* far ahead or far behind (restart): resynchronised */
+	uint64_t err[NM_DECODE_ERR_MAX];
+} __attribute__((aligned(64)));
+
+/* sFlow generic interface counters (sFlow v5 counters_sample record 0:1) of one interface. */
+struct nm_exp_ifcounters {
+	uint32_t if_index;
+	uint32_t if_type;
+	uint64_t if_speed;
+	uint32_t if_direction;       /* 0 unknown, 1 full duplex, 2 half, 3 in, 4 out */
+	uint32_t if_status;          /* bit 0 admin up, bit 1 oper up */
+	uint64_t in_octets;
+	uint32_t in_ucast, in_mcast, in_bcast, in_discards, in_errors, in_unknown;
+	uint64_t out_octets;
+	uint32_t out_ucast, out_mcast, out_bcast, out_discards, out_errors;
+	uint32_t promiscuous;
+};
+
+struct nm_exp_iface {
+	struct cds_lfht_node node;
+	uint8_t agent[NM_ADDR_LEN];
+	uint32_t if_index;
+	uint32_t pad_;
+	uint64_t samples;            /* counter samples received for it */
+	uint64_t last_seen;          /* time_received of the last one (s) */
+	uint32_t sample_seq;         /* the counter sample's sequence number */
+	uint32_t pad2_;
+	struct nm_exp_ifcounters c;  /* the latest values, as the agent sent them */
+} __attribute__((aligned(64)));
+
+struct nm_exp_stats {
+	uint64_t exporters;          /* entries in use */
+	uint64_t overflow;           /* datagrams of exporters that found no free entry */
+	uint64_t ifaces;
+	uint64_t iface_overflow;     /* counter records of interfaces that found no free entry */
+	uint64_t overrides;          /* configured exporters */
+};
+
+struct nm_exp_table;
+
+/* Create the tables; NULL with errno set. Control thread. */
+struct nm_exp_table *nm_exp_create(const struct nm_exp_params *p);
+
+/* Free them when no RX lcore uses them any more. Control thread. */
+void nm_exp_free(struct nm_exp_table *t);
+
+/*
+ * Configure an exporter address: its sampling rate override (0: none) and its name (copied).
+ * 0, -EEXIST when the address is configured already, -ENOSPC when max_overrides is reached.
+ * Control thread, before the RX lcores start.
+ */
+int nm_exp_override_add(struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
+			const char *name);
+
+/* The configured rate of addr, 0 when none. Any thread, lock-free. */
+uint64_t nm_exp_override(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN]);
+
+/*
+ * The entry of k, created from the pool when new; NULL (and overflow counted) when the pool is
+ * empty. QSBR reader; the pointer stays valid for the table's life.
+ */
+struct nm_exp_entry *nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k);
+
+/*
+ * Account one decoded datagram: info as the decoder filled it, ret what it returned (records or
+ * a negative reason), errs the decode errors the datagram added by reason (NULL: none). QSBR
+ * reader on an RX lcore; no lock, no allocation.
+ */
+void nm_exp_account(struct nm_exp_table *t, const struct nm_dgram_info *info,
+		    const struct nm_dgram_meta *meta, int ret, const uint64_t *errs);
+
+/* Record the generic interface counters of (agent, c->if_index). QSBR reader. */
+void nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
+			 uint64_t time_received, uint32_t sample_seq,
+			 const struct nm_exp_ifcounters *c);
+
+/* Call fn on every exporter entry / interface in use (creation order). See the file comment. */
+void nm_exp_foreach(const struct nm_exp_table *t,
+		    void (*fn)(const struct nm_exp_entry *e, void *ctx), void *ctx);
+void nm_exp_iface_foreach(const struct nm_exp_table *t,
+			  void (*fn)(const struct nm_exp_iface *i, void *ctx), void *ctx);
+
+void nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st);
+
+/* Export datagrams an entry lost, estimated from its sequence numbers (records / per datagram
+ * for the record-counting sequences of NetFlow v5 and IPFIX). */
+uint64_t nm_exp_lost_datagrams(const struct nm_exp_entry *e);
+
+/* "nf5", "nf9", "ipfix", "sflow" for an enum nm_flow_type. */
+const char *nm_exp_type_name(uint8_t type);
+
+#endif /* NM_EXPORTER_H */
