@@ -119,11 +119,15 @@ def file_prefix():
     return "nmdp%d_%d" % (os.getpid(), _prefix_no)
 
 
-def eal_args(huge=True):
-    """Hugepages when the machine has free ones (faster start, as in production), else none."""
+def eal_args(huge=True, in_memory=True, prefix=None):
+    """Hugepages when the machine has free ones (faster start, as in production), else none.
+    in_memory=False keeps the runtime directory (and the telemetry socket) of the prefix."""
+    mem = ["--in-memory"] if in_memory else []
+    prefix = prefix or file_prefix()
     if huge and nmtest_hugepages_free() >= 256:
-        return ["--in-memory", "--file-prefix=" + file_prefix()]
-    return ["--no-huge", "-m", "512", "--in-memory", "--file-prefix=" + file_prefix()]
+        return mem + ["--file-prefix=" + prefix]
+    return ["--no-huge", "-m", "512"] + (["--no-shconf"] if not in_memory else mem) + \
+        ["--file-prefix=" + prefix]
 
 
 def nmtest_hugepages_free():
@@ -137,7 +141,7 @@ def nmtest_hugepages_free():
 
 
 def start_engine(brokers, topic, mirror_pcaps=(), pcaps=(), config=None, sets=(), eal=(),
-                 huge=True, summary_path=None, netns=None):
+                 huge=True, summary_path=None, netns=None, in_memory=True, prefix=None):
     """Start the engine (inside network namespace netns if given); returns (Popen, argv,
     summary path, tmp dir)."""
     tmp = tempfile.mkdtemp(prefix="nmdp-")
@@ -156,7 +160,7 @@ def start_engine(brokers, topic, mirror_pcaps=(), pcaps=(), config=None, sets=()
         argv += ["--pcap", p]
     for p in mirror_pcaps:
         argv += ["--mirror-pcap", p]
-    argv += ["--summary-json", summary_path, "--"] + eal_args(huge) + list(eal)
+    argv += ["--summary-json", summary_path, "--"] + eal_args(huge, in_memory, prefix) + list(eal)
     out = tempfile.TemporaryFile(dir=tmp)
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     proc._nm_out = out
