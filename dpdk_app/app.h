@@ -92,7 +92,8 @@ struct nm_app {
 	struct nm_config cfg;
 	bool offline;                      /* every port is a pcap file */
 	volatile bool quit;                /* SIGINT/SIGTERM or offline end */
-	volatile bool drain_abort;         /* a second SIGINT/SIGTERM: stop waiting for Kafka */
+	volatile bool draining;            /* main lcore waits for Kafka's acknowledgements */
+	volatile bool drain_abort;         /* SIGINT/SIGTERM during that wait: stop waiting */
 	volatile bool stop_rx;             /* workers: stop polling and hand off tables */
 
 	uint8_t collector_port_map[65536 / 8];

@@ -59,8 +59,11 @@ on_signal(int sig)
 	(void)sig;
 	if (sig_app == NULL)
 		return;
-	/* A second signal cuts the Kafka drain short: what is not acknowledged goes to the spool. */
-	if (sig_app->quit)
+	/*
+	 * A second signal -- or the first once the Kafka drain has begun (offline runs get there
+	 * without one) -- cuts the drain short: what is not acknowledged goes to the spool.
+	 */
+	if (sig_app->quit || sig_app->draining)
 		sig_app->drain_abort = true;
 	sig_app->quit = true;
 }
@@ -1165,10 +1168,11 @@ main(int argc, char **argv)
 	nm_flusher_poll(app);
 
 	memset(&sm, 0, sizeof(sm));
+	app->draining = true;
 	nm_kafka_get_stats(app->kafka, &sm.k);
 	if (sm.k.records_inflight + sm.k.spool_records > 0)
 		fprintf(stderr, "netmeta: waiting up to %d ms for Kafka to acknowledge %" PRIu64
-				" records (%" PRIu64 " of them spooled); a second Ctrl-C/SIGTERM "
+				" records (%" PRIu64 " of them spooled); Ctrl-C/SIGTERM now "
 				"spools the rest at once\n", app->cfg.kafka_drain_timeout_ms,
 			sm.k.records_inflight + sm.k.spool_records, sm.k.spool_records);
 	sm.unacked = nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms, &app->drain_abort);

@@ -10,8 +10,10 @@ or lost, and the topic's Packets/Bytes equal the TRUTH.tsv sums, rows == the sum
 Run 2: the broker is down again and stays down; kafka.drain_timeout_ms = 3000.
 Asserted: exit status 4 (nothing lost, rows wait in the spool), stderr says how many records wait
 in the spool, the summary's spool_records == rows and kafka_records_spooled == rows.
-Run 3: broker up, same spool, reading no capture but the akvorado nfv5 one: the spool is replayed;
-the topic then holds run 1 + run 2 + run 3 exactly (rows and TRUTH sums).
+Run 2b: still down, the default drain_timeout_ms (60 s), the last capture; SIGTERM 4 s in.
+Asserted: the engine exits 4 within 10 s of the signal, the spool holds run 2's and run 2b's rows.
+Run 3: broker up, same spool, the last capture again: the spool is replayed; the topic then holds
+run 1 + run 2 + run 2b + run 3 exactly (rows and TRUTH sums).
 """
 import os
 import subprocess
@@ -83,6 +85,24 @@ def main():
             problems.append("run 2: stderr does not say that %d records wait in the spool: %r"
                             % (rows2, said))
 
+        # Run 2b: still down, the default drain (60 s) cut short by SIGTERM: spooled at once.
+        e = ko.LiveEngine(tmp, broker.bootstrap, ports, spool, sets=base, name="run2b",
+                          pcaps=[last["path"]])
+        engines.append(e)
+        time.sleep(4)
+        t = time.time()
+        rc, s = e.stop(timeout=60)
+        s = s or {}
+        rows2b = s.get("rows", 0)
+        nmtest.log("run 2b: SIGTERM during the drain: exit %d %.1f s later, rows %r, spooled %r, "
+                   "recovered %r, spool_records %r" % (
+                       rc, time.time() - t, rows2b, s.get("kafka_records_spooled"),
+                       s.get("kafka_records_recovered"), s.get("spool_records")))
+        if rc != 4 or time.time() - t > 10 or s.get("kafka_records_recovered") != rows2 or \
+                s.get("spool_records") != rows2 + rows2b or not rows2b:
+            problems.append("run 2b: exit %d after %.1f s, summary %r" % (rc, time.time() - t, s))
+        rows2 += rows2b
+
         # Run 3: broker up; the spool goes out first thing.
         broker.up()
         e = ko.LiveEngine(tmp, broker.bootstrap, ports, spool, sets=base, name="run3",
@@ -96,8 +116,8 @@ def main():
         if rc != 0 or s.get("kafka_records_recovered") != rows2 or s.get("spool_records") != 0 \
                 or s.get("kafka_records_acked") != rows2 + s.get("rows", 0):
             problems.append("run 3: exit %d, summary %r" % (rc, s))
-        want = (rows1 + rows2 + s.get("rows", 0), 2 * pk1 + last["packets"],
-                2 * by1 + last["bytes"])
+        want = (rows1 + rows2 + s.get("rows", 0), 2 * pk1 + 2 * last["packets"],
+                2 * by1 + 2 * last["bytes"])
         rows, pk, by, _ = ko.topic_rows(broker.bootstrap, broker.partitions)
         nmtest.log("topic: %d rows, %d packets, %d bytes; expected %r" % (rows, pk, by, want))
         if (rows, pk, by) != want:
