@@ -687,7 +687,7 @@ def main():
             print("    " + "\t".join(r))
         # Retention on 18.16: prune keeps the newest day and drops the older partition(s)
         parts = ch.query("SELECT Date, count() FROM flows_raw GROUP BY Date ORDER BY Date")
-        days = int(ch.query("SELECT toUInt32(today()) - toUInt32(max(Date)) FROM flows_raw")[0][0])
+        days = max(0, int(ch.query("SELECT toInt64(today()) - toInt64(max(Date)) FROM flows_raw")[0][0]))
         p = subprocess.run([nmtest.CLICKHOUSE_SH, "prune", ch.dir, str(days)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
         after = ch.query("SELECT Date, count() FROM flows_raw GROUP BY Date ORDER BY Date")
