@@ -42,11 +42,13 @@ nm_ipfix_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	ret = nm_ipfix_walk_sets(d, ps, &h, buf + IPFIX_HDR_LEN, buf + mlen, out);
 	/*
 	 * The sequence number counts the Data Records sent before this message (RFC 7011 3.1):
-	 * the next message should carry it plus the data records read here. Data sets held for
-	 * their template are not counted yet, so the expectation is then unknown (seq_unsure).
+	 * the next message should carry it plus the data records read here (some exporters leave
+	 * options records out: the alternative count). Data sets held for their template are not
+	 * counted yet, so the expectation is then unknown (seq_unsure).
 	 */
 	d->info.has_seq = 1;
 	d->info.seq = h.seq;
-	d->info.seq_next = h.seq + d->info.data_records;
+	d->info.seq_units = d->info.data_records;
+	d->info.seq_units_alt = d->info.data_records - d->info.options_records;
 	return ret;
 }

@@ -682,6 +682,8 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 		if (ds->n_recs != NULL) {
 			(*ds->n_recs)++;
 			ds->d->info.data_records++;
+			if (t->is_options)
+				ds->d->info.options_records++;
 		}
 		if (t->is_options) {
 			finish_options(ds, &sc);

@@ -53,7 +53,7 @@ nm_nf5_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		d->info.rate_override += count - 1u;
 	d->info.has_seq = 1;
 	d->info.seq = seq;            /* flow_sequence: flows exported before this datagram */
-	d->info.seq_next = seq + count;
+	d->info.seq_units = d->info.seq_units_alt = count;
 	now_ms = (uint64_t)unix_secs * 1000 + nm_rd32(buf + 12) / 1000000;
 
 	for (i = 0, r = buf + NF5_HDR_LEN; i < count; i++, r += NF5_REC_LEN) {

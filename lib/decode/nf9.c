@@ -48,7 +48,7 @@ nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	d->info.version = 9;
 	d->info.domain = nm_rd32(buf + 16);
 	d->info.seq = nm_rd32(buf + 12);
-	d->info.seq_next = d->info.seq + 1;
+	d->info.seq_units = d->info.seq_units_alt = 1;
 	d->info.has_seq = 1;
 	/*
 	 * The header's count (RFC 3954 5.1: template, options and data records of the packet) does

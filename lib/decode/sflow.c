@@ -478,7 +478,7 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	d->info.has_agent = 1;
 	d->info.domain = nm_rd32(c.p);
 	d->info.seq = dg.sequence_num;
-	d->info.seq_next = dg.sequence_num + 1;
+	d->info.seq_units = d->info.seq_units_alt = 1;
 	d->info.has_seq = 1;
 	if (d->exp != NULL && memcmp(dg.sampler_addr, meta->exporter, NM_ADDR_LEN) != 0) {
 		uint64_t ov = nm_exp_override(d->exp, dg.sampler_addr);

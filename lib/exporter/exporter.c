@@ -268,25 +268,34 @@ note_rate(struct nm_exp_entry *e, uint64_t rate, uint64_t records)
 
 /* Largest forward jump still taken for losses; beyond it the exporter restarted. */
 #define SEQ_MAX_GAP (1u << 20)
-/* How far behind the expectation a datagram is still taken as late (in datagrams). */
+/* How far behind the last datagram one is still taken as late (in datagrams). */
 #define SEQ_LATE_DATAGRAMS 16
 /* Late datagrams in a row after which the exporter is taken to have restarted. */
 #define SEQ_LATE_RUN 3
 
+/*
+ * Sequence numbers. NetFlow v9 and sFlow number datagrams; NetFlow v5 and IPFIX number records:
+ * the header holds the records sent before this datagram (RFC 7011 3.1), so the step from one
+ * datagram to the next is the previous datagram's record count. Some exporters count the
+ * current datagram's records instead (softflowd's IPFIX), or leave options records out: a step
+ * equal to any of these counts is no loss, and which reading the exporter follows is learnt
+ * (seq_post) to measure the steps that are losses.
+ */
 static void
 track_seq(struct nm_exp_entry *e, const struct nm_dgram_info *info)
 {
 	if (e->seq_valid) {
-		uint32_t delta = info->seq - e->next_seq;
-		uint32_t behind = e->next_seq - info->seq;
-		/* Record-counting sequences (v5, IPFIX) advance by this datagram's records. */
-		uint32_t unit = info->seq_next - info->seq > 1 ? info->seq_next - info->seq : 1;
+		uint32_t step = info->seq - e->last_seq;
+		uint32_t expect = e->seq_post ? info->seq_units : e->last_units;
+		uint32_t unit = info->seq_units > 1 ? info->seq_units : 1;
 
-		if (delta == 0) {
-			/* in order */
-		} else if (delta < 0x80000000u && delta <= SEQ_MAX_GAP) {
-			uatomic_add(&e->seq_lost, delta);
-		} else if (delta >= 0x80000000u && behind <= SEQ_LATE_DATAGRAMS * unit &&
+		if (step == e->last_units || step == e->last_units_alt) {
+			e->seq_post = 0;
+		} else if (step == info->seq_units || step == info->seq_units_alt) {
+			e->seq_post = 1;
+		} else if (step - expect < 0x80000000u && step - expect <= SEQ_MAX_GAP) {
+			uatomic_add(&e->seq_lost, step - expect);
+		} else if (step >= 0x80000000u && -step <= SEQ_LATE_DATAGRAMS * unit &&
 			   e->late_run < SEQ_LATE_RUN) {
 			/*
 			 * Late or duplicated: counted, the expectation stays where it is. Several in a
@@ -301,7 +310,9 @@ track_seq(struct nm_exp_entry *e, const struct nm_dgram_info *info)
 		}
 	}
 	e->late_run = 0;
-	e->next_seq = info->seq_next;
+	e->last_seq = info->seq;
+	e->last_units = info->seq_units;
+	e->last_units_alt = info->seq_units_alt;
 	e->seq_valid = !info->seq_unsure;
 }
 

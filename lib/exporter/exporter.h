@@ -66,9 +66,13 @@ struct nm_exp_entry {
 	struct cds_lfht_node node;     /* table linkage, not for users */
 	struct nm_exp_key key;
 	uint16_t version;              /* 5, 9, 10; sFlow 5 */
-	uint8_t seq_valid;             /* next_seq holds an expectation */
+	uint8_t seq_valid;             /* last_* describe the last in-order datagram */
 	uint8_t late_run;              /* late datagrams in a row */
-	uint32_t next_seq;             /* sequence number the next datagram should carry */
+	uint8_t seq_post;              /* the exporter counts the current datagram's records */
+	uint8_t pad2_[3];
+	uint32_t last_seq;             /* sequence number of the last in-order datagram */
+	uint32_t last_units;           /* what it added to the sequence (datagram or records) */
+	uint32_t last_units_alt;       /* the same without options records (IPFIX) */
 	const char *name;              /* [exporter.NAME] of the config, or NULL */
 	uint64_t override_rate;        /* configured rate, 0 when none */
 

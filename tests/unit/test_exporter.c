@@ -1,0 +1,666 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Per-exporter state (lib/exporter) through the decoders: sequence gaps, late and restarted
+ * exporters, sampling-rate sources and overrides, pool overflow, two writers on one exporter,
+ * sFlow interface counters, the corpus' exporters; and the [exporter.NAME] config sections.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <urcu-qsbr.h>
+
+#include "config/config.h"
+#include "decode/decode.h"
+#include "exporter/exporter.h"
+#include "tmpl/tmpl.h"
+
+struct fixture {
+	struct nm_decode_stats st;
+	struct nm_decoder d;
+	struct nm_rec_batch b;
+	struct nm_flow_rec recs[64];
+	struct nm_dgram_meta meta;
+	uint64_t n, rate_sum, last_rate;
+};
+
+static void
+sink(struct nm_rec_batch *b, void *ctx)
+{
+	struct fixture *f = ctx;
+	unsigned int i;
+
+	for (i = 0; i < b->n; i++) {
+		f->rate_sum += b->recs[i].key.sampling_rate;
+		f->last_rate = b->recs[i].key.sampling_rate;
+	}
+	f->n += b->n;
+}
+
+static struct fixture *
+fixture_new(const struct nm_exp_params *p)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct nm_tmpl_params tp = {0};
+
+	assert_non_null(f);
+	f->d.stats = &f->st;
+	f->d.default_sampling_rate = 1;
+	f->d.tmpl = nm_tmpl_cache_create(&tp);
+	f->d.exp = nm_exp_create(p);
+	assert_non_null(f->d.tmpl);
+	assert_non_null(f->d.exp);
+	f->b.recs = f->recs;
+	f->b.cap = 64;
+	f->b.flush = sink;
+	f->b.ctx = f;
+	f->meta.time_received = 1700000000;
+	nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){192, 0, 2, 1});
+	return f;
+}
+
+static void
+fixture_free(struct fixture *f)
+{
+	nm_exp_free(f->d.exp);
+	nm_tmpl_cache_free(f->d.tmpl);
+	free(f);
+}
+
+static int
+feed(struct fixture *f, const uint8_t *p, size_t len)
+{
+	int r = nm_decode_datagram(&f->d, p, len, &f->meta, &f->b);
+
+	nm_rec_batch_flush(&f->b);
+	return r;
+}
+
+static void
+be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void
+be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* A NetFlow v5 datagram of n records, flow_sequence seq, sampling interval rate (0: none). */
+static size_t
+nf5(uint8_t *buf, uint16_t n, uint32_t seq, uint16_t rate)
+{
+	unsigned int i;
+
+	memset(buf, 0, 24 + 48 * (size_t)n);
+	be16(buf, 5);
+	be16(buf + 2, n);
+	be32(buf + 4, 100000);
+	be32(buf + 8, 1700000000);
+	be32(buf + 16, seq);
+	buf[20] = 1;   /* engine type */
+	buf[21] = 2;   /* engine id */
+	be16(buf + 22, rate);
+	for (i = 0; i < n; i++) {
+		uint8_t *r = buf + 24 + 48 * i;
+
+		r[0] = 10;
+		r[3] = (uint8_t)i;
+		be32(r + 16, 1);
+		be32(r + 20, 100);
+		r[38] = 6;
+	}
+	return 24 + 48 * (size_t)n;
+}
+
+struct collect {
+	const struct nm_exp_entry *e[16];
+	unsigned int n;
+};
+
+static void
+collect_fn(const struct nm_exp_entry *e, void *ctx)
+{
+	struct collect *c = ctx;
+
+	if (c->n < 16)
+		c->e[c->n++] = e;
+}
+
+static const struct nm_exp_entry *
+only_entry(struct fixture *f)
+{
+	struct collect c = {0};
+
+	nm_exp_foreach(f->d.exp, collect_fn, &c);
+	assert_int_equal(c.n, 1);
+	return c.e[0];
+}
+
+static void
+test_nf5_sequence(void **state)
+{
+	struct nm_exp_params p = {0};
+	struct fixture *f;
+	const struct nm_exp_entry *e;
+	uint8_t buf[24 + 48 * 30];
+	size_t len;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	len = nf5(buf, 10, 1000, 0);
+	assert_int_equal(feed(f, buf, len), 10);
+	e = only_entry(f);
+	assert_int_equal(e->key.type, NM_FLOW_NF5);
+	assert_int_equal(e->key.domain, 0x0102);
+	assert_int_equal(e->version, 5);
+	assert_int_equal(e->datagrams, 1);
+	assert_int_equal(e->records, 10);
+	/* No rate in the header: every record got the default and the exporter says so. */
+	assert_int_equal(e->rate_default_records, 10);
+	assert_int_equal(e->rates[0], 1);
+	/* In order: 1010. */
+	len = nf5(buf, 10, 1010, 0);
+	feed(f, buf, len);
+	assert_int_equal(e->seq_lost, 0);
+	/* 25 records lost (1020..1044), then this one. */
+	len = nf5(buf, 5, 1045, 0);
+	feed(f, buf, len);
+	assert_int_equal(e->seq_lost, 25);
+	/* A late datagram (1020) does not move the expectation (1050). */
+	len = nf5(buf, 10, 1020, 0);
+	feed(f, buf, len);
+	assert_int_equal(e->seq_out_of_order, 1);
+	len = nf5(buf, 10, 1050, 0);
+	feed(f, buf, len);
+	assert_int_equal(e->seq_lost, 25);
+	assert_int_equal(e->seq_resets, 0);
+	/* A restart far below: resynchronised, not a loss. */
+	len = nf5(buf, 10, 0, 0);
+	feed(f, buf, len);
+	assert_int_equal(e->seq_resets, 1);
+	len = nf5(buf, 10, 10, 0);
+	feed(f, buf, len);
+	assert_int_equal(e->seq_lost, 25);
+	assert_int_equal(e->datagrams, 7);
+	assert_int_equal(e->records, 65);
+	/* 25 records at 65/7 records per datagram: 3 datagrams (rounded up). */
+	assert_int_equal(nm_exp_lost_datagrams(e), 3);
+	/* A rate in the header: announced, a second distinct rate remembered. */
+	len = nf5(buf, 4, 20, 512);
+	feed(f, buf, len);
+	assert_int_equal(f->last_rate, 512);
+	assert_int_equal(e->rates[1], 512);
+	assert_int_equal(e->rate_default_records, 65);
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+static void
+test_override(void **state)
+{
+	struct nm_exp_params p = {.max_overrides = 2};
+	uint8_t a[16], b[16], c[16], buf[24 + 48 * 3];
+	struct fixture *f;
+	const struct nm_exp_entry *e;
+	size_t len;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	nm_addr_from_v4(a, (const uint8_t[]){192, 0, 2, 1});
+	nm_addr_from_v4(b, (const uint8_t[]){192, 0, 2, 2});
+	memset(c, 0, 16);
+	c[0] = 0x20;
+	c[1] = 0x01;
+	c[15] = 1;
+	assert_int_equal(nm_exp_override_add(f->d.exp, a, 1000, "edge1"), 0);
+	assert_int_equal(nm_exp_override_add(f->d.exp, a, 10, "again"), -EEXIST);
+	assert_int_equal(nm_exp_override_add(f->d.exp, c, 0, "named only"), 0);
+	assert_int_equal(nm_exp_override_add(f->d.exp, b, 5, "third"), -ENOSPC);
+	assert_int_equal(nm_exp_override(f->d.exp, a), 1000);
+	assert_int_equal(nm_exp_override(f->d.exp, b), 0);
+	assert_int_equal(nm_exp_override(f->d.exp, c), 0);
+	/* The override beats what the header announces. */
+	len = nf5(buf, 3, 0, 64);
+	assert_int_equal(feed(f, buf, len), 3);
+	assert_int_equal(f->last_rate, 1000);
+	assert_int_equal(f->rate_sum, 3000);
+	e = only_entry(f);
+	assert_int_equal(e->override_rate, 1000);
+	assert_string_equal(e->name, "edge1");
+	assert_int_equal(e->rate_override_records, 3);
+	assert_int_equal(e->rate_default_records, 0);
+	/* Another exporter keeps its own rate. */
+	nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){192, 0, 2, 2});
+	feed(f, buf, len);
+	assert_int_equal(f->last_rate, 64);
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+static void
+test_overflow(void **state)
+{
+	struct nm_exp_params p = {.max_exporters = 2};
+	struct nm_exp_stats st;
+	struct fixture *f;
+	uint8_t buf[24 + 48];
+	size_t len = nf5(buf, 1, 0, 0);
+	unsigned int i;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	for (i = 0; i < 5; i++) {
+		nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){192, 0, 2, (uint8_t)(i % 3)});
+		assert_int_equal(feed(f, buf, len), 1);   /* decoding goes on regardless */
+	}
+	nm_exp_get_stats(f->d.exp, &st);
+	assert_int_equal(st.exporters, 2);
+	assert_int_equal(st.overflow, 1);   /* the third address, once */
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+/* Two lcores on one exporter: counts stay exact (atomics on its entry). */
+struct racer {
+	struct nm_exp_table *t;
+	unsigned int n;
+};
+
+static void *
+race(void *arg)
+{
+	struct racer *r = arg;
+	struct nm_dgram_info info = {.type = NM_FLOW_NF9, .version = 9, .records = 3, .rate = 1};
+	struct nm_dgram_meta meta = {.time_received = 1};
+	uint64_t errs[NM_DECODE_ERR_MAX] = {0};
+	unsigned int i;
+
+	errs[NM_DECODE_ERR_UNKNOWN_TEMPLATE] = 1;
+	nm_addr_from_v4(meta.exporter, (const uint8_t[]){198, 51, 100, 7});
+	rcu_register_thread();
+	for (i = 0; i < r->n; i++) {
+		nm_exp_account(r->t, &info, &meta, 3, errs);
+		if (i % 64 == 0)
+			rcu_quiescent_state();
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+static void
+test_two_writers(void **state)
+{
+	struct nm_exp_params p = {0};
+	struct nm_exp_table *t = nm_exp_create(&p);
+	struct racer r = {.t = t, .n = 200000};
+	struct collect c = {0};
+	pthread_t a, b;
+
+	(void)state;
+	assert_non_null(t);
+	assert_int_equal(pthread_create(&a, NULL, race, &r), 0);
+	assert_int_equal(pthread_create(&b, NULL, race, &r), 0);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	nm_exp_foreach(t, collect_fn, &c);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.e[0]->datagrams, 400000);
+	assert_int_equal(c.e[0]->records, 1200000);
+	assert_int_equal(c.e[0]->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE], 400000);
+	rcu_register_thread();
+	nm_exp_free(t);
+	rcu_unregister_thread();
+}
+
+/* ---- corpus ---- */
+
+static int
+udp_payload(const uint8_t *p, size_t caplen, uint8_t src[16], const uint8_t **pl, size_t *len)
+{
+	const uint8_t *end = p + caplen;
+	uint16_t et;
+
+	if (caplen < 14)
+		return -1;
+	et = (uint16_t)(p[12] << 8 | p[13]);
+	p += 14;
+	if (et == 0x8100 && end - p >= 4) {
+		et = (uint16_t)(p[2] << 8 | p[3]);
+		p += 4;
+	}
+	if (et == 0x0800 && end - p >= 20 && p[9] == 17) {
+		nm_addr_from_v4(src, p + 12);
+		p += (p[0] & 15) * 4;
+	} else if (et == 0x86dd && end - p >= 40 && p[6] == 17) {
+		memcpy(src, p + 8, 16);
+		p += 40;
+	} else {
+		return -1;
+	}
+	if (end - p < 8)
+		return -1;
+	*pl = p + 8;
+	*len = (size_t)(end - p - 8);
+	return 0;
+}
+
+/* Feed a capture of the corpus; false when the corpus is absent. */
+static bool
+feed_pcap(struct fixture *f, const char *file)
+{
+	char path[1024];
+	uint8_t *d;
+	long size;
+	size_t off = 24;
+	FILE *fp;
+	int swap;
+
+	snprintf(path, sizeof(path), "%s/%s", NM_CORPORA, file);
+	fp = fopen(path, "rb");
+	if (fp == NULL)
+		return false;
+	fseek(fp, 0, SEEK_END);
+	size = ftell(fp);
+	fseek(fp, 0, SEEK_SET);
+	d = malloc((size_t)size);
+	assert_non_null(d);
+	assert_int_equal(fread(d, 1, (size_t)size, fp), (size_t)size);
+	fclose(fp);
+	swap = d[0] == 0xa1;   /* big-endian file (magic a1b2c3d4 or a1b23c4d) */
+	while (off + 16 <= (size_t)size) {
+		uint32_t caplen;
+		const uint8_t *pl;
+		size_t len;
+
+		memcpy(&caplen, d + off + 8, 4);
+		if (swap)
+			caplen = __builtin_bswap32(caplen);
+		if (off + 16 + caplen > (size_t)size)
+			break;
+		if (udp_payload(d + off + 16, caplen, f->meta.exporter, &pl, &len) == 0)
+			feed(f, pl, len);
+		rcu_quiescent_state();
+		off += 16 + caplen;
+	}
+	free(d);
+	return true;
+}
+
+struct ifcollect {
+	const struct nm_exp_iface *i[64];
+	unsigned int n;
+};
+
+static void
+ifcollect_fn(const struct nm_exp_iface *i, void *ctx)
+{
+	struct ifcollect *c = ctx;
+
+	if (c->n < 64)
+		c->i[c->n++] = i;
+}
+
+static void
+test_corpus(void **state)
+{
+	static const struct {
+		const char *file;
+		uint8_t type;
+		uint64_t datagrams, records, templates;
+	} cases[] = {
+		{"generated/softflowd-v5.pcap", NM_FLOW_NF5, 12, 337, 0},
+		{"generated/softflowd-v9.pcap", NM_FLOW_NF9, 14, 397, 3},
+		{"generated/softflowd-v10.pcap", NM_FLOW_IPFIX, 14, 397, 3},
+		{"generated/pmacctd-nfprobe-v10.pcap", NM_FLOW_IPFIX, 57, 397, 0},
+		{"generated/pmacctd-sfprobe-sflow5.pcap", NM_FLOW_SFLOW5, 377, 2445, 0},
+	};
+	struct nm_exp_params p = {0};
+	unsigned int i;
+
+	(void)state;
+	rcu_register_thread();
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fixture *f = fixture_new(&p);
+		const struct nm_exp_entry *e;
+
+		if (!feed_pcap(f, cases[i].file)) {
+			print_message("corpus absent at %s: skipping\n", NM_CORPORA);
+			fixture_free(f);
+			rcu_unregister_thread();
+			skip();
+		}
+		e = only_entry(f);
+		print_message("%-40s %s datagrams %llu records %llu templates %llu seq lost %llu "
+			      "late %llu resets %llu default-rate records %llu\n", cases[i].file,
+			      nm_exp_type_name(e->key.type), (unsigned long long)e->datagrams,
+			      (unsigned long long)e->records, (unsigned long long)e->templates,
+			      (unsigned long long)e->seq_lost,
+			      (unsigned long long)e->seq_out_of_order,
+			      (unsigned long long)e->seq_resets,
+			      (unsigned long long)e->rate_default_records);
+		assert_int_equal(e->key.type, cases[i].type);
+		assert_int_equal(e->datagrams, cases[i].datagrams);
+		assert_int_equal(e->records, cases[i].records);
+		if (cases[i].templates != 0)
+			assert_true(e->templates >= cases[i].templates);
+		/* Captured on loopback with no drop: no gap, nothing late, no restart. */
+		assert_int_equal(e->seq_lost, 0);
+		assert_int_equal(e->seq_out_of_order, 0);
+		assert_int_equal(e->seq_resets, 0);
+		assert_int_equal(e->bad, 0);
+		if (cases[i].type == NM_FLOW_NF5)   /* softflowd's header says 0: no rate */
+			assert_int_equal(e->rate_default_records, e->records);
+		if (cases[i].type == NM_FLOW_SFLOW5) {
+			struct ifcollect c = {0};
+			char a[NM_ADDR_STRLEN];
+
+			assert_int_equal(e->rate_default_records, 0);
+			assert_int_equal(e->rates[0], 1);
+			assert_string_equal(nm_addr_str(e->key.addr, a, sizeof(a)), "127.0.0.1");
+			nm_exp_iface_foreach(f->d.exp, ifcollect_fn, &c);
+			/* RECIPES.md: 2 counter samples (generic_interface) from the agent. */
+			assert_int_equal(c.n, 1);
+			assert_int_equal(c.i[0]->samples, 2);
+			assert_int_equal(c.i[0]->c.if_type, 6);
+			assert_true(c.i[0]->c.in_octets > 0);
+		}
+		fixture_free(f);
+	}
+	rcu_unregister_thread();
+}
+
+/* hsflowd counter samples of several agents and interfaces, IPv6 agent. */
+static void
+test_corpus_interfaces(void **state)
+{
+	struct nm_exp_params p = {0};
+	struct ifcollect c = {0};
+	struct collect ec = {0};
+	struct fixture *f;
+	char a[NM_ADDR_STRLEN];
+	unsigned int i, v6 = 0;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	if (!feed_pcap(f, "public/tcpdump/sflow-print-v6.pcap")) {
+		fixture_free(f);
+		rcu_unregister_thread();
+		skip();
+	}
+	nm_exp_iface_foreach(f->d.exp, ifcollect_fn, &c);
+	nm_exp_foreach(f->d.exp, collect_fn, &ec);
+	assert_int_equal(ec.n, 1);
+	assert_string_equal(nm_addr_str(ec.e[0]->key.addr, a, sizeof(a)), "30::1:1:1");
+	assert_int_equal(ec.e[0]->datagrams, 25);
+	assert_true(c.n >= 2);
+	for (i = 0; i < c.n; i++) {
+		print_message("agent %s ifIndex %u samples %llu in_octets %llu out_octets %llu\n",
+			      nm_addr_str(c.i[i]->agent, a, sizeof(a)), c.i[i]->c.if_index,
+			      (unsigned long long)c.i[i]->samples,
+			      (unsigned long long)c.i[i]->c.in_octets,
+			      (unsigned long long)c.i[i]->c.out_octets);
+		v6 += strcmp(a, "30::1:1:1") == 0;
+	}
+	assert_int_equal(v6, c.n);
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+/* ---- [exporter.NAME] sections ---- */
+
+static int
+load_text(struct nm_config *c, const char *text, char *err, size_t errlen)
+{
+	char path[] = "/tmp/nm_test_exporter_XXXXXX";
+	int fd = mkstemp(path), ret;
+	FILE *fp;
+
+	assert_true(fd >= 0);
+	fp = fdopen(fd, "w");
+	fputs(text, fp);
+	fclose(fp);
+	nm_config_defaults(c);
+	ret = nm_config_load(c, path, err, errlen);
+	unlink(path);
+	return ret;
+}
+
+static void
+test_config(void **state)
+{
+	struct nm_config *c = calloc(1, sizeof(*c));
+	char err[1024], a[NM_ADDR_STRLEN];
+
+	(void)state;
+	assert_non_null(c);
+	assert_int_equal(load_text(c,
+		"[exporter.edge1]\n"
+		"address = 192.0.2.1\n"
+		"sampling_rate = 1000\n"
+		"description = edge router, Frankfurt\n"
+		"interface.1 = xe-0/0/0\n"
+		"interface.513 = et-1/0/0\n"
+		"[exporter.core6]\n"
+		"address = 2001:db8::1\n", err, sizeof(err)), 0);
+	assert_int_equal(c->n_exporters, 2);
+	assert_string_equal(c->exporters[0].name, "edge1");
+	assert_string_equal(nm_addr_str(c->exporters[0].address, a, sizeof(a)), "192.0.2.1");
+	assert_int_equal(c->exporters[0].sampling_rate, 1000);
+	assert_string_equal(c->exporters[0].description, "edge router, Frankfurt");
+	assert_string_equal(nm_addr_str(c->exporters[1].address, a, sizeof(a)), "2001:db8::1");
+	assert_int_equal(c->exporters[1].sampling_rate, 0);
+	assert_int_equal(c->n_ifnames, 2);
+	assert_int_equal(c->ifnames[1].if_index, 513);
+	assert_string_equal(c->ifnames[1].name, "et-1/0/0");
+	assert_int_equal(c->ifnames[1].exporter, 0);
+	/* --set reaches the same keys, interface.<ifIndex> included. */
+	assert_int_equal(nm_config_set(c, "exporter.core6.interface.7=ge-0/0/7", err,
+				       sizeof(err)), 0);
+	assert_int_equal(c->n_ifnames, 3);
+	assert_int_equal(c->ifnames[2].exporter, 1);
+	assert_int_equal(nm_config_set(c, "exporter.core6.sampling_rate=64", err, sizeof(err)), 0);
+	assert_int_equal(c->exporters[1].sampling_rate, 64);
+
+	/* Errors name the file or --set, the section, the key, the value and what is valid. */
+	assert_int_equal(load_text(c, "[exporter.x]\nsampling_rate = 10\n", err, sizeof(err)),
+			 -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "[exporter.x]: address is missing"));
+	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.300\n", err, sizeof(err)),
+			 -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "address = \"192.0.2.300\": expected an IPv4 or IPv6"));
+	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\nsampling_rate = 0\n",
+				   err, sizeof(err)), -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "sampling_rate = \"0\": expected an integer from 1"));
+	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\nsamplingrate = 5\n",
+				   err, sizeof(err)), -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "unknown key; an exporter has address, sampling_rate"));
+	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\ninterface.eth = x\n",
+				   err, sizeof(err)), -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "interface.<ifIndex>"));
+	assert_int_equal(load_text(c, "[exporter.a]\naddress = 192.0.2.3\n[exporter.b]\n"
+				   "address = 192.0.2.3\n", err, sizeof(err)), -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "same address as [exporter.a]"));
+	nm_config_defaults(c);
+	assert_int_equal(nm_config_set(c, "exporter.y.sampling_rate=5", err, sizeof(err)),
+			 -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "address is missing"));
+	free(c);
+}
+
+/* The shipped netmeta.ini loads, and its commented example, uncommented, does too. */
+static void
+test_config_example(void **state)
+{
+	struct nm_config *c = calloc(1, sizeof(*c));
+	char path[1024], err[1024], line[1024], *text;
+	size_t used = 0, cap = 1 << 16;
+	int in_example = 0;
+	FILE *fp;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/netmeta.ini", NM_SOURCE_ROOT);
+	fp = fopen(path, "r");
+	assert_non_null(fp);
+	text = calloc(1, cap);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		const char *l = line;
+
+		if (strncmp(line, ";[exporter.", 11) == 0)
+			in_example = 1;
+		if (in_example && line[0] == ';' && line[1] != ' ')
+			l = line + 1;   /* uncomment the example */
+		used += (size_t)snprintf(text + used, cap - used, "%s", l);
+	}
+	fclose(fp);
+	assert_true(in_example);
+	assert_int_equal(load_text(c, text, err, sizeof(err)), 0);
+	assert_int_equal(c->n_exporters, 2);
+	assert_int_equal(c->exporters[0].sampling_rate, 1000);
+	assert_true(c->n_ifnames >= 3);
+	free(text);
+	free(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_nf5_sequence),
+		cmocka_unit_test(test_override),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_two_writers),
+		cmocka_unit_test(test_corpus),
+		cmocka_unit_test(test_corpus_interfaces),
+		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_config_example),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
