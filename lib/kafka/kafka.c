@@ -42,7 +42,7 @@
 #define NM_KAFKA_REPLAY_MAX_MSGS 256
 #define NM_KAFKA_REPLAY_MAX_BYTES (64u << 20)
 
-/* How long a drain that ran out of time still waits for requests on the wire before purging them. */
+/* How long a drain that ran out of time still waits for requests on the wire, then purges them. */
 #define NM_KAFKA_INFLIGHT_GRACE_MS 2000
 
 #define NM_KAFKA_MAX_GROUPS 1024
@@ -177,8 +177,8 @@ live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t r
 		k->spool_changed = true;
 		if (now_ms() - k->last_spool_log_ms >= 10000) {
 			k->last_spool_log_ms = now_ms();
-			fprintf(stderr, "kafka: spooling undelivered batches to %s (broker %s, last "
-					"error %s)\n", nm_spool_dir(k->spool),
+			fprintf(stderr, "kafka: spooling undelivered batches to %s (broker %s, "
+					"last error %s)\n", nm_spool_dir(k->spool),
 				k->broker_state == NM_KAFKA_BROKER_UP ? "up" : "not up",
 				rd_kafka_err2name(k->last_err));
 		}
@@ -230,7 +230,8 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		if (d->seq != 0)
 			(void)nm_spool_untake(k->spool, d->seq); /* it waits, first in line */
 		else
-			live_undelivered(k, m->payload, m->len, d->rows, d->key, d->packets, d->bytes);
+			live_undelivered(k, m->payload, m->len, d->rows, d->key, d->packets,
+					 d->bytes);
 	}
 	kmsg_put(k, d);
 }
@@ -430,8 +431,9 @@ replay(struct nm_kafka *k)
 			ST_ADD(k, packets_dropped, m.packets);
 			ST_ADD(k, flow_bytes_dropped, m.bytes);
 			ST_ADD(k, bytes_dropped, len);
-			fprintf(stderr, "kafka: DROPPED a batch of %u records, %u bytes from the spool: "
-					"larger than message.max.bytes allows\n", m.rows, len);
+			fprintf(stderr, "kafka: DROPPED a batch of %u records, %u bytes from "
+					"the spool: larger than message.max.bytes allows\n",
+				m.rows, len);
 			continue;
 		}
 		if (ret != 0) {
@@ -519,7 +521,8 @@ nm_kafka_poll(struct nm_kafka *k)
 	for (g = 0; g < k->n_slots; g++) {
 		struct slot *sl = &k->slots[g];
 
-		if (sl->nrec > 0 && (k->linger_ms <= 0 || now - sl->start_ms >= (uint64_t)k->linger_ms))
+		if (sl->nrec > 0 &&
+		    (k->linger_ms <= 0 || now - sl->start_ms >= (uint64_t)k->linger_ms))
 			(void)produce_slot(k, g);
 	}
 	rd_kafka_poll(k->rk, 0);
@@ -538,6 +541,13 @@ spool_rows(const struct nm_kafka *k)
 	return ss.rows;
 }
 
+/* Rows in librdkafka: live ones, or spooled ones being replayed. */
+static bool
+busy(const struct nm_kafka *k)
+{
+	return ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0;
+}
+
 /*
  * Move everything librdkafka still holds into the spool: queued messages are purged at once
  * (never sent, so no duplicate can come of spooling them); requests on the wire get a short
@@ -552,12 +562,12 @@ spool_rest(struct nm_kafka *k, bool say)
 
 	(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE);
 	deadline = now_ms() + NM_KAFKA_INFLIGHT_GRACE_MS;
-	while ((ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0) && now_ms() < deadline)
+	while (busy(k) && now_ms() < deadline)
 		rd_kafka_poll(k->rk, 10);
-	if (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0) {
+	if (busy(k)) {
 		(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 		deadline = now_ms() + 500;
-		while ((ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0) && now_ms() < deadline)
+		while (busy(k) && now_ms() < deadline)
 			rd_kafka_poll(k->rk, 10);
 	}
 	nm_spool_untake_all(k->spool);
@@ -565,9 +575,9 @@ spool_rest(struct nm_kafka *k, bool say)
 	nm_spool_get_stats(k->spool, &ss);
 	if (say && ss.rows > 0)
 		fprintf(stderr, "kafka: %" PRIu64 " records (%" PRIu64 " messages, %" PRIu64
-				" bytes on disk) wait in the spool %s; the next start with the same "
-				"kafka.spool_dir delivers them\n", ss.rows, ss.entries, ss.disk_bytes,
-			nm_spool_dir(k->spool));
+				" bytes on disk) wait in the spool %s; the next start with the "
+				"same kafka.spool_dir delivers them\n", ss.rows, ss.entries,
+			ss.disk_bytes, nm_spool_dir(k->spool));
 }
 
 uint64_t
@@ -895,8 +905,8 @@ nm_kafka_free(struct nm_kafka *k)
 				struct slot *sl = &k->slots[g];
 
 				if (sl->nrec > 0)
-					live_undelivered(k, sl->buf, sl->len, sl->nrec, g, sl->packets,
-							 sl->bytes);
+					live_undelivered(k, sl->buf, sl->len, sl->nrec, g,
+							 sl->packets, sl->bytes);
 				sl->nrec = 0;
 			}
 			spool_rest(k, moved);
@@ -911,7 +921,8 @@ nm_kafka_free(struct nm_kafka *k)
 				}
 				sl->nrec = 0;
 			}
-			(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+			(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE |
+							    RD_KAFKA_PURGE_F_INFLIGHT);
 			for (i = 0; i < 10 && ST_GET(k, records_inflight) > 0; i++)
 				rd_kafka_poll(k->rk, 10);
 		}
@@ -919,8 +930,9 @@ nm_kafka_free(struct nm_kafka *k)
 		ST_ADD(k, records_failed, left);
 		ST_SUB(k, records_inflight, left);
 		if (ST_GET(k, records_failed) + ST_GET(k, records_dropped) > 0)
-			fprintf(stderr, "kafka: %" PRIu64 " of %" PRIu64 " records were not delivered "
-					"(%" PRIu64 " failed, %" PRIu64 " dropped; last error: %s)\n",
+			fprintf(stderr, "kafka: %" PRIu64 " of %" PRIu64 " records were not "
+					"delivered (%" PRIu64 " failed, %" PRIu64 " dropped; last "
+					"error: %s)\n",
 				ST_GET(k, records_failed) + ST_GET(k, records_dropped),
 				ST_GET(k, records_in), ST_GET(k, records_failed),
 				ST_GET(k, records_dropped), rd_kafka_err2str(k->last_err));

@@ -112,7 +112,8 @@ struct nm_kafka_stats {
 				     * by nm_kafka_free() */
 	uint64_t records_dropped;   /* in batches the full (or failing) spool could not take */
 	uint64_t records_spooled;   /* rows written to the spool by this run (a counter) */
-	uint64_t records_inflight;  /* in open batches or in librdkafka's queue (not spooled ones) */
+	uint64_t records_inflight;  /* in open batches or in librdkafka's queue (spooled ones being
+				     * replayed count in spool_records) */
 	uint64_t messages_produced; /* accepted by rd_kafka_produce() (replays included) */
 	uint64_t messages_acked;
 	uint64_t messages_failed;   /* delivery failed (then spooled, with a spool), or never
@@ -133,7 +134,7 @@ struct nm_kafka_stats {
 	uint64_t spool_bytes;       /* size of the spool's files now */
 	uint64_t spool_corrupt;     /* torn/corrupt regions skipped */
 	uint64_t spool_corrupt_bytes;
-	uint64_t encode_errors;     /* records that could not be encoded (counted in records_failed) */
+	uint64_t encode_errors;     /* records that could not be encoded (in records_failed) */
 	int broker_state;           /* NM_KAFKA_BROKER_* */
 	int spool_enabled;
 };
@@ -157,10 +158,10 @@ const char *nm_kafka_bootstrap(const struct nm_kafka *k);
 /*
  * Encode rec into the open batch of its exporter group; when it does not fit, produce the batch
  * first (a full queue sends it to the spool; without a spool the call waits up to 1 s, serving
- * delivery reports, and then the batch's records count as failed). Returns 0 when rec is in the batch. -EINVAL for NULL arguments (nothing is
- * counted); -EMSGSIZE when rec cannot be encoded into an empty batch -- impossible with the
- * batch_bytes nm_kafka_create() accepts, and already counted in records_in, records_failed and
- * encode_errors, so do not count it again. Failures of earlier records show only in the stats.
+ * delivery reports, and then the batch's records count as failed). Returns 0 when rec is in
+ * the batch. -EINVAL for NULL arguments (nothing is counted); -EMSGSIZE when rec cannot be
+ * encoded into an empty batch -- impossible with the batch_bytes nm_kafka_create() accepts,
+ * and already counted in records_in, records_failed and encode_errors, so do not count it again. Failures of earlier records show only in the stats.
  */
 int nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec);
 

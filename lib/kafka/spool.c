@@ -399,7 +399,8 @@ scan_segment(struct nm_spool *s, uint64_t id, uint64_t start, char *err, size_t 
 	if (size > 0) {
 		map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
 		if (map == MAP_FAILED) {
-			snprintf(err, errlen, "spool %s/%s: mmap: %s", s->dir, name, strerror(errno));
+			snprintf(err, errlen, "spool %s/%s: mmap: %s", s->dir, name,
+				 strerror(errno));
 			close(fd);
 			return -errno;
 		}
@@ -541,7 +542,10 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 		if (strlen(de->d_name) != 20 || strcmp(end, ".seg") != 0)
 			continue;
 		if (n_ids == cap_ids) {
-			uint64_t *n = realloc(ids, (cap_ids = cap_ids ? cap_ids * 2 : 64) * sizeof(*n));
+			uint64_t *n;
+
+			cap_ids = cap_ids ? cap_ids * 2 : 64;
+			n = realloc(ids, cap_ids * sizeof(*n));
 
 			if (n == NULL) {
 				snprintf(err, errlen, "out of memory");

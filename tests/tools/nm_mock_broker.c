@@ -9,7 +9,8 @@
  * or SIGINT. An outage on demand, for tests: SIGUSR1 takes every broker down
  * (rd_kafka_mock_broker_set_down: connections closed, new ones refused, the port stays bound
  * and the topic's data is kept), SIGUSR2 brings them up again; each change is logged on stderr
- * ("nm_mock_broker: brokers down" / "... up"). The brokers listen on 127.0.0.1; kcat, ClickHouse and the engine connect there:
+ * ("nm_mock_broker: brokers down" / "... up"). The brokers listen on 127.0.0.1; kcat,
+ * ClickHouse and the engine connect there:
  *
  *   kcat -P -b BOOT -t flow-messages      kcat -C -b BOOT -t flow-messages -e -o beginning
  *
