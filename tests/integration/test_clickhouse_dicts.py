@@ -124,14 +124,18 @@ class Fail(Exception):
 # --------------------------------------------------------------------------------------------
 # README
 
-def readme_queries():
-    """The "-- query: NAME" SQL blocks of README.md's "## Your ClickHouse" section."""
+def readme_section():
     text = open(os.path.join(nmtest.SOURCE, "README.md"), encoding="utf-8").read()
     m = re.search(r"^## Your ClickHouse\n(.*?)(?=^## )", text, re.S | re.M)
     if not m:
         raise Fail("README.md has no '## Your ClickHouse' section")
+    return m.group(1)
+
+
+def readme_queries():
+    """The "-- query: NAME" SQL blocks of README.md's "## Your ClickHouse" section."""
     out = {}
-    for block in re.findall(r"^```sql\n(.*?)^```", m.group(1), re.S | re.M):
+    for block in re.findall(r"^```sql\n(.*?)^```", readme_section(), re.S | re.M):
         first = block.split("\n", 1)[0]
         q = re.match(r"--\s*query:\s*(.+)$", first)
         if q:
@@ -198,6 +202,25 @@ def check_dicts_rejects(problems, tmp):
             problems.append("clickhouse-dicts.py on %r: exit %d, %r (want exit 2 and %r)" % (
                 ini, p.returncode, err.strip(), want))
     print("clickhouse-dicts.py: %d bad [exporter.*] sections refused with exit 2" % len(bad), flush=True)
+    # README's example section is accepted and gives what it says
+    blocks = re.findall(r"^```ini\n(.*?)^```", readme_section(), re.S | re.M)
+    if len(blocks) != 1:
+        problems.append("README 'Your ClickHouse' has %d ini examples, expected 1" % len(blocks))
+        return
+    p = run_dicts(blocks[0], tmp)
+    try:
+        with open(os.path.join(tmp, "o", "InterfaceNames.tsv")) as f:
+            ifs = f.read()
+        with open(os.path.join(tmp, "o", "Exporters.tsv")) as f:
+            exs = f.read()
+    except OSError:
+        ifs = exs = None
+    if p.returncode != 0 or exs != "::ffff:192.0.2.1\tedge1\tFrankfurt edge\t1000\n" or \
+            ifs != ("::ffff:192.0.2.1\t17\txe-0/0/1 transit-A\n"
+                    "::ffff:192.0.2.1\t18\txe-0/0/2 peering-IX\n"):
+        problems.append("README's ini example: exit %d, %r / %r" % (p.returncode, exs, ifs))
+    else:
+        print("README's [exporter.edge1] example: accepted, 1 exporter and 2 interface names", flush=True)
 
 
 # --------------------------------------------------------------------------------------------
