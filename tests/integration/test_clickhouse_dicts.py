@@ -5,7 +5,8 @@ dictionaries from netmeta.ini, the schema against NetMeta's.
 
 1. Without a server:
    - proto/flow.proto against NetMeta's pb/FlowMessage.proto (field numbers, names and types,
-     transcribed below from monogon-dev/NetMeta; see proto/clickhouse/README.md);
+     transcribed below from monogon-dev/NetMeta; see proto/clickhouse/README.md); the protobuf
+     variant's Kafka table names only flow.proto fields, each in a column type that holds it;
    - scripts/clickhouse-dicts.py refuses bad [exporter.*] sections (exit 2, names the key).
 2. A private clickhouse-server 18.16 and the mock broker:
    - json DDL applied; `scripts/clickhouse.sh dicts DIR json INI` from a test ini with three
@@ -162,6 +163,26 @@ def check_proto(problems):
     for num, want in sorted(NETMETA_PROTO.items()):
         if num not in NETMETA_ONLY and num not in ours:
             problems.append("flow.proto lacks NetMeta's field %d %r" % (num, want))
+    # The protobuf variant's Kafka table: ClickHouse's Protobuf format matches columns to fields
+    # by name; every column must name a field of flow.proto and hold its type.
+    fits = {"bytes": ("IPv6",), "uint64": ("UInt64",), "bool": ("UInt8",),
+            "uint32": ("UInt8", "UInt16", "UInt32", "UInt64"), "FlowType": ("Enum8",)}
+    by_name = {n: t for n, t in ours.values()}
+    qsql = ddl_text("protobuf", "0002_flows_queue.sql")
+    body = qsql[qsql.index("CREATE TABLE"):qsql.index("ENGINE")]
+    cols = re.findall(r"^\s+(\w+)\s+(\w+)", body, re.M)
+    for col, typ in cols:
+        if col not in by_name:
+            problems.append("protobuf flows_queue column %s: no such field in flow.proto" % col)
+        elif typ not in fits[by_name[col]]:
+            problems.append("protobuf flows_queue column %s %s cannot hold proto %s" % (col, typ, by_name[col]))
+    unread = sorted(set(by_name) - set(c for c, _ in cols))
+    if unread != sorted(["HasMPLS", "MPLSCount", "MPLS1TTL", "MPLS1Label", "MPLS2TTL", "MPLS2Label",
+                         "MPLS3TTL", "MPLS3Label", "MPLSLastTTL", "MPLSLastLabel", "ObservationDomainID"]):
+        problems.append("protobuf flows_queue leaves out %r (want only MPLS and ObservationDomainID, "
+                        "as NetMeta)" % unread)
+    print("protobuf flows_queue: %d columns, each a flow.proto field of a fitting type; not read: "
+          "%s" % (len(cols), ", ".join(unread)), flush=True)
     print("flow.proto: %d fields; %d of NetMeta's %d match by number, name and type "
           "(%d encap/PPP fields left out), + ObservationDomainID 70" % (
               len(ours), sum(1 for n in ours if NETMETA_PROTO.get(n) == ours[n]),
