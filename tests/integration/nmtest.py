@@ -403,15 +403,18 @@ class EngineRun:
         return "\n".join(self.output.splitlines()[-n:])
 
 
-def run_engine(pcaps, brokers, fmt="protobuf", ports=None, sets=(), timeout=180, topic=TOPIC):
+def run_engine(pcaps, brokers, fmt="protobuf", ports=None, sets=(), timeout=180, topic=TOPIC,
+               config=None):
     """Run the engine offline on pcaps (path or list). Returns EngineRun (rc, summary dict or
-    None, combined stdout/stderr). ports: collector UDP ports ("2055" or "2055,9990")."""
+    None, combined stdout/stderr). ports: collector UDP ports ("2055" or "2055,9990").
+    config: an ini file for -c (the --set options still win)."""
     if isinstance(pcaps, str):
         pcaps = [pcaps]
     tmp = tempfile.mkdtemp(prefix="nmtest-engine-")
     summary_path = os.path.join(tmp, "summary.json")
-    argv = [ENGINE, "--set", "kafka.brokers=" + brokers, "--set", "kafka.format=" + fmt,
-            "--set", "kafka.topic=" + topic]
+    argv = [ENGINE] + (["-c", config] if config else [])
+    argv += ["--set", "kafka.brokers=" + brokers, "--set", "kafka.format=" + fmt,
+             "--set", "kafka.topic=" + topic]
     if ports:
         argv += ["--set", "collector.ports=" + ports]
     for s in sets:
