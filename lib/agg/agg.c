@@ -198,19 +198,22 @@ nm_agg_count(const struct nm_agg_table *t)
 unsigned int
 nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx)
 {
-	struct cds_lfht_iter it;
-	struct agg_entry *e;
-	unsigned int n = 0;
+	unsigned int i, n = t->used;
 
 	/*
-	 * The table has no other reader (see agg.h), so a removed entry can be reused as soon as
-	 * cds_lfht_del() returns: no grace period is needed before the pool is handed out again.
+	 * Walk the pool, not the hash table: the entries in use are exactly pool[0, used). A walk
+	 * of the cds_lfht visits every bucket node in split order (bit-reversed, a cache miss each)
+	 * and costs ~300 ms for a 262144-flow table however few entries it holds; this costs the
+	 * entries. The table has no other reader (see agg.h), so a removed entry can be reused as
+	 * soon as cds_lfht_del() returns: no grace period is needed before the pool is handed out
+	 * again.
 	 */
-	cds_lfht_for_each_entry(t->ht, &it, e, node) {
+	for (i = 0; i < n; i++) {
+		struct agg_entry *e = &t->pool[i];
+
 		if (visit != NULL)
 			visit(&e->rec, e->flows, ctx);
-		cds_lfht_del(t->ht, &e->node);
-		n++;
+		(void)cds_lfht_del(t->ht, &e->node);
 	}
 	t->used = 0;
 	return n;
