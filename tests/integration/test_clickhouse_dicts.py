@@ -19,16 +19,18 @@ dictionaries from netmeta.ini, the schema against NetMeta's.
    - the protobuf variant's DDL as far as 18.16 goes: the Kafka table exactly as written, and
      the three objects with IPv6 -> FixedString(16) and without TTL (checked on its own) in a
      scratch database, one row pushed through its view;
-   - the engine (kafka.format=json) on two captures, one engine run each: NetFlow v9 from
-     softflowd sampled 1:10 (options data), NetFlow v5 from a router with interface indexes;
+   - the engine (-c the same ini, kafka.format=json) on two captures, one engine run each:
+     NetFlow v9 from softflowd sampled 1:10 (options data, the ini says 1:10 too), NetFlow v5
+     from a router with interface indexes that announces no rate (the ini overrides: 1:3);
+   - every row's SamplingRate is its exporter's rate and equals the Exporters dictionary's;
    - flows_raw count() == rows the engines reported (no duplicates, no losses), also after a
      settle time; sum(Packets)/sum(Bytes) == TRUTH.tsv;
    - the three queries of README.md's "Your ClickHouse" section, extracted from README.md and
      run as written, give exactly the values computed from tshark's decode of the captures
      (every record's packets and octets times its exporter's sampling interval, per second, per
      source address, per input interface with the ini's names); scaled totals == TRUTH.tsv
-     times the sampling interval (softflowd 1:10: 2450 packets, 2669550 bytes, as
-     ../shared/corpora/generated/RECIPES.md says);
+     times the rate (softflowd 1:10: 2450 packets, 2669550 bytes, as
+     ../shared/corpora/generated/RECIPES.md says; the v5 router x 3);
    - retention on 18.16: `clickhouse.sh prune DIR DAYS` with DAYS = days since the newest
      capture's date drops exactly the older capture's daily partition.
 """
@@ -51,10 +53,12 @@ WAIT_S = 90        # at most this long for flows_raw to hold what was produced
 SETTLE_S = 16      # then this long more (> 2 x 7.5 s Kafka engine flush) to catch late duplicates
 DICTS_PY = os.path.join(nmtest.SOURCE, "scripts", "clickhouse-dicts.py")
 
-# (capture under CORPORA, UDP port, exporter section name, sampling rate ClickHouse must show)
+# (capture under CORPORA, UDP port, exporter section name, sampling_rate in the ini or None)
+# softflowd announces 1:10 (options data) and the ini says the same; the v5 router announces
+# nothing (1:1) and the ini overrides it with 1:3, which the engine applies.
 CAPTURES = [
-    ("generated/softflowd-v9-sampled10.pcap", 2055, "softflowd"),
-    ("public/akvorado/netflow/nfv5.pcap", 9990, "akvorado-mx"),
+    ("generated/softflowd-v9-sampled10.pcap", 2055, "softflowd", 10),
+    ("public/akvorado/netflow/nfv5.pcap", 9990, "akvorado-mx", 3),
 ]
 IPV6_EXPORTER = ("core6", "2001:db8:0:1::1", {5: "et-0/0/5 backbone", 6: "et-0/0/6 backbone"})
 
@@ -514,7 +518,7 @@ def main():
 
         truth = {t["file"]: t for t in nmtest.truth_rows()}
         caps = []   # dicts: file, path, port, section, records, exporter, rate, truth
-        for f, port, section in CAPTURES:
+        for f, port, section, override in CAPTURES:
             if f not in truth:
                 raise Fail("%s is not in TRUTH.tsv" % f)
             path = os.path.join(nmtest.CORPORA, f)
@@ -525,9 +529,10 @@ def main():
                 raise Fail("%s: tshark here decodes %d records %d packets %d bytes, TRUTH.tsv %d/%d/%d"
                            % (f, len(recs), pk, by, t["records"], t["packets"], t["bytes"]))
             caps.append({"file": f, "path": path, "port": port, "section": section, "records": recs,
-                         "exporter": exp, "device": addr_text(exp), "rate": rate, "truth": t})
-            print("%s: exporter %s, %d records, %d packets, %d bytes, sampling 1:%d, ifIndexes %s" % (
-                f, exp, len(recs), pk, by, rate,
+                         "exporter": exp, "device": addr_text(exp), "rate": override or rate,
+                         "override": override, "truth": t})
+            print("%s: exporter %s, %d records, %d packets, %d bytes, announces 1:%d, ini 1:%s, "
+                  "ifIndexes %s" % (f, exp, len(recs), pk, by, rate, override,
                 sorted(set(r["inif"] for r in recs) | set(r["outif"] for r in recs))), flush=True)
 
         # The test ini: every ifIndex of each capture named, plus an IPv6 exporter without traffic.
@@ -538,7 +543,7 @@ def main():
             for i in sorted(set(r["inif"] for r in c["records"]) | set(r["outif"] for r in c["records"])):
                 ifs[i] = "%s port %d" % (c["section"], i) if i else "%s local" % c["section"]
                 ifnames[(c["device"], i)] = ifs[i]
-            exporters.append((c["section"], c["exporter"], c["rate"] if c["rate"] > 1 else None,
+            exporters.append((c["section"], c["exporter"], c["override"],
                               "%s; from %s" % (c["section"], os.path.basename(c["file"])), ifs))
         exporters.append((IPV6_EXPORTER[0], IPV6_EXPORTER[1], 2000, "IPv6 exporter # no traffic",
                           IPV6_EXPORTER[2]))
@@ -624,7 +629,7 @@ def main():
         rows = 0
         for c in caps:
             run = nmtest.run_engine(c["path"], broker.bootstrap, fmt="json", ports=str(c["port"]),
-                                    topic=TOPIC)
+                                    topic=TOPIC, config=ini)
             s = run.summary or {}
             print("engine on %s: exit %d, records %s, rows %s, acked %s, lost %s (%.1f s)" % (
                 c["file"], run.rc, s.get("records"), s.get("rows"), s.get("kafka_records_acked"),
@@ -641,6 +646,7 @@ def main():
                 problems.append("%s: rows %r acked %r lost %r" % (
                     c["file"], s.get("rows"), s.get("kafka_records_acked"), s.get("lost_records")))
             rows += s.get("rows", 0)
+            c["rows"] = s.get("rows", 0)
 
         want_pk = sum(c["truth"]["packets"] for c in caps)
         want_by = sum(c["truth"]["bytes"] for c in caps)
@@ -666,6 +672,18 @@ def main():
         if got[1:] != (want_pk, want_by):
             problems.append("flows_raw sum(Packets) %d sum(Bytes) %d != TRUTH %d / %d" % (
                 got[1], got[2], want_pk, want_by))
+
+        # Every row carries its exporter's rate as the ini (and so the Exporters dictionary) says
+        rates = ch.query("SELECT dictGetString('Exporters', 'Name', tuple(IPv6NumToString(SamplerAddress))), "
+                         "SamplingRate, dictGetUInt64('Exporters', 'SamplingRate', "
+                         "tuple(IPv6NumToString(SamplerAddress))), count() FROM flows_raw "
+                         "GROUP BY SamplerAddress, SamplingRate ORDER BY 1, 2")
+        want_rates = sorted([c["section"], str(c["rate"]), str(c["override"]), str(c["rows"])]
+                            for c in caps)
+        if rates != want_rates:
+            problems.append("SamplingRate per exporter (name, rows' rate, Exporters.SamplingRate, "
+                            "rows): %r, want %r" % (rates, want_rates))
+        print("SamplingRate per exporter (rows' rate, dictionary's, rows): %r" % rates, flush=True)
 
         # Expected query results from tshark's records
         per_sec = collections.defaultdict(lambda: [0, 0])
