@@ -152,11 +152,12 @@ class Veth:
             _sh("ip", "link", "set", self.a, "mtu", "9000")
             _sh("ip", "link", "set", self.b, "mtu", "9000")
             _sh("ip", "link", "set", self.a, "netns", self.ns)
-            for dev in (self.b,):
-                subprocess.run(["sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=1" % dev])
-                _sh("ip", "link", "set", dev, "up")
+            # No IPv6 on the veth: its neighbour/router solicitations would be noise.
+            with open("/proc/sys/net/ipv6/conf/%s/disable_ipv6" % self.b, "w") as f:
+                f.write("1")
+            _sh("ip", "link", "set", self.b, "up")
             nsx = ["ip", "netns", "exec", self.ns]
-            _sh(*nsx, "sysctl", "-qw", "net.ipv6.conf.%s.disable_ipv6=1" % self.a)
+            _sh(*nsx, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/%s/disable_ipv6" % self.a)
             _sh(*nsx, "ip", "addr", "add", EXPORTER_NET + "1/24", "dev", self.a)
             for i in range(n_exporters):
                 _sh(*nsx, "ip", "addr", "add", "%s%d/32" % (EXPORTER_NET, 10 + i), "dev", self.a)
