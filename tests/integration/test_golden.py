@@ -41,6 +41,16 @@ rules say: sFlow from the flow sample; NetFlow v5 from the header (0 = none: the
 v9/IPFIX from the record itself (IE 34/50, or 305/306), else from the options records seen
 before it for the same exporter, domain and sampler id, else the default 1.
 
+Two end-to-end checks of the per-exporter code follow the captures:
+  - override: softflowd-v9 again with --set exporter.lo.address=127.0.0.1 and
+    exporter.lo.sampling_rate=7: every row carries SamplingRate 7 (the exporter's options data say
+    1), packets and bytes as TRUTH;
+  - telemetry: a live engine on two looping pcap ports (sFlow with counter samples, NetFlow v9)
+    with an [exporter.loopback] section; /netmeta/exporters must list both exporters (protocol,
+    version, datagrams, records, templates, rates and their source, the configured name, no
+    loss) and /netmeta/interfaces the sFlow agent's generic interface counters with the
+    configured interface name.
+
 When the corpus is absent the test says so and exits 77 (skipped).
 """
 import collections
@@ -610,6 +620,124 @@ def check_case(truth, fmt, run, payloads, tsh):
     return [got, "diff" if d else "=truth", fields, "ok" if not problems else "FAIL"], problems
 
 
+# --------------------------------------------------------------------------------------------
+# Per-exporter configuration and telemetry, end to end
+
+OVERRIDE_CASE = "generated/softflowd-v9.pcap"
+OVERRIDE_RATE = 7
+
+
+def check_override(broker, truth):
+    """[exporter.NAME] sampling_rate replaces what the exporter announces (softflowd-v9's
+    options data say 1): every row carries the configured rate, totals unchanged."""
+    topic = "golden-override"
+    run = nmtest.run_engine(truth["path"], broker.bootstrap, ports=truth["udp_ports"],
+                            topic=topic, sets=["engine.stats_interval_ms=0",
+                                               "exporter.lo.address=127.0.0.1",
+                                               "exporter.lo.sampling_rate=%d" % OVERRIDE_RATE])
+    problems = []
+    if run.rc != 0 or run.summary is None:
+        return ["engine exit status %d: %s" % (run.rc, run.tail(10))]
+    rows = []
+    for p in nmtest.kcat_consume(broker.bootstrap, topic):
+        rows += nmtest.decode_delimited(p)
+    rates = collections.Counter(m["SamplingRate"] for m in rows)
+    if set(rates) != {OVERRIDE_RATE}:
+        problems.append("override: SamplingRate values %r, expected only %d" % (dict(rates),
+                                                                              OVERRIDE_RATE))
+    pk, by = sum(m["Packets"] for m in rows), sum(m["Bytes"] for m in rows)
+    if (pk, by) != (truth["packets"], truth["bytes"]):
+        problems.append("override: packets/bytes %d/%d, TRUTH %d/%d" % (pk, by, truth["packets"],
+                                                                        truth["bytes"]))
+    print("override: %d rows, SamplingRate %r" % (len(rows), dict(rates)), flush=True)
+    return problems
+
+
+def telemetry_query(prefix, cmd, timeout=10):
+    import socket
+    path = "/var/run/dpdk/%s/dpdk_telemetry.v2" % prefix
+    deadline = time.time() + timeout
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.settimeout(5)
+            s.connect(path)
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+    s.recv(16384)
+    s.send(cmd.encode())
+    data = s.recv(1 << 20)
+    s.close()
+    return json.loads(data.decode())[cmd.split(",")[0]]
+
+
+def check_telemetry():
+    """Live engine on two looping pcap ports (net_pcap infinite_rx): sFlow with counter samples
+    and NetFlow v9, one exporter configured. /netmeta/exporters lists both exporters with their
+    protocol, counts, rates and the configured name; /netmeta/interfaces shows the sFlow agent's
+    generic interface counters (RECIPES.md: ifType 6, 100 Mbit/s) with the configured name."""
+    import tempfile
+    sfl = os.path.join(nmtest.CORPORA, "generated/pmacctd-sfprobe-sflow5.pcap")
+    nf9 = os.path.join(nmtest.CORPORA, "generated/softflowd-v9.pcap")
+    tmp = tempfile.mkdtemp(prefix="nmtest-golden-tel-")
+    ini = os.path.join(tmp, "tel.ini")
+    with open(ini, "w") as f:
+        f.write("[collector]\nports = 2055,6343\n[engine]\nstats_interval_ms = 0\n"
+                "[kafka]\nbrokers = embedded\n"
+                "[port.p0]\ndevice = net_pcap0,rx_pcap=%s,infinite_rx=1\n"
+                "[port.p1]\ndevice = net_pcap1,rx_pcap=%s,infinite_rx=1\n"
+                "[exporter.loopback]\naddress = 127.0.0.1\ndescription = corpus exporters\n"
+                "interface.1073741823 = lo-sampled\n" % (sfl, nf9))
+    prefix = "nmgolden%d" % os.getpid()
+    argv = [nmtest.ENGINE, "-c", ini, "--duration", "6", "--", "--no-huge", "-m", "512",
+            "--file-prefix=" + prefix]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    problems = []
+    try:
+        time.sleep(2)
+        exp = telemetry_query(prefix, "/netmeta/exporters")
+        ifs = telemetry_query(prefix, "/netmeta/interfaces,127.0.0.1")
+    finally:
+        nmtest.kill_group(proc, timeout=30)
+        out = proc.communicate()[0].decode(errors="replace")
+    print("telemetry /netmeta/exporters:", json.dumps(exp, indent=1)[:2500], flush=True)
+    sf = exp.get("127_0_0_1/0/sflow")
+    v9 = exp.get("127_0_0_1/0/nf9")
+    if exp.get("exporters") != 2 or sf is None or v9 is None:
+        problems.append("telemetry: expected the sFlow agent and the v9 exporter, got %r"
+                        % sorted(exp))
+    else:
+        for e, proto, ver in ((sf, "sflow", 5), (v9, "nf9", 9)):
+            if e["protocol"] != proto or e["version"] != ver or e["datagrams"] <= 0 or \
+                    e["records"] <= 0 or e.get("name") != "loopback":
+                problems.append("telemetry: %s entry %r" % (proto, e))
+            if e["bad_datagrams"] or e["seq_lost"]:
+                problems.append("telemetry: %s reports bad datagrams or losses: %r" % (proto, e))
+        if sf["sampling_rates"] != "1" or sf["sampling_source"] != "exporter":
+            problems.append("telemetry: sFlow rates %r from %r" % (sf["sampling_rates"],
+                                                                  sf["sampling_source"]))
+        if v9["templates"] <= 0:
+            problems.append("telemetry: v9 exporter shows no templates")
+        # the files loop: every replay starts the sequence over (a restart), never a loss
+        if sf["seq_resets"] < 1:
+            problems.append("telemetry: sFlow replay shows no sequence restart: %r" % sf)
+    ent = ifs.get("127_0_0_1/1073741823")
+    if ifs.get("interfaces") != 1 or ent is None:
+        problems.append("telemetry: interfaces %r" % ifs)
+    elif ent["if_type"] != 6 or ent["if_speed"] != 100000000 or ent["in_octets"] <= 0 or \
+            ent.get("name") != "lo-sampled" or ent["counter_samples"] < 2:
+        problems.append("telemetry: interface entry %r" % ent)
+    if proc.returncode not in (0,):
+        problems.append("telemetry run: exit status %r\n%s" % (proc.returncode, out[-2000:]))
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    return problems
+
+
 def main():
     nmtest.exit_on_signals()
     nmtest.require_corpora()
@@ -669,6 +797,20 @@ def main():
                 if run is not None:
                     print("    engine: %s\n    --- engine output (tail) ---\n%s"
                           % (" ".join(run.argv), run.tail(15)))
+        if not only:
+            for name, fn in (("override", lambda: check_override(
+                    broker, next(r for r in rows if r["file"] == OVERRIDE_CASE))),
+                             ("telemetry", check_telemetry)):
+                try:
+                    problems = fn()
+                except Exception:  # noqa: BLE001
+                    problems = [traceback.format_exc()]
+                results.append([name, "-", "-", "-", "-", "FAIL" if problems else "ok"])
+                if problems:
+                    failed.append(name)
+                    print("FAIL %s:" % name)
+                    for p in problems:
+                        print("    " + p)
     bg.shutdown()
 
     hdr = ["file", "fmt", "engine recs/pkts/bytes", "vs tshark", "fields t/e", "result"]
