@@ -12,6 +12,7 @@
 #include <rte_mbuf_dyn.h>
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
+#include <rte_vect.h>
 
 #define _LGPL_SOURCE
 #include <urcu-qsbr.h>
@@ -112,6 +113,32 @@ xorshift64(uint64_t *s)
 }
 
 /*
+ * nm_rec_batch_slot() for the mirror path: the same, but the record is cleared with 16-byte
+ * stores. memset() of the 232-byte record compiles to `rep stos`, whose start-up cost was ~8%
+ * of the worker's cycles at 1:1 (perf annotate).
+ */
+static inline struct nm_flow_rec *
+mirror_slot(struct nm_rec_batch *b)
+{
+	struct nm_flow_rec *r;
+	__m128i *p, z = _mm_setzero_si128();
+	unsigned int i;
+
+	if (b->n == b->cap) {
+		b->flush(b, b->ctx);
+		b->n = 0;
+	}
+	r = &b->recs[b->n];
+	p = (__m128i *)(void *)r;
+	RTE_BUILD_BUG_ON(sizeof(*r) % 8 != 0);
+	for (i = 0; i < sizeof(*r) / 16; i++)
+		_mm_storeu_si128(p + i, z);
+	if (sizeof(*r) % 16)
+		*(uint64_t *)(void *)((uint8_t *)r + sizeof(*r) - 8) = 0;
+	return r;
+}
+
+/*
  * Port mirror, as NetMeta's portmirror does it: one frame in N becomes a record with the wire
  * length as bytes, 1 packet, SamplingRate N, direction from the rx/tx side of the pair, typed as
  * sFlow from 127.0.0.1 so existing schemas and dashboards take it. Deterministic mode samples the
@@ -137,7 +164,7 @@ handle_mirror(struct nm_worker *w, struct nm_rxq *q, const uint8_t *data, uint32
 	}
 	w->st.mirror_sampled++;
 	q->sampled++;
-	r = nm_rec_batch_slot(&w->batch);
+	r = mirror_slot(&w->batch);
 	if (nm_pkt_parse_eth(data, len, &r->key) < 0)
 		w->st.mirror_parse_errors++;   /* keep the record: its bytes are real traffic */
 	sec = t_ns / 1000000000ULL;

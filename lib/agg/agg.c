@@ -9,13 +9,29 @@
 
 #include "agg.h"
 
+#define RTE_MIN_(a, b) ((a) < (b) ? (a) : (b))
+
 struct agg_entry {
 	struct cds_lfht_node node;
 	uint64_t flows;
 	struct nm_flow_rec rec;
 };
 
+/*
+ * A direct-mapped cache in front of the cds_lfht: the slot of a key's hash remembers the entry
+ * last found or added there. Mirror and export traffic repeat keys within a second, and a hit
+ * costs one compare instead of a bucket walk in split order. Single writer: the table's owner.
+ */
+struct agg_cache_slot {
+	uint64_t hash;
+	struct agg_entry *e;
+};
+
+#define AGG_CACHE_MAX 4096
+
 struct nm_agg_table {
+	struct agg_cache_slot *cache;
+	unsigned int cache_mask;
 	struct cds_lfht *ht;
 	struct agg_entry *pool;
 	unsigned int cap;        /* entries in the pool */
@@ -56,12 +72,25 @@ key_hash(const struct nm_flow_key *k)
 	return h0;
 }
 
+/* Equality of two keys without a libc call or a branch per word (27 words, no padding). */
+static inline int
+key_equal(const struct nm_flow_key *a, const struct nm_flow_key *b)
+{
+	const uint64_t *x = (const uint64_t *)(const void *)a, *y = (const uint64_t *)(const void *)b;
+	uint64_t d = 0;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(*a) / 8; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
 static int
 key_match(struct cds_lfht_node *node, const void *key)
 {
 	const struct agg_entry *e = caa_container_of(node, struct agg_entry, node);
 
-	return memcmp(&e->rec.key, key, sizeof(struct nm_flow_key)) == 0;
+	return key_equal(&e->rec.key, key);
 }
 
 struct nm_agg_table *
@@ -91,8 +120,14 @@ nm_agg_table_create(const struct nm_agg_params *p)
 		errno = ENOMEM;
 		goto fail;
 	}
+	t->cache_mask = (unsigned int)RTE_MIN_(buckets, AGG_CACHE_MAX) - 1;
+	t->cache = calloc(t->cache_mask + 1, sizeof(*t->cache));
+	if (t->cache == NULL)
+		goto fail;
 	return t;
 fail:
+	if (t->ht != NULL)
+		cds_lfht_destroy(t->ht, NULL);
 	free(t->pool);
 	free(t);
 	return NULL;
@@ -107,6 +142,7 @@ nm_agg_table_free(struct nm_agg_table *t)
 		nm_agg_drain(t, NULL, NULL);
 		cds_lfht_destroy(t->ht, NULL);
 	}
+	free(t->cache);
 	free(t->pool);
 	free(t);
 }
@@ -125,12 +161,20 @@ lookup_or_add(struct nm_agg_table *t, const struct nm_flow_key *key, unsigned in
 	struct cds_lfht_node *n;
 	struct agg_entry *e;
 	uint64_t h = key_hash(key);
+	struct agg_cache_slot *cs = &t->cache[h & t->cache_mask];
 
+	if (cs->hash == h && cs->e != NULL && key_equal(&cs->e->rec.key, key)) {
+		*isnew = 0;
+		return cs->e;
+	}
 	cds_lfht_lookup(t->ht, h, key_match, key, &it);
 	n = cds_lfht_iter_get_node(&it);
 	if (n != NULL) {
 		*isnew = 0;
-		return caa_container_of(n, struct agg_entry, node);
+		e = caa_container_of(n, struct agg_entry, node);
+		cs->hash = h;
+		cs->e = e;
+		return e;
 	}
 	if (t->used >= limit)
 		return NULL;
@@ -142,6 +186,8 @@ lookup_or_add(struct nm_agg_table *t, const struct nm_flow_key *key, unsigned in
 	e->flows = 0;
 	/* Single writer: nobody can have added the key since the lookup. */
 	cds_lfht_add(t->ht, h, &e->node);
+	cs->hash = h;
+	cs->e = e;
 	*isnew = 1;
 	return e;
 }
@@ -216,6 +262,7 @@ nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx)
 		(void)cds_lfht_del(t->ht, &e->node);
 	}
 	t->used = 0;
+	memset(t->cache, 0, (t->cache_mask + 1) * sizeof(*t->cache));
 	return n;
 }
 
