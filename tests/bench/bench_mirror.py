@@ -3,13 +3,16 @@
 
     bench_mirror.py [--runs N] [--seconds S] [--rates 1,1000] [--smoke]
 
-Input: net_pcap with infinite_rx (the PMD replays the file from memory), role mirror-rx, full
-parsing and per-second aggregation, rows to an embedded Kafka broker. Three inputs: 64-byte frames
-(1024 distinct UDP flows, generated here), a generated IMIX (64/594/1518 bytes, 7:4:1) and a copy
-of the corpus' mixed.pcap (real traffic) without its frames above 1518 bytes (291 GRO-merged ones, up to 37506 bytes):
-infinite_rx keeps every frame in one 2048-byte mbuf and refuses longer ones.
-Prints one line per (input, rate) with the median of the runs; --smoke does one short run and only
-checks that the figures are there (suite bench-smoke).
+Input: net_pcap with infinite_rx (the PMD replays the file from memory, copying each frame into
+a fresh mbuf), role mirror-rx, full parsing and per-second aggregation, rows to an embedded Kafka
+broker. Three inputs: 64-byte frames (1024 distinct UDP flows, generated here), a generated IMIX
+(64/594/1518 bytes, 7:4:1) and a copy of the corpus' mixed.pcap (real traffic) without its frames
+above 1518 bytes (291 GRO-merged ones, up to 37506 bytes): infinite_rx keeps every frame in one
+2048-byte mbuf and refuses longer ones.
+rx_seconds (the denominator) runs from the workers' launch to the stop of RX, so EAL/port set-up
+and the final flush and Kafka drain are outside it; each run checks that every sampled frame
+became a record that was aggregated. Prints one line per (input, rate) with the median of the
+runs; --smoke does one short run and only checks that the figures are there (suite bench-smoke).
 """
 import argparse
 import json
@@ -144,6 +147,7 @@ def main():
             inputs.append(("mixed.pcap frames <= 1518 B", cut))
         else:
             print("corpus absent at %s: mixed.pcap input skipped (IMIX still runs)" % CORPORA)
+        print("load average before: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
         print("%-32s %8s %12s %12s %s" % ("input", "rate", "median Mpps", "min..max", "runs"))
         for name, path in inputs:
             for rate in [int(x) for x in a.rates.split(",")]:
@@ -152,10 +156,15 @@ def main():
                     pps, s = run_once(path, rate, a.seconds, "bench%d_%d_%d" % (os.getpid(), rate, r))
                     assert s["lost_records"] == 0, s
                     assert s["mirror_sampled"] > 0, s
+                    # every sampled frame was parsed into a record and aggregated: it merged
+                    # into an entry, made one (a row) or folded into an overflow entry
+                    assert s["records"] == s["mirror_sampled"] == s["records_packets"], s
+                    assert s["rows"] + s["agg_merged"] + s["agg_folded"] >= s["records"], s
                     figs.append(pps / 1e6)
                 print("%-32s %8s %12.2f %5.2f..%-5.2f %d x %.0fs" % (
                     name, "1:%d" % rate, statistics.median(figs), min(figs), max(figs), a.runs, a.seconds))
                 sys.stdout.flush()
+        print("load average after: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
 
 
 if __name__ == "__main__":
