@@ -109,9 +109,15 @@ nm_agg_table_create(const struct nm_agg_params *p)
 	/* A small share of the pool is kept for overflow keys so that folding never fails. */
 	t->reserve = p->max_flows / 64 + 16;
 	t->cap = p->max_flows + t->reserve;
+	/*
+	 * Touch every page of the pool now: calloc() of a large block maps zero pages lazily, and the
+	 * RX lcore would take a page fault on the first entry of each page during its first busy
+	 * seconds (clear_page in perf). Memory is committed at start-up, as the config sized it.
+	 */
 	t->pool = calloc(t->cap, sizeof(*t->pool));
 	if (t->pool == NULL)
 		goto fail;
+	memset(t->pool, 0, (size_t)t->cap * sizeof(*t->pool));
 	/* Buckets: next power of two >= cap, so chains stay short at the limit. Never resized. */
 	while (buckets < t->cap)
 		buckets <<= 1;
