@@ -38,7 +38,7 @@ struct nm_rxq {
 	enum nm_link link;        /* what the frames start with (pcap files may be Linux cooked) */
 	uint64_t expect_pkts;     /* offline: frames in the pcap file (0: unknown) */
 	uint64_t rx_pkts;         /* frames received on this queue */
-	uint64_t mirror_count;    /* deterministic 1:N sampling counter of this queue */
+	uint32_t mirror_skip;     /* deterministic 1:N: frames to pass over before the next sample */
 	uint64_t sampled;         /* mirror frames of this queue that became records */
 	uint32_t if_index;        /* InIf/OutIf of mirror records: the DPDK port id + 1 */
 };

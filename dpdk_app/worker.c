@@ -141,29 +141,16 @@ mirror_slot(struct nm_rec_batch *b)
 /*
  * Port mirror, as NetMeta's portmirror does it: one frame in N becomes a record with the wire
  * length as bytes, 1 packet, SamplingRate N, direction from the rx/tx side of the pair, typed as
- * sFlow from 127.0.0.1 so existing schemas and dashboards take it. Deterministic mode samples the
- * 1st, (N+1)th, ... frame of each queue.
+ * sFlow from 127.0.0.1 so existing schemas and dashboards take it.
  */
 static void
-handle_mirror(struct nm_worker *w, struct nm_rxq *q, const uint8_t *data, uint32_t len,
+mirror_record(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, uint32_t len,
 	      uint32_t wire_len, uint64_t t_ns)
 {
 	static const uint8_t localhost[4] = {127, 0, 0, 1};
-	const struct nm_config *cfg = &w->app->cfg;
 	struct nm_flow_rec *r;
 	uint64_t sec;
 
-	w->st.mirror_frames++;
-	if (cfg->mirror_sample_rate > 1) {
-		if (cfg->mirror_random) {
-			if (xorshift64(&w->rng) % cfg->mirror_sample_rate != 0)
-				return;
-		} else if (q->mirror_count++ % cfg->mirror_sample_rate != 0) {
-			return;
-		}
-	}
-	w->st.mirror_sampled++;
-	q->sampled++;
 	r = mirror_slot(&w->batch);
 	if (nm_pkt_parse_eth(data, len, &r->key) < 0)
 		w->st.mirror_parse_errors++;   /* keep the record: its bytes are real traffic */
@@ -173,7 +160,7 @@ handle_mirror(struct nm_worker *w, struct nm_rxq *q, const uint8_t *data, uint32
 	r->key.time_received = sec;
 	r->key.time_flow_start = sec;
 	r->key.time_flow_end = sec;
-	r->key.sampling_rate = cfg->mirror_sample_rate;
+	r->key.sampling_rate = w->app->cfg.mirror_sample_rate;
 	if (q->role == NM_ROLE_MIRROR_TX) {
 		r->key.flow_direction = 1;
 		r->key.out_if = q->if_index;
@@ -185,6 +172,59 @@ handle_mirror(struct nm_worker *w, struct nm_rxq *q, const uint8_t *data, uint32
 	nm_rec_batch_commit(&w->batch);
 }
 
+/*
+ * A burst from a mirror queue: decide which frames are sampled first, without touching their
+ * data (no division per frame: deterministic mode counts down, random mode scales a 32-bit
+ * random number), then prefetch and parse only those. Deterministic mode samples the 1st,
+ * (N+1)th, ... frame of each queue.
+ */
+static void
+mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint16_t n,
+	     uint64_t live_ns)
+{
+	const struct nm_config *cfg = &w->app->cfg;
+	uint32_t rate = cfg->mirror_sample_rate;
+	uint16_t idx[NM_BURST], k = 0, i;
+
+	w->st.mirror_frames += n;
+	if (rate <= 1) {
+		for (i = 0; i < n; i++)
+			idx[k++] = i;
+	} else if (cfg->mirror_random) {
+		for (i = 0; i < n; i++)
+			if (((xorshift64(&w->rng) >> 32) * rate) >> 32 == 0)
+				idx[k++] = i;
+	} else {
+		for (i = 0; i < n; i++) {
+			if (q->mirror_skip == 0) {
+				idx[k++] = i;
+				q->mirror_skip = rate - 1;
+			} else {
+				q->mirror_skip--;
+			}
+		}
+	}
+	w->st.mirror_sampled += k;
+	q->sampled += k;
+	for (i = 0; i < k; i++) {
+		struct rte_mbuf *m = pkts[idx[i]];
+		const uint8_t *data;
+
+		if (i + 2 < k)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[idx[i + 2]], void *));
+		if (likely(m->nb_segs == 1)) {
+			data = rte_pktmbuf_mtod(m, const uint8_t *);
+		} else {
+			w->st.multiseg++;
+			data = rte_pktmbuf_read(m, 0, RTE_MIN(m->pkt_len, sizeof(w->linear)),
+						w->linear);
+		}
+		if (data != NULL)
+			mirror_record(w, q, data, RTE_MIN(m->pkt_len, (uint32_t)sizeof(w->linear)),
+				      m->pkt_len, frame_time_ns(w->app, m, live_ns));
+	}
+}
+
 static void
 handle_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint16_t n,
 	     uint64_t live_ns)
@@ -192,33 +232,33 @@ handle_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 	struct nm_app *app = w->app;
 	uint16_t i;
 
-	for (i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
-		const uint8_t *data;
-		uint64_t t_ns;
+	w->st.rx_packets += n;
+	for (i = 0; i < n; i++)
+		w->st.rx_bytes += pkts[i]->pkt_len;
+	if (q->role != NM_ROLE_COLLECTOR) {
+		mirror_burst(w, q, pkts, n, live_ns);
+	} else {
+		for (i = 0; i < n; i++) {
+			struct rte_mbuf *m = pkts[i];
+			const uint8_t *data;
 
-		if (i + 2 < n)
-			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void *));
-		w->st.rx_packets++;
-		w->st.rx_bytes += m->pkt_len;
-		t_ns = frame_time_ns(app, m, live_ns);
-		if (m->nb_segs == 1) {
-			data = rte_pktmbuf_mtod(m, const uint8_t *);
-		} else {
-			w->st.multiseg++;
-			data = rte_pktmbuf_read(m, 0, RTE_MIN(m->pkt_len, sizeof(w->linear)),
-						w->linear);
+			if (i + 2 < n)
+				rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 2], void *));
+			if (m->nb_segs == 1) {
+				data = rte_pktmbuf_mtod(m, const uint8_t *);
+			} else {
+				w->st.multiseg++;
+				data = rte_pktmbuf_read(m, 0, RTE_MIN(m->pkt_len, sizeof(w->linear)),
+							w->linear);
+			}
+			if (data != NULL)
+				handle_collector(w, q, data,
+						 RTE_MIN(m->pkt_len, (uint32_t)sizeof(w->linear)),
+						 frame_time_ns(app, m, live_ns));
 		}
-		if (data != NULL) {
-			uint32_t len = RTE_MIN(m->pkt_len, (uint32_t)sizeof(w->linear));
-
-			if (q->role == NM_ROLE_COLLECTOR)
-				handle_collector(w, q, data, len, t_ns);
-			else
-				handle_mirror(w, q, data, len, m->pkt_len, t_ns);
-		}
-		rte_pktmbuf_free(m);
 	}
+	/* Nothing keeps an mbuf past its burst: give them back to the pool in one go. */
+	rte_pktmbuf_free_bulk(pkts, n);
 	nm_rec_batch_flush(&w->batch);
 }
 
