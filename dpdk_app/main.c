@@ -477,6 +477,14 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 			conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
 			NM_LOG(INFO, "port %s: RSS over %u queues, hash functions 0x%" PRIx64 "\n",
 			       pc->name, pc->rx_queues, conf.rx_adv_conf.rss_conf.rss_hf);
+		} else if (strcmp(info.driver_name, "net_af_xdp") == 0) {
+			/*
+			 * net_af_xdp binds one socket per NIC queue (start_queue, queue_count): the
+			 * kernel driver's own RSS spreads flows over those queues (ethtool -X / -N
+			 * configure it), not the PMD.
+			 */
+			NM_LOG(INFO, "port %s: %u queues spread by the NIC's own RSS (ethtool)\n",
+			       pc->name, pc->rx_queues);
 		} else if (strcmp(info.driver_name, "net_af_packet") == 0) {
 			/*
 			 * net_af_packet spreads its queue pairs with a PACKET_FANOUT_HASH group: the
@@ -1061,9 +1069,10 @@ main(int argc, char **argv)
 		const struct nm_port_cfg *pc = &app->cfg.ports[i];
 
 		if (port_id_of(pc->device, &port_ids[i]) != 0) {
-			fprintf(stderr, "netmeta: [port.%s] device = %s: no such DPDK port (not "
-					"probed; check the device string and that the NIC is bound "
-					"to a DPDK driver)\n", pc->name, pc->device);
+			fprintf(stderr, "netmeta: [port.%s] device = %s: no such DPDK port: EAL did "
+					"not create it (see the driver's messages above; check the "
+					"device string and that the NIC is bound to a DPDK driver)\n",
+				pc->name, pc->device);
 			status = 3;
 			goto out_eal;
 		}
