@@ -6,7 +6,9 @@
  * capture to nm_decode_datagram() in capture order (v9/IPFIX templates are learnt in a warm-up
  * pass, and the template datagrams of later passes are refreshes) with a 64-record batch whose
  * flush only adds up bytes and packets - no aggregation, no encoding. A run repeats passes for a
- * fixed time; the table shows the median, min and max of the runs.
+ * fixed time; the table shows the median, min and max of the runs, and in the last column the
+ * median of as many runs interleaved with them with per-exporter accounting on (lib/exporter:
+ * override lookup, entry lookup and counter updates per datagram).
  *
  *   bench_decode [--smoke] [--runs N] [--seconds S] [CORPORA]
  *
@@ -23,6 +25,7 @@
 #include <urcu-qsbr.h>
 
 #include "decode/decode.h"
+#include "exporter/exporter.h"
 #include "tmpl/tmpl.h"
 
 #ifndef NM_CORPORA
@@ -243,8 +246,8 @@ main(int argc, char **argv)
 	rcu_register_thread();
 	printf("decoders on one core, %u run(s) of %.2f s each, records/s (median [min, max])\n\n",
 	       runs, seconds);
-	printf("%-11s %-44s %6s %9s %14s %12s %12s %8s\n", "decoder", "capture", "dgrams",
-	       "recs/pass", "records/s", "min", "max", "ns/rec");
+	printf("%-11s %-44s %6s %9s %14s %12s %12s %8s %14s\n", "decoder", "capture", "dgrams",
+	       "recs/pass", "records/s", "min", "max", "ns/rec", "+exporters");
 	for (i = 0; i < 2 * N_CAPS; i++) {
 		struct capture *c = &caps[i / 2];
 		int data_only = i % 2;
@@ -255,7 +258,9 @@ main(int argc, char **argv)
 		struct nm_rec_batch b = {.recs = recs, .cap = BATCH, .flush = sink_flush, .ctx = &s};
 		struct nm_dgram_meta meta = {.dst_port = 2055, .time_received = 1700000000};
 		char name[64];
-		double rate[MAX_RUNS];
+		double rate[MAX_RUNS], rate_exp[MAX_RUNS];
+		struct nm_exp_params ep = {0};
+		struct nm_exp_table *exp;
 		uint64_t per_pass;
 		unsigned int nd = 0, k;
 
@@ -282,26 +287,39 @@ main(int argc, char **argv)
 			fprintf(stderr, "bench_decode: %s decoded no record\n", c->file);
 			return 1;
 		}
-		for (r = 0; r < runs; r++) {
+		exp = nm_exp_create(&ep);
+		if (exp == NULL) {
+			perror("nm_exp_create");
+			return 1;
+		}
+		/* Runs alternate without and with per-exporter accounting (lib/exporter). */
+		for (r = 0; r < 2 * runs; r++) {
 			uint64_t n = 0;
 			double t0 = now(), t;
 
+			d.exp = r % 2 ? exp : NULL;
 			do {
 				n += pass(c, &d, &b, &s, &meta, data_only);
 				t = now();
 			} while (t - t0 < seconds);
-			rate[r] = (double)n / (t - t0);
+			if (r % 2)
+				rate_exp[r / 2] = (double)n / (t - t0);
+			else
+				rate[r / 2] = (double)n / (t - t0);
 		}
+		d.exp = NULL;
 		qsort(rate, runs, sizeof(rate[0]), cmp_double);
+		qsort(rate_exp, runs, sizeof(rate_exp[0]), cmp_double);
 		snprintf(name, sizeof(name), "%s%s", c->file + strlen("generated/"),
 			 data_only ? " (data dgrams)" : "");
-		printf("%-11s %-44s %6u %9llu %14.0f %12.0f %12.0f %8.1f\n", c->name, name, nd,
-		       (unsigned long long)per_pass, rate[runs / 2], rate[0], rate[runs - 1],
-		       1e9 / rate[runs / 2]);
+		printf("%-11s %-44s %6u %9llu %14.0f %12.0f %12.0f %8.1f %14.0f\n", c->name, name,
+		       nd, (unsigned long long)per_pass, rate[runs / 2], rate[0], rate[runs - 1],
+		       1e9 / rate[runs / 2], rate_exp[runs / 2]);
 		if (st.nf5.bad + st.nf9.bad + st.ipfix.bad + st.sflow.bad != 0)
 			printf("  (%llu datagrams rejected: the capture is not what it was)\n",
 			       (unsigned long long)(st.nf5.bad + st.nf9.bad + st.ipfix.bad +
 						    st.sflow.bad));
+		nm_exp_free(exp);
 		rcu_thread_offline();
 		nm_tmpl_cache_free(d.tmpl);
 		rcu_thread_online();
