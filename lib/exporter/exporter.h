@@ -131,7 +131,10 @@ struct nm_exp_table;
 /* Create the tables; NULL with errno set. Control thread. */
 struct nm_exp_table *nm_exp_create(const struct nm_exp_params *p);
 
-/* Free them when no RX lcore uses them any more. Control thread. */
+/*
+ * Free them when no RX lcore uses them any more. Control thread, registered as a QSBR reader
+ * and online (the hash tables are emptied with cds_lfht_del() first).
+ */
 void nm_exp_free(struct nm_exp_table *t);
 
 /*
