@@ -13,6 +13,7 @@
 
 #include "decode/decode.h"
 #include "tmpl/tmpl.h"
+#include "fuzz_exp.h"
 
 static void
 discard(struct nm_rec_batch *b, void *ctx)
@@ -45,6 +46,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 	}
 	d.tmpl = cache;
+	d.exp = fuzz_exp();
 	/* Two exporters so keys differ by address too. */
 	meta.exporter[10] = 0xff;
 	meta.exporter[11] = 0xff;

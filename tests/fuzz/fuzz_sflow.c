@@ -8,6 +8,7 @@
 
 #include "decode/decode.h"
 #include "pkt/pkt.h"
+#include "fuzz_exp.h"
 
 static void
 discard(struct nm_rec_batch *b, void *ctx)
@@ -22,6 +23,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct nm_decode_stats st;
+	static int registered;
 	static struct nm_flow_rec recs[4];
 	struct nm_decoder d = {.stats = &st, .default_sampling_rate = 1};
 	struct nm_rec_batch b = {.recs = recs, .cap = 4, .flush = discard};
@@ -30,7 +32,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct nm_flow_key k;
 	int rc;
 
+	if (!registered) {
+		rcu_register_thread();
+		registered = 1;
+	}
+	/* Per-exporter accounting and sFlow interface counters on, as in the engine. */
+	d.exp = fuzz_exp();
 	rc = nm_decode_datagram(&d, data, size, &meta, &b);
+	rcu_quiescent_state();
 	/*
 	 * Every sFlow record is one flow sample, and a sample takes at least 8 bytes: the wire's
 	 * counts never make more records than the bytes allow. (Any protocol may arrive here; only
