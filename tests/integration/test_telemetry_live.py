@@ -33,7 +33,8 @@ def sh(*args, check=True):
 
 
 def nf5_datagram(seq, n):
-    """A NetFlow v5 datagram of n records: record i has dPkts i+1, dOctets 1000*(i+1)."""
+    """A NetFlow v5 datagram of n records: record i has dPkts i+1, dOctets 1000*(i+1). seq is
+    flow_sequence, the count of flows exported before this datagram."""
     now = int(time.time())
     hdr = struct.pack("!HHIIIIBBH", 5, n, 100000, now, 0, seq, 0, 0, 0)
     recs = b""
@@ -90,7 +91,7 @@ def main():
                   "d=sys.stdin.buffer.read();n=int(sys.argv[1]);"
                   "[s.sendto(d[i*%d:(i+1)*%d],('%s',2055)) for i in range(n)]"
                   % (24 + 48 * 5, 24 + 48 * 5, ENGINE_ADDR))
-        dgrams = b"".join(nf5_datagram(seq, 5) for seq in range(20))
+        dgrams = b"".join(nf5_datagram(5 * i, 5) for i in range(20))
         sent_pkts = 20 * sum(i + 1 for i in range(5))
         sent_bytes = 20 * sum(1000 * (i + 1) for i in range(5))
         subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-c", sender, "20"],
@@ -107,6 +108,23 @@ def main():
         assert stats["records"] == 100, stats
         assert stats["records_packets"] == sent_pkts, stats
         assert stats["records_bytes"] == sent_bytes, stats
+        # The exporter as /netmeta/exporters sees it: the tap's kernel address, NetFlow v5, every
+        # datagram and record, the header's rate (0 in these datagrams: the default, and said so),
+        # no sequence loss or restart (flow_sequence advances by 5 a datagram). And the CLI's table form.
+        exps = telemetry("/netmeta/exporters")
+        rows = [v for v in exps.values() if isinstance(v, dict)]
+        print("exporters:", json.dumps(rows))
+        assert len(rows) == 1 and exps["exporters"] == 1, exps
+        e = rows[0]
+        assert e["address"] == KERNEL_ADDR and e["protocol"] == "nf5", e
+        assert e["datagrams"] == 20 and e["records"] == 100 and e["bad_datagrams"] == 0, e
+        assert e["rate_default_records"] == 100, e
+        assert e["lost_datagrams_estimate"] == 0 and e["seq_resets"] == 0, e
+        p = sh(sys.executable, STATS, "--prefix", PREFIX, "/netmeta/exporters", check=False)
+        table = [l.split() for l in p.stdout.splitlines()]
+        head = next(l for l in table if l and l[0] == "address")
+        line = next(l for l in table if l and l[0] == KERNEL_ADDR)
+        assert dict(zip(head, line))["datagrams"] == "20", p.stdout
         eng.send_signal(signal.SIGTERM)
         out, _ = eng.communicate(timeout=120)
         print(out[-3000:])
