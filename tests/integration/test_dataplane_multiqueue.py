@@ -12,7 +12,9 @@ Asserted:
  2. lcore assignment follows port.NAME.lcores: with `1,2` queue 0 is polled by lcore 1 and queue 1
     by lcore 2 and both queues received frames (the hash spread them); with `2` one worker on
     lcore 2 polls both queues;
- 3. a port whose device cannot do what the config asks is refused at start with exit 3 and a
+ 3. 1:10 deterministic on two queues: each queue samples exactly ceil(its frames / 10) (the 1st,
+    11th, ... frame of the queue); Kafka holds that many packets, SamplingRate 10 on every row;
+ 4. a port whose device cannot do what the config asks is refused at start with exit 3 and a
     message naming it: two queues on net_pcap (no RSS), more queues than net_af_packet's qpairs,
     the main lcore or an lcore EAL does not run in `lcores`. (net_af_xdp on the veth: see
     test_afxdp*.py when present.)
@@ -40,16 +42,17 @@ def fail(msg):
 LCORES = "--lcores=0@0,1@1,2@%d" % (1 if os.cpu_count() < 3 else 2)
 
 
-def config(ns, queues, lcores):
-    return ("[mirror]\nsample_rate = 1\n"
+def config(ns, queues, lcores, rate=1):
+    return ("[mirror]\nsample_rate = %d\n" % rate +
             "[port.mq]\ndevice = net_af_packet0,iface=%s,qpairs=%d\nrole = mirror-rx\n"
             "rx_queues = %d\n%s" % (ns.a, queues, queues,
                                       "lcores = %s\n" % lcores if lcores else ""))
 
 
-def live_run(ns, broker, topic, queues, lcores, sent_expect=None):
+def live_run(ns, broker, topic, queues, lcores, rate=1):
     proc, argv, sp, tmp = dptest.start_engine(broker.bootstrap, topic, netns=ns.name,
-                                              config=config(ns, queues, lcores), eal=[LCORES])
+                                              config=config(ns, queues, lcores, rate),
+                                              eal=[LCORES])
     t0 = time.time()
     try:
         n_workers = len(set(lcores.split(","))) if lcores else 2
@@ -138,6 +141,31 @@ def main():
                 fail("%s: %s" % (what, traceback.format_exc()))
         if len(set(totals.values())) > 1:
             fail("totals differ between queue layouts: %r" % totals)
+
+        print("\n== 1:10 deterministic on 2 queues: ceil(frames/10) per queue", flush=True)
+        try:
+            run, sent = live_run(ns, broker, "mq-det10", 2, "1,2", rate=10)
+            rows = broker.rows("mq-det10")
+            s = run.summary
+            if run.rc != 0 or s is None:
+                fail("1:10: exit %s\n%s" % (run.rc, run.tail(20)))
+            else:
+                qs = [q for w in s["workers"] for q in w["queues"]]
+                for q in qs:
+                    exp = -(-q["rx_packets"] // 10)
+                    print("  queue %d: %d frames -> %d sampled (ceil %d)" % (
+                        q["queue"], q["rx_packets"], q["mirror_sampled"], exp))
+                    if q["mirror_sampled"] != exp:
+                        fail("1:10 queue %d: %d sampled of %d frames, expected %d" % (
+                            q["queue"], q["mirror_sampled"], q["rx_packets"], exp))
+                pk = sum(r["Packets"] for r in rows)
+                if sum(q["rx_packets"] for q in qs) != sent[0] or \
+                        pk != sum(q["mirror_sampled"] for q in qs) or \
+                        any(r["SamplingRate"] != 10 for r in rows) or s["lost_records"]:
+                    fail("1:10: sent %d, queues %r, Kafka packets %d, lost %d" % (
+                        sent[0], qs, pk, s["lost_records"]))
+        except Exception:  # noqa: BLE001
+            fail("1:10: %s" % traceback.format_exc())
 
         print("\n== refused at start", flush=True)
         pcap = dptest.MIXED
