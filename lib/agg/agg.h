@@ -7,7 +7,8 @@
  * plus the second), adding bytes, packets and a count of merged records.
  *
  * A table is a liburcu cds_lfht sized at creation (no resizing) with its entries taken from a
- * pool preallocated at creation, so nm_agg_add() never allocates. One table belongs to one RX
+ * pool preallocated (and faulted in) at creation, so nm_agg_add() never allocates nor faults. A
+ * small direct-mapped cache of recently used entries sits in front of the cds_lfht. One table belongs to one RX
  * lcore while it fills; the lcore then hands it to the flusher (through a queue that orders
  * memory), which drains and resets it and hands it back.
  *
@@ -58,8 +59,8 @@ unsigned int nm_agg_count(const struct nm_agg_table *t);
 typedef void (*nm_agg_visit_fn)(const struct nm_flow_rec *rec, uint64_t flows, void *ctx);
 
 /*
- * Visit every entry, then empty the table so it can be filled again. Returns the number of
- * entries visited.
+ * Visit every entry (in the order they were created), then empty the table so it can be filled
+ * again. Costs the entries in use, not the table's size. Returns the number of entries visited.
  */
 unsigned int nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx);
 
