@@ -989,11 +989,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "netmeta: %s\n", err);
 		return 2;
 	}
-	for (i = 0; i < o.n_sets; i++) {
-		if (nm_config_set(&app->cfg, o.sets[i], err, sizeof(err)) != 0) {
-			fprintf(stderr, "netmeta: %s\n", err);
-			return 2;
-		}
+	if (nm_config_set_all(&app->cfg, o.sets, o.n_sets, err, sizeof(err)) != 0) {
+		fprintf(stderr, "netmeta: %s\n", err);
+		return 2;
 	}
 	if (o.n_pcaps + o.n_mirror_pcaps > 0) {
 		nm_config_clear_ports(&app->cfg);

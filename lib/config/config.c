@@ -592,8 +592,8 @@ nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen)
 	return ret;
 }
 
-int
-nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t errlen)
+static int
+apply_set(struct nm_config *c, const char *assignment, char *err, size_t errlen)
 {
 	char buf[NM_CFG_STR * 2], *eq, *dot, *section, *key, *value;
 
@@ -634,5 +634,39 @@ nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t err
 	}
 	if (set_any(c, section, key, value, "--set", err, errlen) != 0)
 		return -EINVAL;
+	return 0;
+}
+
+/* What the checks across keys name as the source once --set has changed something. */
+static void
+source_with_set(struct nm_config *c)
+{
+	size_t n = strlen(c->source);
+
+	if (n < 6 || strcmp(c->source + n - 6, " --set") != 0)
+		snprintf(c->source + n, sizeof(c->source) - n, "%s", " + --set");
+}
+
+int
+nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t errlen)
+{
+	if (apply_set(c, assignment, err, errlen) != 0)
+		return -EINVAL;
+	source_with_set(c);
+	return validate(c, err, errlen);
+}
+
+int
+nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned int n,
+		  char *err, size_t errlen)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (apply_set(c, assignments[i], err, errlen) != 0)
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	source_with_set(c);
 	return validate(c, err, errlen);
 }

@@ -115,6 +115,14 @@ int nm_config_load(struct nm_config *c, const char *path, char *err, size_t errl
 /* Apply one "section.key=value" override (the --set option), same checks and errors as a file. */
 int nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t errlen);
 
+/*
+ * Apply n overrides in order, then check the keys that depend on each other once (so the order
+ * of --set options never matters: format=json then batch_bytes=4096 works either way round).
+ * Errors of those checks name the source as "<file> + --set".
+ */
+int nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned int n,
+		      char *err, size_t errlen);
+
 /* Drop the ports of the config (--pcap/--mirror-pcap replace them). */
 void nm_config_clear_ports(struct nm_config *c);
 

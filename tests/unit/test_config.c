@@ -170,6 +170,37 @@ test_kafka_limits(void **state)
 	assert_non_null(strstr(err, "batch_bytes = 1024"));
 }
 
+/* The engine applies all --set options first and checks once: their order does not matter. */
+static void
+test_set_all_order(void **state)
+{
+	const char *json_first[] = {"kafka.format=json", "kafka.batch_bytes=4096"};
+	const char *bytes_first[] = {"kafka.batch_bytes=4096", "kafka.format=json"};
+	const char *too_small[] = {"kafka.format=json", "kafka.batch_bytes=2047"};
+	struct nm_config c;
+	char err[512] = "";
+	const char *p;
+
+	(void)state;
+	p = write_tmp("[kafka]\nbatch_bytes = 1024\n");
+	nm_config_defaults(&c);
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set_all(&c, json_first, 2, err, sizeof(err)), 0);
+	assert_int_equal(c.kafka_batch_bytes, 4096);
+	nm_config_defaults(&c);
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set_all(&c, bytes_first, 2, err, sizeof(err)), 0);
+	nm_config_defaults(&c);
+	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set_all(&c, too_small, 2, err, sizeof(err)), -22);
+	/* The error names the file and --set, the key, the value and the limit. */
+	assert_non_null(strstr(err, p));
+	assert_non_null(strstr(err, "+ --set"));
+	assert_non_null(strstr(err, "[kafka] batch_bytes = 2047"));
+	assert_non_null(strstr(err, "at least 2048"));
+	unlink(p);
+}
+
 int
 main(void)
 {
@@ -179,6 +210,7 @@ main(void)
 		cmocka_unit_test(test_errors_name_everything),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_kafka_limits),
+		cmocka_unit_test(test_set_all_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
