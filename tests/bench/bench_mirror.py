@@ -17,6 +17,7 @@ runs; --smoke does one short run and only checks that the figures are there (sui
 import argparse
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -115,6 +116,8 @@ def run_once(pcap, rate, seconds, prefix):
             sys.stdout.write(p.stdout)
             raise SystemExit("engine exited %d" % p.returncode)
         s = json.load(open(summ))
+        # EAL leaves its runtime directory (telemetry socket) behind; it is this run's alone
+        shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
         return s["mirror_frames"] / s["rx_seconds"], s
 
 

@@ -199,6 +199,10 @@ def finish_engine(proc, argv, summary_path, tmp, timeout=180, t0=None):
         with open(summary_path) as f:
             summary = json.load(f)
     shutil.rmtree(tmp, ignore_errors=True)
+    # EAL leaves its runtime directory behind (even --in-memory): this run's alone
+    for a in argv:
+        if a.startswith("--file-prefix="):
+            shutil.rmtree(os.path.join("/var/run/dpdk", a.split("=", 1)[1]), ignore_errors=True)
     return Run(proc.returncode, summary, output, argv, time.time() - (t0 or time.time()))
 
 
