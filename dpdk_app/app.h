@@ -74,6 +74,7 @@ struct nm_worker {
 	struct nm_agg_table *tables[NM_TABLES_PER_WORKER];
 	struct nm_agg_table *cur;          /* table being filled */
 	uint64_t cur_sec;                  /* second the current table holds (0: none yet) */
+	uint64_t handed_sec;               /* latest second in a table handed to the flusher */
 	struct rte_ring *full;             /* worker -> flusher: tables to drain */
 	struct rte_ring *free;             /* flusher -> worker: drained tables */
 

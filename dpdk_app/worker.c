@@ -35,6 +35,7 @@ rotate(struct nm_worker *w)
 	/* The ring has room for every table this worker owns, so this cannot fail. */
 	(void)rte_ring_enqueue(w->full, w->cur);
 	w->cur = t;
+	w->handed_sec = w->cur_sec;
 	w->st.rotations++;
 }
 
@@ -50,8 +51,12 @@ batch_flush(struct nm_rec_batch *b, void *ctx)
 		if (r->key.time_received > w->cur_sec) {
 			rotate(w);
 			w->cur_sec = r->key.time_received;
-		} else if (r->key.time_received < w->cur_sec) {
-			/* Late: that second may be gone already; count it in the current one. */
+		} else if (r->key.time_received <= w->handed_sec) {
+			/*
+			 * Late: the table of that second went to the flusher already. Count it in the
+			 * current second; its TimeFlowStart/End keep the original time. (An older
+			 * second whose rotation was deferred is still in this table: it stays.)
+			 */
 			r->key.time_received = w->cur_sec;
 			w->st.late_records++;
 		}
