@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <limits.h>
 
 #include <pcap/pcap.h>
 
@@ -962,13 +964,38 @@ wall_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/*
+ * EAL leaves its runtime directory (/var/run/dpdk/<file-prefix>: config, memseg arrays,
+ * telemetry socket) behind when the primary process exits. The engine runs no secondary
+ * processes, so nothing can use them once it is gone; remove them so that runs with a fresh
+ * --file-prefix each (tests, benchmarks) do not pile up directories.
+ */
+static void
+remove_runtime_dir(const char *dir)
+{
+	struct dirent *e;
+	char path[PATH_MAX];
+	DIR *d;
+
+	if (dir == NULL || dir[0] == '\0' || (d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
+			(void)unlink(path);
+	}
+	closedir(d);
+	(void)rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
 	static struct nm_app app_store;
 	struct nm_app *app = &app_store;
 	struct options o;
-	char err[1024], eal_store[8192];
+	char err[1024], eal_store[8192], runtime_dir[PATH_MAX];
 	char *eal_argv[MAX_EAL_ARGS + 1];
 	uint16_t port_ids[NM_CFG_MAX_PORTS];
 	uint64_t expect[NM_CFG_MAX_PORTS] = {0};
@@ -1212,6 +1239,8 @@ out_ports:
 	}
 out_eal:
 	rcu_unregister_thread();
+	snprintf(runtime_dir, sizeof(runtime_dir), "%s", rte_eal_get_runtime_dir());
 	rte_eal_cleanup();
+	remove_runtime_dir(runtime_dir);
 	return status;
 }

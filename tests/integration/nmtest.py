@@ -395,6 +395,16 @@ def eal_args():
             "--file-prefix=nmtest%d_%d" % (os.getpid(), _run_no)]
 
 
+def remove_runtime_dir(argv):
+    """EAL leaves /var/run/dpdk/<file-prefix> (telemetry socket) behind even with --no-shconf;
+    thousands of test runs would pile them up."""
+    for a in argv:
+        if a.startswith("--file-prefix="):
+            d = os.path.join("/var/run/dpdk", a.split("=", 1)[1])
+            if os.path.isdir(d):
+                shutil.rmtree(d, ignore_errors=True)
+
+
 class EngineRun:
     def __init__(self, rc, summary, output, seconds, argv):
         self.rc, self.summary, self.output, self.seconds, self.argv = rc, summary, output, seconds, argv
@@ -434,6 +444,7 @@ def run_engine(pcaps, brokers, fmt="protobuf", ports=None, sets=(), timeout=180,
             timeout, " ".join(argv), out.decode(errors="replace")[-3000:]))
     finally:
         kill_group(proc)
+        remove_runtime_dir(argv)
     summary = None
     if os.path.exists(summary_path):
         with open(summary_path) as f:
