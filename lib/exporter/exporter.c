@@ -18,6 +18,7 @@
 #include <urcu/rculfhash.h>
 #include <urcu/uatomic.h>
 
+#include "../flow/hash.h"
 #include "exporter.h"
 
 struct ovr_slot {
@@ -48,33 +49,6 @@ struct nm_exp_table {
 	uint64_t wasted;                /* exporter slots lost to races */
 	uint64_t iwasted;               /* interface slots lost to races */
 };
-
-/* Same mix as lib/tmpl: the keys are whole 32-bit words. */
-static unsigned long
-hash_words(const void *key, size_t len)
-{
-	const uint8_t *p = key;
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, p + i, 8);
-		h ^= w;
-		h *= 0xbf58476d1ce4e5b9ULL;
-		h ^= h >> 31;
-	}
-	for (; i < len; i += 4) {
-		uint32_t w;
-
-		memcpy(&w, p + i, 4);
-		h ^= w;
-		h *= 0x94d049bb133111ebULL;
-		h ^= h >> 29;
-	}
-	return (unsigned long)h;
-}
 
 static unsigned long
 pow2_at_least(unsigned long n)
@@ -154,7 +128,7 @@ int
 nm_exp_override_add(struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
 		    const char *name)
 {
-	unsigned int i = (unsigned int)hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;
+	unsigned int i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;
 
 	if (t->n_ovr >= t->p.max_overrides)
 		return -ENOSPC;
@@ -181,7 +155,7 @@ ovr_find(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN])
 
 	if (t->n_ovr == 0)
 		return NULL;
-	for (i = (unsigned int)hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;;
+	for (i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;;
 	     i = (i + 1) & t->ovr_mask) {
 		const struct ovr_slot *s = &t->ovr[i];
 
@@ -211,7 +185,7 @@ match_entry(struct cds_lfht_node *node, const void *key)
 struct nm_exp_entry *
 nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
 {
-	unsigned long h = hash_words(k, sizeof(*k)), idx;
+	unsigned long h = nm_hash_words(k, sizeof(*k)), idx;
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 	struct nm_exp_entry *e;
@@ -380,7 +354,7 @@ nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 	memset(&k, 0, sizeof(k));
 	memcpy(k.agent, agent, NM_ADDR_LEN);
 	k.if_index = c->if_index;
-	h = hash_words(&k, sizeof(k));
+	h = nm_hash_words(&k, sizeof(k));
 	cds_lfht_lookup(t->iht, h, match_iface, &k, &it);
 	node = cds_lfht_iter_get_node(&it);
 	if (node != NULL) {

@@ -17,6 +17,7 @@
 #include <urcu/rculfhash.h>
 #include <urcu/uatomic.h>
 
+#include "../flow/hash.h"
 #include "tmpl.h"
 
 struct exp_slot {
@@ -57,34 +58,6 @@ struct nm_tmpl_cache {
 	uint64_t pend_age;
 	unsigned long pend_count;   /* read without the lock as a hint */
 };
-
-/* 64-bit mix of a key made of whole 32-bit words (splitmix64 finaliser per word pair). */
-static unsigned long
-hash_words(const void *key, size_t len)
-{
-	const uint8_t *p = key;
-	uint64_t h = 0x9e3779b97f4a7c15ULL ^ len;
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, p + i, 8);
-		h ^= w;
-		h *= 0xbf58476d1ce4e5b9ULL;
-		h ^= h >> 31;
-	}
-	for (; i < len; i += 4) {
-		uint32_t w;
-
-		memcpy(&w, p + i, 4);
-		h ^= w;
-		h *= 0x94d049bb133111ebULL;
-		h ^= h >> 29;
-	}
-	h ^= h >> 32;
-	return (unsigned long)h;
-}
 
 _Static_assert(sizeof(struct nm_tmpl_key) == 24, "nm_tmpl_key layout");
 _Static_assert(sizeof(struct rate_key) == 24, "rate_key layout");
@@ -237,7 +210,7 @@ nm_tmpl_lookup(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *n;
 
-	cds_lfht_lookup(c->ht, hash_words(k, sizeof(*k)), tmpl_match, k, &it);
+	cds_lfht_lookup(c->ht, nm_hash_words(k, sizeof(*k)), tmpl_match, k, &it);
 	n = cds_lfht_iter_get_node(&it);
 	return n == NULL ? NULL : caa_container_of(n, struct nm_tmpl, node);
 }
@@ -246,7 +219,7 @@ nm_tmpl_lookup(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 static struct exp_slot *
 exp_get(struct nm_tmpl_cache *c, const uint8_t addr[NM_ADDR_LEN], int create)
 {
-	unsigned int i = (unsigned int)hash_words(addr, NM_ADDR_LEN) & c->exps_mask;
+	unsigned int i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & c->exps_mask;
 
 	for (;;) {
 		struct exp_slot *s = &c->exps[i];
@@ -276,7 +249,7 @@ same_layout(const struct nm_tmpl *a, const struct nm_tmpl *b)
 int
 nm_tmpl_publish(struct nm_tmpl_cache *c, struct nm_tmpl *t)
 {
-	unsigned long h = hash_words(&t->key, sizeof(t->key));
+	unsigned long h = nm_hash_words(&t->key, sizeof(t->key));
 	const struct nm_tmpl *old;
 	struct cds_lfht_node *rep;
 	struct exp_slot *e;
@@ -395,7 +368,7 @@ rate_find(struct nm_tmpl_cache *c, const struct rate_key *k)
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *n;
 
-	cds_lfht_lookup(c->rates, hash_words(k, sizeof(*k)), rate_match, k, &it);
+	cds_lfht_lookup(c->rates, nm_hash_words(k, sizeof(*k)), rate_match, k, &it);
 	n = cds_lfht_iter_get_node(&it);
 	return n == NULL ? NULL : caa_container_of(n, struct rate_ent, node);
 }
@@ -452,7 +425,7 @@ nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN],
 	}
 	r->key = k;
 	r->rate = rate;
-	rep = cds_lfht_add_replace(c->rates, hash_words(&k, sizeof(k)), rate_match, &k, &r->node);
+	rep = cds_lfht_add_replace(c->rates, nm_hash_words(&k, sizeof(k)), rate_match, &k, &r->node);
 	if (rep != NULL)
 		call_rcu(&caa_container_of(rep, struct rate_ent, node)->rcu, rate_free_rcu);
 	else
