@@ -4,6 +4,10 @@
 #include <string.h>
 
 #define _LGPL_SOURCE
+#ifdef __SSE4_2__
+#include <nmmintrin.h>
+#endif
+
 #include <urcu-qsbr.h>
 #include <urcu/rculfhash.h>
 
@@ -48,6 +52,31 @@ struct nm_agg_table {
 static inline uint64_t
 key_hash(const struct nm_flow_key *k)
 {
+#ifdef __SSE4_2__
+	/*
+	 * CRC32C instructions in four independent lanes: 3 cycles of latency per word and one word
+	 * per cycle, so the 27 words of a key cost about 21 cycles instead of ~50 for the
+	 * multiply-xorshift lanes below. CRC is linear, so the lanes are joined into 64 bits and
+	 * finished with a multiply mix: bucket and cache indexes take the low bits.
+	 */
+	const uint64_t *w = (const uint64_t *)(const void *)k;
+	uint64_t a = 0x9e3779b9, b = 0x85ebca6b, c = 0xc2b2ae35, d = 0x27d4eb2f, h;
+	unsigned int i, n = sizeof(*k) / 8;
+
+	for (i = 0; i + 4 <= n; i += 4) {
+		a = _mm_crc32_u64(a, w[i]);
+		b = _mm_crc32_u64(b, w[i + 1]);
+		c = _mm_crc32_u64(c, w[i + 2]);
+		d = _mm_crc32_u64(d, w[i + 3]);
+	}
+	for (; i < n; i++)
+		a = _mm_crc32_u64(a, w[i]);
+	h = (a << 32 | b) ^ ((c << 32 | d) * 0x9e3779b97f4a7c15ULL);
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 32;
+	return h;
+#else
 	const uint64_t *w = (const uint64_t *)(const void *)k;
 	uint64_t h0 = 0x9e3779b97f4a7c15ULL, h1 = 0xbf58476d1ce4e5b9ULL;
 	uint64_t h2 = 0x94d049bb133111ebULL, h3 = 0x2545f4914f6cdd1dULL;
@@ -70,6 +99,7 @@ key_hash(const struct nm_flow_key *k)
 	h0 *= 0xff51afd7ed558ccdULL;
 	h0 ^= h0 >> 33;
 	return h0;
+#endif
 }
 
 /* Equality of two keys without a libc call or a branch per word (27 words, no padding). */
