@@ -284,34 +284,13 @@ class Netns:
         self.close()
 
 
-class NetnsBroker:
+class NetnsBroker(nmtest.MockBroker):
     """tests/tools/nm_mock_broker (librdkafka's mock cluster) inside a network namespace, so an
     engine in the namespace reaches it on the namespace's loopback; kcat runs there too."""
 
     def __init__(self, ns, timeout=20):
-        import select
-        if not os.access(nmtest.MOCK_BROKER, os.X_OK):
-            nmtest.skip("mock broker %s is not built" % nmtest.MOCK_BROKER)
         self.ns = ns
-        self.errfile = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, nmtest.MOCK_BROKER],
-                                     stdout=subprocess.PIPE, stderr=self.errfile,
-                                     start_new_session=True)
-        line, deadline = b"", time.time() + timeout
-        while time.time() < deadline and not line.endswith(b"\n"):
-            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if r:
-                c = os.read(self.proc.stdout.fileno(), 1)
-                if not c:
-                    break
-                line += c
-            elif self.proc.poll() is not None:
-                break
-        words = line.decode(errors="replace").split()
-        if len(words) != 2 or words[0] != "BOOTSTRAP":
-            self.stop()
-            raise RuntimeError("mock broker in %s did not start: %r" % (ns, line))
-        self.bootstrap = words[1]
+        super().__init__(timeout, prefix=["ip", "netns", "exec", ns])
 
     def rows(self, topic):
         p = subprocess.run(["ip", "netns", "exec", self.ns, "kcat", "-C", "-b", self.bootstrap,
@@ -325,15 +304,6 @@ class NetnsBroker:
             rows += nmtest.decode_delimited(out[off + 4:off + 4 + n])
             off += 4 + n
         return rows
-
-    def stop(self):
-        nmtest.kill_group(self.proc)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 REPLAY = r'''

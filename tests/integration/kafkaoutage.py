@@ -28,38 +28,18 @@ import nmtest  # noqa: E402
 STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 
 
-class Broker:
+class Broker(nmtest.MockBroker):
     """nm_mock_broker -p partitions; down()/up() send SIGUSR1/SIGUSR2 and wait for its log line."""
 
     def __init__(self, partitions=4, timeout=20):
         self.partitions = partitions
-        self.errfile = tempfile.NamedTemporaryFile(prefix="nmtest-broker-", delete=False)
-        self.proc = subprocess.Popen([nmtest.MOCK_BROKER, "-p", str(partitions)],
-                                     stdout=subprocess.PIPE, stderr=self.errfile,
-                                     start_new_session=True)
-        line = b""
-        deadline = time.time() + timeout
-        while time.time() < deadline and not line.endswith(b"\n"):
-            c = self.proc.stdout.read(1)
-            if not c:
-                break
-            line += c
-        words = line.decode(errors="replace").split()
-        if len(words) != 2 or words[0] != "BOOTSTRAP":
-            self.stop()
-            raise RuntimeError("mock broker did not print BOOTSTRAP (got %r)" % line)
-        self.bootstrap = words[1]
-        self.changes = 0
-
-    def _log(self):
-        with open(self.errfile.name, "rb") as f:
-            return f.read().decode(errors="replace")
+        super().__init__(timeout, args=["-p", str(partitions)])
 
     def _signal(self, sig):
-        before = self._log().count("nm_mock_broker: brokers ")
+        before = self.log().count("nm_mock_broker: brokers ")
         self.proc.send_signal(sig)
         deadline = time.time() + 10
-        while time.time() < deadline and self._log().count("nm_mock_broker: brokers ") == before:
+        while time.time() < deadline and self.log().count("nm_mock_broker: brokers ") == before:
             time.sleep(0.05)
 
     def down(self):
@@ -69,19 +49,6 @@ class Broker:
     def up(self):
         nmtest.log("%.1f: broker UP" % time.time())
         self._signal(signal.SIGUSR2)
-
-    def stop(self):
-        nmtest.kill_group(self.proc)
-        try:
-            os.unlink(self.errfile.name)
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def udp_payloads(path):

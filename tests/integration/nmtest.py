@@ -147,12 +147,17 @@ def kill_group(proc, timeout=10):
 class MockBroker:
     """librdkafka's mock cluster as a process: with MockBroker() as b: b.bootstrap"""
 
-    def __init__(self, timeout=20):
+    def __init__(self, timeout=20, prefix=(), args=()):
+        """prefix: words put before the broker's path (e.g. ip netns exec NS); args: its
+        options (e.g. -p 4)."""
         if not os.access(MOCK_BROKER, os.X_OK):
             skip("mock broker %s is not built" % MOCK_BROKER)
-        # stderr to a file: nobody reads a pipe once the bootstrap line is in
-        self.errfile = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([MOCK_BROKER], stdout=subprocess.PIPE, stderr=self.errfile,
+        # stderr to a named file, read through a file of our own (log()): nobody reads a pipe
+        # once the bootstrap line is in, and seeking a shared descriptor would move the
+        # broker's write position
+        self.errfile = tempfile.NamedTemporaryFile(prefix="nmtest-broker-", delete=False)
+        self.proc = subprocess.Popen(list(prefix) + [MOCK_BROKER] + list(args),
+                                     stdout=subprocess.PIPE, stderr=self.errfile,
                                      start_new_session=True)
         self.bootstrap = None
         deadline = time.time() + timeout
@@ -168,15 +173,23 @@ class MockBroker:
                 break
         words = line.decode(errors="replace").split()
         if len(words) != 2 or words[0] != "BOOTSTRAP":
+            err = self.log()
             self.stop()
-            self.errfile.seek(0)
-            err = self.errfile.read()
             raise RuntimeError("mock broker did not print BOOTSTRAP (got %r; stderr %r)"
                                % (line, err[-500:]))
         self.bootstrap = words[1]
 
+    def log(self):
+        """What the broker wrote to stderr so far."""
+        with open(self.errfile.name, "rb") as f:
+            return f.read().decode(errors="replace")
+
     def stop(self):
         kill_group(self.proc)
+        try:
+            os.unlink(self.errfile.name)
+        except OSError:
+            pass
 
     def __enter__(self):
         return self
