@@ -12,6 +12,7 @@
 - a private ClickHouse server through scripts/clickhouse.sh;
 - skip(reason): exit 77, meson's "skipped".
 """
+import collections
 import json
 import os
 import select
@@ -469,6 +470,22 @@ def run_engine(pcaps, brokers, fmt="protobuf", ports=None, sets=(), timeout=180,
 # --------------------------------------------------------------------------------------------
 # ClickHouse (scripts/clickhouse.sh)
 
+ADDR_COLS = ("SamplerAddress", "SrcAddr", "DstAddr", "NextHop")
+
+
+def addr16(text):
+    try:
+        return socket.inet_pton(socket.AF_INET6, text)
+    except OSError:
+        return ("bad", text)
+
+
+def row_key(d, cols):
+    """A row (FlowMessage JSON or flows_raw text) as a comparable tuple of the columns cols:
+    addresses as 16 bytes, everything else as integers."""
+    return tuple(addr16(d[c]) if c in ADDR_COLS else int(d[c]) for c in cols)
+
+
 class ClickHouse:
     """A private clickhouse-server in a temp dir, on loopback, on free ports."""
 
@@ -505,6 +522,17 @@ class ClickHouse:
         if p.returncode != 0:
             raise RuntimeError("query failed: %s: %s" % (sql, p.stderr.decode(errors="replace")))
         return [line.split("\t") for line in p.stdout.decode().splitlines()]
+
+    def totals(self):
+        """(count(), sum(Packets), sum(Bytes)) of flows_raw as integers."""
+        return tuple(int(x) for x in self.query(
+            "SELECT count(), sum(Packets), sum(Bytes) FROM flows_raw")[0])
+
+    def row_counter(self, cols):
+        """flows_raw as a Counter of row_key(row, cols), to compare with the topic's rows."""
+        sel = ", ".join("IPv6NumToString(%s)" % c if c in ADDR_COLS else c for c in cols)
+        return collections.Counter(row_key(dict(zip(cols, r)), cols)
+                                   for r in self.query("SELECT %s FROM flows_raw" % sel))
 
     def log_tail(self, n=40, errors=True):
         f = os.path.join(self.dir, "log",

@@ -18,7 +18,6 @@ The invalid logstash captures are left out (test_kafka_nf5 covers them).
 """
 import collections
 import os
-import socket
 import sys
 import time
 
@@ -31,25 +30,6 @@ SETTLE_S = 20         # then this long more, to catch late duplicates (> 2 x 7.5
 
 ROW_COLS = ["TimeReceived", "SamplerAddress", "SrcAddr", "DstAddr", "NextHop", "SrcPort",
             "DstPort", "Proto", "SamplingRate", "InIf", "OutIf", "Packets", "Bytes"]
-ADDR_COLS = ("SamplerAddress", "SrcAddr", "DstAddr", "NextHop")
-
-
-def addr16(text):
-    try:
-        return socket.inet_pton(socket.AF_INET6, text)
-    except OSError:
-        return ("bad", text)
-
-
-def row_key(d):
-    return tuple(addr16(d[c]) if c in ADDR_COLS else int(d[c]) for c in ROW_COLS)
-
-
-def totals(ch):
-    r = ch.query("SELECT count(), sum(Packets), sum(Bytes) FROM flows_raw")[0]
-    return tuple(int(x) for x in r)
-
-
 def main():
     nmtest.exit_on_signals()
     nmtest.require_corpora()
@@ -103,7 +83,7 @@ def main():
         # Poll flows_raw until it holds what was produced (bounded).
         want = (rows, want_pk, want_by)
         t0 = time.time()
-        got = totals(ch)
+        got = ch.totals()
         last_print = 0
         while got != want and time.time() - t0 < WAIT_S:
             if got[0] > rows:
@@ -113,12 +93,12 @@ def main():
                       flush=True)
                 last_print = time.time()
             time.sleep(1)
-            got = totals(ch)
+            got = ch.totals()
         print("flows_raw after %.1f s: count %d, packets %d, bytes %d" % ((time.time() - t0,) + got),
               flush=True)
         if got == want:
             time.sleep(SETTLE_S)
-            got = totals(ch)
+            got = ch.totals()
             print("flows_raw %d s later: count %d, packets %d, bytes %d" % ((SETTLE_S,) + got), flush=True)
         if got[0] != rows:
             problems.append("flows_raw count() %d != engine rows %d (%s)" % (
@@ -131,11 +111,8 @@ def main():
         topic_rows = collections.Counter()
         for p in nmtest.kcat_consume(broker.bootstrap, TOPIC):
             for d in nmtest.decode_json_lines(p):
-                topic_rows[row_key(d)] += 1
-        sel = ", ".join("IPv6NumToString(%s)" % c if c in ADDR_COLS else c for c in ROW_COLS)
-        ch_rows = collections.Counter()
-        for r in ch.query("SELECT %s FROM flows_raw" % sel):
-            ch_rows[row_key(dict(zip(ROW_COLS, r)))] += 1
+                topic_rows[nmtest.row_key(d, ROW_COLS)] += 1
+        ch_rows = ch.row_counter(ROW_COLS)
         if sum(topic_rows.values()) != rows:
             problems.append("topic holds %d JSON rows, engine reported %d" % (sum(topic_rows.values()), rows))
         if topic_rows != ch_rows:

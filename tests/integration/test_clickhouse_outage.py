@@ -51,7 +51,6 @@ NM_KEEP_TMP=1 keeps the temp dirs (engine output, spool, ClickHouse's logs).
 """
 import collections
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -69,25 +68,6 @@ SETTLE_S = 20         # then this long more, to catch late duplicates (> 2 x 7.5
 
 ROW_COLS = ["TimeReceived", "SamplerAddress", "SrcAddr", "DstAddr", "NextHop", "SrcPort",
             "DstPort", "Proto", "InIf", "OutIf", "Packets", "Bytes"]
-ADDR_COLS = ("SamplerAddress", "SrcAddr", "DstAddr", "NextHop")
-
-
-def addr16(text):
-    try:
-        return socket.inet_pton(socket.AF_INET6, text)
-    except OSError:
-        return ("bad", text)
-
-
-def row_key(d):
-    return tuple(addr16(d[c]) if c in ADDR_COLS else int(d[c]) for c in ROW_COLS)
-
-
-def totals(ch):
-    r = ch.query("SELECT count(), sum(Packets), sum(Bytes) FROM flows_raw")[0]
-    return tuple(int(x) for x in r)
-
-
 class Sampler(threading.Thread):
     """flows_raw's totals every `every` seconds: samples of (seconds since t0, count, packets,
     bytes)."""
@@ -101,7 +81,7 @@ class Sampler(threading.Thread):
     def run(self):
         while not self.done.is_set():
             try:
-                self.samples.append((time.time() - self.t0,) + totals(self.ch))
+                self.samples.append((time.time() - self.t0,) + self.ch.totals())
             except Exception as e:  # noqa: BLE001 - reported, the final check decides
                 self.errors.append("%.1f s: %s" % (time.time() - self.t0, e))
             self.done.wait(self.every)
@@ -226,7 +206,7 @@ def main():
             n = 0
             for m in msgs[p]:
                 for d in nmtest.decode_json_lines(m):
-                    topic[row_key(d)] += 1
+                    topic[nmtest.row_key(d, ROW_COLS)] += 1
                     tpk += int(d["Packets"])
                     tby += int(d["Bytes"])
                     n += 1
@@ -246,17 +226,17 @@ def main():
             problems.append("flows_raw held %d rows during the outage, more than the %r acknowledged"
                             % (during[1], k_end.get("records_acked")))
         tw = time.time()
-        cur = totals(ch)
+        cur = ch.totals()
         while cur != want and time.time() - tw < WAIT_S:
             if cur[0] > rows:
                 break  # duplicates: no point waiting
             time.sleep(1)
-            cur = totals(ch)
+            cur = ch.totals()
         nmtest.log("flows_raw %.1f s after the engine's exit: count %d, packets %d, bytes %d"
                    % ((time.time() - tw,) + cur))
         if cur == want:
             time.sleep(SETTLE_S)
-            cur = totals(ch)
+            cur = ch.totals()
             nmtest.log("flows_raw %d s later: count %d, packets %d, bytes %d" % ((SETTLE_S,) + cur))
         sampler.done.set()
         sampler.join(10)
@@ -271,9 +251,7 @@ def main():
         if cur[1:] != (pk, by):
             problems.append("flows_raw sum(Packets) %d sum(Bytes) %d != TRUTH x %d: %d / %d" % (
                 cur[1], cur[2], ROUNDS, pk, by))
-        sel = ", ".join("IPv6NumToString(%s)" % c if c in ADDR_COLS else c for c in ROW_COLS)
-        table = collections.Counter(row_key(dict(zip(ROW_COLS, r)))
-                                    for r in ch.query("SELECT %s FROM flows_raw" % sel))
+        table = ch.row_counter(ROW_COLS)
         if table != topic:
             only_t, only_c = topic - table, table - topic
             problems.append("flows_raw differs from the topic row by row: %d rows only on the topic "
