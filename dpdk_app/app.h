@@ -35,30 +35,30 @@ struct nm_rxq {
 	uint16_t port_id;
 	uint16_t queue_id;
 	enum nm_port_role role;
-	enum nm_link link;        /* what the frames start with (pcap files may be Linux cooked) */
-	uint64_t expect_pkts;     /* offline: frames in the pcap file (0: unknown) */
-	uint64_t rx_pkts;         /* frames received on this queue */
-	uint32_t mirror_skip;     /* deterministic 1:N: frames to pass over before the next sample */
-	uint64_t sampled;         /* mirror frames of this queue that became records */
-	uint32_t if_index;        /* InIf/OutIf of mirror records: the DPDK port id + 1 */
+	enum nm_link link;    /* what the frames start with (pcap files may be Linux cooked) */
+	uint64_t expect_pkts; /* offline: frames in the pcap file (0: unknown) */
+	uint64_t rx_pkts;     /* frames received on this queue */
+	uint32_t mirror_skip; /* deterministic 1:N: frames to pass over before the next sample */
+	uint64_t sampled;     /* mirror frames of this queue that became records */
+	uint32_t if_index;    /* InIf/OutIf of mirror records: the DPDK port id + 1 */
 };
 
 /* Counters of one worker; written by it alone, read by telemetry and the main lcore. */
 struct nm_worker_stats {
 	uint64_t rx_packets;
 	uint64_t rx_bytes;
-	uint64_t udp_class[NM_UDP_CLASS_MAX];   /* collector frames by classification */
-	uint64_t not_collector_port;            /* UDP to a port that is not a collector port */
-	uint64_t records;                       /* records handed to aggregation */
+	uint64_t udp_class[NM_UDP_CLASS_MAX]; /* collector frames by classification */
+	uint64_t not_collector_port;	      /* UDP to a port that is not a collector port */
+	uint64_t records;		      /* records handed to aggregation */
 	uint64_t records_packets;
 	uint64_t records_bytes;
-	uint64_t late_records;                  /* arrived for a second already handed off */
+	uint64_t late_records; /* arrived for a second already handed off */
 	uint64_t mirror_frames;
 	uint64_t mirror_sampled;
 	uint64_t mirror_parse_errors;
 	uint64_t rotations;
-	uint64_t rotations_deferred;            /* no free table: kept filling the current one */
-	uint64_t multiseg;                      /* frames linearised before decoding */
+	uint64_t rotations_deferred; /* no free table: kept filling the current one */
+	uint64_t multiseg;	     /* frames linearised before decoding */
 	struct nm_decode_stats dec;
 } __rte_cache_aligned;
 
@@ -72,48 +72,48 @@ struct nm_worker {
 	unsigned int n_rxq;
 
 	struct nm_agg_table *tables[NM_TABLES_PER_WORKER];
-	struct nm_agg_table *cur;          /* table being filled */
-	uint64_t cur_sec;                  /* second the current table holds (0: none yet) */
-	uint64_t handed_sec;               /* latest second in a table handed to the flusher */
-	struct rte_ring *full;             /* worker -> flusher: tables to drain */
-	struct rte_ring *free;             /* flusher -> worker: drained tables */
+	struct nm_agg_table *cur; /* table being filled */
+	uint64_t cur_sec;	  /* second the current table holds (0: none yet) */
+	uint64_t handed_sec;	  /* latest second in a table handed to the flusher */
+	struct rte_ring *full;	  /* worker -> flusher: tables to drain */
+	struct rte_ring *free;	  /* flusher -> worker: drained tables */
 
-	uint64_t rng;                      /* xorshift state for random sampling */
+	uint64_t rng; /* xorshift state for random sampling */
 
 	struct nm_rec_batch batch;
 	struct nm_flow_rec recs[NM_REC_BATCH];
 	struct nm_decoder dec;
-	uint8_t linear[65536];             /* multi-segment frames are copied here */
+	uint8_t linear[65536]; /* multi-segment frames are copied here */
 
-	volatile bool done;                /* offline: every queue drained, tables handed off */
+	volatile bool done; /* offline: every queue drained, tables handed off */
 	struct nm_worker_stats st;
 } __rte_cache_aligned;
 
 struct nm_app {
 	struct nm_config cfg;
-	bool offline;                      /* every port is a pcap file */
-	volatile bool quit;                /* SIGINT/SIGTERM or offline end */
-	volatile bool draining;            /* main lcore waits for Kafka's acknowledgements */
-	volatile bool drain_abort;         /* SIGINT/SIGTERM during that wait: stop waiting */
-	volatile bool stop_rx;             /* workers: stop polling and hand off tables */
+	bool offline;		   /* every port is a pcap file */
+	volatile bool quit;	   /* SIGINT/SIGTERM or offline end */
+	volatile bool draining;	   /* main lcore waits for Kafka's acknowledgements */
+	volatile bool drain_abort; /* SIGINT/SIGTERM during that wait: stop waiting */
+	volatile bool stop_rx;	   /* workers: stop polling and hand off tables */
 
 	uint8_t collector_port_map[65536 / 8];
-	int ts_dynfield;                   /* mbuf RX timestamp field offset, -1: none */
+	int ts_dynfield; /* mbuf RX timestamp field offset, -1: none */
 	uint64_t ts_dynflag;
 
 	struct nm_worker *workers[NM_MAX_WORKERS];
 	unsigned int n_workers;
 
 	struct nm_tmpl_cache *tmpl;
-	struct nm_exp_table *exp;          /* per-exporter state (tel_exporters.c creates it) */
+	struct nm_exp_table *exp; /* per-exporter state (tel_exporters.c creates it) */
 	struct nm_kafka *kafka;
-	uint64_t rows;                     /* aggregated entries handed to Kafka */
-	uint64_t rows_failed;              /* entries nm_kafka_add() refused */
+	uint64_t rows;	      /* aggregated entries handed to Kafka */
+	uint64_t rows_failed; /* entries nm_kafka_add() refused */
 	uint64_t tables_drained;
 
 	uint64_t tsc_hz;
 	uint64_t start_tsc;
-	uint64_t start_ns;                 /* wall clock at start_tsc */
+	uint64_t start_ns; /* wall clock at start_tsc */
 };
 
 /* Worker loop (lcore entry point); arg is its struct nm_worker. */
@@ -123,8 +123,7 @@ int nm_worker_main(void *arg);
 unsigned int nm_flusher_poll(struct nm_app *app);
 
 /* Sum every worker's counters. */
-void nm_stats_sum(const struct nm_app *app, struct nm_worker_stats *out,
-		  struct nm_agg_stats *agg);
+void nm_stats_sum(const struct nm_app *app, struct nm_worker_stats *out, struct nm_agg_stats *agg);
 
 /* Register /netmeta/... telemetry commands. */
 int nm_telemetry_register(struct nm_app *app);

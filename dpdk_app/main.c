@@ -47,7 +47,7 @@ struct options {
 	const char *mirror_pcaps[MAX_PCAPS];
 	unsigned int n_mirror_pcaps;
 	const char *summary_json;
-	double duration;           /* stop after this many seconds (0: run until drained/signalled) */
+	double duration; /* stop after this many seconds (0: run until drained/signalled) */
 	char **eal_extra;
 	int n_eal_extra;
 };
@@ -139,7 +139,8 @@ parse_options(int argc, char **argv, struct options *o)
 
 			o->duration = strtod(optarg, &end);
 			if (*end != '\0' || o->duration <= 0) {
-				fprintf(stderr, "netmeta: --duration %s: expected seconds > 0\n", optarg);
+				fprintf(stderr, "netmeta: --duration %s: expected seconds > 0\n",
+					optarg);
 				return -EINVAL;
 			}
 			break;
@@ -193,8 +194,10 @@ inspect_pcap(const char *path, uint64_t *frames, enum nm_link *link)
 		*link = NM_LINK_RAW;
 		break;
 	default:
-		fprintf(stderr, "netmeta: %s: link type %s is not supported (Ethernet, Linux "
-				"cooked and raw IP are)\n", path, pcap_datalink_val_to_name(dlt));
+		fprintf(stderr,
+			"netmeta: %s: link type %s is not supported (Ethernet, Linux "
+			"cooked and raw IP are)\n",
+			path, pcap_datalink_val_to_name(dlt));
 		pcap_close(p);
 		return -EINVAL;
 	}
@@ -226,7 +229,8 @@ is_pci(const char *dev)
 {
 	unsigned int a, b, c, d;
 
-	return sscanf(dev, "%x:%x:%x.%x", &a, &b, &c, &d) == 4 || sscanf(dev, "%x:%x.%x", &b, &c, &d) == 3;
+	return sscanf(dev, "%x:%x:%x.%x", &a, &b, &c, &d) == 4 ||
+	       sscanf(dev, "%x:%x.%x", &b, &c, &d) == 3;
 }
 
 /*
@@ -318,9 +322,9 @@ build_eal_args(const struct nm_config *cfg, const struct options *o, char **argv
 		}
 	}
 	for (p = 0; p < cfg->n_ports && argc < MAX_EAL_ARGS - 2; p++) {
-		int w = snprintf(store + used, storelen - used, "%s%s",
-				 is_pci(cfg->ports[p].device) ? "-a" : "--vdev=",
-				 cfg->ports[p].device);
+		int w = snprintf(
+			store + used, storelen - used, "%s%s",
+			is_pci(cfg->ports[p].device) ? "-a" : "--vdev=", cfg->ports[p].device);
 
 		if (w < 0 || (size_t)w >= storelen - used)
 			return -ENOSPC;
@@ -369,13 +373,15 @@ setup_tap(const struct nm_port_cfg *pc, uint16_t port_id)
 		NM_LOG(WARNING, "port %s: could not run: %s\n", pc->name, cmd);
 	if (pc->peer[0] != '\0') {
 		snprintf(cmd, sizeof(cmd),
-			 "ip neigh replace %s lladdr " RTE_ETHER_ADDR_PRT_FMT " dev %s nud permanent",
+			 "ip neigh replace %s lladdr " RTE_ETHER_ADDR_PRT_FMT
+			 " dev %s nud permanent",
 			 pc->peer, RTE_ETHER_ADDR_BYTES(&mac), iface);
 		if (system(cmd) != 0)
 			NM_LOG(WARNING, "port %s: could not run: %s\n", pc->name, cmd);
 	}
-	NM_LOG(INFO, "port %s: kernel interface %s has %s; send exports to %s (UDP ports of "
-		     "[collector] ports)\n",
+	NM_LOG(INFO,
+	       "port %s: kernel interface %s has %s; send exports to %s (UDP ports of "
+	       "[collector] ports)\n",
 	       pc->name, iface, pc->address, pc->peer[0] ? pc->peer : "(no peer set)");
 }
 
@@ -427,7 +433,7 @@ check_pcap_infinite_rx(const struct nm_port_cfg *pc)
 		return 0;
 	p = pcap_open_offline(path, errbuf);
 	if (p == NULL)
-		return 0;   /* net_pcap reports it */
+		return 0; /* net_pcap reports it */
 	while (pcap_next_ex(p, &h, &data) == 1) {
 		n++;
 		if (h->caplen > NM_MBUF_DATA_ROOM && over++ == 0)
@@ -438,12 +444,13 @@ check_pcap_infinite_rx(const struct nm_port_cfg *pc)
 	pcap_close(p);
 	if (over == 0)
 		return 0;
-	fprintf(stderr, "netmeta: [port.%s] device = %s: %s holds %" PRIu64 " frame(s) longer than "
-			"an mbuf's %u-byte data room (frame %" PRIu64 " first, the longest %u bytes); "
-			"net_pcap's infinite_rx mode cannot chain mbufs for them. Drop those frames "
-			"(e.g. tshark -r IN -Y 'frame.cap_len <= %u' -w OUT) or leave out "
-			"infinite_rx=1\n", pc->name, pc->device, path, over, NM_MBUF_DATA_ROOM, first,
-		max, NM_MBUF_DATA_ROOM);
+	fprintf(stderr,
+		"netmeta: [port.%s] device = %s: %s holds %" PRIu64 " frame(s) longer than "
+		"an mbuf's %u-byte data room (frame %" PRIu64 " first, the longest %u bytes); "
+		"net_pcap's infinite_rx mode cannot chain mbufs for them. Drop those frames "
+		"(e.g. tshark -r IN -Y 'frame.cap_len <= %u' -w OUT) or leave out "
+		"infinite_rx=1\n",
+		pc->name, pc->device, path, over, NM_MBUF_DATA_ROOM, first, max, NM_MBUF_DATA_ROOM);
 	return -EMSGSIZE;
 }
 
@@ -465,8 +472,10 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 	if (ret != 0)
 		return ret;
 	if (pc->rx_queues > info.max_rx_queues) {
-		fprintf(stderr, "netmeta: [port.%s] rx_queues = %u: device %s has at most %u RX "
-				"queues\n", pc->name, pc->rx_queues, pc->device, info.max_rx_queues);
+		fprintf(stderr,
+			"netmeta: [port.%s] rx_queues = %u: device %s has at most %u RX "
+			"queues\n",
+			pc->name, pc->rx_queues, pc->device, info.max_rx_queues);
 		return -EINVAL;
 	}
 	memset(&conf, 0, sizeof(conf));
@@ -489,18 +498,21 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
 			       pc->name, pc->rx_queues);
 		} else if (strcmp(info.driver_name, "net_af_packet") == 0) {
 			/*
-			 * net_af_packet spreads its queue pairs with a PACKET_FANOUT_HASH group: the
-			 * kernel's flow hash over addresses and ports, which is RSS done by the
+			 * net_af_packet spreads its queue pairs with a PACKET_FANOUT_HASH group:
+			 * the kernel's flow hash over addresses and ports, which is RSS done by the
 			 * kernel. There is nothing to configure on the DPDK side.
 			 */
-			NM_LOG(INFO, "port %s: %u queues spread by the kernel's packet fanout hash\n",
+			NM_LOG(INFO,
+			       "port %s: %u queues spread by the kernel's packet fanout hash\n",
 			       pc->name, pc->rx_queues);
 		} else {
-			fprintf(stderr, "netmeta: [port.%s] rx_queues = %u: device %s (driver %s) cannot "
-					"spread traffic over queues: it offers no RSS on IP addresses "
-					"and UDP/TCP ports (flow_type_rss_offloads 0x%" PRIx64 "); use "
-					"rx_queues = 1\n", pc->name, pc->rx_queues, pc->device,
-				info.driver_name, info.flow_type_rss_offloads);
+			fprintf(stderr,
+				"netmeta: [port.%s] rx_queues = %u: device %s (driver %s) cannot "
+				"spread traffic over queues: it offers no RSS on IP addresses "
+				"and UDP/TCP ports (flow_type_rss_offloads 0x%" PRIx64 "); use "
+				"rx_queues = 1\n",
+				pc->name, pc->rx_queues, pc->device, info.driver_name,
+				info.flow_type_rss_offloads);
 			return -EINVAL;
 		}
 	}
@@ -569,7 +581,7 @@ create_pools(struct nm_app *app, const uint16_t *port_ids, const uint64_t *frame
 			continue;
 		if (n < app->cfg.mbuf_count)
 			n = app->cfg.mbuf_count;
-		n = rte_align64pow2(n + 1) - 1;   /* a ring-backed pool is most compact at 2^k - 1 */
+		n = rte_align64pow2(n + 1) - 1; /* a ring-backed pool is most compact at 2^k - 1 */
 		if (n > UINT32_MAX) {
 			fprintf(stderr, "netmeta: socket %d would need %" PRIu64 " mbufs\n", s, n);
 			return -ENOMEM;
@@ -578,14 +590,18 @@ create_pools(struct nm_app *app, const uint16_t *port_ids, const uint64_t *frame
 		pools[s] = rte_pktmbuf_pool_create(name, (unsigned int)n, NM_POOL_CACHE, 0,
 						   RTE_MBUF_DEFAULT_BUF_SIZE, s);
 		if (pools[s] == NULL) {
-			fprintf(stderr, "netmeta: cannot allocate %" PRIu64 " mbufs (%" PRIu64 " MiB) on "
-					"socket %d for its ports' queues: %s (lower [engine] mbufs or "
-					"rx_desc, or reserve more hugepages)\n", n,
-				n * (RTE_MBUF_DEFAULT_BUF_SIZE + 128) >> 20, s, rte_strerror(rte_errno));
+			fprintf(stderr,
+				"netmeta: cannot allocate %" PRIu64 " mbufs (%" PRIu64 " MiB) on "
+				"socket %d for its ports' queues: %s (lower [engine] mbufs or "
+				"rx_desc, or reserve more hugepages)\n",
+				n, n * (RTE_MBUF_DEFAULT_BUF_SIZE + 128) >> 20, s,
+				rte_strerror(rte_errno));
 			return -ENOMEM;
 		}
-		NM_LOG(INFO, "socket %d: %" PRIu64 " mbufs (%" PRIu64 " needed by its queues, [engine] "
-			     "mbufs = %u)\n", s, n, need[s], app->cfg.mbuf_count);
+		NM_LOG(INFO,
+		       "socket %d: %" PRIu64 " mbufs (%" PRIu64 " needed by its queues, [engine] "
+		       "mbufs = %u)\n",
+		       s, n, need[s], app->cfg.mbuf_count);
 	}
 	return 0;
 }
@@ -623,8 +639,8 @@ struct summary {
 	struct nm_kafka_stats k;
 	uint64_t unacked;
 	uint64_t lost;
-	double secs;      /* whole run */
-	double rx_secs;   /* from start until RX stopped */
+	double secs;	/* whole run */
+	double rx_secs; /* from start until RX stopped */
 };
 
 static void
@@ -641,9 +657,10 @@ print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
 			fprintf(f, "  %-28s %" PRIu64 "\n", nm_udp_class_name(i), s->udp_class[i]);
 	if (s->not_collector_port != 0)
 		fprintf(f, "  %-28s %" PRIu64 "\n", "udp to other ports", s->not_collector_port);
-	fprintf(f, "  %-28s %" PRIu64 " nf5, %" PRIu64 " nf9, %" PRIu64 " ipfix, %" PRIu64
-		   " sflow, %" PRIu64 " unknown\n", "datagrams",
-		s->dec.nf5.datagrams, s->dec.nf9.datagrams, s->dec.ipfix.datagrams,
+	fprintf(f,
+		"  %-28s %" PRIu64 " nf5, %" PRIu64 " nf9, %" PRIu64 " ipfix, %" PRIu64
+		" sflow, %" PRIu64 " unknown\n",
+		"datagrams", s->dec.nf5.datagrams, s->dec.nf9.datagrams, s->dec.ipfix.datagrams,
 		s->dec.sflow.datagrams, s->dec.unknown);
 	for (i = 1; i < NM_DECODE_ERR_MAX; i++)
 		if (s->dec.err[i] != 0)
@@ -658,19 +675,24 @@ print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
 	fprintf(f, "  %-28s %" PRIu64 " merged, %" PRIu64 " folded, %" PRIu64 " dropped\n",
 		"aggregation", sm->a.merged, sm->a.folded, sm->a.dropped);
 	fprintf(f, "  %-28s %" PRIu64 "\n", "rows (FlowMessages)", app->rows);
-	fprintf(f, "  %-28s %" PRIu64 " acked, %" PRIu64 " failed, %" PRIu64 " unacked in %"
-		   PRIu64 " messages\n", "kafka records",
-		sm->k.records_acked, sm->k.records_failed, sm->unacked, sm->k.messages_acked);
+	fprintf(f,
+		"  %-28s %" PRIu64 " acked, %" PRIu64 " failed, %" PRIu64 " unacked in %" PRIu64
+		" messages\n",
+		"kafka records", sm->k.records_acked, sm->k.records_failed, sm->unacked,
+		sm->k.messages_acked);
 	if (sm->k.spool_enabled)
-		fprintf(f, "  %-28s %" PRIu64 " records written this run, %" PRIu64 " recovered "
-			   "at start; %" PRIu64 " records (%" PRIu64 " bytes) wait there now%s\n",
+		fprintf(f,
+			"  %-28s %" PRIu64 " records written this run, %" PRIu64 " recovered "
+			"at start; %" PRIu64 " records (%" PRIu64 " bytes) wait there now%s\n",
 			"kafka spool", sm->k.records_spooled, sm->k.records_recovered,
 			sm->k.spool_records, sm->k.spool_bytes,
 			sm->k.spool_records ? "  <-- delivered by the next start" : "");
 	if (sm->k.records_dropped != 0)
-		fprintf(f, "  %-28s %" PRIu64 " records in %" PRIu64 " batches (%" PRIu64
-			   " bytes): the spool was full\n", "kafka dropped",
-			sm->k.records_dropped, sm->k.messages_dropped, sm->k.bytes_dropped);
+		fprintf(f,
+			"  %-28s %" PRIu64 " records in %" PRIu64 " batches (%" PRIu64
+			" bytes): the spool was full\n",
+			"kafka dropped", sm->k.records_dropped, sm->k.messages_dropped,
+			sm->k.bytes_dropped);
 	fprintf(f, "  %-28s %" PRIu64 "%s\n", "records lost", sm->lost,
 		sm->lost ? "  <-- see above" : "");
 }
@@ -737,15 +759,17 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 		const struct nm_worker *w = app->workers[i];
 		unsigned int q;
 
-		fprintf(f, "%s{\"lcore\": %u, \"rx_packets\": %" PRIu64 ", \"rx_bytes\": %" PRIu64
-			   ", \"records\": %" PRIu64 ", \"late_records\": %" PRIu64 ", \"queues\": [",
+		fprintf(f,
+			"%s{\"lcore\": %u, \"rx_packets\": %" PRIu64 ", \"rx_bytes\": %" PRIu64
+			", \"records\": %" PRIu64 ", \"late_records\": %" PRIu64 ", \"queues\": [",
 			i ? ", " : "", w->lcore_id, w->st.rx_packets, w->st.rx_bytes, w->st.records,
 			w->st.late_records);
 		for (q = 0; q < w->n_rxq; q++)
-			fprintf(f, "%s{\"port\": %u, \"queue\": %u, \"rx_packets\": %" PRIu64
-				   ", \"mirror_sampled\": %" PRIu64 "}", q ? ", " : "",
-				w->rxq[q].port_id, w->rxq[q].queue_id, w->rxq[q].rx_pkts,
-				w->rxq[q].sampled);
+			fprintf(f,
+				"%s{\"port\": %u, \"queue\": %u, \"rx_packets\": %" PRIu64
+				", \"mirror_sampled\": %" PRIu64 "}",
+				q ? ", " : "", w->rxq[q].port_id, w->rxq[q].queue_id,
+				w->rxq[q].rx_pkts, w->rxq[q].sampled);
 		fprintf(f, "]}");
 	}
 	fprintf(f, "],\n");
@@ -801,9 +825,11 @@ port_lcores(const struct nm_port_cfg *pc, const unsigned int *workers, unsigned 
 		for (; a <= b; a++) {
 			if (a >= RTE_MAX_LCORE || !rte_lcore_is_enabled((unsigned int)a) ||
 			    a == rte_get_main_lcore()) {
-				fprintf(stderr, "netmeta: [port.%s] lcores = %s: lcore %lu is %s; the "
-						"worker lcores EAL runs are those of eal.args (-l) less "
-						"the main lcore %u\n", pc->name, pc->lcores, a,
+				fprintf(stderr,
+					"netmeta: [port.%s] lcores = %s: lcore %lu is %s; the "
+					"worker lcores EAL runs are those of eal.args (-l) less "
+					"the main lcore %u\n",
+					pc->name, pc->lcores, a,
 					a == rte_get_main_lcore() ? "the main (flusher) lcore"
 								  : "not an EAL lcore",
 					rte_get_main_lcore());
@@ -837,7 +863,8 @@ create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *exp
 	unsigned int lcores[NM_MAX_WORKERS], n_lcores = 0;
 	struct nm_worker *by_lcore[RTE_MAX_LCORE] = {NULL};
 
-	RTE_LCORE_FOREACH_WORKER(lcore) {
+	RTE_LCORE_FOREACH_WORKER(lcore)
+	{
 		if (n_lcores < NM_MAX_WORKERS)
 			lcores[n_lcores++] = lcore;
 	}
@@ -913,8 +940,9 @@ create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *exp
 		for (t = 0; t < NM_TABLES_PER_WORKER; t++) {
 			w->tables[t] = nm_agg_table_create(&ap);
 			if (w->tables[t] == NULL) {
-				fprintf(stderr, "netmeta: cannot allocate aggregation tables of %u "
-						"flows: %s (lower [aggregation] max_flows)\n",
+				fprintf(stderr,
+					"netmeta: cannot allocate aggregation tables of %u "
+					"flows: %s (lower [aggregation] max_flows)\n",
 					ap.max_flows, strerror(errno));
 				return -ENOMEM;
 			}
@@ -1001,8 +1029,8 @@ main(int argc, char **argv)
 	uint64_t expect[NM_CFG_MAX_PORTS] = {0};
 	enum nm_link links[NM_CFG_MAX_PORTS] = {0};
 	struct nm_kafka_params kp;
-	struct nm_tmpl_params tp = {.max_templates_per_exporter = 1024, .max_templates = 65536,
-				    .max_exporters = 4096};
+	struct nm_tmpl_params tp = {
+		.max_templates_per_exporter = 1024, .max_templates = 65536, .max_exporters = 4096};
 	struct summary sm;
 	uint64_t next_print;
 	double rx_secs;
@@ -1030,8 +1058,10 @@ main(int argc, char **argv)
 			if (strchr(file, ',') != NULL || access(file, R_OK) != 0) {
 				fprintf(stderr, "netmeta: %s %s: %s\n",
 					mirror ? "--mirror-pcap" : "--pcap", file,
-					strchr(file, ',') ? "a path with a comma cannot be passed to "
-							    "net_pcap" : strerror(errno));
+					strchr(file, ',')
+						? "a path with a comma cannot be passed to "
+						  "net_pcap"
+						: strerror(errno));
 				return 2;
 			}
 			if (app->cfg.n_ports == NM_CFG_MAX_PORTS) {
@@ -1043,13 +1073,15 @@ main(int argc, char **argv)
 			snprintf(pc->device, sizeof(pc->device), "net_pcap%u,rx_pcap=%s", i, file);
 			pc->role = mirror ? NM_ROLE_MIRROR_RX : NM_ROLE_COLLECTOR;
 			pc->rx_queues = 1;
-			if (inspect_pcap(file, &expect[app->cfg.n_ports], &links[app->cfg.n_ports]) != 0)
+			if (inspect_pcap(file, &expect[app->cfg.n_ports],
+					 &links[app->cfg.n_ports]) != 0)
 				return 2;
 			app->cfg.n_ports++;
 		}
 		app->offline = true;
 	} else {
-		/* Config ports that are all capture files (no infinite_rx) are an offline run too. */
+		/* Config ports that are all capture files (no infinite_rx) are an offline run too.
+		 */
 		bool all_files = app->cfg.n_ports > 0;
 
 		for (i = 0; i < app->cfg.n_ports; i++) {
@@ -1082,7 +1114,8 @@ main(int argc, char **argv)
 	}
 	ret = rte_eal_init(eal_argc, eal_argv);
 	if (ret < 0) {
-		fprintf(stderr, "netmeta: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+		fprintf(stderr, "netmeta: EAL initialisation failed: %s\n",
+			rte_strerror(rte_errno));
 		return 3;
 	}
 	app->tsc_hz = rte_get_tsc_hz();
@@ -1094,9 +1127,10 @@ main(int argc, char **argv)
 		const struct nm_port_cfg *pc = &app->cfg.ports[i];
 
 		if (port_id_of(pc->device, &port_ids[i]) != 0) {
-			fprintf(stderr, "netmeta: [port.%s] device = %s: no such DPDK port: EAL did "
-					"not create it (see the driver's messages above; check the "
-					"device string and that the NIC is bound to a DPDK driver)\n",
+			fprintf(stderr,
+				"netmeta: [port.%s] device = %s: no such DPDK port: EAL did "
+				"not create it (see the driver's messages above; check the "
+				"device string and that the NIC is bound to a DPDK driver)\n",
 				pc->name, pc->device);
 			status = 3;
 			goto out_eal;
@@ -1205,10 +1239,12 @@ main(int argc, char **argv)
 	app->draining = true;
 	nm_kafka_get_stats(app->kafka, &sm.k);
 	if (sm.k.records_inflight + sm.k.spool_records > 0)
-		fprintf(stderr, "netmeta: waiting up to %d ms for Kafka to acknowledge %" PRIu64
-				" records (%" PRIu64 " of them spooled); Ctrl-C/SIGTERM now "
-				"spools the rest at once\n", app->cfg.kafka_drain_timeout_ms,
-			sm.k.records_inflight + sm.k.spool_records, sm.k.spool_records);
+		fprintf(stderr,
+			"netmeta: waiting up to %d ms for Kafka to acknowledge %" PRIu64
+			" records (%" PRIu64 " of them spooled); Ctrl-C/SIGTERM now "
+			"spools the rest at once\n",
+			app->cfg.kafka_drain_timeout_ms, sm.k.records_inflight + sm.k.spool_records,
+			sm.k.spool_records);
 	sm.unacked = nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms, &app->drain_abort);
 	nm_stats_sum(app, &sm.s, &sm.a);
 	nm_kafka_get_stats(app->kafka, &sm.k);

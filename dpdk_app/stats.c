@@ -118,8 +118,9 @@ tel_kafka(const char *cmd, const char *params, struct rte_tel_data *d)
 		nm_kafka_get_stats(tel_app->kafka, &k);
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_string(d, "broker_state",
-				     k.broker_state == NM_KAFKA_BROKER_UP ? "up"
-				     : k.broker_state == NM_KAFKA_BROKER_DOWN ? "down" : "unknown");
+				     k.broker_state == NM_KAFKA_BROKER_UP     ? "up"
+				     : k.broker_state == NM_KAFKA_BROKER_DOWN ? "down"
+									      : "unknown");
 	rte_tel_data_add_dict_string(d, "last_error", nm_kafka_last_error(tel_app->kafka));
 	D("queue_messages", k.queue_messages);
 	D("queue_bytes", k.queue_bytes);
@@ -162,9 +163,10 @@ nm_telemetry_register(struct nm_app *app)
 					 "Engine counters: frames, datagrams by protocol, decode "
 					 "errors by reason, records, aggregation, Kafka delivery.");
 	if (ret == 0)
-		ret = rte_telemetry_register_cmd("/netmeta/kafka", tel_kafka,
-						 "Kafka sink: queue depth, spool, delivered/failed "
-						 "messages and bytes, drops, last error, broker state.");
+		ret = rte_telemetry_register_cmd(
+			"/netmeta/kafka", tel_kafka,
+			"Kafka sink: queue depth, spool, delivered/failed "
+			"messages and bytes, drops, last error, broker state.");
 	ret = nm_tel_exporters_register(app) != 0 ? -1 : ret;
 	return ret;
 }

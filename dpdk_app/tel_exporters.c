@@ -59,7 +59,7 @@ add_str(struct rte_tel_data *c, const char *name, const char *val)
 
 struct walk {
 	struct rte_tel_data *d;
-	const char *filter;   /* address text, or NULL */
+	const char *filter; /* address text, or NULL */
 	unsigned int listed;
 	unsigned int skipped; /* over MAX_LISTED */
 };
@@ -138,8 +138,10 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 	if (e->override_rate != 0)
 		rte_tel_data_add_dict_u64(c, "override_rate", e->override_rate);
 	/* NetFlow v5 and IPFIX number records, v9 and sFlow datagrams. */
-	rte_tel_data_add_dict_string(c, "seq_unit", e->key.type == NM_FLOW_NF5 ||
-				     e->key.type == NM_FLOW_IPFIX ? "records" : "datagrams");
+	rte_tel_data_add_dict_string(c, "seq_unit",
+				     e->key.type == NM_FLOW_NF5 || e->key.type == NM_FLOW_IPFIX
+					     ? "records"
+					     : "datagrams");
 	rte_tel_data_add_dict_u64(c, "seq_lost", e->seq_lost);
 	rte_tel_data_add_dict_u64(c, "lost_datagrams_estimate", nm_exp_lost_datagrams(e));
 	rte_tel_data_add_dict_u64(c, "seq_out_of_order", e->seq_out_of_order);
@@ -296,9 +298,10 @@ nm_tel_exporters_register(struct nm_app *app)
 	for (i = 0; i < app->n_workers; i++)
 		app->workers[i]->dec.exp = app->exp;
 	/* DPDK refuses help texts of RTE_TEL_MAX_STRING_LEN (128) characters or more. */
-	ret = rte_telemetry_register_cmd("/netmeta/exporters", tel_exporters,
-					 "Per exporter: datagrams, records, sampling rates, templates, "
-					 "sequence gaps, errors. Param: address");
+	ret = rte_telemetry_register_cmd(
+		"/netmeta/exporters", tel_exporters,
+		"Per exporter: datagrams, records, sampling rates, templates, "
+		"sequence gaps, errors. Param: address");
 	if (ret == 0)
 		ret = rte_telemetry_register_cmd("/netmeta/interfaces", tel_interfaces,
 						 "sFlow generic interface counters per agent and "

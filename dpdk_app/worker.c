@@ -28,7 +28,8 @@ rotate(struct nm_worker *w)
 	if (w->cur == NULL || nm_agg_count(w->cur) == 0)
 		return;
 	if (rte_ring_dequeue(w->free, (void **)&t) != 0) {
-		/* The flusher is behind: keep filling; keys carry their second, so nothing mixes. */
+		/* The flusher is behind: keep filling; keys carry their second, so nothing mixes.
+		 */
 		w->st.rotations_deferred++;
 		return;
 	}
@@ -53,9 +54,10 @@ batch_flush(struct nm_rec_batch *b, void *ctx)
 			w->cur_sec = r->key.time_received;
 		} else if (r->key.time_received <= w->handed_sec) {
 			/*
-			 * Late: the table of that second went to the flusher already. Count it in the
-			 * current second; its TimeFlowStart/End keep the original time. (An older
-			 * second whose rotation was deferred is still in this table: it stays.)
+			 * Late: the table of that second went to the flusher already. Count it in
+			 * the current second; its TimeFlowStart/End keep the original time. (An
+			 * older second whose rotation was deferred is still in this table: it
+			 * stays.)
 			 */
 			r->key.time_received = w->cur_sec;
 			w->st.late_records++;
@@ -63,7 +65,7 @@ batch_flush(struct nm_rec_batch *b, void *ctx)
 		w->st.records++;
 		w->st.records_packets += r->packets;
 		w->st.records_bytes += r->bytes;
-		(void)nm_agg_add(w->cur, r);   /* drops and folds are counted by the table */
+		(void)nm_agg_add(w->cur, r); /* drops and folds are counted by the table */
 	}
 }
 
@@ -89,7 +91,7 @@ handle_collector(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *dat
 	enum nm_udp_class c;
 
 	c = likely(q->link == NM_LINK_ETHER) ? nm_pkt_udp_view(data, len, &v)
-					      : nm_pkt_udp_view_link(q->link, data, len, &v);
+					     : nm_pkt_udp_view_link(q->link, data, len, &v);
 	w->st.udp_class[c]++;
 	if (c != NM_UDP_OK)
 		return;
@@ -172,7 +174,7 @@ mirror_record(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, 
 
 	r = mirror_slot(&w->batch);
 	if (nm_pkt_parse_eth(data, len, &r->key) < 0)
-		w->st.mirror_parse_errors++;   /* keep the record: its bytes are real traffic */
+		w->st.mirror_parse_errors++; /* keep the record: its bytes are real traffic */
 	sec = t_ns / 1000000000ULL;
 	r->key.type = NM_FLOW_SFLOW5;
 	nm_addr_from_v4(r->key.sampler_addr, localhost);
@@ -234,7 +236,8 @@ mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[idx[i + 2]], void *));
 		data = frame_bytes(w, m, &len);
 		if (data != NULL)
-			mirror_record(w, q, data, len, m->pkt_len, frame_time_ns(w->app, m, live_ns));
+			mirror_record(w, q, data, len, m->pkt_len,
+				      frame_time_ns(w->app, m, live_ns));
 	}
 }
 
@@ -286,7 +289,7 @@ all_drained(struct nm_worker *w, unsigned int idle_loops)
 				return false;
 		}
 		if (q->expect_pkts == 0 && idle_loops < 2000000)
-			return false;   /* unknown length: a long idle spell ends it */
+			return false; /* unknown length: a long idle spell ends it */
 	}
 	return true;
 }
@@ -318,8 +321,10 @@ nm_worker_main(void *arg)
 			clock_gettime(CLOCK_REALTIME, &ts);
 			live_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 			last_tsc = tsc;
-			/* Live ports: close the second when the clock passes it, even with no traffic. */
-			if (!app->offline && w->cur_sec != 0 && live_ns / 1000000000ULL > w->cur_sec) {
+			/* Live ports: close the second when the clock passes it, even with no
+			 * traffic. */
+			if (!app->offline && w->cur_sec != 0 &&
+			    live_ns / 1000000000ULL > w->cur_sec) {
 				rotate(w);
 				w->cur_sec = live_ns / 1000000000ULL;
 			}

@@ -50,7 +50,8 @@ collector_port(__u16 port)
 }
 
 SEC("xdp")
-int nm_xdp_collector(struct xdp_md *ctx)
+int
+nm_xdp_collector(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;

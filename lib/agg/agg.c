@@ -38,9 +38,9 @@ struct nm_agg_table {
 	unsigned int cache_mask;
 	struct cds_lfht *ht;
 	struct agg_entry *pool;
-	unsigned int cap;        /* entries in the pool */
-	unsigned int used;       /* entries handed out since the last drain */
-	unsigned int reserve;    /* the last `reserve` entries are only for overflow keys */
+	unsigned int cap;     /* entries in the pool */
+	unsigned int used;    /* entries handed out since the last drain */
+	unsigned int reserve; /* the last `reserve` entries are only for overflow keys */
 	struct nm_agg_stats st;
 };
 
@@ -106,7 +106,8 @@ key_hash(const struct nm_flow_key *k)
 static inline int
 key_equal(const struct nm_flow_key *a, const struct nm_flow_key *b)
 {
-	const uint64_t *x = (const uint64_t *)(const void *)a, *y = (const uint64_t *)(const void *)b;
+	const uint64_t *x = (const uint64_t *)(const void *)a,
+		       *y = (const uint64_t *)(const void *)b;
 	uint64_t d = 0;
 	unsigned int i;
 
@@ -140,9 +141,10 @@ nm_agg_table_create(const struct nm_agg_params *p)
 	t->reserve = p->max_flows / 64 + 16;
 	t->cap = p->max_flows + t->reserve;
 	/*
-	 * Touch every page of the pool now: calloc() of a large block maps zero pages lazily, and the
-	 * RX lcore would take a page fault on the first entry of each page during its first busy
-	 * seconds (clear_page in perf). Memory is committed at start-up, as the config sized it.
+	 * Touch every page of the pool now: calloc() of a large block maps zero pages lazily, and
+	 * the RX lcore would take a page fault on the first entry of each page during its first
+	 * busy seconds (clear_page in perf). Memory is committed at start-up, as the config sized
+	 * it.
 	 */
 	t->pool = calloc(t->cap, sizeof(*t->pool));
 	if (t->pool == NULL)

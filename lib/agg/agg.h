@@ -8,9 +8,9 @@
  *
  * A table is a liburcu cds_lfht sized at creation (no resizing) with its entries taken from a
  * pool preallocated (and faulted in) at creation, so nm_agg_add() never allocates nor faults. A
- * small direct-mapped cache of recently used entries sits in front of the cds_lfht. One table belongs to one RX
- * lcore while it fills; the lcore then hands it to the flusher (through a queue that orders
- * memory), which drains and resets it and hands it back.
+ * small direct-mapped cache of recently used entries sits in front of the cds_lfht. One table
+ * belongs to one RX lcore while it fills; the lcore then hands it to the flusher (through a queue
+ * that orders memory), which drains and resets it and hands it back.
  *
  * Threading and RCU: a table has one writer at a time and no concurrent readers; the thread that
  * calls nm_agg_add() or nm_agg_drain() must be a registered liburcu QSBR thread (cds_lfht's read
@@ -23,14 +23,15 @@
 #include "../flow/flow.h"
 
 struct nm_agg_params {
-	unsigned int max_flows;   /* distinct keys the table holds; the pool and buckets are sized by it */
+	unsigned int
+		max_flows; /* distinct keys the table holds; the pool and buckets are sized by it */
 };
 
 struct nm_agg_stats {
-	uint64_t records;   /* records added */
-	uint64_t merged;    /* records merged into an existing entry */
-	uint64_t folded;    /* records folded into an overflow entry because the pool was empty */
-	uint64_t dropped;   /* records lost: no entry left even for the overflow key */
+	uint64_t records; /* records added */
+	uint64_t merged;  /* records merged into an existing entry */
+	uint64_t folded;  /* records folded into an overflow entry because the pool was empty */
+	uint64_t dropped; /* records lost: no entry left even for the overflow key */
 	uint64_t dropped_packets;
 	uint64_t dropped_bytes;
 };

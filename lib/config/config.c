@@ -25,9 +25,9 @@ struct key_desc {
 	const char *section;
 	const char *key;
 	enum key_type type;
-	size_t off;          /* offset in struct nm_config */
-	size_t size;         /* K_STR: buffer size; K_UINT/K_INT: 4 or 8 bytes */
-	long long min, max;  /* K_UINT/K_INT */
+	size_t off;		  /* offset in struct nm_config */
+	size_t size;		  /* K_STR: buffer size; K_UINT/K_INT: 4 or 8 bytes */
+	long long min, max;	  /* K_UINT/K_INT */
 	const char *const *names; /* K_ENUM: NULL-terminated; the value stored is the index */
 	const char *def;
 };
@@ -42,7 +42,8 @@ static const char *const roles[] = {"collector", "mirror-rx", "mirror-tx", NULL}
 static const struct key_desc keys[] = {
 	{"eal", "args", K_STR, F(eal_args), 0, 0, NULL, "-l 0-1"},
 	{"collector", "ports", K_UDP_PORTS, 0, 0, 0, 0, NULL, "2055,2056,4739,6343"},
-	{"collector", "default_sampling_rate", K_UINT, F(default_sampling_rate), 1, 1LL << 32, NULL, "1"},
+	{"collector", "default_sampling_rate", K_UINT, F(default_sampling_rate), 1, 1LL << 32, NULL,
+	 "1"},
 	{"mirror", "sample_rate", K_UINT, F(mirror_sample_rate), 1, 1 << 30, NULL, "1000"},
 	{"mirror", "mode", K_ENUM, F(mirror_random), 0, 0, mirror_modes, "deterministic"},
 	{"aggregation", "max_flows", K_UINT, F(agg_max_flows), 16, 1 << 26, NULL, "262144"},
@@ -66,8 +67,8 @@ static const struct key_desc keys[] = {
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* Keys of a [port.NAME] section. */
-static const char *const port_keys[] = {"device", "role", "rx_queues", "lcores", "address", "peer",
-					NULL};
+static const char *const port_keys[] = {"device",  "role", "rx_queues", "lcores",
+					"address", "peer", NULL};
 
 static void
 trim(char *s)
@@ -119,8 +120,8 @@ set_key(struct nm_config *c, const struct key_desc *k, const char *value, const 
 	}
 	case K_STR:
 		if (strlen(value) >= k->size) {
-			snprintf(err, errlen, "%s: [%s] %s = \"%s\": longer than %zu characters", src,
-				 k->section, k->key, value, k->size - 1);
+			snprintf(err, errlen, "%s: [%s] %s = \"%s\": longer than %zu characters",
+				 src, k->section, k->key, value, k->size - 1);
 			return -EINVAL;
 		}
 		snprintf((char *)c + k->off, k->size, "%s", value);
@@ -150,24 +151,27 @@ set_key(struct nm_config *c, const struct key_desc *k, const char *value, const 
 		unsigned int n = 0;
 
 		snprintf(buf, sizeof(buf), "%s", value);
-		for (tok = strtok_r(buf, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+		for (tok = strtok_r(buf, ", ", &save); tok != NULL;
+		     tok = strtok_r(NULL, ", ", &save)) {
 			long v;
 
 			errno = 0;
 			v = strtol(tok, &end, 10);
 			if (errno != 0 || *end != '\0' || v < 1 || v > 65535 ||
 			    n >= NM_CFG_MAX_UDP_PORTS) {
-				snprintf(err, errlen,
-					 "%s: [%s] %s = \"%s\": expected a comma-separated list of at "
-					 "most %d UDP ports (1-65535)",
-					 src, k->section, k->key, value, NM_CFG_MAX_UDP_PORTS);
+				snprintf(
+					err, errlen,
+					"%s: [%s] %s = \"%s\": expected a comma-separated list of at "
+					"most %d UDP ports (1-65535)",
+					src, k->section, k->key, value, NM_CFG_MAX_UDP_PORTS);
 				return -EINVAL;
 			}
 			ports[n++] = (uint16_t)v;
 		}
 		if (n == 0) {
-			snprintf(err, errlen, "%s: [%s] %s = \"%s\": at least one UDP port is needed",
-				 src, k->section, k->key, value);
+			snprintf(err, errlen,
+				 "%s: [%s] %s = \"%s\": at least one UDP port is needed", src,
+				 k->section, k->key, value);
 			return -EINVAL;
 		}
 		/* Only a fully valid list replaces the current one. */
@@ -221,8 +225,8 @@ set_port_key(struct nm_config *c, const char *pname, const char *key, const char
 				break;
 		if (roles[i] == NULL) {
 			list_names(roles, allowed, sizeof(allowed));
-			snprintf(err, errlen, "%s: [port.%s] role = \"%s\": expected one of %s", src,
-				 pname, value, allowed);
+			snprintf(err, errlen, "%s: [port.%s] role = \"%s\": expected one of %s",
+				 src, pname, value, allowed);
 			return -EINVAL;
 		}
 		p->role = (enum nm_port_role)i;
@@ -230,17 +234,20 @@ set_port_key(struct nm_config *c, const char *pname, const char *key, const char
 		long v = strtol(value, &end, 10);
 
 		if (end == value || *end != '\0' || v < 1 || v > 64) {
-			snprintf(err, errlen,
-				 "%s: [port.%s] rx_queues = \"%s\": expected an integer from 1 to 64",
-				 src, pname, value);
+			snprintf(
+				err, errlen,
+				"%s: [port.%s] rx_queues = \"%s\": expected an integer from 1 to 64",
+				src, pname, value);
 			return -EINVAL;
 		}
 		p->rx_queues = (unsigned int)v;
 	} else if (strcmp(key, "lcores") == 0) {
-		if (strlen(value) >= sizeof(p->lcores) || strspn(value, "0123456789,- ") != strlen(value)) {
-			snprintf(err, errlen,
-				 "%s: [port.%s] lcores = \"%s\": expected lcore ids like \"1\" or \"1,2\"",
-				 src, pname, value);
+		if (strlen(value) >= sizeof(p->lcores) ||
+		    strspn(value, "0123456789,- ") != strlen(value)) {
+			snprintf(
+				err, errlen,
+				"%s: [port.%s] lcores = \"%s\": expected lcore ids like \"1\" or \"1,2\"",
+				src, pname, value);
 			return -EINVAL;
 		}
 		snprintf(p->lcores, sizeof(p->lcores), "%s", value);
@@ -260,7 +267,8 @@ set_port_key(struct nm_config *c, const char *pname, const char *key, const char
 	}
 	return 0;
 bad_str:
-	snprintf(err, errlen, "%s: [port.%s] %s = \"%s\": empty or too long", src, pname, key, value);
+	snprintf(err, errlen, "%s: [port.%s] %s = \"%s\": empty or too long", src, pname, key,
+		 value);
 	return -EINVAL;
 }
 
@@ -277,8 +285,9 @@ exporter_get(struct nm_config *c, const char *name, const char *src, char *err, 
 	if (name[0] == '\0' || strlen(name) >= sizeof(c->exporters[0].name) ||
 	    c->n_exporters == NM_CFG_MAX_EXPORTERS) {
 		snprintf(err, errlen, "%s: [exporter.%s]: %s", src, name,
-			 name[0] == '\0' ? "an exporter section needs a name, e.g. [exporter.edge1]"
-					 : "name longer than 63 characters or more than 256 exporters");
+			 name[0] == '\0'
+				 ? "an exporter section needs a name, e.g. [exporter.edge1]"
+				 : "name longer than 63 characters or more than 256 exporters");
 		return NULL;
 	}
 	memset(&c->exporters[c->n_exporters], 0, sizeof(c->exporters[0]));
@@ -312,8 +321,10 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 		return -EINVAL;
 	if (strcmp(key, "address") == 0) {
 		if (parse_addr(value, e->address) != 0) {
-			snprintf(err, errlen, "%s: [exporter.%s] address = \"%s\": expected an IPv4 "
-				 "or IPv6 address (e.g. 192.0.2.1 or 2001:db8::1)", src, ename, value);
+			snprintf(err, errlen,
+				 "%s: [exporter.%s] address = \"%s\": expected an IPv4 "
+				 "or IPv6 address (e.g. 192.0.2.1 or 2001:db8::1)",
+				 src, ename, value);
 			return -EINVAL;
 		}
 		e->has_address = 1;
@@ -324,15 +335,19 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 		v = strtoull(value, &end, 10);
 		if (errno != 0 || end == value || *end != '\0' || value[0] == '-' || v < 1 ||
 		    v > (1ULL << 32)) {
-			snprintf(err, errlen, "%s: [exporter.%s] sampling_rate = \"%s\": expected an "
-				 "integer from 1 to %llu (1:N packets)", src, ename, value, 1ULL << 32);
+			snprintf(err, errlen,
+				 "%s: [exporter.%s] sampling_rate = \"%s\": expected an "
+				 "integer from 1 to %llu (1:N packets)",
+				 src, ename, value, 1ULL << 32);
 			return -EINVAL;
 		}
 		e->sampling_rate = v;
 	} else if (strcmp(key, "description") == 0) {
 		if (strlen(value) >= sizeof(e->description)) {
-			snprintf(err, errlen, "%s: [exporter.%s] description = \"%.40s...\": longer "
-				 "than %zu characters", src, ename, value, sizeof(e->description) - 1);
+			snprintf(err, errlen,
+				 "%s: [exporter.%s] description = \"%.40s...\": longer "
+				 "than %zu characters",
+				 src, ename, value, sizeof(e->description) - 1);
 			return -EINVAL;
 		}
 		snprintf(e->description, sizeof(e->description), "%s", value);
@@ -344,15 +359,17 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 		errno = 0;
 		v = strtoull(ix, &end, 10);
 		if (errno != 0 || end == ix || *end != '\0' || ix[0] == '-' || v > 0xffffffffULL) {
-			snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": expected "
+			snprintf(err, errlen,
+				 "%s: [exporter.%s] %s = \"%s\": expected "
 				 "interface.<ifIndex> with ifIndex an integer from 0 to 4294967295",
 				 src, ename, key, value);
 			return -EINVAL;
 		}
 		if (value[0] == '\0' || strlen(value) >= sizeof(c->ifnames[0].name)) {
-			snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": expected an interface "
-				 "name of 1 to %zu characters", src, ename, key, value,
-				 sizeof(c->ifnames[0].name) - 1);
+			snprintf(err, errlen,
+				 "%s: [exporter.%s] %s = \"%s\": expected an interface "
+				 "name of 1 to %zu characters",
+				 src, ename, key, value, sizeof(c->ifnames[0].name) - 1);
 			return -EINVAL;
 		}
 		for (i = 0; i < c->n_ifnames; i++)
@@ -360,9 +377,10 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 				break;
 		if (i == c->n_ifnames) {
 			if (c->n_ifnames == NM_CFG_MAX_IFNAMES) {
-				snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": more than %d "
-					 "interface names in all", src, ename, key, value,
-					 NM_CFG_MAX_IFNAMES);
+				snprintf(err, errlen,
+					 "%s: [exporter.%s] %s = \"%s\": more than %d "
+					 "interface names in all",
+					 src, ename, key, value, NM_CFG_MAX_IFNAMES);
 				return -EINVAL;
 			}
 			c->n_ifnames++;
@@ -371,9 +389,10 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 		c->ifnames[i].if_index = (uint32_t)v;
 		snprintf(c->ifnames[i].name, sizeof(c->ifnames[i].name), "%s", value);
 	} else {
-		snprintf(err, errlen, "%s: [exporter.%s] %s = \"%s\": unknown key; an exporter has "
-			 "address, sampling_rate, description and interface.<ifIndex>", src, ename,
-			 key, value);
+		snprintf(err, errlen,
+			 "%s: [exporter.%s] %s = \"%s\": unknown key; an exporter has "
+			 "address, sampling_rate, description and interface.<ifIndex>",
+			 src, ename, key, value);
 		return -EINVAL;
 	}
 	return 0;
@@ -389,15 +408,18 @@ validate_exporters(const struct nm_config *c, char *err, size_t errlen)
 		const struct nm_exporter_cfg *e = &c->exporters[i];
 
 		if (!e->has_address) {
-			snprintf(err, errlen, "%s: [exporter.%s]: address is missing (the exporter's "
-				 "IPv4 or IPv6 address, e.g. address = 192.0.2.1)", c->source, e->name);
+			snprintf(err, errlen,
+				 "%s: [exporter.%s]: address is missing (the exporter's "
+				 "IPv4 or IPv6 address, e.g. address = 192.0.2.1)",
+				 c->source, e->name);
 			return -EINVAL;
 		}
 		for (j = 0; j < i; j++) {
 			if (memcmp(c->exporters[j].address, e->address, 16) == 0) {
-				snprintf(err, errlen, "%s: [exporter.%s]: same address as "
-					 "[exporter.%s]; one section per exporter address", c->source,
-					 e->name, c->exporters[j].name);
+				snprintf(err, errlen,
+					 "%s: [exporter.%s]: same address as "
+					 "[exporter.%s]; one section per exporter address",
+					 c->source, e->name, c->exporters[j].name);
 				return -EINVAL;
 			}
 		}
@@ -422,11 +444,12 @@ set_any(struct nm_config *c, const char *section, const char *key, const char *v
 		for (i = 0; i < n; i++)
 			if (strcmp(c->kafka_prop_store[i][0], key + 9) == 0)
 				break;
-		if (i == NM_CFG_MAX_PROPS || key[9] == '\0' ||
-		    strlen(key + 9) >= NM_CFG_STR || strlen(value) >= NM_CFG_STR) {
-			snprintf(err, errlen,
-				 "%s: [kafka] %s = \"%s\": too many properties (max %d) or too long",
-				 src, key, value, NM_CFG_MAX_PROPS);
+		if (i == NM_CFG_MAX_PROPS || key[9] == '\0' || strlen(key + 9) >= NM_CFG_STR ||
+		    strlen(value) >= NM_CFG_STR) {
+			snprintf(
+				err, errlen,
+				"%s: [kafka] %s = \"%s\": too many properties (max %d) or too long",
+				src, key, value, NM_CFG_MAX_PROPS);
 			return -EINVAL;
 		}
 		snprintf(c->kafka_prop_store[i][0], NM_CFG_STR, "%s", key + 9);
@@ -498,23 +521,27 @@ validate(const struct nm_config *c, char *err, size_t errlen)
 	/* Every record must fit one message, whatever it holds: the sink refuses less. */
 	min_batch = c->kafka_format == NM_KAFKA_FMT_JSON ? NM_ENCODE_JSON_MAX : NM_ENCODE_PB_MAX;
 	if (c->kafka_batch_bytes < min_batch) {
-		snprintf(err, errlen, "%s: [kafka] batch_bytes = %u: format %s needs at least %u "
-			 "bytes (the longest encoding of one row)", c->source, c->kafka_batch_bytes,
+		snprintf(err, errlen,
+			 "%s: [kafka] batch_bytes = %u: format %s needs at least %u "
+			 "bytes (the longest encoding of one row)",
+			 c->source, c->kafka_batch_bytes,
 			 c->kafka_format == NM_KAFKA_FMT_JSON ? "json" : "protobuf", min_batch);
 		return -EINVAL;
 	}
 	if (c->kafka_queue_max_bytes < 2 * (uint64_t)c->kafka_batch_bytes) {
-		snprintf(err, errlen, "%s: [kafka] queue_max_bytes = %" PRIu64 ": must hold two "
-			 "batches of batch_bytes (%u), so at least %" PRIu64, c->source,
-			 c->kafka_queue_max_bytes, c->kafka_batch_bytes,
+		snprintf(err, errlen,
+			 "%s: [kafka] queue_max_bytes = %" PRIu64 ": must hold two "
+			 "batches of batch_bytes (%u), so at least %" PRIu64,
+			 c->source, c->kafka_queue_max_bytes, c->kafka_batch_bytes,
 			 2 * (uint64_t)c->kafka_batch_bytes);
 		return -EINVAL;
 	}
 	if (c->kafka_spool_dir[0] != '\0' &&
 	    c->kafka_spool_max_bytes < 2 * ((uint64_t)c->kafka_batch_bytes + 64)) {
-		snprintf(err, errlen, "%s: [kafka] spool_max_bytes = %" PRIu64 ": must hold two "
-			 "batches of batch_bytes (%u), so at least %" PRIu64, c->source,
-			 c->kafka_spool_max_bytes, c->kafka_batch_bytes,
+		snprintf(err, errlen,
+			 "%s: [kafka] spool_max_bytes = %" PRIu64 ": must hold two "
+			 "batches of batch_bytes (%u), so at least %" PRIu64,
+			 c->source, c->kafka_spool_max_bytes, c->kafka_batch_bytes,
 			 2 * ((uint64_t)c->kafka_batch_bytes + 64));
 		return -EINVAL;
 	}
@@ -522,7 +549,8 @@ validate(const struct nm_config *c, char *err, size_t errlen)
 		return -EINVAL;
 	for (i = 0; i < c->n_ports; i++) {
 		if (c->ports[i].device[0] == '\0') {
-			snprintf(err, errlen, "%s: [port.%s]: device is missing (e.g. device = "
+			snprintf(err, errlen,
+				 "%s: [port.%s]: device is missing (e.g. device = "
 				 "net_tap0,iface=nm0 or a PCI address 0000:01:00.0)",
 				 c->source, c->ports[i].name);
 			return -EINVAL;
@@ -657,8 +685,8 @@ nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t err
 }
 
 int
-nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned int n,
-		  char *err, size_t errlen)
+nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned int n, char *err,
+		  size_t errlen)
 {
 	unsigned int i;
 

@@ -27,13 +27,14 @@ enum nm_port_role {
 };
 
 struct nm_port_cfg {
-	char name[64];              /* section name after "port." */
-	char device[NM_CFG_STR];    /* PCI address or vdev string (net_tap0,iface=...) */
+	char name[64];		 /* section name after "port." */
+	char device[NM_CFG_STR]; /* PCI address or vdev string (net_tap0,iface=...) */
 	enum nm_port_role role;
 	unsigned int rx_queues;
-	char lcores[128];           /* lcore ids polling the queues, e.g. "1" or "1,2"; empty: auto */
-	char address[64];           /* net_tap only: address (CIDR) given to the kernel interface */
-	char peer[64];              /* net_tap only: the engine's own address on that link (exporters send to it) */
+	char lcores[128]; /* lcore ids polling the queues, e.g. "1" or "1,2"; empty: auto */
+	char address[64]; /* net_tap only: address (CIDR) given to the kernel interface */
+	char peer[64]; /* net_tap only: the engine's own address on that link (exporters send to it)
+			*/
 };
 
 /*
@@ -48,21 +49,21 @@ struct nm_port_cfg {
 #define NM_CFG_MAX_IFNAMES 4096
 
 struct nm_exporter_cfg {
-	char name[64];              /* section name after "exporter." */
-	uint8_t address[16];        /* IPv4 stored as ::ffff:a.b.c.d */
+	char name[64];	     /* section name after "exporter." */
+	uint8_t address[16]; /* IPv4 stored as ::ffff:a.b.c.d */
 	int has_address;
-	uint64_t sampling_rate;     /* 0: not overridden */
+	uint64_t sampling_rate; /* 0: not overridden */
 	char description[256];
 };
 
 struct nm_ifname_cfg {
-	unsigned int exporter;      /* index in exporters[] */
+	unsigned int exporter; /* index in exporters[] */
 	uint32_t if_index;
 	char name[64];
 };
 
 struct nm_config {
-	char source[NM_CFG_STR];    /* file the config came from, or "(defaults)" */
+	char source[NM_CFG_STR]; /* file the config came from, or "(defaults)" */
 
 	struct nm_exporter_cfg exporters[NM_CFG_MAX_EXPORTERS];
 	unsigned int n_exporters;
@@ -79,7 +80,7 @@ struct nm_config {
 	uint64_t default_sampling_rate;
 
 	unsigned int mirror_sample_rate;
-	int mirror_random;          /* 0 every Nth frame per queue, 1 random 1:N */
+	int mirror_random; /* 0 every Nth frame per queue, 1 random 1:N */
 
 	unsigned int agg_max_flows;
 
@@ -100,7 +101,7 @@ struct nm_config {
 
 	unsigned int mbuf_count;
 	unsigned int rx_desc;
-	int stats_interval_ms;      /* console stats; 0 turns them off */
+	int stats_interval_ms; /* console stats; 0 turns them off */
 };
 
 /* Fill c with the compiled-in defaults. */

@@ -15,9 +15,24 @@
  * compiler keeps, per target, only the fields of the best rank present in the template.
  */
 enum target {
-	T_NONE = 0, T_BYTES, T_PKTS, T_INIF, T_OUTIF, T_NH4, T_NH6,
-	T_SRCMAC, T_DSTMAC, T_SRCVLAN, T_DSTVLAN, T_START, T_END, T_SAMPLER, T_SAMPLING,
-	T_FRAMESZ, T_RBYTES, T_RPKTS,
+	T_NONE = 0,
+	T_BYTES,
+	T_PKTS,
+	T_INIF,
+	T_OUTIF,
+	T_NH4,
+	T_NH6,
+	T_SRCMAC,
+	T_DSTMAC,
+	T_SRCVLAN,
+	T_DSTVLAN,
+	T_START,
+	T_END,
+	T_SAMPLER,
+	T_SAMPLING,
+	T_FRAMESZ,
+	T_RBYTES,
+	T_RPKTS,
 	T_MAX_,
 };
 
@@ -31,111 +46,74 @@ struct ie_map {
 #define IE_TABLE_LEN 512
 
 static const struct ie_map flow_map[IE_TABLE_LEN] = {
-	M(1, NM_OP_BYTES, T_BYTES, 0),
-	M(85, NM_OP_BYTES, T_BYTES, 1),       /* octetTotalCount */
-	M(23, NM_OP_BYTES, T_BYTES, 2),       /* postOctetDeltaCount (v9 OUT_BYTES) */
-	M(2, NM_OP_PKTS, T_PKTS, 0),
-	M(86, NM_OP_PKTS, T_PKTS, 1),
-	M(24, NM_OP_PKTS, T_PKTS, 2),
-	M(4, NM_OP_PROTO, T_NONE, 0),
-	M(5, NM_OP_TOS, T_NONE, 0),
-	M(6, NM_OP_TCPFLAGS, T_NONE, 0),
+	M(1, NM_OP_BYTES, T_BYTES, 0), M(85, NM_OP_BYTES, T_BYTES, 1), /* octetTotalCount */
+	M(23, NM_OP_BYTES, T_BYTES, 2), /* postOctetDeltaCount (v9 OUT_BYTES) */
+	M(2, NM_OP_PKTS, T_PKTS, 0), M(86, NM_OP_PKTS, T_PKTS, 1), M(24, NM_OP_PKTS, T_PKTS, 2),
+	M(4, NM_OP_PROTO, T_NONE, 0), M(5, NM_OP_TOS, T_NONE, 0), M(6, NM_OP_TCPFLAGS, T_NONE, 0),
 	/*
 	 * Ports: every port IE of the template is applied and the last non-zero one wins. Cisco
 	 * NBAR templates carry L4_SRC/DST_PORT next to TCP_SRC_PORT/UDP_DST_PORT and fill only one
 	 * of them per flow (netflow_9_cisco_nbar_flowset_262: IE 11 = 0, IE 181 = 123 for NTP).
 	 */
-	M(7, NM_OP_SPORT, T_NONE, 0),
-	M(180, NM_OP_SPORT, T_NONE, 0),       /* udpSourcePort */
-	M(182, NM_OP_SPORT, T_NONE, 0),       /* tcpSourcePort */
-	M(11, NM_OP_DPORT, T_NONE, 0),
-	M(181, NM_OP_DPORT, T_NONE, 0),       /* udpDestinationPort */
-	M(183, NM_OP_DPORT, T_NONE, 0),       /* tcpDestinationPort */
-	M(8, NM_OP_SRC4, T_NONE, 0),
-	M(12, NM_OP_DST4, T_NONE, 0),
-	M(27, NM_OP_SRC6, T_NONE, 0),
-	M(28, NM_OP_DST6, T_NONE, 0),
-	M(9, NM_OP_SRCNET, T_NONE, 0),
-	M(29, NM_OP_SRCNET, T_NONE, 0),
-	M(13, NM_OP_DSTNET, T_NONE, 0),
-	M(30, NM_OP_DSTNET, T_NONE, 0),
-	M(10, NM_OP_INIF, T_INIF, 0),
-	M(252, NM_OP_INIF, T_INIF, 1),        /* ingressPhysicalInterface */
-	M(14, NM_OP_OUTIF, T_OUTIF, 0),
-	M(253, NM_OP_OUTIF, T_OUTIF, 1),
-	M(15, NM_OP_NH4, T_NH4, 0),           /* ipNextHopIPv4Address */
-	M(18, NM_OP_NH4, T_NH4, 1),           /* bgpNextHopIPv4Address */
-	M(62, NM_OP_NH6, T_NH6, 0),
-	M(63, NM_OP_NH6, T_NH6, 1),
-	M(16, NM_OP_SRCAS, T_NONE, 0),
+	M(7, NM_OP_SPORT, T_NONE, 0), M(180, NM_OP_SPORT, T_NONE, 0),  /* udpSourcePort */
+	M(182, NM_OP_SPORT, T_NONE, 0),				       /* tcpSourcePort */
+	M(11, NM_OP_DPORT, T_NONE, 0), M(181, NM_OP_DPORT, T_NONE, 0), /* udpDestinationPort */
+	M(183, NM_OP_DPORT, T_NONE, 0),				       /* tcpDestinationPort */
+	M(8, NM_OP_SRC4, T_NONE, 0), M(12, NM_OP_DST4, T_NONE, 0), M(27, NM_OP_SRC6, T_NONE, 0),
+	M(28, NM_OP_DST6, T_NONE, 0), M(9, NM_OP_SRCNET, T_NONE, 0), M(29, NM_OP_SRCNET, T_NONE, 0),
+	M(13, NM_OP_DSTNET, T_NONE, 0), M(30, NM_OP_DSTNET, T_NONE, 0),
+	M(10, NM_OP_INIF, T_INIF, 0), M(252, NM_OP_INIF, T_INIF, 1), /* ingressPhysicalInterface */
+	M(14, NM_OP_OUTIF, T_OUTIF, 0), M(253, NM_OP_OUTIF, T_OUTIF, 1),
+	M(15, NM_OP_NH4, T_NH4, 0), /* ipNextHopIPv4Address */
+	M(18, NM_OP_NH4, T_NH4, 1), /* bgpNextHopIPv4Address */
+	M(62, NM_OP_NH6, T_NH6, 0), M(63, NM_OP_NH6, T_NH6, 1), M(16, NM_OP_SRCAS, T_NONE, 0),
 	M(17, NM_OP_DSTAS, T_NONE, 0),
 	/*
 	 * bgpNextAdjacentAsNumber is the AS traffic goes to next: FlowMessage's NextHopAS.
 	 * bgpPrevAdjacentAsNumber (129) has no FlowMessage field.
 	 */
-	M(128, NM_OP_NHAS, T_NONE, 0),
-	M(56, NM_OP_SRCMAC, T_SRCMAC, 0),     /* sourceMacAddress */
-	M(81, NM_OP_SRCMAC, T_SRCMAC, 1),     /* postSourceMacAddress */
-	M(80, NM_OP_DSTMAC, T_DSTMAC, 0),     /* destinationMacAddress */
-	M(57, NM_OP_DSTMAC, T_DSTMAC, 1),     /* postDestinationMacAddress */
-	M(58, NM_OP_SRCVLAN, T_SRCVLAN, 0),   /* vlanId */
-	M(59, NM_OP_DSTVLAN, T_DSTVLAN, 0),   /* postVlanId */
-	M(254, NM_OP_DSTVLAN, T_DSTVLAN, 1),  /* postDot1qVlanId */
-	M(243, NM_OP_VLAN, T_NONE, 0),        /* dot1qVlanId */
-	M(234, NM_OP_INVRF, T_NONE, 0),
-	M(235, NM_OP_OUTVRF, T_NONE, 0),
-	M(31, NM_OP_FLOWLABEL, T_NONE, 0),
-	M(54, NM_OP_FRAGID, T_NONE, 0),
-	M(88, NM_OP_FRAGOFF, T_NONE, 0),
-	M(192, NM_OP_TTL, T_NONE, 0),
-	M(32, NM_OP_ICMP_TC, T_NONE, 0),
-	M(139, NM_OP_ICMP_TC, T_NONE, 0),
-	M(176, NM_OP_ICMP_TYPE, T_NONE, 0),
-	M(178, NM_OP_ICMP_TYPE, T_NONE, 0),
-	M(177, NM_OP_ICMP_CODE, T_NONE, 0),
-	M(179, NM_OP_ICMP_CODE, T_NONE, 0),
+	M(128, NM_OP_NHAS, T_NONE, 0), M(56, NM_OP_SRCMAC, T_SRCMAC, 0), /* sourceMacAddress */
+	M(81, NM_OP_SRCMAC, T_SRCMAC, 1),				 /* postSourceMacAddress */
+	M(80, NM_OP_DSTMAC, T_DSTMAC, 0),				 /* destinationMacAddress */
+	M(57, NM_OP_DSTMAC, T_DSTMAC, 1),    /* postDestinationMacAddress */
+	M(58, NM_OP_SRCVLAN, T_SRCVLAN, 0),  /* vlanId */
+	M(59, NM_OP_DSTVLAN, T_DSTVLAN, 0),  /* postVlanId */
+	M(254, NM_OP_DSTVLAN, T_DSTVLAN, 1), /* postDot1qVlanId */
+	M(243, NM_OP_VLAN, T_NONE, 0),	     /* dot1qVlanId */
+	M(234, NM_OP_INVRF, T_NONE, 0), M(235, NM_OP_OUTVRF, T_NONE, 0),
+	M(31, NM_OP_FLOWLABEL, T_NONE, 0), M(54, NM_OP_FRAGID, T_NONE, 0),
+	M(88, NM_OP_FRAGOFF, T_NONE, 0), M(192, NM_OP_TTL, T_NONE, 0),
+	M(32, NM_OP_ICMP_TC, T_NONE, 0), M(139, NM_OP_ICMP_TC, T_NONE, 0),
+	M(176, NM_OP_ICMP_TYPE, T_NONE, 0), M(178, NM_OP_ICMP_TYPE, T_NONE, 0),
+	M(177, NM_OP_ICMP_CODE, T_NONE, 0), M(179, NM_OP_ICMP_CODE, T_NONE, 0),
 	/* Absolute times beat uptime-relative ones, milliseconds beat seconds. */
-	M(152, NM_OP_START_MS, T_START, 0),
-	M(150, NM_OP_START_S, T_START, 1),
-	M(154, NM_OP_START_NTP, T_START, 1),
-	M(156, NM_OP_START_NTP, T_START, 1),
-	M(22, NM_OP_START_UP, T_START, 2),
-	M(158, NM_OP_START_DUS, T_START, 3),
-	M(153, NM_OP_END_MS, T_END, 0),
-	M(151, NM_OP_END_S, T_END, 1),
-	M(155, NM_OP_END_NTP, T_END, 1),
-	M(157, NM_OP_END_NTP, T_END, 1),
-	M(21, NM_OP_END_UP, T_END, 2),
-	M(159, NM_OP_END_DUS, T_END, 3),
-	M(160, NM_OP_SYSINIT_MS, T_NONE, 0),
-	M(61, NM_OP_DIRECTION, T_NONE, 0),
-	M(239, NM_OP_BIDIR, T_NONE, 0),
-	M(89, NM_OP_FWD_STATUS, T_NONE, 0),
-	M(70, NM_OP_MPLS, T_NONE, 0), M(71, NM_OP_MPLS, T_NONE, 0),
-	M(72, NM_OP_MPLS, T_NONE, 0), M(73, NM_OP_MPLS, T_NONE, 0),
-	M(74, NM_OP_MPLS, T_NONE, 0), M(75, NM_OP_MPLS, T_NONE, 0),
-	M(76, NM_OP_MPLS, T_NONE, 0), M(77, NM_OP_MPLS, T_NONE, 0),
-	M(78, NM_OP_MPLS, T_NONE, 0), M(79, NM_OP_MPLS, T_NONE, 0),
-	M(60, NM_OP_IPVER, T_NONE, 0),
-	M(48, NM_OP_SAMPLER_ID, T_SAMPLER, 0),   /* samplerId (v9 FLOW_SAMPLER_ID) */
-	M(302, NM_OP_SAMPLER_ID, T_SAMPLER, 1),  /* selectorId */
-	M(34, NM_OP_SAMPLING, T_SAMPLING, 0),    /* samplingInterval */
-	M(50, NM_OP_SAMPLING, T_SAMPLING, 1),    /* samplerRandomInterval */
-	M(305, NM_OP_PKT_INTERVAL, T_NONE, 0),
-	M(306, NM_OP_PKT_SPACE, T_NONE, 0),
-	M(315, NM_OP_FRAME, T_NONE, 0),          /* dataLinkFrameSection */
-	M(312, NM_OP_FRAME_SIZE, T_FRAMESZ, 0),  /* dataLinkFrameSize */
-	M(410, NM_OP_FRAME_SIZE, T_FRAMESZ, 1),  /* sectionExportedOctets */
+	M(152, NM_OP_START_MS, T_START, 0), M(150, NM_OP_START_S, T_START, 1),
+	M(154, NM_OP_START_NTP, T_START, 1), M(156, NM_OP_START_NTP, T_START, 1),
+	M(22, NM_OP_START_UP, T_START, 2), M(158, NM_OP_START_DUS, T_START, 3),
+	M(153, NM_OP_END_MS, T_END, 0), M(151, NM_OP_END_S, T_END, 1),
+	M(155, NM_OP_END_NTP, T_END, 1), M(157, NM_OP_END_NTP, T_END, 1),
+	M(21, NM_OP_END_UP, T_END, 2), M(159, NM_OP_END_DUS, T_END, 3),
+	M(160, NM_OP_SYSINIT_MS, T_NONE, 0), M(61, NM_OP_DIRECTION, T_NONE, 0),
+	M(239, NM_OP_BIDIR, T_NONE, 0), M(89, NM_OP_FWD_STATUS, T_NONE, 0),
+	M(70, NM_OP_MPLS, T_NONE, 0), M(71, NM_OP_MPLS, T_NONE, 0), M(72, NM_OP_MPLS, T_NONE, 0),
+	M(73, NM_OP_MPLS, T_NONE, 0), M(74, NM_OP_MPLS, T_NONE, 0), M(75, NM_OP_MPLS, T_NONE, 0),
+	M(76, NM_OP_MPLS, T_NONE, 0), M(77, NM_OP_MPLS, T_NONE, 0), M(78, NM_OP_MPLS, T_NONE, 0),
+	M(79, NM_OP_MPLS, T_NONE, 0), M(60, NM_OP_IPVER, T_NONE, 0),
+	M(48, NM_OP_SAMPLER_ID, T_SAMPLER, 0),	/* samplerId (v9 FLOW_SAMPLER_ID) */
+	M(302, NM_OP_SAMPLER_ID, T_SAMPLER, 1), /* selectorId */
+	M(34, NM_OP_SAMPLING, T_SAMPLING, 0),	/* samplingInterval */
+	M(50, NM_OP_SAMPLING, T_SAMPLING, 1),	/* samplerRandomInterval */
+	M(305, NM_OP_PKT_INTERVAL, T_NONE, 0), M(306, NM_OP_PKT_SPACE, T_NONE, 0),
+	M(315, NM_OP_FRAME, T_NONE, 0),		/* dataLinkFrameSection */
+	M(312, NM_OP_FRAME_SIZE, T_FRAMESZ, 0), /* dataLinkFrameSize */
+	M(410, NM_OP_FRAME_SIZE, T_FRAMESZ, 1), /* sectionExportedOctets */
 };
 
 /* Options data: only what sampling needs. */
 static const struct ie_map opt_map[IE_TABLE_LEN] = {
-	M(48, NM_OP_SAMPLER_ID, T_SAMPLER, 0),
-	M(302, NM_OP_SAMPLER_ID, T_SAMPLER, 1),
-	M(34, NM_OP_SAMPLING, T_SAMPLING, 0),
-	M(50, NM_OP_SAMPLING, T_SAMPLING, 1),
-	M(305, NM_OP_PKT_INTERVAL, T_NONE, 0),
-	M(306, NM_OP_PKT_SPACE, T_NONE, 0),
+	M(48, NM_OP_SAMPLER_ID, T_SAMPLER, 0), M(302, NM_OP_SAMPLER_ID, T_SAMPLER, 1),
+	M(34, NM_OP_SAMPLING, T_SAMPLING, 0),  M(50, NM_OP_SAMPLING, T_SAMPLING, 1),
+	M(305, NM_OP_PKT_INTERVAL, T_NONE, 0), M(306, NM_OP_PKT_SPACE, T_NONE, 0),
 };
 
 /* RFC 5103 reverse information elements: PEN 29305, same numbers as the forward ones. */
@@ -167,16 +145,21 @@ static int
 len_ok(unsigned int op, unsigned int len)
 {
 	switch (op) {
-	case NM_OP_SRC4: case NM_OP_DST4: case NM_OP_NH4:
+	case NM_OP_SRC4:
+	case NM_OP_DST4:
+	case NM_OP_NH4:
 		return len == 4;
-	case NM_OP_SRC6: case NM_OP_DST6: case NM_OP_NH6:
+	case NM_OP_SRC6:
+	case NM_OP_DST6:
+	case NM_OP_NH6:
 		return len == 16;
-	case NM_OP_SRCMAC: case NM_OP_DSTMAC:
+	case NM_OP_SRCMAC:
+	case NM_OP_DSTMAC:
 		return len == 6;
 	case NM_OP_FRAME:
 		return len > 0;
 	default:
-		return len >= 1 && len <= 8;  /* reduced-size integers */
+		return len >= 1 && len <= 8; /* reduced-size integers */
 	}
 }
 
@@ -226,7 +209,7 @@ nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, u
 	t->key = *key;
 	t->n_fields = (uint16_t)n;
 	t->n_scope = (uint16_t)n_scope;
-	t->is_options = (uint8_t)!!is_options;
+	t->is_options = (uint8_t) !!is_options;
 	t->has_var = (uint8_t)has_var;
 	t->min_len = (uint16_t)min_len;
 	memcpy(t->fields, f, n * sizeof(*f));
@@ -294,7 +277,7 @@ struct scratch {
 	uint32_t frame_len;
 	uint32_t sampler_id;
 	uint8_t has_start_up, has_end_up, has_start_dus, has_end_dus, has_sampler;
-	uint8_t written;   /* W_* bits */
+	uint8_t written; /* W_* bits */
 	uint8_t ipver;
 	uint8_t mpls_seen;
 };
@@ -317,8 +300,8 @@ ntp_secs(uint64_t v)
  * (templates that carry both an IPv4 and an IPv6 address leave the other family zero).
  */
 static inline void
-put_addr(struct nm_flow_key *k, struct scratch *sc, unsigned int w, uint8_t *dst,
-	 const uint8_t *p, unsigned int len, uint16_t etype)
+put_addr(struct nm_flow_key *k, struct scratch *sc, unsigned int w, uint8_t *dst, const uint8_t *p,
+	 unsigned int len, uint16_t etype)
 {
 	static const uint8_t zero[16];
 
@@ -335,8 +318,8 @@ put_addr(struct nm_flow_key *k, struct scratch *sc, unsigned int w, uint8_t *dst
 
 /* Apply one step to the record. len is the field's length on the wire (checked by the caller). */
 static inline void
-apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int ie,
-      const uint8_t *p, unsigned int len)
+apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int ie, const uint8_t *p,
+      unsigned int len)
 {
 	struct nm_flow_key *k = &r->key;
 	uint64_t v = 0;
@@ -387,11 +370,21 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 		return;
 	v = len == 4 ? nm_rd32(p) : len == 2 ? nm_rd16(p) : len == 8 ? nm_rd64(p) : nm_rdn(p, len);
 	switch (op) {
-	case NM_OP_BYTES: r->bytes = v; break;
-	case NM_OP_PKTS: r->packets = v; break;
-	case NM_OP_PROTO: k->proto = (uint8_t)v; break;
-	case NM_OP_TOS: k->ip_tos = (uint8_t)v; break;
-	case NM_OP_TCPFLAGS: k->tcp_flags = (uint8_t)v; break;
+	case NM_OP_BYTES:
+		r->bytes = v;
+		break;
+	case NM_OP_PKTS:
+		r->packets = v;
+		break;
+	case NM_OP_PROTO:
+		k->proto = (uint8_t)v;
+		break;
+	case NM_OP_TOS:
+		k->ip_tos = (uint8_t)v;
+		break;
+	case NM_OP_TCPFLAGS:
+		k->tcp_flags = (uint8_t)v;
+		break;
 	case NM_OP_SPORT:
 		if (v != 0)
 			k->src_port = (uint16_t)v;
@@ -410,20 +403,48 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 			k->dst_net = (uint8_t)v;
 		sc->written |= W_DSTNET;
 		break;
-	case NM_OP_INIF: k->in_if = (uint32_t)v; break;
-	case NM_OP_OUTIF: k->out_if = (uint32_t)v; break;
-	case NM_OP_SRCAS: k->src_as = (uint32_t)v; break;
-	case NM_OP_DSTAS: k->dst_as = (uint32_t)v; break;
-	case NM_OP_NHAS: k->next_hop_as = (uint32_t)v; break;
-	case NM_OP_SRCVLAN: k->src_vlan = (uint32_t)v & 0xfff; break;
-	case NM_OP_DSTVLAN: k->dst_vlan = (uint32_t)v & 0xfff; break;
-	case NM_OP_VLAN: k->vlan_id = (uint32_t)v & 0xfff; break;
-	case NM_OP_INVRF: k->ingress_vrf_id = (uint32_t)v; break;
-	case NM_OP_OUTVRF: k->egress_vrf_id = (uint32_t)v; break;
-	case NM_OP_FLOWLABEL: k->ipv6_flow_label = (uint32_t)v & 0xfffff; break;
-	case NM_OP_FRAGID: k->fragment_id = (uint32_t)v; break;
-	case NM_OP_FRAGOFF: k->fragment_offset = (uint32_t)v; break;
-	case NM_OP_TTL: k->ip_ttl = (uint8_t)v; break;
+	case NM_OP_INIF:
+		k->in_if = (uint32_t)v;
+		break;
+	case NM_OP_OUTIF:
+		k->out_if = (uint32_t)v;
+		break;
+	case NM_OP_SRCAS:
+		k->src_as = (uint32_t)v;
+		break;
+	case NM_OP_DSTAS:
+		k->dst_as = (uint32_t)v;
+		break;
+	case NM_OP_NHAS:
+		k->next_hop_as = (uint32_t)v;
+		break;
+	case NM_OP_SRCVLAN:
+		k->src_vlan = (uint32_t)v & 0xfff;
+		break;
+	case NM_OP_DSTVLAN:
+		k->dst_vlan = (uint32_t)v & 0xfff;
+		break;
+	case NM_OP_VLAN:
+		k->vlan_id = (uint32_t)v & 0xfff;
+		break;
+	case NM_OP_INVRF:
+		k->ingress_vrf_id = (uint32_t)v;
+		break;
+	case NM_OP_OUTVRF:
+		k->egress_vrf_id = (uint32_t)v;
+		break;
+	case NM_OP_FLOWLABEL:
+		k->ipv6_flow_label = (uint32_t)v & 0xfffff;
+		break;
+	case NM_OP_FRAGID:
+		k->fragment_id = (uint32_t)v;
+		break;
+	case NM_OP_FRAGOFF:
+		k->fragment_offset = (uint32_t)v;
+		break;
+	case NM_OP_TTL:
+		k->ip_ttl = (uint8_t)v;
+		break;
 	case NM_OP_ICMP_TC:
 		/* type * 256 + code; the v4 and v6 fields often come together, one of them zero. */
 		if (v != 0 || !(sc->written & W_ICMP)) {
@@ -440,20 +461,52 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 		if (v != 0)
 			k->icmp_code = (uint8_t)v;
 		break;
-	case NM_OP_START_UP: sc->start_up = v; sc->has_start_up = 1; break;
-	case NM_OP_END_UP: sc->end_up = v; sc->has_end_up = 1; break;
-	case NM_OP_START_S: k->time_flow_start = v; break;
-	case NM_OP_END_S: k->time_flow_end = v; break;
-	case NM_OP_START_MS: k->time_flow_start = v / 1000; break;
-	case NM_OP_END_MS: k->time_flow_end = v / 1000; break;
-	case NM_OP_START_NTP: k->time_flow_start = ntp_secs(v); break;
-	case NM_OP_END_NTP: k->time_flow_end = ntp_secs(v); break;
-	case NM_OP_START_DUS: sc->start_dus = v; sc->has_start_dus = 1; break;
-	case NM_OP_END_DUS: sc->end_dus = v; sc->has_end_dus = 1; break;
-	case NM_OP_SYSINIT_MS: sc->sysinit_ms = v; break;
-	case NM_OP_DIRECTION: k->flow_direction = (uint8_t)v; break;
-	case NM_OP_BIDIR: k->bi_flow_direction = (uint8_t)v; break;
-	case NM_OP_FWD_STATUS: k->forwarding_status = (uint8_t)v; break;
+	case NM_OP_START_UP:
+		sc->start_up = v;
+		sc->has_start_up = 1;
+		break;
+	case NM_OP_END_UP:
+		sc->end_up = v;
+		sc->has_end_up = 1;
+		break;
+	case NM_OP_START_S:
+		k->time_flow_start = v;
+		break;
+	case NM_OP_END_S:
+		k->time_flow_end = v;
+		break;
+	case NM_OP_START_MS:
+		k->time_flow_start = v / 1000;
+		break;
+	case NM_OP_END_MS:
+		k->time_flow_end = v / 1000;
+		break;
+	case NM_OP_START_NTP:
+		k->time_flow_start = ntp_secs(v);
+		break;
+	case NM_OP_END_NTP:
+		k->time_flow_end = ntp_secs(v);
+		break;
+	case NM_OP_START_DUS:
+		sc->start_dus = v;
+		sc->has_start_dus = 1;
+		break;
+	case NM_OP_END_DUS:
+		sc->end_dus = v;
+		sc->has_end_dus = 1;
+		break;
+	case NM_OP_SYSINIT_MS:
+		sc->sysinit_ms = v;
+		break;
+	case NM_OP_DIRECTION:
+		k->flow_direction = (uint8_t)v;
+		break;
+	case NM_OP_BIDIR:
+		k->bi_flow_direction = (uint8_t)v;
+		break;
+	case NM_OP_FWD_STATUS:
+		k->forwarding_status = (uint8_t)v;
+		break;
 	case NM_OP_MPLS: {
 		/* 3 octets: 20-bit label, 3 exp bits, bottom-of-stack bit. */
 		unsigned int idx = ie - 70;
@@ -471,15 +524,33 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 		}
 		break;
 	}
-	case NM_OP_IPVER: sc->ipver = (uint8_t)v; break;
-	case NM_OP_SAMPLER_ID: sc->sampler_id = (uint32_t)v; sc->has_sampler = 1; break;
-	case NM_OP_SAMPLING: sc->sampling = v; break;
-	case NM_OP_PKT_INTERVAL: sc->pkt_interval = v; break;
-	case NM_OP_PKT_SPACE: sc->pkt_space = v; break;
-	case NM_OP_FRAME_SIZE: sc->frame_size = v; break;
-	case NM_OP_REV_BYTES: sc->rev_bytes = v; break;
-	case NM_OP_REV_PKTS: sc->rev_pkts = v; break;
-	default: break;
+	case NM_OP_IPVER:
+		sc->ipver = (uint8_t)v;
+		break;
+	case NM_OP_SAMPLER_ID:
+		sc->sampler_id = (uint32_t)v;
+		sc->has_sampler = 1;
+		break;
+	case NM_OP_SAMPLING:
+		sc->sampling = v;
+		break;
+	case NM_OP_PKT_INTERVAL:
+		sc->pkt_interval = v;
+		break;
+	case NM_OP_PKT_SPACE:
+		sc->pkt_space = v;
+		break;
+	case NM_OP_FRAME_SIZE:
+		sc->frame_size = v;
+		break;
+	case NM_OP_REV_BYTES:
+		sc->rev_bytes = v;
+		break;
+	case NM_OP_REV_PKTS:
+		sc->rev_pkts = v;
+		break;
+	default:
+		break;
 	}
 }
 
@@ -499,10 +570,10 @@ struct dset {
 	struct nm_decoder *d;
 	const struct nm_ipfix_hdr *h;
 	const struct nm_tmpl *t;
-	uint64_t last_rate;        /* rate lookup cache for the set: last sampler id and its rate */
+	uint64_t last_rate; /* rate lookup cache for the set: last sampler id and its rate */
 	uint32_t last_sampler;
 	uint8_t last_valid;
-	unsigned int *n_recs;      /* records of every kind read (v9 header count check) */
+	unsigned int *n_recs; /* records of every kind read (v9 header count check) */
 };
 
 static uint64_t
@@ -547,18 +618,21 @@ finish_flow(struct dset *ds, struct nm_flow_rec *r, struct scratch *sc)
 		if (!(ds->t->flags & NM_TF_PKTS))
 			r->packets = 1;
 	}
-	/* Uptime-relative times: v9 against the header's sysUptime, IPFIX against systemInitTime. */
+	/* Uptime-relative times: v9 against the header's sysUptime, IPFIX against systemInitTime.
+	 */
 	if (sc->has_start_up) {
 		if (h->proto == NM_TMPL_NF9)
-			k->time_flow_start = (now_ms - (uint32_t)(h->sys_uptime_ms -
-								    (uint32_t)sc->start_up)) / 1000;
+			k->time_flow_start =
+				(now_ms - (uint32_t)(h->sys_uptime_ms - (uint32_t)sc->start_up)) /
+				1000;
 		else if (sc->sysinit_ms != 0)
 			k->time_flow_start = (sc->sysinit_ms + sc->start_up) / 1000;
 	}
 	if (sc->has_end_up) {
 		if (h->proto == NM_TMPL_NF9)
-			k->time_flow_end = (now_ms - (uint32_t)(h->sys_uptime_ms -
-								  (uint32_t)sc->end_up)) / 1000;
+			k->time_flow_end =
+				(now_ms - (uint32_t)(h->sys_uptime_ms - (uint32_t)sc->end_up)) /
+				1000;
 		else if (sc->sysinit_ms != 0)
 			k->time_flow_end = (sc->sysinit_ms + sc->end_up) / 1000;
 	}
@@ -606,7 +680,12 @@ finish_options(struct dset *ds, struct scratch *sc)
 				       sc->has_sampler ? sc->sampler_id : 0, rate);
 }
 
-#define SWAP(a, b) do { __typeof__(a) tmp_ = (a); (a) = (b); (b) = tmp_; } while (0)
+#define SWAP(a, b)                                                                                 \
+	do {                                                                                       \
+		__typeof__(a) tmp_ = (a);                                                          \
+		(a) = (b);                                                                         \
+		(b) = tmp_;                                                                        \
+	} while (0)
 
 /* The reverse direction of an RFC 5103 biflow: endpoints swapped, reverse counters. */
 static void
@@ -745,9 +824,12 @@ decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmp
 				.time_received_ns = hp->time_received_ns,
 			};
 			struct nm_ipfix_hdr h = {
-				.meta = &meta, .export_secs = hp->export_secs,
-				.sys_uptime_ms = hp->sys_uptime_ms, .seq = hp->seq,
-				.domain = hp->key.domain, .proto = hp->key.proto,
+				.meta = &meta,
+				.export_secs = hp->export_secs,
+				.sys_uptime_ms = hp->sys_uptime_ms,
+				.seq = hp->seq,
+				.domain = hp->key.domain,
+				.proto = hp->key.proto,
 			};
 			struct dset ds = {.d = d, .h = &h, .t = t};
 			int r;
@@ -796,8 +878,8 @@ note_err(struct nm_decoder *d, enum nm_decode_err *first, enum nm_decode_err e)
 
 /* v9 template flowset (id 0) or options template flowset (id 1). */
 static int
-nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
-	      int options, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
+nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h, int options,
+	      const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
 	      enum nm_decode_err *first_err)
 {
 	struct nm_tmpl_field f[NM_TMPL_MAX_FIELDS];
@@ -810,7 +892,7 @@ nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_h
 		struct nm_tmpl *t;
 
 		if (end - p < (options ? 6 : 4))
-			break;  /* padding */
+			break; /* padding */
 		tid = nm_rd16(p);
 		if (!options) {
 			n = nm_rd16(p + 2);
@@ -819,7 +901,7 @@ nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_h
 			unsigned int sl = nm_rd16(p + 2), ol = nm_rd16(p + 4);
 
 			if (tid == 0 && sl == 0 && ol == 0)
-				break;  /* zero padding */
+				break; /* zero padding */
 			if (sl % 4 != 0 || ol % 4 != 0) {
 				note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
 				return produced;
@@ -829,7 +911,7 @@ nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_h
 			p += 6;
 		}
 		if (tid == 0 && n == 0)
-			break;  /* zero padding */
+			break; /* zero padding */
 		if (tid < 256 || n == 0 || n > NM_TMPL_MAX_FIELDS || (size_t)(end - p) < n * 4) {
 			note_err(d, first_err, NM_DECODE_ERR_BAD_TEMPLATE);
 			return produced;
@@ -869,7 +951,7 @@ ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix
 		struct nm_tmpl *t;
 
 		if (tid == 0 && n == 0)
-			break;  /* padding */
+			break; /* padding */
 		p += 4;
 		if (n == 0) {
 			/* Withdrawal (RFC 7011 8.1): id 2/3 withdraws every (options) template. */
@@ -937,8 +1019,8 @@ bad:
 
 /* A data set: decode it, or hold it until its template comes. */
 static int
-data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
-	 uint16_t tid, const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
+data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h, uint16_t tid,
+	 const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out,
 	 enum nm_decode_err *first_err)
 {
 	struct nm_tmpl_key k;
@@ -952,7 +1034,7 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 	}
 	if (t == NULL) {
 		d->stats->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE]++;
-		d->info.seq_unsure = 1;   /* its records are not counted in data_records */
+		d->info.seq_unsure = 1; /* its records are not counted in data_records */
 		if (d->tmpl != NULL) {
 			static __thread struct nm_tmpl_pending hp;
 			size_t len = (size_t)(end - p);
@@ -977,7 +1059,7 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 			} else {
 				d->stats->pending_queued++;
 				if (r == 1)
-					d->stats->pending_dropped++;  /* an older one made room */
+					d->stats->pending_dropped++; /* an older one made room */
 			}
 		}
 		return 0;
@@ -986,7 +1068,7 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 	r = run_set(&ds, ps, p, end, out);
 	if (r < 0) {
 		if (*first_err == NM_DECODE_OK)
-			*first_err = (enum nm_decode_err)-r;
+			*first_err = (enum nm_decode_err) - r;
 		return 0;
 	}
 	return r;
@@ -1002,9 +1084,8 @@ all_zero(const uint8_t *p, const uint8_t *end)
 }
 
 int
-nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps,
-		   struct nm_ipfix_hdr *h, const uint8_t *p, const uint8_t *end,
-		   struct nm_rec_batch *out)
+nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
+		   const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out)
 {
 	enum nm_decode_err first_err = NM_DECODE_OK;
 	int produced = 0;
@@ -1033,9 +1114,10 @@ nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps,
 		else if (v9 && id <= 1)
 			produced += nf9_templates(d, ps, h, id == 1, p + 4, s_end, out, &first_err);
 		else if (!v9 && (id == 2 || id == 3))
-			produced += ipfix_templates(d, ps, h, id == 3, p + 4, s_end, out, &first_err);
+			produced +=
+				ipfix_templates(d, ps, h, id == 3, p + 4, s_end, out, &first_err);
 		else
-			d->stats->err[NM_DECODE_ERR_UNSUPPORTED]++;  /* reserved set id: skipped */
+			d->stats->err[NM_DECODE_ERR_UNSUPPORTED]++; /* reserved set id: skipped */
 		p = s_end;
 	}
 	if (first_err != NM_DECODE_OK) {

@@ -24,24 +24,64 @@
 
 enum nm_ipfix_op {
 	NM_OP_SKIP = 0,
-	NM_OP_BYTES, NM_OP_PKTS,
-	NM_OP_PROTO, NM_OP_TOS, NM_OP_TCPFLAGS, NM_OP_SPORT, NM_OP_DPORT,
-	NM_OP_SRC4, NM_OP_DST4, NM_OP_SRC6, NM_OP_DST6, NM_OP_NH4, NM_OP_NH6,
-	NM_OP_SRCNET, NM_OP_DSTNET, NM_OP_INIF, NM_OP_OUTIF,
-	NM_OP_SRCAS, NM_OP_DSTAS, NM_OP_NHAS,
-	NM_OP_SRCMAC, NM_OP_DSTMAC, NM_OP_SRCVLAN, NM_OP_DSTVLAN, NM_OP_VLAN,
-	NM_OP_INVRF, NM_OP_OUTVRF, NM_OP_FLOWLABEL, NM_OP_FRAGID, NM_OP_FRAGOFF, NM_OP_TTL,
-	NM_OP_ICMP_TC, NM_OP_ICMP_TYPE, NM_OP_ICMP_CODE,
-	NM_OP_START_UP, NM_OP_END_UP,       /* v9 sysUptime ms (IPFIX: since systemInitTime) */
-	NM_OP_START_S, NM_OP_END_S,
-	NM_OP_START_MS, NM_OP_END_MS,
-	NM_OP_START_NTP, NM_OP_END_NTP,     /* micro/nanoseconds: NTP 64-bit timestamps */
-	NM_OP_START_DUS, NM_OP_END_DUS,     /* delta microseconds before export time */
+	NM_OP_BYTES,
+	NM_OP_PKTS,
+	NM_OP_PROTO,
+	NM_OP_TOS,
+	NM_OP_TCPFLAGS,
+	NM_OP_SPORT,
+	NM_OP_DPORT,
+	NM_OP_SRC4,
+	NM_OP_DST4,
+	NM_OP_SRC6,
+	NM_OP_DST6,
+	NM_OP_NH4,
+	NM_OP_NH6,
+	NM_OP_SRCNET,
+	NM_OP_DSTNET,
+	NM_OP_INIF,
+	NM_OP_OUTIF,
+	NM_OP_SRCAS,
+	NM_OP_DSTAS,
+	NM_OP_NHAS,
+	NM_OP_SRCMAC,
+	NM_OP_DSTMAC,
+	NM_OP_SRCVLAN,
+	NM_OP_DSTVLAN,
+	NM_OP_VLAN,
+	NM_OP_INVRF,
+	NM_OP_OUTVRF,
+	NM_OP_FLOWLABEL,
+	NM_OP_FRAGID,
+	NM_OP_FRAGOFF,
+	NM_OP_TTL,
+	NM_OP_ICMP_TC,
+	NM_OP_ICMP_TYPE,
+	NM_OP_ICMP_CODE,
+	NM_OP_START_UP,
+	NM_OP_END_UP, /* v9 sysUptime ms (IPFIX: since systemInitTime) */
+	NM_OP_START_S,
+	NM_OP_END_S,
+	NM_OP_START_MS,
+	NM_OP_END_MS,
+	NM_OP_START_NTP,
+	NM_OP_END_NTP, /* micro/nanoseconds: NTP 64-bit timestamps */
+	NM_OP_START_DUS,
+	NM_OP_END_DUS, /* delta microseconds before export time */
 	NM_OP_SYSINIT_MS,
-	NM_OP_DIRECTION, NM_OP_BIDIR, NM_OP_FWD_STATUS, NM_OP_MPLS, NM_OP_IPVER,
-	NM_OP_SAMPLER_ID, NM_OP_SAMPLING, NM_OP_PKT_INTERVAL, NM_OP_PKT_SPACE,
-	NM_OP_FRAME, NM_OP_FRAME_SIZE,
-	NM_OP_REV_BYTES, NM_OP_REV_PKTS,   /* RFC 5103 reverse counters (PEN 29305) */
+	NM_OP_DIRECTION,
+	NM_OP_BIDIR,
+	NM_OP_FWD_STATUS,
+	NM_OP_MPLS,
+	NM_OP_IPVER,
+	NM_OP_SAMPLER_ID,
+	NM_OP_SAMPLING,
+	NM_OP_PKT_INTERVAL,
+	NM_OP_PKT_SPACE,
+	NM_OP_FRAME,
+	NM_OP_FRAME_SIZE,
+	NM_OP_REV_BYTES,
+	NM_OP_REV_PKTS, /* RFC 5103 reverse counters (PEN 29305) */
 	NM_OP_MAX,
 };
 
@@ -49,8 +89,8 @@ enum nm_ipfix_op {
 enum nm_ipfix_tflag {
 	NM_TF_BYTES = 1u << 0,
 	NM_TF_PKTS = 1u << 1,
-	NM_TF_SAMPLING = 1u << 2,  /* options: carries a rate */
-	NM_TF_REVERSE = 1u << 3,   /* biflow: a reverse record follows each forward one */
+	NM_TF_SAMPLING = 1u << 2, /* options: carries a rate */
+	NM_TF_REVERSE = 1u << 3,  /* biflow: a reverse record follows each forward one */
 };
 
 /*
@@ -67,10 +107,10 @@ struct nm_tmpl *nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_
 struct nm_ipfix_hdr {
 	const struct nm_dgram_meta *meta;
 	uint32_t export_secs;
-	uint32_t sys_uptime_ms;  /* v9 */
+	uint32_t sys_uptime_ms; /* v9 */
 	uint32_t seq;
 	uint32_t domain;
-	uint8_t proto;           /* enum nm_tmpl_proto */
+	uint8_t proto; /* enum nm_tmpl_proto */
 	/* Filled in by the walker: sets walked, records of every kind read in this datagram. */
 	unsigned int n_sets;
 	unsigned int n_recs;
@@ -81,8 +121,7 @@ struct nm_ipfix_hdr {
  * because their template arrived), or the negative reason of the first malformed set; every
  * problem is counted. Sets after a malformed one are still decoded when the lengths allow it.
  */
-int nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps,
-		       struct nm_ipfix_hdr *h, const uint8_t *p, const uint8_t *end,
-		       struct nm_rec_batch *out);
+int nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
+		       const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out);
 
 #endif /* NM_IPFIX_PROG_H */

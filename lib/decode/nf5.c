@@ -28,7 +28,7 @@ nm_nf5_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_VERSION);
 	d->info.type = NM_FLOW_NF5;
 	d->info.version = 5;
-	d->info.domain = (uint32_t)buf[20] << 8 | buf[21];   /* engine type, engine id */
+	d->info.domain = (uint32_t)buf[20] << 8 | buf[21]; /* engine type, engine id */
 	count = nm_rd16(buf + 2);
 	/*
 	 * A count that does not match the payload means the header cannot be trusted; decoding the
@@ -44,7 +44,8 @@ nm_nf5_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	unix_secs = nm_rd32(buf + 8);
 	seq = nm_rd32(buf + 16);
 	sampling = nm_rd16(buf + 22);
-	/* Top two bits are the sampling mode, the low 14 the interval; 0 means not sampled/unknown. */
+	/* Top two bits are the sampling mode, the low 14 the interval; 0 means not sampled/unknown.
+	 */
 	rate = nm_decode_rate(d, sampling & 0x3fff);
 	/* That counted one record as defaulted or overridden; the other count - 1 are too. */
 	if (d->info.rate_default != 0)
@@ -52,7 +53,7 @@ nm_nf5_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	else if (d->info.rate_override != 0)
 		d->info.rate_override += count - 1u;
 	d->info.has_seq = 1;
-	d->info.seq = seq;            /* flow_sequence: flows exported before this datagram */
+	d->info.seq = seq; /* flow_sequence: flows exported before this datagram */
 	d->info.seq_units = d->info.seq_units_alt = count;
 	now_ms = (uint64_t)unix_secs * 1000 + nm_rd32(buf + 12) / 1000000;
 

@@ -122,14 +122,13 @@ rd_addr(struct cur *c, uint8_t dst[NM_ADDR_LEN])
 
 /* What the records of one flow sample have told us so far. */
 struct sample_state {
-	int have_header;   /* a raw packet header record filled bytes and L2-L4 */
-	int have_ip;       /* a sampled IPv4/IPv6 record filled them */
-	int have_router;   /* next_hop came from the extended router record */
+	int have_header; /* a raw packet header record filled bytes and L2-L4 */
+	int have_ip;	 /* a sampled IPv4/IPv6 record filled them */
+	int have_router; /* next_hop came from the extended router record */
 };
 
 static int
-rec_raw_header(struct nm_decoder *d, struct cur *b, struct nm_flow_rec *rec,
-	       struct sample_state *s)
+rec_raw_header(struct nm_decoder *d, struct cur *b, struct nm_flow_rec *rec, struct sample_state *s)
 {
 	struct nm_flow_key *k = &rec->key;
 	uint32_t proto, frame_len, hdr_len;
@@ -521,5 +520,5 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 
 bad:
 	/* The records committed before the bad sample stay in the batch; see the file comment. */
-	return nm_decode_fail(d, ps, (enum nm_decode_err)-rc);
+	return nm_decode_fail(d, ps, (enum nm_decode_err) - rc);
 }

@@ -35,19 +35,19 @@ struct iface_key {
 
 struct nm_exp_table {
 	struct nm_exp_params p;
-	struct cds_lfht *ht;            /* struct nm_exp_entry */
+	struct cds_lfht *ht; /* struct nm_exp_entry */
 	struct nm_exp_entry *pool;
-	unsigned long next;             /* pool slots handed out (may pass max: overflow) */
-	struct cds_lfht *iht;           /* struct nm_exp_iface */
+	unsigned long next;   /* pool slots handed out (may pass max: overflow) */
+	struct cds_lfht *iht; /* struct nm_exp_iface */
 	struct nm_exp_iface *ipool;
 	unsigned long inext;
-	struct ovr_slot *ovr;           /* open addressing, read-only once RX runs */
+	struct ovr_slot *ovr; /* open addressing, read-only once RX runs */
 	unsigned int ovr_mask;
 	unsigned int n_ovr;
 	uint64_t overflow;
 	uint64_t iface_overflow;
-	uint64_t wasted;                /* exporter slots lost to races */
-	uint64_t iwasted;               /* interface slots lost to races */
+	uint64_t wasted;  /* exporter slots lost to races */
+	uint64_t iwasted; /* interface slots lost to races */
 };
 
 static unsigned long
@@ -106,16 +106,14 @@ nm_exp_free(struct nm_exp_table *t)
 		struct cds_lfht_iter it;
 		struct cds_lfht_node *n;
 
-		cds_lfht_for_each(t->ht, &it, n)
-			(void)cds_lfht_del(t->ht, n);
+		cds_lfht_for_each(t->ht, &it, n)(void) cds_lfht_del(t->ht, n);
 		(void)cds_lfht_destroy(t->ht, NULL);
 	}
 	if (t->iht != NULL) {
 		struct cds_lfht_iter it;
 		struct cds_lfht_node *n;
 
-		cds_lfht_for_each(t->iht, &it, n)
-			(void)cds_lfht_del(t->iht, n);
+		cds_lfht_for_each(t->iht, &it, n)(void) cds_lfht_del(t->iht, n);
 		(void)cds_lfht_destroy(t->iht, NULL);
 	}
 	free(t->pool);
@@ -198,7 +196,7 @@ nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
 	/* New exporter: the slow path, once per exporter. */
 	idx = uatomic_add_return(&t->next, 1) - 1;
 	if (idx >= t->p.max_exporters) {
-		uatomic_set(&t->next, t->p.max_exporters);  /* keep it from wrapping */
+		uatomic_set(&t->next, t->p.max_exporters); /* keep it from wrapping */
 		uatomic_inc(&t->overflow);
 		return NULL;
 	}
@@ -272,8 +270,9 @@ track_seq(struct nm_exp_entry *e, const struct nm_dgram_info *info)
 		} else if (step >= 0x80000000u && -step <= SEQ_LATE_DATAGRAMS * unit &&
 			   e->late_run < SEQ_LATE_RUN) {
 			/*
-			 * Late or duplicated: counted, the expectation stays where it is. Several in a
-			 * row are rather an exporter that restarted just now: resynchronise then.
+			 * Late or duplicated: counted, the expectation stays where it is. Several
+			 * in a row are rather an exporter that restarted just now: resynchronise
+			 * then.
 			 */
 			e->late_run++;
 			uatomic_inc(&e->seq_out_of_order);
@@ -372,7 +371,7 @@ nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 		cds_lfht_node_init(&i->node);
 		node = cds_lfht_add_unique(t->iht, h, match_iface, &k, &i->node);
 		if (node != &i->node) {
-			i->pad_ = 1;   /* lost the race: unused */
+			i->pad_ = 1; /* lost the race: unused */
 			uatomic_inc(&t->iwasted);
 			i = caa_container_of(node, struct nm_exp_iface, node);
 		}
@@ -384,8 +383,8 @@ nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 }
 
 void
-nm_exp_foreach(const struct nm_exp_table *t,
-	       void (*fn)(const struct nm_exp_entry *e, void *ctx), void *ctx)
+nm_exp_foreach(const struct nm_exp_table *t, void (*fn)(const struct nm_exp_entry *e, void *ctx),
+	       void *ctx)
 {
 	unsigned long n = uatomic_read(&t->next), i;
 
@@ -421,7 +420,8 @@ nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 {
 	unsigned long n = uatomic_read(&t->next), m = uatomic_read(&t->inext);
 
-	st->exporters = (n > t->p.max_exporters ? t->p.max_exporters : n) - uatomic_read(&t->wasted);
+	st->exporters =
+		(n > t->p.max_exporters ? t->p.max_exporters : n) - uatomic_read(&t->wasted);
 	st->overflow = uatomic_read(&t->overflow);
 	st->ifaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
 	st->iface_overflow = uatomic_read(&t->iface_overflow);
@@ -447,10 +447,15 @@ const char *
 nm_exp_type_name(uint8_t type)
 {
 	switch (type) {
-	case NM_FLOW_NF5: return "nf5";
-	case NM_FLOW_NF9: return "nf9";
-	case NM_FLOW_IPFIX: return "ipfix";
-	case NM_FLOW_SFLOW5: return "sflow";
-	default: return "unknown";
+	case NM_FLOW_NF5:
+		return "nf5";
+	case NM_FLOW_NF9:
+		return "nf9";
+	case NM_FLOW_IPFIX:
+		return "ipfix";
+	case NM_FLOW_SFLOW5:
+		return "sflow";
+	default:
+		return "unknown";
 	}
 }

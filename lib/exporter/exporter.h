@@ -44,18 +44,18 @@
 #include "../decode/decode.h"
 
 struct nm_exp_params {
-	unsigned int max_exporters;    /* (address, domain, protocol) entries; 0: 4096 */
-	unsigned int max_ifaces;       /* sFlow (agent, ifIndex) entries; 0: 16384 */
-	unsigned int max_overrides;    /* configured exporters; 0: 1024 */
+	unsigned int max_exporters;	/* (address, domain, protocol) entries; 0: 4096 */
+	unsigned int max_ifaces;	/* sFlow (agent, ifIndex) entries; 0: 16384 */
+	unsigned int max_overrides;	/* configured exporters; 0: 1024 */
 	uint64_t default_sampling_rate; /* what records get when an exporter announces none */
 };
 
 /* Identity of an exporter entry. Hashed and compared as raw bytes: zero it before filling. */
 struct nm_exp_key {
-	uint8_t addr[NM_ADDR_LEN];   /* UDP source; sFlow: the agent address of the datagram */
-	uint32_t domain;             /* v9 source id, IPFIX observation domain, sFlow sub-agent id,
-				      * NetFlow v5 engine type << 8 | engine id */
-	uint8_t type;                /* enum nm_flow_type */
+	uint8_t addr[NM_ADDR_LEN]; /* UDP source; sFlow: the agent address of the datagram */
+	uint32_t domain;	   /* v9 source id, IPFIX observation domain, sFlow sub-agent id,
+				    * NetFlow v5 engine type << 8 | engine id */
+	uint8_t type;		   /* enum nm_flow_type */
 	uint8_t pad_[3];
 };
 
@@ -63,32 +63,32 @@ struct nm_exp_key {
 #define NM_EXP_RATES 4
 
 struct nm_exp_entry {
-	struct cds_lfht_node node;     /* table linkage, not for users */
+	struct cds_lfht_node node; /* table linkage, not for users */
 	struct nm_exp_key key;
-	uint16_t version;              /* 5, 9, 10; sFlow 5 */
-	uint8_t seq_valid;             /* last_* describe the last in-order datagram */
-	uint8_t late_run;              /* late datagrams in a row */
-	uint8_t seq_post;              /* the exporter counts the current datagram's records */
+	uint16_t version;  /* 5, 9, 10; sFlow 5 */
+	uint8_t seq_valid; /* last_* describe the last in-order datagram */
+	uint8_t late_run;  /* late datagrams in a row */
+	uint8_t seq_post;  /* the exporter counts the current datagram's records */
 	uint8_t pad2_[3];
-	uint32_t last_seq;             /* sequence number of the last in-order datagram */
-	uint32_t last_units;           /* what it added to the sequence (datagram or records) */
-	uint32_t last_units_alt;       /* the same without options records (IPFIX) */
-	const char *name;              /* [exporter.NAME] of the config, or NULL */
-	uint64_t override_rate;        /* configured rate, 0 when none */
+	uint32_t last_seq;	 /* sequence number of the last in-order datagram */
+	uint32_t last_units;	 /* what it added to the sequence (datagram or records) */
+	uint32_t last_units_alt; /* the same without options records (IPFIX) */
+	const char *name;	 /* [exporter.NAME] of the config, or NULL */
+	uint64_t override_rate;	 /* configured rate, 0 when none */
 
-	uint64_t first_seen;           /* time_received of the first datagram (s) */
+	uint64_t first_seen; /* time_received of the first datagram (s) */
 	uint64_t last_seen;
 	uint64_t datagrams;
-	uint64_t records;              /* flow records produced */
-	uint64_t bad;                  /* datagrams rejected whole or in part */
-	uint64_t templates;            /* (options) template records accepted */
-	uint64_t rate_default_records; /* records that got the configured default rate */
-	uint64_t rate_override_records;/* records that got the configured override */
-	uint64_t rates[NM_EXP_RATES];  /* distinct sampling rates seen (0: free slot) */
-	uint64_t rates_more;           /* records with a rate that found no free slot */
-	uint64_t seq_lost;             /* NetFlow v5, IPFIX: records; v9, sFlow: datagrams */
-	uint64_t seq_out_of_order;     /* a little behind the expectation: late or duplicated */
-	uint64_t seq_resets;           /* far ahead or far behind (restart): resynchronised */
+	uint64_t records;		/* flow records produced */
+	uint64_t bad;			/* datagrams rejected whole or in part */
+	uint64_t templates;		/* (options) template records accepted */
+	uint64_t rate_default_records;	/* records that got the configured default rate */
+	uint64_t rate_override_records; /* records that got the configured override */
+	uint64_t rates[NM_EXP_RATES];	/* distinct sampling rates seen (0: free slot) */
+	uint64_t rates_more;		/* records with a rate that found no free slot */
+	uint64_t seq_lost;		/* NetFlow v5, IPFIX: records; v9, sFlow: datagrams */
+	uint64_t seq_out_of_order;	/* a little behind the expectation: late or duplicated */
+	uint64_t seq_resets;		/* far ahead or far behind (restart): resynchronised */
 	uint64_t err[NM_DECODE_ERR_MAX];
 } __attribute__((aligned(64)));
 
@@ -97,8 +97,8 @@ struct nm_exp_ifcounters {
 	uint32_t if_index;
 	uint32_t if_type;
 	uint64_t if_speed;
-	uint32_t if_direction;       /* 0 unknown, 1 full duplex, 2 half, 3 in, 4 out */
-	uint32_t if_status;          /* bit 0 admin up, bit 1 oper up */
+	uint32_t if_direction; /* 0 unknown, 1 full duplex, 2 half, 3 in, 4 out */
+	uint32_t if_status;    /* bit 0 admin up, bit 1 oper up */
 	uint64_t in_octets;
 	uint32_t in_ucast, in_mcast, in_bcast, in_discards, in_errors, in_unknown;
 	uint64_t out_octets;
@@ -111,19 +111,19 @@ struct nm_exp_iface {
 	uint8_t agent[NM_ADDR_LEN];
 	uint32_t if_index;
 	uint32_t pad_;
-	uint64_t samples;            /* counter samples received for it */
-	uint64_t last_seen;          /* time_received of the last one (s) */
-	uint32_t sample_seq;         /* the counter sample's sequence number */
+	uint64_t samples;    /* counter samples received for it */
+	uint64_t last_seen;  /* time_received of the last one (s) */
+	uint32_t sample_seq; /* the counter sample's sequence number */
 	uint32_t pad2_;
-	struct nm_exp_ifcounters c;  /* the latest values, as the agent sent them */
+	struct nm_exp_ifcounters c; /* the latest values, as the agent sent them */
 } __attribute__((aligned(64)));
 
 struct nm_exp_stats {
-	uint64_t exporters;          /* entries in use */
-	uint64_t overflow;           /* datagrams of exporters that found no free entry */
+	uint64_t exporters; /* entries in use */
+	uint64_t overflow;  /* datagrams of exporters that found no free entry */
 	uint64_t ifaces;
-	uint64_t iface_overflow;     /* counter records of interfaces that found no free entry */
-	uint64_t overrides;          /* configured exporters */
+	uint64_t iface_overflow; /* counter records of interfaces that found no free entry */
+	uint64_t overrides;	 /* configured exporters */
 };
 
 struct nm_exp_table;

@@ -32,63 +32,63 @@ enum nm_flow_type {
 
 struct nm_flow_key {
 	/* 64-bit fields first, then 32, 16, 8: no implicit padding. */
-	uint64_t time_received;    /* 2: seconds since the epoch */
-	uint64_t sampling_rate;    /* 3 */
-	uint64_t time_flow_start;  /* 38: seconds since the epoch */
-	uint64_t time_flow_end;    /* 5 */
-	uint64_t src_mac;          /* 27: MAC in the low 48 bits, network order as an integer */
-	uint64_t dst_mac;          /* 28 */
+	uint64_t time_received;	  /* 2: seconds since the epoch */
+	uint64_t sampling_rate;	  /* 3 */
+	uint64_t time_flow_start; /* 38: seconds since the epoch */
+	uint64_t time_flow_end;	  /* 5 */
+	uint64_t src_mac;	  /* 27: MAC in the low 48 bits, network order as an integer */
+	uint64_t dst_mac;	  /* 28 */
 
 	uint8_t sampler_addr[NM_ADDR_LEN]; /* 11: exporter / agent address */
-	uint8_t src_addr[NM_ADDR_LEN];     /* 6 */
-	uint8_t dst_addr[NM_ADDR_LEN];     /* 7 */
-	uint8_t next_hop[NM_ADDR_LEN];     /* 12 */
+	uint8_t src_addr[NM_ADDR_LEN];	   /* 6 */
+	uint8_t dst_addr[NM_ADDR_LEN];	   /* 7 */
+	uint8_t next_hop[NM_ADDR_LEN];	   /* 12 */
 
-	uint32_t sequence_num;     /* 4 */
-	uint32_t in_if;            /* 18 */
-	uint32_t out_if;           /* 19 */
-	uint32_t src_as;           /* 14 */
-	uint32_t dst_as;           /* 15 */
-	uint32_t next_hop_as;      /* 13 */
-	uint32_t src_vlan;         /* 33 */
-	uint32_t dst_vlan;         /* 34 */
-	uint32_t vlan_id;          /* 29 */
-	uint32_t ingress_vrf_id;   /* 39 */
-	uint32_t egress_vrf_id;    /* 40 */
-	uint32_t ipv6_flow_label;  /* 37 */
-	uint32_t fragment_id;      /* 35 */
-	uint32_t fragment_offset;  /* 36 */
+	uint32_t sequence_num;		/* 4 */
+	uint32_t in_if;			/* 18 */
+	uint32_t out_if;		/* 19 */
+	uint32_t src_as;		/* 14 */
+	uint32_t dst_as;		/* 15 */
+	uint32_t next_hop_as;		/* 13 */
+	uint32_t src_vlan;		/* 33 */
+	uint32_t dst_vlan;		/* 34 */
+	uint32_t vlan_id;		/* 29 */
+	uint32_t ingress_vrf_id;	/* 39 */
+	uint32_t egress_vrf_id;		/* 40 */
+	uint32_t ipv6_flow_label;	/* 37 */
+	uint32_t fragment_id;		/* 35 */
+	uint32_t fragment_offset;	/* 36 */
 	uint32_t observation_domain_id; /* 70 */
-	uint32_t mpls_label[3];    /* 56, 58, 60: first three labels (20-bit values) */
-	uint32_t mpls_last_label;  /* 62 */
+	uint32_t mpls_label[3];		/* 56, 58, 60: first three labels (20-bit values) */
+	uint32_t mpls_last_label;	/* 62 */
 
-	uint16_t etype;            /* 30 */
-	uint16_t src_port;         /* 21 */
-	uint16_t dst_port;         /* 22 */
+	uint16_t etype;	   /* 30 */
+	uint16_t src_port; /* 21 */
+	uint16_t dst_port; /* 22 */
 
-	uint8_t type;              /* 1: enum nm_flow_type */
-	uint8_t proto;             /* 20 */
-	uint8_t ip_tos;            /* 23 */
-	uint8_t ip_ttl;            /* 25 */
-	uint8_t tcp_flags;         /* 26 */
-	uint8_t icmp_type;         /* 31 */
-	uint8_t icmp_code;         /* 32 */
+	uint8_t type;		   /* 1: enum nm_flow_type */
+	uint8_t proto;		   /* 20 */
+	uint8_t ip_tos;		   /* 23 */
+	uint8_t ip_ttl;		   /* 25 */
+	uint8_t tcp_flags;	   /* 26 */
+	uint8_t icmp_type;	   /* 31 */
+	uint8_t icmp_code;	   /* 32 */
 	uint8_t forwarding_status; /* 24 */
-	uint8_t src_net;           /* 16 */
-	uint8_t dst_net;           /* 17 */
-	uint8_t flow_direction;    /* 42: 0 ingress, 1 egress */
+	uint8_t src_net;	   /* 16 */
+	uint8_t dst_net;	   /* 17 */
+	uint8_t flow_direction;	   /* 42: 0 ingress, 1 egress */
 	uint8_t bi_flow_direction; /* 41 */
-	uint8_t mpls_count;        /* 54; HasMPLS (53) is mpls_count > 0 */
-	uint8_t mpls_ttl[3];       /* 55, 57, 59 */
-	uint8_t mpls_last_ttl;     /* 61 */
-	uint8_t pad_[5];           /* explicit, always zero */
+	uint8_t mpls_count;	   /* 54; HasMPLS (53) is mpls_count > 0 */
+	uint8_t mpls_ttl[3];	   /* 55, 57, 59 */
+	uint8_t mpls_last_ttl;	   /* 61 */
+	uint8_t pad_[5];	   /* explicit, always zero */
 };
 
 _Static_assert(sizeof(struct nm_flow_key) == 216, "nm_flow_key has implicit padding");
 
 struct nm_flow_rec {
 	struct nm_flow_key key;
-	uint64_t bytes;   /* 9 */
+	uint64_t bytes;	  /* 9 */
 	uint64_t packets; /* 10 */
 };
 

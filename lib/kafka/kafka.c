@@ -49,9 +49,9 @@
 
 /* The descriptor of one produced message (its msg_opaque). */
 struct kmsg {
-	struct kmsg *next;     /* free list */
-	struct kmsg *all;      /* every descriptor, to free them at the end */
-	uint64_t seq;          /* spool entry it replays; 0: a live batch */
+	struct kmsg *next; /* free list */
+	struct kmsg *all;  /* every descriptor, to free them at the end */
+	uint64_t seq;	   /* spool entry it replays; 0: a live batch */
 	uint64_t packets;
 	uint64_t bytes;
 	uint32_t rows;
@@ -71,12 +71,12 @@ struct slot {
 struct nm_kafka {
 	rd_kafka_t *rk;
 	rd_kafka_topic_t *rkt;
-	rd_kafka_t *mock_rk;           /* owns the embedded cluster, NULL for real brokers */
+	rd_kafka_t *mock_rk; /* owns the embedded cluster, NULL for real brokers */
 	rd_kafka_mock_cluster_t *mock;
 	enum nm_kafka_format format;
 	int linger_ms;
 	char *bootstrap;
-	size_t cap;                    /* batch_bytes */
+	size_t cap; /* batch_bytes */
 
 	struct slot *slots;
 	unsigned int n_slots;
@@ -84,17 +84,17 @@ struct nm_kafka {
 	struct kmsg *free_msgs;
 	struct kmsg *all_msgs;
 
-	struct nm_spool *spool;        /* NULL: no spool */
-	unsigned int replay_msgs;      /* spooled messages in librdkafka now */
+	struct nm_spool *spool;	  /* NULL: no spool */
+	unsigned int replay_msgs; /* spooled messages in librdkafka now */
 	uint64_t replay_bytes;
 	bool last_dr_ok;
 	bool spool_changed;
 	uint64_t last_sync_ms;
 	uint64_t last_spool_log_ms;
 
-	struct nm_kafka_stats st;      /* relaxed atomics: written here, read anywhere */
-	int last_err;                  /* last delivery/transport error (atomic) */
-	int broker_state;              /* NM_KAFKA_BROKER_* (atomic) */
+	struct nm_kafka_stats st; /* relaxed atomics: written here, read anywhere */
+	int last_err;		  /* last delivery/transport error (atomic) */
+	int broker_state;	  /* NM_KAFKA_BROKER_* (atomic) */
 	bool fatal_logged;
 };
 
@@ -159,8 +159,8 @@ group_of(const struct nm_kafka *k, const struct nm_flow_rec *rec)
  * spool its rows fail.
  */
 static void
-live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t rows,
-		 uint32_t key, uint64_t packets, uint64_t bytes)
+live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t rows, uint32_t key,
+		 uint64_t packets, uint64_t bytes)
 {
 	struct nm_spool_meta m = {.rows = rows, .key = key, .packets = packets, .bytes = bytes};
 	int ret;
@@ -177,8 +177,10 @@ live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t r
 		k->spool_changed = true;
 		if (now_ms() - k->last_spool_log_ms >= 10000) {
 			k->last_spool_log_ms = now_ms();
-			fprintf(stderr, "kafka: spooling undelivered batches to %s (broker %s, "
-					"last error %s)\n", nm_spool_dir(k->spool),
+			fprintf(stderr,
+				"kafka: spooling undelivered batches to %s (broker %s, "
+				"last error %s)\n",
+				nm_spool_dir(k->spool),
 				k->broker_state == NM_KAFKA_BROKER_UP ? "up" : "not up",
 				rd_kafka_err2name(k->last_err));
 		}
@@ -189,10 +191,11 @@ live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t r
 	ST_ADD(k, packets_dropped, packets);
 	ST_ADD(k, flow_bytes_dropped, bytes);
 	ST_ADD(k, bytes_dropped, len);
-	fprintf(stderr, "kafka: DROPPED a batch of %u records, %zu bytes (%" PRIu64 " packets, %"
-			PRIu64 " bytes of traffic): spool %s %s\n", rows, len, packets, bytes,
-		nm_spool_dir(k->spool), ret == -ENOSPC ? "is full (kafka.spool_max_bytes)"
-						 : strerror(-ret));
+	fprintf(stderr,
+		"kafka: DROPPED a batch of %u records, %zu bytes (%" PRIu64 " packets, %" PRIu64
+		" bytes of traffic): spool %s %s\n",
+		rows, len, packets, bytes, nm_spool_dir(k->spool),
+		ret == -ENOSPC ? "is full (kafka.spool_max_bytes)" : strerror(-ret));
 }
 
 static void
@@ -256,8 +259,10 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	err = rd_kafka_fatal_error(rk, why, sizeof(why));
 	set_last_err(k, err);
 	if (!k->fatal_logged)
-		fprintf(stderr, "kafka: fatal producer error, no record will be delivered any more: "
-				"%s: %s\n", rd_kafka_err2name(err), err ? why : reason);
+		fprintf(stderr,
+			"kafka: fatal producer error, no record will be delivered any more: "
+			"%s: %s\n",
+			rd_kafka_err2name(err), err ? why : reason);
 	k->fatal_logged = true;
 }
 
@@ -407,9 +412,10 @@ replay(struct nm_kafka *k)
 
 	if (k->spool == NULL)
 		return;
-	window = k->last_dr_ok ||
-			 __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED) == NM_KAFKA_BROKER_UP
-		 ? NM_KAFKA_REPLAY_MAX_MSGS : 1;
+	window = k->last_dr_ok || __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED) ==
+					  NM_KAFKA_BROKER_UP
+			 ? NM_KAFKA_REPLAY_MAX_MSGS
+			 : 1;
 	while (k->replay_msgs < window && k->replay_bytes < NM_KAFKA_REPLAY_MAX_BYTES) {
 		struct nm_spool_meta m;
 		const void *payload;
@@ -431,8 +437,9 @@ replay(struct nm_kafka *k)
 			ST_ADD(k, packets_dropped, m.packets);
 			ST_ADD(k, flow_bytes_dropped, m.bytes);
 			ST_ADD(k, bytes_dropped, len);
-			fprintf(stderr, "kafka: DROPPED a batch of %u records, %u bytes from "
-					"the spool: larger than message.max.bytes allows\n",
+			fprintf(stderr,
+				"kafka: DROPPED a batch of %u records, %u bytes from "
+				"the spool: larger than message.max.bytes allows\n",
 				m.rows, len);
 			continue;
 		}
@@ -574,10 +581,11 @@ spool_rest(struct nm_kafka *k, bool say)
 	spool_maybe_sync(k, true);
 	nm_spool_get_stats(k->spool, &ss);
 	if (say && ss.rows > 0)
-		fprintf(stderr, "kafka: %" PRIu64 " records (%" PRIu64 " messages, %" PRIu64
-				" bytes on disk) wait in the spool %s; the next start with the "
-				"same kafka.spool_dir delivers them\n", ss.rows, ss.entries,
-			ss.disk_bytes, nm_spool_dir(k->spool));
+		fprintf(stderr,
+			"kafka: %" PRIu64 " records (%" PRIu64 " messages, %" PRIu64
+			" bytes on disk) wait in the spool %s; the next start with the "
+			"same kafka.spool_dir delivers them\n",
+			ss.rows, ss.entries, ss.disk_bytes, nm_spool_dir(k->spool));
 }
 
 uint64_t
@@ -601,8 +609,8 @@ nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop)
 		spool_maybe_sync(k, false);
 	}
 	rd_kafka_poll(k->rk, 0);
-	if (k->spool != NULL && (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0 ||
-				 spool_rows(k) > 0))
+	if (k->spool != NULL &&
+	    (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0 || spool_rows(k) > 0))
 		spool_rest(k, true);
 	spool_maybe_sync(k, true);
 	return ST_GET(k, records_inflight);
@@ -710,7 +718,8 @@ mock_create(struct nm_kafka *k, const char *topic, char *err, size_t errlen)
 	}
 	rerr = rd_kafka_mock_topic_create(k->mock, topic, 1, 1);
 	if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(err, errlen, "embedded broker: topic %s: %s", topic, rd_kafka_err2str(rerr));
+		snprintf(err, errlen, "embedded broker: topic %s: %s", topic,
+			 rd_kafka_err2str(rerr));
 		return -EIO;
 	}
 	k->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(k->mock));
@@ -718,8 +727,10 @@ mock_create(struct nm_kafka *k, const char *topic, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	fprintf(stderr, "kafka: embedded broker (librdkafka mock cluster) at %s, topic %s "
-			"(1 partition)\n", k->bootstrap, topic);
+	fprintf(stderr,
+		"kafka: embedded broker (librdkafka mock cluster) at %s, topic %s "
+		"(1 partition)\n",
+		k->bootstrap, topic);
 	return 0;
 }
 
@@ -748,8 +759,10 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 	/* Every record must fit an empty batch, so encoding never fails on a valid record. */
 	min_batch = p->format == NM_KAFKA_FMT_JSON ? NM_ENCODE_JSON_MAX : NM_ENCODE_PB_MAX;
 	if (p->batch_bytes < min_batch || p->batch_bytes > 900000000) {
-		snprintf(err, errlen, "batch_bytes: %zu is outside %zu..900000000 (the %s encoding of "
-			 "one record may need %zu bytes)", p->batch_bytes, min_batch,
+		snprintf(err, errlen,
+			 "batch_bytes: %zu is outside %zu..900000000 (the %s encoding of "
+			 "one record may need %zu bytes)",
+			 p->batch_bytes, min_batch,
 			 p->format == NM_KAFKA_FMT_JSON ? "JSON" : "protobuf", min_batch);
 		goto fail;
 	}
@@ -761,15 +774,18 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 	}
 	if (p->queue_max_bytes != 0 && (p->queue_max_bytes < 2 * p->batch_bytes ||
 					p->queue_max_bytes > (size_t)INT32_MAX * 1024)) {
-		snprintf(err, errlen, "queue_max_bytes: %zu must hold at least two batches of "
-			 "batch_bytes (%zu), so at least %zu", p->queue_max_bytes, p->batch_bytes,
-			 2 * p->batch_bytes);
+		snprintf(err, errlen,
+			 "queue_max_bytes: %zu must hold at least two batches of "
+			 "batch_bytes (%zu), so at least %zu",
+			 p->queue_max_bytes, p->batch_bytes, 2 * p->batch_bytes);
 		goto fail;
 	}
 	if (p->spool_dir != NULL && p->spool_dir[0] != '\0' &&
 	    p->spool_max_bytes < 2 * (p->batch_bytes + NM_SPOOL_HDR_LEN) + NM_SPOOL_SEG_HDR_LEN) {
-		snprintf(err, errlen, "spool_max_bytes: %" PRIu64 " cannot hold two batches of "
-			 "batch_bytes (%zu); at least %zu", p->spool_max_bytes, p->batch_bytes,
+		snprintf(err, errlen,
+			 "spool_max_bytes: %" PRIu64 " cannot hold two batches of "
+			 "batch_bytes (%zu); at least %zu",
+			 p->spool_max_bytes, p->batch_bytes,
 			 2 * (p->batch_bytes + NM_SPOOL_HDR_LEN) + NM_SPOOL_SEG_HDR_LEN);
 		goto fail;
 	}
@@ -794,8 +810,8 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 		/* Pages are touched only as a group's batch fills, so idle groups cost little. */
 		k->slots[i].buf = malloc(p->batch_bytes);
 		if (k->slots[i].buf == NULL) {
-			snprintf(err, errlen, "out of memory: %u batches of %zu bytes",
-				 k->n_slots, p->batch_bytes);
+			snprintf(err, errlen, "out of memory: %u batches of %zu bytes", k->n_slots,
+				 p->batch_bytes);
 			goto fail;
 		}
 	}
@@ -835,8 +851,8 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 		goto fail;
 	/*
 	 * Our messages are whole batches, so the queue holds few of them: limit it by bytes
-	 * (librdkafka's default, 1 GiB) rather than by count, and let a message be a full batch plus
-	 * the protocol's framing.
+	 * (librdkafka's default, 1 GiB) rather than by count, and let a message be a full batch
+	 * plus the protocol's framing.
 	 */
 	snprintf(v, sizeof(v), "%zu", p->queue_max_bytes ? p->queue_max_bytes / 1024 : 1048576);
 	if (conf_set(conf, "queue.buffering.max.messages", "1000000", err, errlen) != 0 ||
@@ -845,8 +861,8 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 	/* The statistics say whether a broker connection is up (telemetry, spool replay). */
 	if (conf_set(conf, "statistics.interval.ms", "1000", err, errlen) != 0)
 		goto fail;
-	snprintf(v, sizeof(v), "%zu", p->batch_bytes + 65536 > 1000000 ? p->batch_bytes + 65536
-									  : (size_t)1000000);
+	snprintf(v, sizeof(v), "%zu",
+		 p->batch_bytes + 65536 > 1000000 ? p->batch_bytes + 65536 : (size_t)1000000);
 	if (conf_set(conf, "message.max.bytes", v, err, errlen) != 0)
 		goto fail;
 	for (i = 0; i < p->n_props; i++) {
@@ -921,8 +937,8 @@ nm_kafka_free(struct nm_kafka *k)
 				}
 				sl->nrec = 0;
 			}
-			(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE |
-							    RD_KAFKA_PURGE_F_INFLIGHT);
+			(void)rd_kafka_purge(k->rk,
+					     RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 			for (i = 0; i < 10 && ST_GET(k, records_inflight) > 0; i++)
 				rd_kafka_poll(k->rk, 10);
 		}
@@ -930,9 +946,10 @@ nm_kafka_free(struct nm_kafka *k)
 		ST_ADD(k, records_failed, left);
 		ST_SUB(k, records_inflight, left);
 		if (ST_GET(k, records_failed) + ST_GET(k, records_dropped) > 0)
-			fprintf(stderr, "kafka: %" PRIu64 " of %" PRIu64 " records were not "
-					"delivered (%" PRIu64 " failed, %" PRIu64 " dropped; last "
-					"error: %s)\n",
+			fprintf(stderr,
+				"kafka: %" PRIu64 " of %" PRIu64 " records were not "
+				"delivered (%" PRIu64 " failed, %" PRIu64 " dropped; last "
+				"error: %s)\n",
 				ST_GET(k, records_failed) + ST_GET(k, records_dropped),
 				ST_GET(k, records_in), ST_GET(k, records_failed),
 				ST_GET(k, records_dropped), rd_kafka_err2str(k->last_err));

@@ -78,35 +78,35 @@ struct nm_kafka_prop {
 };
 
 struct nm_kafka_params {
-	const char *brokers;        /* "host:port,..." or "embedded" */
-	const char *topic;          /* e.g. "flow-messages" */
+	const char *brokers; /* "host:port,..." or "embedded" */
+	const char *topic;   /* e.g. "flow-messages" */
 	enum nm_kafka_format format;
-	size_t batch_bytes;         /* max payload of one Kafka message; at least NM_ENCODE_PB_MAX
-				     * (protobuf) or NM_ENCODE_JSON_MAX (JSON), at most 900,000,000 */
-	int linger_ms;              /* librdkafka linger.ms, and the longest a partial batch waits
-				     * in the sink before nm_kafka_poll() produces it; < 0: keep
-				     * librdkafka's default and produce partial batches on every poll */
-	const char *compression;    /* none, gzip, snappy, lz4, zstd; NULL or "": librdkafka's */
+	size_t batch_bytes;	 /* max payload of one Kafka message; at least NM_ENCODE_PB_MAX
+				  * (protobuf) or NM_ENCODE_JSON_MAX (JSON), at most 900,000,000 */
+	int linger_ms;		 /* librdkafka linger.ms, and the longest a partial batch waits
+				  * in the sink before nm_kafka_poll() produces it; < 0: keep
+				  * librdkafka's default and produce partial batches on every poll */
+	const char *compression; /* none, gzip, snappy, lz4, zstd; NULL or "": librdkafka's */
 	const struct nm_kafka_prop *props; /* passed to librdkafka as they are, after the sink's own
-				     * settings (so they override them) */
+					    * settings (so they override them) */
 	unsigned int n_props;
 	unsigned int exporter_groups; /* open batches / message keys; 0 means 1; at most 1024 */
-	size_t queue_max_bytes;     /* librdkafka's queue.buffering.max.kbytes * 1024; at least two
-				     * batches; 0: 1 GiB */
-	const char *spool_dir;      /* NULL or "": no spool */
-	uint64_t spool_max_bytes;   /* segment files in total; at least two batches */
+	size_t queue_max_bytes;	  /* librdkafka's queue.buffering.max.kbytes * 1024; at least two
+				   * batches; 0: 1 GiB */
+	const char *spool_dir;	  /* NULL or "": no spool */
+	uint64_t spool_max_bytes; /* segment files in total; at least two batches */
 };
 
 enum {
 	NM_KAFKA_BROKER_UNKNOWN = -1, /* no statistics yet */
 	NM_KAFKA_BROKER_DOWN = 0,     /* no broker connection is up */
-	NM_KAFKA_BROKER_UP = 1,       /* at least one is */
+	NM_KAFKA_BROKER_UP = 1,	      /* at least one is */
 };
 
 struct nm_kafka_stats {
-	uint64_t records_in;        /* handed to nm_kafka_add() */
+	uint64_t records_in;	    /* handed to nm_kafka_add() */
 	uint64_t records_recovered; /* rows in the spool left by an earlier run, found at start */
-	uint64_t records_acked;     /* in messages the broker acknowledged (replays included) */
+	uint64_t records_acked;	    /* in messages the broker acknowledged (replays included) */
 	uint64_t records_failed;    /* encode errors; without a spool also messages that failed
 				     * delivery or could not be produced, and rows left undelivered
 				     * by nm_kafka_free() */
@@ -122,20 +122,20 @@ struct nm_kafka_stats {
 	uint64_t messages_replayed; /* produced from the spool */
 	uint64_t messages_dropped;
 	uint64_t messages_possibly_persisted; /* failed after being sent: a replay may duplicate */
-	uint64_t bytes_acked;       /* payload bytes of the acknowledged messages */
-	uint64_t bytes_failed;      /* payload bytes of messages whose delivery failed */
-	uint64_t bytes_dropped;     /* payload bytes of dropped batches */
-	uint64_t packets_dropped;   /* sum of the dropped rows' Packets */
-	uint64_t flow_bytes_dropped; /* sum of the dropped rows' Bytes */
-	uint64_t queue_messages;    /* librdkafka's queue now (rd_kafka_outq_len) */
-	uint64_t queue_bytes;       /* payload bytes in it */
-	uint64_t spool_records;     /* rows in the spool now */
-	uint64_t spool_messages;    /* messages in the spool now */
-	uint64_t spool_bytes;       /* size of the spool's files now */
-	uint64_t spool_corrupt;     /* torn/corrupt regions skipped */
+	uint64_t bytes_acked;		      /* payload bytes of the acknowledged messages */
+	uint64_t bytes_failed;		      /* payload bytes of messages whose delivery failed */
+	uint64_t bytes_dropped;		      /* payload bytes of dropped batches */
+	uint64_t packets_dropped;	      /* sum of the dropped rows' Packets */
+	uint64_t flow_bytes_dropped;	      /* sum of the dropped rows' Bytes */
+	uint64_t queue_messages;	      /* librdkafka's queue now (rd_kafka_outq_len) */
+	uint64_t queue_bytes;		      /* payload bytes in it */
+	uint64_t spool_records;		      /* rows in the spool now */
+	uint64_t spool_messages;	      /* messages in the spool now */
+	uint64_t spool_bytes;		      /* size of the spool's files now */
+	uint64_t spool_corrupt;		      /* torn/corrupt regions skipped */
 	uint64_t spool_corrupt_bytes;
-	uint64_t encode_errors;     /* records that could not be encoded (in records_failed) */
-	int broker_state;           /* NM_KAFKA_BROKER_* */
+	uint64_t encode_errors; /* records that could not be encoded (in records_failed) */
+	int broker_state;	/* NM_KAFKA_BROKER_* */
 	int spool_enabled;
 };
 
@@ -161,7 +161,8 @@ const char *nm_kafka_bootstrap(const struct nm_kafka *k);
  * delivery reports, and then the batch's records count as failed). Returns 0 when rec is in
  * the batch. -EINVAL for NULL arguments (nothing is counted); -EMSGSIZE when rec cannot be
  * encoded into an empty batch -- impossible with the batch_bytes nm_kafka_create() accepts,
- * and already counted in records_in, records_failed and encode_errors, so do not count it again. Failures of earlier records show only in the stats.
+ * and already counted in records_in, records_failed and encode_errors, so do not count it again.
+ * Failures of earlier records show only in the stats.
  */
 int nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec);
 

@@ -33,7 +33,7 @@ enum ent_state { ENT_WAITING = 0, ENT_TAKEN, ENT_DONE };
 struct ent {
 	uint64_t seq;
 	uint64_t seg;
-	uint64_t off;      /* of the header in the segment */
+	uint64_t off; /* of the header in the segment */
 	uint64_t packets;
 	uint64_t bytes;
 	uint32_t len;
@@ -44,8 +44,8 @@ struct ent {
 
 struct seg {
 	uint64_t id;
-	uint64_t size;     /* bytes in the file */
-	uint64_t live;     /* index entries in it that are not released */
+	uint64_t size; /* bytes in the file */
+	uint64_t live; /* index entries in it that are not released */
 };
 
 struct nm_spool {
@@ -56,20 +56,20 @@ struct nm_spool {
 	uint64_t max_bytes;
 	uint64_t segment_bytes;
 
-	struct seg *segs;  /* sorted by id */
+	struct seg *segs; /* sorted by id */
 	unsigned int n_segs, cap_segs;
-	int wfd;           /* the segment being appended to (the last of segs), -1: none */
+	int wfd; /* the segment being appended to (the last of segs), -1: none */
 	uint64_t wseg;
-	int rfd;           /* a read handle on segment rseg, -1: none */
+	int rfd; /* a read handle on segment rseg, -1: none */
 	uint64_t rseg;
-	bool dirty;        /* written since the last sync */
+	bool dirty; /* written since the last sync */
 
-	struct ent *ring;  /* entries not released, oldest first */
+	struct ent *ring; /* entries not released, oldest first */
 	size_t cap, head, count;
-	size_t rd;         /* every entry before ring index head+rd is taken or done */
+	size_t rd; /* every entry before ring index head+rd is taken or done */
 	uint64_t next_seq;
 
-	uint8_t *buf;      /* payload of the last nm_spool_take */
+	uint8_t *buf; /* payload of the last nm_spool_take */
 	size_t buf_cap;
 
 	struct nm_spool_stats st;
@@ -372,8 +372,10 @@ note_corrupt(struct nm_spool *s, uint64_t id, uint64_t off, uint64_t n)
 {
 	ST_ADD(s, corrupt, 1);
 	ST_ADD(s, corrupt_bytes, n);
-	fprintf(stderr, "kafka spool %s: segment %016" PRIu64 ": %" PRIu64 " corrupt or torn bytes "
-			"at offset %" PRIu64 " skipped\n", s->dir, id, n, off);
+	fprintf(stderr,
+		"kafka spool %s: segment %016" PRIu64 ": %" PRIu64 " corrupt or torn bytes "
+		"at offset %" PRIu64 " skipped\n",
+		s->dir, id, n, off);
 }
 
 /* Index the valid entries of one segment from offset start on. */
@@ -513,8 +515,9 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 	s->lockfd = openat(s->dirfd, "lock", O_RDWR | O_CREAT, 0640);
 	if (s->lockfd < 0 || flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		snprintf(err, errlen, "spool_dir %s: %s", p->dir, ret == -EBUSY ?
-			 "in use by another engine (its lock file is held)" : strerror(errno));
+		snprintf(err, errlen, "spool_dir %s: %s", p->dir,
+			 ret == -EBUSY ? "in use by another engine (its lock file is held)"
+				       : strerror(errno));
 		goto fail;
 	}
 	s->commitfd = openat(s->dirfd, "commit", O_RDWR | O_CREAT, 0640);
@@ -577,10 +580,11 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 	ids = NULL;
 	__atomic_store_n(&s->st.disk_bytes, disk_bytes(s), __ATOMIC_RELAXED);
 	if (s->st.recovered_entries > 0 || s->st.corrupt > 0)
-		fprintf(stderr, "kafka spool %s: %" PRIu64 " entries (%" PRIu64 " rows, %" PRIu64
-				" bytes) left by an earlier run will be replayed; %" PRIu64
-				" corrupt region(s) (%" PRIu64 " bytes) skipped\n", s->dir,
-			s->st.recovered_entries, s->st.recovered_rows, s->st.payload_bytes,
+		fprintf(stderr,
+			"kafka spool %s: %" PRIu64 " entries (%" PRIu64 " rows, %" PRIu64
+			" bytes) left by an earlier run will be replayed; %" PRIu64
+			" corrupt region(s) (%" PRIu64 " bytes) skipped\n",
+			s->dir, s->st.recovered_entries, s->st.recovered_rows, s->st.payload_bytes,
 			s->st.corrupt, s->st.corrupt_bytes);
 	return s;
 

@@ -48,15 +48,15 @@
 #define NM_SPOOL_MAX_PAYLOAD (1u << 30)
 
 struct nm_spool_params {
-	const char *dir;        /* created (one level) if missing */
-	uint64_t max_bytes;     /* segment files may not grow beyond this in total */
+	const char *dir;	/* created (one level) if missing */
+	uint64_t max_bytes;	/* segment files may not grow beyond this in total */
 	uint64_t segment_bytes; /* start a new segment past this size; 0: max_bytes / 8, at most
 				 * 64 MiB, at least 64 KiB */
 };
 
 /* What an entry carries besides its payload. */
 struct nm_spool_meta {
-	uint64_t seq;           /* set by nm_spool_append / nm_spool_take */
+	uint64_t seq; /* set by nm_spool_append / nm_spool_take */
 	uint32_t rows;
 	uint32_t key;
 	uint64_t packets;
@@ -64,20 +64,20 @@ struct nm_spool_meta {
 };
 
 struct nm_spool_stats {
-	uint64_t disk_bytes;        /* size of the segment files now */
-	uint64_t entries;           /* entries not yet released (waiting or taken) */
-	uint64_t rows;              /* rows in those entries */
-	uint64_t payload_bytes;     /* payload bytes of those entries */
-	uint64_t taken;             /* entries taken and not yet released/returned */
+	uint64_t disk_bytes;	    /* size of the segment files now */
+	uint64_t entries;	    /* entries not yet released (waiting or taken) */
+	uint64_t rows;		    /* rows in those entries */
+	uint64_t payload_bytes;	    /* payload bytes of those entries */
+	uint64_t taken;		    /* entries taken and not yet released/returned */
 	uint64_t recovered_entries; /* valid entries found at open (left by an earlier engine) */
 	uint64_t recovered_rows;
-	uint64_t appended_entries;  /* appended since open */
+	uint64_t appended_entries; /* appended since open */
 	uint64_t appended_rows;
-	uint64_t released_entries;  /* released since open */
-	uint64_t full;              /* appends refused because max_bytes would be exceeded */
-	uint64_t write_errors;      /* appends that failed on I/O (the entry is not in the spool) */
-	uint64_t corrupt;           /* corrupt/torn regions skipped (at open or when read) */
-	uint64_t corrupt_bytes;     /* bytes in them */
+	uint64_t released_entries; /* released since open */
+	uint64_t full;		   /* appends refused because max_bytes would be exceeded */
+	uint64_t write_errors;	   /* appends that failed on I/O (the entry is not in the spool) */
+	uint64_t corrupt;	   /* corrupt/torn regions skipped (at open or when read) */
+	uint64_t corrupt_bytes;	   /* bytes in them */
 };
 
 struct nm_spool;
@@ -93,8 +93,7 @@ struct nm_spool *nm_spool_open(const struct nm_spool_params *p, char *err, size_
  * beyond max_bytes; -EMSGSIZE when len > NM_SPOOL_MAX_PAYLOAD; another -errno on I/O failure
  * (counted in write_errors; the segment is cut back to its last good entry).
  */
-int nm_spool_append(struct nm_spool *s, struct nm_spool_meta *m, const void *payload,
-		    uint32_t len);
+int nm_spool_append(struct nm_spool *s, struct nm_spool_meta *m, const void *payload, uint32_t len);
 
 /*
  * Take the oldest entry that is neither taken nor released: its metadata into m, a pointer to its

@@ -85,7 +85,7 @@ nm_pkt_udp_view_l3(uint16_t etype, const uint8_t *p, size_t len, struct nm_udp_v
 		if (p[9] != 17)
 			return NM_UDP_NOT_UDP;
 		frag = nm_rd16(p + 6);
-		if ((frag & 0x3fff) != 0)    /* MF set or offset != 0 */
+		if ((frag & 0x3fff) != 0) /* MF set or offset != 0 */
 			return NM_UDP_FRAGMENT;
 		tot = nm_rd16(p + 2);
 		if (tot < ihl + 8 || (size_t)(end - p) < tot)
@@ -93,7 +93,7 @@ nm_pkt_udp_view_l3(uint16_t etype, const uint8_t *p, size_t len, struct nm_udp_v
 		nm_addr_from_v4(v->src, p + 12);
 		nm_addr_from_v4(v->dst, p + 16);
 		udp = p + ihl;
-		end = p + tot;   /* Ethernet padding is not payload */
+		end = p + tot; /* Ethernet padding is not payload */
 	} else if (etype == 0x86dd) {
 		uint16_t plen;
 

@@ -17,7 +17,7 @@
 #define ETH_P_IPV6 0x86dd
 #define ETH_P_8021Q 0x8100
 #define ETH_P_8021AD 0x88a8
-#define ETH_P_QINQ_OLD 0x9100  /* pre-standard QinQ outer tag */
+#define ETH_P_QINQ_OLD 0x9100 /* pre-standard QinQ outer tag */
 #define ETH_P_MPLS_UC 0x8847
 #define ETH_P_MPLS_MC 0x8848
 
@@ -134,8 +134,8 @@ parse_ipv6(const uint8_t *p, size_t len, struct nm_flow_key *k)
 
 	/*
 	 * Walk the extension headers that sit before the transport header. proto ends as the first
-	 * header we do not walk (TCP, UDP, ESP, No Next Header...). An extension header cut short by
-	 * the snap length leaves proto at that header: the L3 header itself was complete.
+	 * header we do not walk (TCP, UDP, ESP, No Next Header...). An extension header cut short
+	 * by the snap length leaves proto at that header: the L3 header itself was complete.
 	 */
 	for (i = 0;; i++) {
 		size_t hlen;
@@ -161,8 +161,8 @@ parse_ipv6(const uint8_t *p, size_t len, struct nm_flow_key *k)
 			}
 			continue;
 		}
-		/* AH counts its length in 4-byte units less 2 (RFC 4302); the others in 8-byte units
-		 * less 1 (RFC 8200). */
+		/* AH counts its length in 4-byte units less 2 (RFC 4302); the others in 8-byte
+		 * units less 1 (RFC 8200). */
 		hlen = nh == IPPROTO_AH_ ? ((size_t)p[1] + 2) * 4 : ((size_t)p[1] + 1) * 8;
 		if ((size_t)(end - p) < hlen)
 			return 0;

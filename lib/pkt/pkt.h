@@ -29,11 +29,11 @@ struct nm_udp_view {
 /* Why a frame is not a collector datagram. */
 enum nm_udp_class {
 	NM_UDP_OK = 0,
-	NM_UDP_NOT_IP,       /* not IPv4/IPv6 after Ethernet and up to two VLAN tags */
-	NM_UDP_NOT_UDP,      /* IP but not UDP (or an IPv6 extension header we do not walk) */
-	NM_UDP_FRAGMENT,     /* an IP fragment: exports larger than the MTU are not reassembled */
-	NM_UDP_TRUNCATED,    /* headers or UDP length run past the frame */
-	NM_UDP_BAD_HEADER,   /* IPv4 IHL < 5, bad version, UDP length < 8 */
+	NM_UDP_NOT_IP,	   /* not IPv4/IPv6 after Ethernet and up to two VLAN tags */
+	NM_UDP_NOT_UDP,	   /* IP but not UDP (or an IPv6 extension header we do not walk) */
+	NM_UDP_FRAGMENT,   /* an IP fragment: exports larger than the MTU are not reassembled */
+	NM_UDP_TRUNCATED,  /* headers or UDP length run past the frame */
+	NM_UDP_BAD_HEADER, /* IPv4 IHL < 5, bad version, UDP length < 8 */
 	NM_UDP_CLASS_MAX,
 };
 
@@ -51,9 +51,9 @@ enum nm_udp_class nm_pkt_udp_view_l3(uint16_t etype, const uint8_t *l3, size_t l
 
 /* Link types a capture port may deliver (pcap files are not always Ethernet). */
 enum nm_link {
-	NM_LINK_ETHER = 0,   /* DLT_EN10MB */
-	NM_LINK_SLL,         /* DLT_LINUX_SLL, Linux cooked capture */
-	NM_LINK_RAW,         /* DLT_RAW: the frame starts at the IP header */
+	NM_LINK_ETHER = 0, /* DLT_EN10MB */
+	NM_LINK_SLL,	   /* DLT_LINUX_SLL, Linux cooked capture */
+	NM_LINK_RAW,	   /* DLT_RAW: the frame starts at the IP header */
 };
 
 /* nm_pkt_udp_view() for a frame of the given link type. */

@@ -40,23 +40,23 @@ struct rate_ent {
 };
 
 struct pend_slot {
-	uint64_t age;     /* insertion order; 0 = free */
+	uint64_t age; /* insertion order; 0 = free */
 	struct nm_tmpl_pending p;
 };
 
 struct nm_tmpl_cache {
 	struct nm_tmpl_params p;
-	struct cds_lfht *ht;        /* struct nm_tmpl */
-	struct cds_lfht *rates;     /* struct rate_ent */
-	pthread_mutex_t wlock;      /* templates, rates, exporter table */
-	struct exp_slot *exps;      /* open addressing, writer-only */
+	struct cds_lfht *ht;	/* struct nm_tmpl */
+	struct cds_lfht *rates; /* struct rate_ent */
+	pthread_mutex_t wlock;	/* templates, rates, exporter table */
+	struct exp_slot *exps;	/* open addressing, writer-only */
 	unsigned int exps_mask;
 	struct nm_tmpl_cache_stats st; /* writers update under wlock / plock; readers racy */
 
-	pthread_mutex_t plock;      /* the held-set pool */
+	pthread_mutex_t plock; /* the held-set pool */
 	struct pend_slot *pend;
 	uint64_t pend_age;
-	unsigned long pend_count;   /* read without the lock as a hint */
+	unsigned long pend_count; /* read without the lock as a hint */
 };
 
 _Static_assert(sizeof(struct nm_tmpl_key) == 24, "nm_tmpl_key layout");
@@ -327,8 +327,8 @@ nm_tmpl_withdraw(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 }
 
 int
-nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN],
-		     uint32_t domain, uint8_t proto, int options)
+nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
+		     uint8_t proto, int options)
 {
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *n_;
@@ -384,8 +384,8 @@ rate_key_fill(struct rate_key *k, const uint8_t exporter[NM_ADDR_LEN], uint32_t 
 }
 
 uint64_t
-nm_tmpl_rate_lookup(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN],
-		    uint32_t domain, uint32_t sampler_id)
+nm_tmpl_rate_lookup(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
+		    uint32_t sampler_id)
 {
 	const struct rate_ent *r;
 	struct rate_key k;
@@ -398,8 +398,8 @@ nm_tmpl_rate_lookup(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN]
 }
 
 int
-nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN],
-		 uint32_t domain, uint32_t sampler_id, uint64_t rate)
+nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
+		 uint32_t sampler_id, uint64_t rate)
 {
 	const struct rate_ent *old;
 	struct cds_lfht_node *rep;
@@ -425,7 +425,8 @@ nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN],
 	}
 	r->key = k;
 	r->rate = rate;
-	rep = cds_lfht_add_replace(c->rates, nm_hash_words(&k, sizeof(k)), rate_match, &k, &r->node);
+	rep = cds_lfht_add_replace(c->rates, nm_hash_words(&k, sizeof(k)), rate_match, &k,
+				   &r->node);
 	if (rep != NULL)
 		call_rcu(&caa_container_of(rep, struct rate_ent, node)->rcu, rate_free_rcu);
 	else

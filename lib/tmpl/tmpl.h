@@ -37,11 +37,11 @@
 
 struct nm_tmpl_params {
 	unsigned int max_templates_per_exporter; /* 0: 1024 */
-	unsigned int max_templates;              /* 0: 65536 */
-	unsigned int max_exporters;              /* exporter addresses; 0: 4096 */
-	unsigned int max_pending;                /* held data sets in total; 0: 256 */
-	unsigned int max_pending_per_domain;     /* held per (exporter, domain); 0: 4 */
-	unsigned int max_rates;                  /* sampling-rate entries; 0: 65536 */
+	unsigned int max_templates;		 /* 0: 65536 */
+	unsigned int max_exporters;		 /* exporter addresses; 0: 4096 */
+	unsigned int max_pending;		 /* held data sets in total; 0: 256 */
+	unsigned int max_pending_per_domain;	 /* held per (exporter, domain); 0: 4 */
+	unsigned int max_rates;			 /* sampling-rate entries; 0: 65536 */
 };
 
 /* Largest data set held while its template is unknown (a typical MTU-sized export). */
@@ -61,15 +61,15 @@ struct nm_tmpl_key {
 	uint8_t exporter[NM_ADDR_LEN];
 	uint32_t domain;
 	uint16_t id;
-	uint8_t proto;  /* enum nm_tmpl_proto */
+	uint8_t proto; /* enum nm_tmpl_proto */
 	uint8_t pad_;
 };
 
 /* One template field as it came off the wire. */
 struct nm_tmpl_field {
-	uint32_t pen;  /* enterprise number, 0 for IANA / Cisco v9 types */
-	uint16_t ie;   /* element id without the enterprise bit (v9: field type / scope type) */
-	uint16_t len;  /* NM_TMPL_VARLEN for variable length */
+	uint32_t pen; /* enterprise number, 0 for IANA / Cisco v9 types */
+	uint16_t ie;  /* element id without the enterprise bit (v9: field type / scope type) */
+	uint16_t len; /* NM_TMPL_VARLEN for variable length */
 };
 
 /*
@@ -90,15 +90,15 @@ struct nm_tmpl {
 	struct cds_lfht_node node;
 	struct rcu_head rcu;
 	struct nm_tmpl_key key;
-	uint16_t n_fields;       /* fields as received (for refresh comparison) */
-	uint16_t n_scope;        /* options templates: scope fields */
+	uint16_t n_fields; /* fields as received (for refresh comparison) */
+	uint16_t n_scope;  /* options templates: scope fields */
 	uint16_t n_steps;
-	uint16_t min_len;        /* fixed record length, or the least a record can take (var) */
+	uint16_t min_len; /* fixed record length, or the least a record can take (var) */
 	uint8_t is_options;
-	uint8_t has_var;         /* at least one variable-length field: walk with a cursor */
-	uint8_t has_frame;       /* dataLinkFrameSection (IE 315) */
+	uint8_t has_var;   /* at least one variable-length field: walk with a cursor */
+	uint8_t has_frame; /* dataLinkFrameSection (IE 315) */
 	uint8_t pad_;
-	uint32_t flags;          /* compiler's summary bits (enum nm_ipfix_tflag) */
+	uint32_t flags;		      /* compiler's summary bits (enum nm_ipfix_tflag) */
 	struct nm_tmpl_field *fields; /* points into this allocation */
 	struct nm_tmpl_step steps[];
 };
@@ -112,18 +112,19 @@ struct nm_tmpl_cache;
 
 /* Counters of the shared cache (sums, read racily by telemetry). */
 struct nm_tmpl_cache_stats {
-	uint64_t templates;          /* live templates */
-	uint64_t exporters;          /* exporter addresses seen */
-	uint64_t published;          /* new or changed templates published */
-	uint64_t refreshed;          /* identical template received again (nothing published) */
-	uint64_t withdrawn;          /* templates removed by withdrawal */
-	uint64_t refused_exporter;   /* refused: the exporter already has max_templates_per_exporter */
-	uint64_t refused_total;      /* refused: max_templates reached */
-	uint64_t refused_exporters;  /* refused: max_exporters addresses already known */
-	uint64_t rates;              /* sampling-rate entries */
-	uint64_t rates_refused;      /* rate entries refused: max_rates reached */
-	uint64_t pending;            /* data sets held now */
-	uint64_t pending_evicted;    /* held sets pushed out by newer ones of the same domain */
+	uint64_t templates; /* live templates */
+	uint64_t exporters; /* exporter addresses seen */
+	uint64_t published; /* new or changed templates published */
+	uint64_t refreshed; /* identical template received again (nothing published) */
+	uint64_t withdrawn; /* templates removed by withdrawal */
+	uint64_t
+		refused_exporter; /* refused: the exporter already has max_templates_per_exporter */
+	uint64_t refused_total;	  /* refused: max_templates reached */
+	uint64_t refused_exporters; /* refused: max_exporters addresses already known */
+	uint64_t rates;		    /* sampling-rate entries */
+	uint64_t rates_refused;	    /* rate entries refused: max_rates reached */
+	uint64_t pending;	    /* data sets held now */
+	uint64_t pending_evicted;   /* held sets pushed out by newer ones of the same domain */
 };
 
 /* Create the cache; NULL with errno set on failure. Call from the control thread. */
@@ -166,16 +167,16 @@ uint64_t nm_tmpl_rate_lookup(struct nm_tmpl_cache *c, const uint8_t exporter[NM_
 			     uint32_t domain, uint32_t sampler_id);
 
 /* Set that rate (rate > 0). 0, or -ENOSPC when max_rates is reached. Writer. */
-int nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN],
-		     uint32_t domain, uint32_t sampler_id, uint64_t rate);
+int nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
+		     uint32_t sampler_id, uint64_t rate);
 
 /* A data set held until its template arrives, with what is needed to decode it later. */
 struct nm_tmpl_pending {
-	struct nm_tmpl_key key;     /* the template it waits for */
-	uint64_t time_received;     /* of the datagram that carried it */
+	struct nm_tmpl_key key; /* the template it waits for */
+	uint64_t time_received; /* of the datagram that carried it */
 	uint64_t time_received_ns;
-	uint32_t export_secs;       /* header fields of that datagram */
-	uint32_t sys_uptime_ms;     /* v9 only */
+	uint32_t export_secs;	/* header fields of that datagram */
+	uint32_t sys_uptime_ms; /* v9 only */
 	uint32_t seq;
 	uint16_t exporter_port;
 	uint16_t dst_port;

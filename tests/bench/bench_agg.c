@@ -68,7 +68,8 @@ main(int argc, char **argv)
 		t1 = now();
 		nm_agg_drain(t, visit, &flows);
 		if (flows != records)
-			fprintf(stderr, "bench_agg: lost records: %lu of %lu\n", (unsigned long)flows, records);
+			fprintf(stderr, "bench_agg: lost records: %lu of %lu\n",
+				(unsigned long)flows, records);
 		printf("%-14lu %-12lu %.2f\n", keys, records, records / (t1 - t0) / 1e6);
 		nm_agg_table_free(t);
 		free(recs);

@@ -36,12 +36,12 @@
 #define BATCH 64
 
 struct capture {
-	const char *name;       /* decoder */
-	const char *file;       /* relative to the corpora */
-	uint8_t *data;          /* the file */
-	const uint8_t **pl;     /* UDP payloads */
+	const char *name;   /* decoder */
+	const char *file;   /* relative to the corpora */
+	uint8_t *data;	    /* the file */
+	const uint8_t **pl; /* UDP payloads */
 	size_t *len;
-	uint8_t *has_tmpl;      /* the datagram carries (options) templates */
+	uint8_t *has_tmpl; /* the datagram carries (options) templates */
 	unsigned int n;
 };
 
@@ -255,7 +255,8 @@ main(int argc, char **argv)
 		struct nm_decode_stats st;
 		struct nm_decoder d = {.stats = &st, .default_sampling_rate = 1};
 		struct sink s = {0};
-		struct nm_rec_batch b = {.recs = recs, .cap = BATCH, .flush = sink_flush, .ctx = &s};
+		struct nm_rec_batch b = {
+			.recs = recs, .cap = BATCH, .flush = sink_flush, .ctx = &s};
 		struct nm_dgram_meta meta = {.dst_port = 2055, .time_received = 1700000000};
 		char name[64];
 		double rate[MAX_RUNS], rate_exp[MAX_RUNS];

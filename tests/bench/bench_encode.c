@@ -91,8 +91,8 @@ run(const struct nm_flow_rec *recs, unsigned long rows, int json, uint8_t *buf, 
 
 		if (BATCH - used < NM_ENCODE_MAX)
 			used = 0;
-		n = json ? nm_encode_json(r, (char *)buf + used, BATCH - used) :
-			   nm_encode_pb(r, buf + used, BATCH - used);
+		n = json ? nm_encode_json(r, (char *)buf + used, BATCH - used)
+			 : nm_encode_pb(r, buf + used, BATCH - used);
 		if (n == 0) {
 			fprintf(stderr, "bench_encode: record %lu did not encode\n", i);
 			exit(1);
@@ -126,8 +126,8 @@ main(int argc, char **argv)
 		for (r = 0; r < runs; r++)
 			rate[r] = run(recs, rows, f, buf, &mean) / 1e6;
 		qsort(rate, (size_t)runs, sizeof(rate[0]), cmp_double);
-		printf("%-9s %-10lu %-6d %14.2f %6.2f..%-6.2f %10.1f\n", f ? "json" : "protobuf", rows,
-		       runs, rate[runs / 2], rate[0], rate[runs - 1], mean);
+		printf("%-9s %-10lu %-6d %14.2f %6.2f..%-6.2f %10.1f\n", f ? "json" : "protobuf",
+		       rows, runs, rate[runs / 2], rate[0], rate[runs - 1], mean);
 	}
 	return 0;
 }

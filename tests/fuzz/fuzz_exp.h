@@ -19,7 +19,9 @@ fuzz_exp(void)
 	static struct nm_exp_table *t;
 
 	if (t == NULL) {
-		struct nm_exp_params p = {.max_exporters = 8, .max_ifaces = 16, .max_overrides = 2,
+		struct nm_exp_params p = {.max_exporters = 8,
+					  .max_ifaces = 16,
+					  .max_overrides = 2,
 					  .default_sampling_rate = 1};
 		uint8_t a[16] = {[10] = 0xff, [11] = 0xff, [15] = 1};
 

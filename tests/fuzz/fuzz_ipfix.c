@@ -37,8 +37,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = size < sizeof(buf) ? size : sizeof(buf);
 
 	if (cache == NULL) {
-		struct nm_tmpl_params p = {.max_templates_per_exporter = 64, .max_templates = 256,
-					   .max_exporters = 4, .max_pending = 16};
+		struct nm_tmpl_params p = {.max_templates_per_exporter = 64,
+					   .max_templates = 256,
+					   .max_exporters = 4,
+					   .max_pending = 16};
 
 		rcu_register_thread();
 		cache = nm_tmpl_cache_create(&p);
@@ -55,11 +57,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rcu_quiescent_state();
 	if (n >= 4) {
 		memcpy(buf, data, n);
-	buf[0] = 0;
-	buf[1] = 10;
-	/* A message length that matches, so most inputs get past the header. */
-	buf[2] = (uint8_t)(n >> 8);
-	buf[3] = (uint8_t)n;
+		buf[0] = 0;
+		buf[1] = 10;
+		/* A message length that matches, so most inputs get past the header. */
+		buf[2] = (uint8_t)(n >> 8);
+		buf[3] = (uint8_t)n;
 		(void)nm_decode_datagram(&d, buf, n, &meta, &b);
 		rcu_quiescent_state();
 	}

@@ -78,7 +78,8 @@ main(int argc, char **argv)
 			return opt == 'h' ? 0 : 2;
 		}
 	}
-	if (brokers < 1 || brokers > 64 || partitions < 1 || partitions > 10000 || topic[0] == '\0') {
+	if (brokers < 1 || brokers > 64 || partitions < 1 || partitions > 10000 ||
+	    topic[0] == '\0') {
 		usage();
 		return 2;
 	}
@@ -119,8 +120,10 @@ main(int argc, char **argv)
 	}
 	printf("BOOTSTRAP %s\n", rd_kafka_mock_cluster_bootstraps(mc));
 	fflush(stdout);
-	fprintf(stderr, "nm_mock_broker: %d broker(s), topic %s with %d partition(s); "
-			"SIGTERM to stop\n", brokers, topic, partitions);
+	fprintf(stderr,
+		"nm_mock_broker: %d broker(s), topic %s with %d partition(s); "
+		"SIGTERM to stop\n",
+		brokers, topic, partitions);
 
 	while (!quit) {
 		int b;

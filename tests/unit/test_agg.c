@@ -62,9 +62,9 @@ test_merge(void **state)
 	assert_int_equal(nm_agg_add(t, &r), 1);
 	assert_int_equal(nm_agg_add(t, &r), 0);
 	assert_int_equal(nm_agg_add(t, &r), 0);
-	make(&r, 1, 81, 100);          /* another port: another key */
+	make(&r, 1, 81, 100); /* another port: another key */
 	assert_int_equal(nm_agg_add(t, &r), 1);
-	make(&r, 1, 80, 101);          /* another second: another key */
+	make(&r, 1, 80, 101); /* another second: another key */
 	assert_int_equal(nm_agg_add(t, &r), 1);
 	assert_int_equal(nm_agg_count(t), 3);
 	assert_int_equal(nm_agg_drain(t, visit, &tot), 3);
@@ -115,7 +115,8 @@ test_overflow_exact(void **state)
 	nm_agg_table_free(t);
 }
 
-/* Overflow keys are per second/exporter/interface/protocol; when even those run out, drops count. */
+/* Overflow keys are per second/exporter/interface/protocol; when even those run out, drops count.
+ */
 static void
 test_overflow_drop_counted(void **state)
 {
@@ -128,7 +129,7 @@ test_overflow_drop_counted(void **state)
 	(void)state;
 	for (i = 0; i < 200; i++) {
 		make(&r, (uint32_t)i, 1, 300);
-		r.key.in_if = (uint32_t)i;   /* every record its own overflow key too */
+		r.key.in_if = (uint32_t)i; /* every record its own overflow key too */
 		if (nm_agg_add(t, &r) == -ENOSPC)
 			dropped++;
 	}
@@ -172,7 +173,8 @@ test_drain_big_table(void **state)
 
 		for (i = 0; i < 1024; i++) {
 			make(&r, i, 80, 1700000000 + (uint64_t)round);
-			assert_int_equal(nm_agg_add(t, &r), 1);   /* new: the drain emptied the table */
+			assert_int_equal(nm_agg_add(t, &r),
+					 1); /* new: the drain emptied the table */
 			assert_int_equal(nm_agg_add(t, &r), 0);
 		}
 		assert_int_equal(nm_agg_count(t), 1024);

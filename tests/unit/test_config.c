@@ -66,11 +66,13 @@ test_set(void **state)
 	assert_int_equal(nm_config_set(&c, "collector.ports=9990", err, sizeof(err)), 0);
 	assert_int_equal(c.n_collector_ports, 1);
 	assert_int_equal(c.collector_ports[0], 9990);
-	assert_int_equal(nm_config_set(&c, "kafka.property.sasl.mechanism=PLAIN", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(&c, "kafka.property.sasl.mechanism=PLAIN", err, sizeof(err)),
+			 0);
 	assert_int_equal(c.n_kafka_props, 1);
 	assert_string_equal(c.kafka_props[0].name, "sasl.mechanism");
 	assert_string_equal(c.kafka_props[0].value, "PLAIN");
-	assert_int_equal(nm_config_set(&c, "port.x1.device=net_pcap0,rx_pcap=a.pcap", err, sizeof(err)), 0);
+	assert_int_equal(
+		nm_config_set(&c, "port.x1.device=net_pcap0,rx_pcap=a.pcap", err, sizeof(err)), 0);
 	assert_int_equal(c.n_ports, 2);
 	assert_int_equal(nm_config_set(&c, "kafka.compression=zstd", err, sizeof(err)), 0);
 	assert_string_equal(c.kafka_compression, "zstd");
@@ -126,7 +128,7 @@ test_file_errors(void **state)
 	p = write_tmp("[port.a]\ndevice = 0000:01:00.0\nrx_queues = 2\nlcores = 1,2\n"
 		      "[port.b]\ndevice = net_af_xdp0,iface=veth1\nrole = mirror-tx\n");
 	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), 0);
-	assert_int_equal(c.n_ports, 2);   /* the file's ports replace the default tap */
+	assert_int_equal(c.n_ports, 2); /* the file's ports replace the default tap */
 	assert_int_equal(c.ports[0].rx_queues, 2);
 	assert_int_equal(c.ports[1].role, NM_ROLE_MIRROR_TX);
 	unlink(p);

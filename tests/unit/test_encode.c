@@ -330,24 +330,59 @@ test_pb_protoc(void **state)
 	unlink(path);
 
 	static const char *const want[] = {
-		"Type: NETFLOW_V9\n", "TimeReceived: 1700000000\n", "SequenceNum: 123456\n",
-		"SamplingRate: 1000\n", "FlowDirection: 1\n", "TimeFlowStart: 1699999990\n",
-		"TimeFlowEnd: 1699999999\n", "Bytes: 1234567890123\n", "Packets: 98765\n",
-		"Etype: 34525\n", "Proto: 6\n", "SrcPort: 443\n", "DstPort: 65535\n", "InIf: 10\n",
-		"OutIf: 20\n", "SrcMac: 73588229205\n", "DstMac: 112663578913467\n",
-		"SrcVlan: 100\n", "DstVlan: 200\n", "VlanId: 300\n", "IngressVrfID: 7\n",
-		"EgressVrfID: 8\n", "IPTos: 184\n", "ForwardingStatus: 64\n", "IPTTL: 64\n",
-		"TCPFlags: 27\n", "IcmpType: 3\n", "IcmpCode: 4\n", "IPv6FlowLabel: 1048575\n",
-		"FragmentId: 54321\n", "FragmentOffset: 1480\n", "BiFlowDirection: 2\n",
-		"SrcAS: 64500\n", "DstAS: 4200000000\n", "NextHopAS: 64501\n", "SrcNet: 24\n",
-		"DstNet: 48\n", "HasMPLS: true\n", "MPLSCount: 4\n", "MPLS1TTL: 255\n",
-		"MPLS1Label: 16\n", "MPLS2TTL: 254\n", "MPLS2Label: 17\n", "MPLS3TTL: 253\n",
-		"MPLS3Label: 1048575\n", "MPLSLastTTL: 252\n", "MPLSLastLabel: 18\n",
+		"Type: NETFLOW_V9\n",
+		"TimeReceived: 1700000000\n",
+		"SequenceNum: 123456\n",
+		"SamplingRate: 1000\n",
+		"FlowDirection: 1\n",
+		"TimeFlowStart: 1699999990\n",
+		"TimeFlowEnd: 1699999999\n",
+		"Bytes: 1234567890123\n",
+		"Packets: 98765\n",
+		"Etype: 34525\n",
+		"Proto: 6\n",
+		"SrcPort: 443\n",
+		"DstPort: 65535\n",
+		"InIf: 10\n",
+		"OutIf: 20\n",
+		"SrcMac: 73588229205\n",
+		"DstMac: 112663578913467\n",
+		"SrcVlan: 100\n",
+		"DstVlan: 200\n",
+		"VlanId: 300\n",
+		"IngressVrfID: 7\n",
+		"EgressVrfID: 8\n",
+		"IPTos: 184\n",
+		"ForwardingStatus: 64\n",
+		"IPTTL: 64\n",
+		"TCPFlags: 27\n",
+		"IcmpType: 3\n",
+		"IcmpCode: 4\n",
+		"IPv6FlowLabel: 1048575\n",
+		"FragmentId: 54321\n",
+		"FragmentOffset: 1480\n",
+		"BiFlowDirection: 2\n",
+		"SrcAS: 64500\n",
+		"DstAS: 4200000000\n",
+		"NextHopAS: 64501\n",
+		"SrcNet: 24\n",
+		"DstNet: 48\n",
+		"HasMPLS: true\n",
+		"MPLSCount: 4\n",
+		"MPLS1TTL: 255\n",
+		"MPLS1Label: 16\n",
+		"MPLS2TTL: 254\n",
+		"MPLS2Label: 17\n",
+		"MPLS3TTL: 253\n",
+		"MPLS3Label: 1048575\n",
+		"MPLSLastTTL: 252\n",
+		"MPLSLastLabel: 18\n",
 		"ObservationDomainID: 77\n",
 		/* protoc prints bytes as C-escaped strings */
 		"SamplerAddress: \"\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000\\377\\377\\300\\000\\002\\t\"\n",
 		"DstAddr: \"\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000\\377\\377\\3063d\\007\"\n",
-		"SrcAddr: \"", "NextHop: \"",
+		"SrcAddr: \"",
+		"NextHop: \"",
 	};
 	unsigned int i, lines = 0;
 
@@ -589,7 +624,8 @@ test_json_addrs(void **state)
 			/* Many zero runs, to exercise :: compression. */
 			r.key.dst_addr[j] = (rand() & 3) == 0 ? (uint8_t)rand() : 0;
 		}
-		v4(r.key.sampler_addr, (uint8_t)rand(), (uint8_t)rand(), (uint8_t)i, (uint8_t)(i >> 8));
+		v4(r.key.sampler_addr, (uint8_t)rand(), (uint8_t)rand(), (uint8_t)i,
+		   (uint8_t)(i >> 8));
 		if (i & 1)
 			memcpy(r.key.next_hop + 12, r.key.src_addr, 4); /* ::a.b.c.d (compatible) */
 		n = nm_encode_json(&r, buf, sizeof(buf));
@@ -623,14 +659,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pb_full),
-		cmocka_unit_test(test_pb_sparse),
-		cmocka_unit_test(test_pb_max),
-		cmocka_unit_test(test_pb_short_cap),
-		cmocka_unit_test(test_pb_protoc),
-		cmocka_unit_test(test_json_exact),
-		cmocka_unit_test(test_json_parse),
-		cmocka_unit_test(test_json_addrs),
+		cmocka_unit_test(test_pb_full),	       cmocka_unit_test(test_pb_sparse),
+		cmocka_unit_test(test_pb_max),	       cmocka_unit_test(test_pb_short_cap),
+		cmocka_unit_test(test_pb_protoc),      cmocka_unit_test(test_json_exact),
+		cmocka_unit_test(test_json_parse),     cmocka_unit_test(test_json_addrs),
 		cmocka_unit_test(test_json_short_cap),
 	};
 

@@ -113,8 +113,8 @@ nf5(uint8_t *buf, uint16_t n, uint32_t seq, uint16_t rate)
 	be32(buf + 4, 100000);
 	be32(buf + 8, 1700000000);
 	be32(buf + 16, seq);
-	buf[20] = 1;   /* engine type */
-	buf[21] = 2;   /* engine id */
+	buf[20] = 1; /* engine type */
+	buf[21] = 2; /* engine id */
 	be16(buf + 22, rate);
 	for (i = 0; i < n; i++) {
 		uint8_t *r = buf + 24 + 48 * i;
@@ -270,11 +270,11 @@ test_overflow(void **state)
 	f = fixture_new(&p);
 	for (i = 0; i < 5; i++) {
 		nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){192, 0, 2, (uint8_t)(i % 3)});
-		assert_int_equal(feed(f, buf, len), 1);   /* decoding goes on regardless */
+		assert_int_equal(feed(f, buf, len), 1); /* decoding goes on regardless */
 	}
 	nm_exp_get_stats(f->d.exp, &st);
 	assert_int_equal(st.exporters, 2);
-	assert_int_equal(st.overflow, 1);   /* the third address, once */
+	assert_int_equal(st.overflow, 1); /* the third address, once */
 	fixture_free(f);
 	rcu_unregister_thread();
 }
@@ -385,7 +385,7 @@ feed_pcap(struct fixture *f, const char *file)
 	assert_non_null(d);
 	assert_int_equal(fread(d, 1, (size_t)size, fp), (size_t)size);
 	fclose(fp);
-	swap = d[0] == 0xa1;   /* big-endian file (magic a1b2c3d4 or a1b23c4d) */
+	swap = d[0] == 0xa1; /* big-endian file (magic a1b2c3d4 or a1b23c4d) */
 	while (off + 16 <= (size_t)size) {
 		uint32_t caplen;
 		const uint8_t *pl;
@@ -450,10 +450,10 @@ test_corpus(void **state)
 		}
 		e = only_entry(f);
 		print_message("%-40s %s datagrams %llu records %llu templates %llu seq lost %llu "
-			      "late %llu resets %llu default-rate records %llu\n", cases[i].file,
-			      nm_exp_type_name(e->key.type), (unsigned long long)e->datagrams,
-			      (unsigned long long)e->records, (unsigned long long)e->templates,
-			      (unsigned long long)e->seq_lost,
+			      "late %llu resets %llu default-rate records %llu\n",
+			      cases[i].file, nm_exp_type_name(e->key.type),
+			      (unsigned long long)e->datagrams, (unsigned long long)e->records,
+			      (unsigned long long)e->templates, (unsigned long long)e->seq_lost,
 			      (unsigned long long)e->seq_out_of_order,
 			      (unsigned long long)e->seq_resets,
 			      (unsigned long long)e->rate_default_records);
@@ -467,7 +467,7 @@ test_corpus(void **state)
 		assert_int_equal(e->seq_out_of_order, 0);
 		assert_int_equal(e->seq_resets, 0);
 		assert_int_equal(e->bad, 0);
-		if (cases[i].type == NM_FLOW_NF5)   /* softflowd's header says 0: no rate */
+		if (cases[i].type == NM_FLOW_NF5) /* softflowd's header says 0: no rate */
 			assert_int_equal(e->rate_default_records, e->records);
 		if (cases[i].type == NM_FLOW_SFLOW5) {
 			struct ifcollect c = {0};
@@ -554,14 +554,16 @@ test_config(void **state)
 	(void)state;
 	assert_non_null(c);
 	assert_int_equal(load_text(c,
-		"[exporter.edge1]\n"
-		"address = 192.0.2.1\n"
-		"sampling_rate = 1000\n"
-		"description = edge router, Frankfurt\n"
-		"interface.1 = xe-0/0/0\n"
-		"interface.513 = et-1/0/0\n"
-		"[exporter.core6]\n"
-		"address = 2001:db8::1\n", err, sizeof(err)), 0);
+				   "[exporter.edge1]\n"
+				   "address = 192.0.2.1\n"
+				   "sampling_rate = 1000\n"
+				   "description = edge router, Frankfurt\n"
+				   "interface.1 = xe-0/0/0\n"
+				   "interface.513 = et-1/0/0\n"
+				   "[exporter.core6]\n"
+				   "address = 2001:db8::1\n",
+				   err, sizeof(err)),
+			 0);
 	assert_int_equal(c->n_exporters, 2);
 	assert_string_equal(c->exporters[0].name, "edge1");
 	assert_string_equal(nm_addr_str(c->exporters[0].address, a, sizeof(a)), "192.0.2.1");
@@ -574,8 +576,8 @@ test_config(void **state)
 	assert_string_equal(c->ifnames[1].name, "et-1/0/0");
 	assert_int_equal(c->ifnames[1].exporter, 0);
 	/* --set reaches the same keys, interface.<ifIndex> included. */
-	assert_int_equal(nm_config_set(c, "exporter.core6.interface.7=ge-0/0/7", err,
-				       sizeof(err)), 0);
+	assert_int_equal(nm_config_set(c, "exporter.core6.interface.7=ge-0/0/7", err, sizeof(err)),
+			 0);
 	assert_int_equal(c->n_ifnames, 3);
 	assert_int_equal(c->ifnames[2].exporter, 1);
 	assert_int_equal(nm_config_set(c, "exporter.core6.sampling_rate=64", err, sizeof(err)), 0);
@@ -590,25 +592,30 @@ test_config(void **state)
 			 -EINVAL);
 	print_message("%s\n", err);
 	assert_non_null(strstr(err, "address = \"192.0.2.300\": expected an IPv4 or IPv6"));
-	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\nsampling_rate = 0\n",
-				   err, sizeof(err)), -EINVAL);
+	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\nsampling_rate = 0\n", err,
+				   sizeof(err)),
+			 -EINVAL);
 	print_message("%s\n", err);
 	assert_non_null(strstr(err, "sampling_rate = \"0\": expected an integer from 1"));
-	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\nsamplingrate = 5\n",
-				   err, sizeof(err)), -EINVAL);
+	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\nsamplingrate = 5\n", err,
+				   sizeof(err)),
+			 -EINVAL);
 	print_message("%s\n", err);
 	assert_non_null(strstr(err, "unknown key; an exporter has address, sampling_rate"));
-	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\ninterface.eth = x\n",
-				   err, sizeof(err)), -EINVAL);
+	assert_int_equal(load_text(c, "[exporter.x]\naddress = 192.0.2.3\ninterface.eth = x\n", err,
+				   sizeof(err)),
+			 -EINVAL);
 	print_message("%s\n", err);
 	assert_non_null(strstr(err, "interface.<ifIndex>"));
-	assert_int_equal(load_text(c, "[exporter.a]\naddress = 192.0.2.3\n[exporter.b]\n"
-				   "address = 192.0.2.3\n", err, sizeof(err)), -EINVAL);
+	assert_int_equal(load_text(c,
+				   "[exporter.a]\naddress = 192.0.2.3\n[exporter.b]\n"
+				   "address = 192.0.2.3\n",
+				   err, sizeof(err)),
+			 -EINVAL);
 	print_message("%s\n", err);
 	assert_non_null(strstr(err, "same address as [exporter.a]"));
 	nm_config_defaults(c);
-	assert_int_equal(nm_config_set(c, "exporter.y.sampling_rate=5", err, sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(nm_config_set(c, "exporter.y.sampling_rate=5", err, sizeof(err)), -EINVAL);
 	print_message("%s\n", err);
 	assert_non_null(strstr(err, "address is missing"));
 	free(c);
@@ -635,7 +642,7 @@ test_config_example(void **state)
 		if (strncmp(line, ";[exporter.", 11) == 0)
 			in_example = 1;
 		if (in_example && line[0] == ';' && line[1] != ' ')
-			l = line + 1;   /* uncomment the example */
+			l = line + 1; /* uncomment the example */
 		used += (size_t)snprintf(text + used, cap - used, "%s", l);
 	}
 	fclose(fp);
@@ -652,14 +659,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nf5_sequence),
-		cmocka_unit_test(test_override),
-		cmocka_unit_test(test_overflow),
-		cmocka_unit_test(test_two_writers),
-		cmocka_unit_test(test_corpus),
-		cmocka_unit_test(test_corpus_interfaces),
-		cmocka_unit_test(test_config),
-		cmocka_unit_test(test_config_example),
+		cmocka_unit_test(test_nf5_sequence), cmocka_unit_test(test_override),
+		cmocka_unit_test(test_overflow),     cmocka_unit_test(test_two_writers),
+		cmocka_unit_test(test_corpus),	     cmocka_unit_test(test_corpus_interfaces),
+		cmocka_unit_test(test_config),	     cmocka_unit_test(test_config_example),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,7 +21,7 @@
 
 struct sink {
 	struct nm_flow_rec all[SINK_KEEP];
-	unsigned int n;       /* records seen */
+	unsigned int n; /* records seen */
 	unsigned long long pkts, bytes;
 };
 
@@ -74,7 +74,6 @@ fixture_free(struct fixture *f)
 	free(f);
 }
 
-
 /* ---- a byte builder for hand-made messages ---- */
 
 struct msg {
@@ -124,8 +123,8 @@ msg_begin(struct msg *m, uint32_t domain)
 	m->n = 0;
 	p16(m, 10);
 	p16(m, 0);
-	p32(m, 1700000500);  /* export time */
-	p32(m, 77);          /* sequence */
+	p32(m, 1700000500); /* export time */
+	p32(m, 77);	    /* sequence */
 	p32(m, domain);
 }
 
@@ -187,10 +186,11 @@ static void
 tmpl_v4(struct msg *m, uint16_t tid)
 {
 	static const uint16_t f[][2] = {
-		{8, 4}, {12, 4}, {7, 2}, {11, 2}, {4, 1}, {1, 4}, {2, 2}, {10, 2}, {14, 4},
-		{16, 4}, {17, 4}, {152, 8}, {153, 8}, {56, 6}, {80, 6}, {58, 2}, {59, 2},
-		{6, 1}, {5, 1}, {15, 4}, {9, 1}, {13, 1}, {61, 1}, {89, 1}, {192, 1},
-		{70, 3}, {71, 3}, {234, 4}, {235, 4}, {32, 2}, {128, 4}, {54, 4}, {88, 2},
+		{8, 4},	  {12, 4}, {7, 2},   {11, 2},  {4, 1},	 {1, 4},   {2, 2},
+		{10, 2},  {14, 4}, {16, 4},  {17, 4},  {152, 8}, {153, 8}, {56, 6},
+		{80, 6},  {58, 2}, {59, 2},  {6, 1},   {5, 1},	 {15, 4},  {9, 1},
+		{13, 1},  {61, 1}, {89, 1},  {192, 1}, {70, 3},	 {71, 3},  {234, 4},
+		{235, 4}, {32, 2}, {128, 4}, {54, 4},  {88, 2},
 	};
 	unsigned int i, n = sizeof(f) / sizeof(f[0]);
 
@@ -212,8 +212,8 @@ data_v4(struct msg *m, unsigned int i)
 	p16(m, 443);
 	p16(m, 51000);
 	p8(m, 6);
-	p32(m, 1000 * (i + 1));        /* octetDeltaCount in 4 bytes */
-	p16(m, (uint16_t)(i + 1));     /* packetDeltaCount in 2 bytes */
+	p32(m, 1000 * (i + 1));	   /* octetDeltaCount in 4 bytes */
+	p16(m, (uint16_t)(i + 1)); /* packetDeltaCount in 2 bytes */
 	p16(m, 3);
 	p32(m, 70000);
 	p32(m, 65001);
@@ -232,8 +232,8 @@ data_v4(struct msg *m, unsigned int i)
 	p8(m, 1);
 	p8(m, 0x40);
 	p8(m, 63);
-	pbytes(m, (uint8_t[]){0x04, 0xe2, 0x50}, 3);  /* label 20005, bos 0 */
-	pbytes(m, (uint8_t[]){0x7f, 0xfd, 0xa1}, 3);  /* label 524250, bos 1 */
+	pbytes(m, (uint8_t[]){0x04, 0xe2, 0x50}, 3); /* label 20005, bos 0 */
+	pbytes(m, (uint8_t[]){0x7f, 0xfd, 0xa1}, 3); /* label 524250, bos 1 */
 	p32(m, 7);
 	p32(m, 9);
 	p16(m, 0x0303);
@@ -326,17 +326,28 @@ test_ipv6(void **state)
 	set_begin(&m, 2);
 	p16(&m, 300);
 	p16(&m, 11);
-	p16(&m, 27); p16(&m, 16);
-	p16(&m, 28); p16(&m, 16);
-	p16(&m, 62); p16(&m, 16);
-	p16(&m, 29); p16(&m, 1);
-	p16(&m, 30); p16(&m, 1);
-	p16(&m, 139); p16(&m, 2);
-	p16(&m, 31); p16(&m, 4);
-	p16(&m, 154); p16(&m, 8);
-	p16(&m, 155); p16(&m, 8);
-	p16(&m, 85); p16(&m, 8);   /* total counts: used when the deltas are absent */
-	p16(&m, 86); p16(&m, 8);
+	p16(&m, 27);
+	p16(&m, 16);
+	p16(&m, 28);
+	p16(&m, 16);
+	p16(&m, 62);
+	p16(&m, 16);
+	p16(&m, 29);
+	p16(&m, 1);
+	p16(&m, 30);
+	p16(&m, 1);
+	p16(&m, 139);
+	p16(&m, 2);
+	p16(&m, 31);
+	p16(&m, 4);
+	p16(&m, 154);
+	p16(&m, 8);
+	p16(&m, 155);
+	p16(&m, 8);
+	p16(&m, 85);
+	p16(&m, 8); /* total counts: used when the deltas are absent */
+	p16(&m, 86);
+	p16(&m, 8);
 	set_end(&m);
 	set_begin(&m, 300);
 	pbytes(&m, s6, 16);
@@ -344,7 +355,7 @@ test_ipv6(void **state)
 	pbytes(&m, n6, 16);
 	p8(&m, 48);
 	p8(&m, 64);
-	p16(&m, 0x8000);           /* echo request */
+	p16(&m, 0x8000); /* echo request */
 	p32(&m, 0x12345);
 	p64(&m, (uint64_t)(1700000400ULL + 2208988800ULL) << 32);
 	p64(&m, ((uint64_t)(1700000401ULL + 2208988800ULL) << 32) | 0x80000000u);
@@ -384,26 +395,37 @@ test_varlen_enterprise(void **state)
 	set_begin(&m, 2);
 	p16(&m, 400);
 	p16(&m, 5);
-	p16(&m, 0x8000 | 100); p16(&m, 4); p32(&m, 9);        /* PEN 9, 4 bytes */
-	p16(&m, 82); p16(&m, 65535);                           /* interfaceName, var */
-	p16(&m, 0x8000 | 12); p16(&m, 65535); p32(&m, 2636);  /* enterprise, var */
-	p16(&m, 1); p16(&m, 8);
-	p16(&m, 8); p16(&m, 4);
+	p16(&m, 0x8000 | 100);
+	p16(&m, 4);
+	p32(&m, 9); /* PEN 9, 4 bytes */
+	p16(&m, 82);
+	p16(&m, 65535); /* interfaceName, var */
+	p16(&m, 0x8000 | 12);
+	p16(&m, 65535);
+	p32(&m, 2636); /* enterprise, var */
+	p16(&m, 1);
+	p16(&m, 8);
+	p16(&m, 8);
+	p16(&m, 4);
 	set_end(&m);
 	set_begin(&m, 400);
 	/* record 1: short var fields */
 	p32(&m, 0xdeadbeef);
-	p8(&m, 3); pbytes(&m, "et0", 3);
+	p8(&m, 3);
+	pbytes(&m, "et0", 3);
 	p8(&m, 0);
 	p64(&m, 1500);
 	pbytes(&m, (uint8_t[]){10, 1, 1, 1}, 4);
 	/* record 2: 255 + 2-byte length */
 	p32(&m, 1);
-	p8(&m, 255); p16(&m, 300); pbytes(&m, big, 300);
-	p8(&m, 2); p16(&m, 0xffff);
+	p8(&m, 255);
+	p16(&m, 300);
+	pbytes(&m, big, 300);
+	p8(&m, 2);
+	p16(&m, 0xffff);
 	p64(&m, 64);
 	pbytes(&m, (uint8_t[]){10, 1, 1, 2}, 4);
-	p8(&m, 0);  /* padding shorter than a record */
+	p8(&m, 0); /* padding shorter than a record */
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), 2);
@@ -416,7 +438,9 @@ test_varlen_enterprise(void **state)
 	msg_begin(&m, 1);
 	set_begin(&m, 400);
 	p32(&m, 1);
-	p8(&m, 255); p16(&m, 1000); pbytes(&m, big, 20);
+	p8(&m, 255);
+	p16(&m, 1000);
+	pbytes(&m, big, 20);
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_LENGTH);
@@ -437,28 +461,45 @@ test_options_sampling(void **state)
 	f->d.default_sampling_rate = 5;
 	msg_begin(&m, 8);
 	set_begin(&m, 3);
-	p16(&m, 500); p16(&m, 3); p16(&m, 1);
-	p16(&m, 149); p16(&m, 4);   /* scope: observationDomainId */
-	p16(&m, 305); p16(&m, 4);
-	p16(&m, 306); p16(&m, 4);
-	p16(&m, 501); p16(&m, 2); p16(&m, 1);
-	p16(&m, 302); p16(&m, 4);   /* scope: selectorId */
-	p16(&m, 34); p16(&m, 4);
+	p16(&m, 500);
+	p16(&m, 3);
+	p16(&m, 1);
+	p16(&m, 149);
+	p16(&m, 4); /* scope: observationDomainId */
+	p16(&m, 305);
+	p16(&m, 4);
+	p16(&m, 306);
+	p16(&m, 4);
+	p16(&m, 501);
+	p16(&m, 2);
+	p16(&m, 1);
+	p16(&m, 302);
+	p16(&m, 4); /* scope: selectorId */
+	p16(&m, 34);
+	p16(&m, 4);
 	set_end(&m);
 	set_begin(&m, 500);
-	p32(&m, 8); p32(&m, 1); p32(&m, 9);
+	p32(&m, 8);
+	p32(&m, 1);
+	p32(&m, 9);
 	set_end(&m);
 	set_begin(&m, 501);
-	p32(&m, 3); p32(&m, 4096);
+	p32(&m, 3);
+	p32(&m, 4096);
 	set_end(&m);
 	set_begin(&m, 2);
-	p16(&m, 502); p16(&m, 2);
-	p16(&m, 1); p16(&m, 4);
-	p16(&m, 302); p16(&m, 1);
+	p16(&m, 502);
+	p16(&m, 2);
+	p16(&m, 1);
+	p16(&m, 4);
+	p16(&m, 302);
+	p16(&m, 1);
 	set_end(&m);
 	set_begin(&m, 502);
-	p32(&m, 100); p8(&m, 3);    /* selector 3: 4096 */
-	p32(&m, 200); p8(&m, 0);    /* no selector 0 entry: the domain's (1+9)/1 */
+	p32(&m, 100);
+	p8(&m, 3); /* selector 3: 4096 */
+	p32(&m, 200);
+	p8(&m, 0); /* no selector 0 entry: the domain's (1+9)/1 */
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), 2);
@@ -468,8 +509,10 @@ test_options_sampling(void **state)
 	/* Another domain of the same exporter knows nothing: the default. */
 	msg_begin(&m, 9);
 	set_begin(&m, 2);
-	p16(&m, 502); p16(&m, 1);
-	p16(&m, 1); p16(&m, 4);
+	p16(&m, 502);
+	p16(&m, 1);
+	p16(&m, 1);
+	p16(&m, 4);
 	set_end(&m);
 	set_begin(&m, 502);
 	p32(&m, 1);
@@ -486,9 +529,11 @@ simple_tmpl(struct msg *m, uint16_t tid, int with_pkts)
 	set_begin(m, 2);
 	p16(m, tid);
 	p16(m, with_pkts ? 2 : 1);
-	p16(m, 1); p16(m, 4);
+	p16(m, 1);
+	p16(m, 4);
 	if (with_pkts) {
-		p16(m, 2); p16(m, 4);
+		p16(m, 2);
+		p16(m, 4);
 	}
 	set_end(m);
 }
@@ -535,7 +580,8 @@ test_withdraw_refresh(void **state)
 	/* Withdraw 256: its data is unknown again (and held). */
 	msg_begin(&m, 1);
 	set_begin(&m, 2);
-	p16(&m, 256); p16(&m, 0);
+	p16(&m, 256);
+	p16(&m, 0);
 	set_end(&m);
 	simple_data(&m, 256, 30, 3, 1);
 	msg_end(&m);
@@ -555,7 +601,8 @@ test_withdraw_refresh(void **state)
 	assert_int_equal(decode(f, &m), 0);
 	msg_begin(&m, 1);
 	set_begin(&m, 2);
-	p16(&m, 2); p16(&m, 0);
+	p16(&m, 2);
+	p16(&m, 0);
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), 0);
@@ -584,7 +631,7 @@ test_held(void **state)
 		assert_int_equal(decode(f, &m), 0);
 	}
 	assert_int_equal(f->st.pending_queued, 6);
-	assert_int_equal(f->st.pending_dropped, 2);   /* 4 per (exporter, domain) */
+	assert_int_equal(f->st.pending_dropped, 2); /* 4 per (exporter, domain) */
 	/* Another exporter's template with the same id does not release them. */
 	nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){192, 0, 2, 10});
 	msg_begin(&m, 1);
@@ -622,45 +669,56 @@ test_hostile(void **state)
 	msg_begin(&m, 1);
 	simple_tmpl(&m, 256, 0);
 	msg_end(&m);
-	assert_int_equal(nm_ipfix_decode(&f->d, m.b, 15, &f->meta, &f->b), -NM_DECODE_ERR_TRUNCATED);
+	assert_int_equal(nm_ipfix_decode(&f->d, m.b, 15, &f->meta, &f->b),
+			 -NM_DECODE_ERR_TRUNCATED);
 	assert_int_equal(nm_ipfix_decode(&f->d, m.b, m.n - 1, &f->meta, &f->b),
 			 -NM_DECODE_ERR_TRUNCATED);
-	m.b[2] = 0; m.b[3] = 8;
+	m.b[2] = 0;
+	m.b[3] = 8;
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_LENGTH);
 	m.b[1] = 11;
 	assert_int_equal(nm_ipfix_decode(&f->d, m.b, m.n, &f->meta, &f->b),
 			 -NM_DECODE_ERR_BAD_VERSION);
 	/* Set length < 4 and past the message. */
 	msg_begin(&m, 1);
-	p16(&m, 256); p16(&m, 3);
+	p16(&m, 256);
+	p16(&m, 3);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_LENGTH);
 	msg_begin(&m, 1);
-	p16(&m, 256); p16(&m, 40); p32(&m, 0);
+	p16(&m, 256);
+	p16(&m, 40);
+	p32(&m, 0);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_LENGTH);
 	/* 513 fields; field count running past the set. */
 	msg_begin(&m, 1);
 	set_begin(&m, 2);
-	p16(&m, 256); p16(&m, 513);
+	p16(&m, 256);
+	p16(&m, 513);
 	for (i = 0; i < 513; i++) {
-		p16(&m, 1); p16(&m, 4);
+		p16(&m, 1);
+		p16(&m, 4);
 	}
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
 	msg_begin(&m, 1);
 	set_begin(&m, 2);
-	p16(&m, 256); p16(&m, 10);
-	p16(&m, 1); p16(&m, 4);
+	p16(&m, 256);
+	p16(&m, 10);
+	p16(&m, 1);
+	p16(&m, 4);
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
 	/* Enterprise bit with the PEN cut off. */
 	msg_begin(&m, 1);
 	set_begin(&m, 2);
-	p16(&m, 256); p16(&m, 1);
-	p16(&m, 0x8001); p16(&m, 4);
+	p16(&m, 256);
+	p16(&m, 1);
+	p16(&m, 0x8001);
+	p16(&m, 4);
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
@@ -671,17 +729,23 @@ test_hostile(void **state)
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
 	msg_begin(&m, 1);
 	set_begin(&m, 3);
-	p16(&m, 600); p16(&m, 1); p16(&m, 0);
-	p16(&m, 34); p16(&m, 4);
+	p16(&m, 600);
+	p16(&m, 1);
+	p16(&m, 0);
+	p16(&m, 34);
+	p16(&m, 4);
 	set_end(&m);
 	msg_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
 	/* A record that takes no bytes would never end a data set: refused. */
 	msg_begin(&m, 1);
 	set_begin(&m, 2);
-	p16(&m, 256); p16(&m, 2);
-	p16(&m, 1); p16(&m, 0);
-	p16(&m, 2); p16(&m, 0);
+	p16(&m, 256);
+	p16(&m, 2);
+	p16(&m, 1);
+	p16(&m, 0);
+	p16(&m, 2);
+	p16(&m, 0);
 	set_end(&m);
 	simple_data(&m, 256, 1, 0, 0);
 	msg_end(&m);
@@ -745,9 +809,12 @@ test_frame_section(void **state)
 	(void)state;
 	msg_begin(&m, 1);
 	set_begin(&m, 2);
-	p16(&m, 384); p16(&m, 2);
-	p16(&m, 312); p16(&m, 2);
-	p16(&m, 315); p16(&m, 65535);
+	p16(&m, 384);
+	p16(&m, 2);
+	p16(&m, 312);
+	p16(&m, 2);
+	p16(&m, 315);
+	p16(&m, 65535);
 	set_end(&m);
 	set_begin(&m, 384);
 	p16(&m, 1514);
@@ -787,11 +854,20 @@ pcap_rd_open(struct pcap_rd *r, const char *path)
 	if (r->fp == NULL || fread(h, 1, 24, r->fp) != 24)
 		return -1;
 	switch (h[0]) {
-	case 0xa1b2c3d4: break;
-	case 0xa1b23c4d: r->nsec = 1; break;
-	case 0xd4c3b2a1: r->swap = 1; break;
-	case 0x4d3cb2a1: r->swap = 1; r->nsec = 1; break;
-	default: return -1;
+	case 0xa1b2c3d4:
+		break;
+	case 0xa1b23c4d:
+		r->nsec = 1;
+		break;
+	case 0xd4c3b2a1:
+		r->swap = 1;
+		break;
+	case 0x4d3cb2a1:
+		r->swap = 1;
+		r->nsec = 1;
+		break;
+	default:
+		return -1;
 	}
 	r->linktype = sw32(r, h[5]);
 	return 0;
@@ -816,10 +892,19 @@ static int
 link_of(uint32_t linktype, enum nm_link *l)
 {
 	switch (linktype) {
-	case 1: *l = NM_LINK_ETHER; return 0;
-	case 113: *l = NM_LINK_SLL; return 0;
-	case 12: case 14: case 101: *l = NM_LINK_RAW; return 0;
-	default: return -1;
+	case 1:
+		*l = NM_LINK_ETHER;
+		return 0;
+	case 113:
+		*l = NM_LINK_SLL;
+		return 0;
+	case 12:
+	case 14:
+	case 101:
+		*l = NM_LINK_RAW;
+		return 0;
+	default:
+		return -1;
 	}
 }
 
@@ -885,7 +970,8 @@ static const struct expect expected[] = {
 	{"public/logstash-codec-netflow/ipfix_procera.pcap", 8, 0, 0,
 	 "flow records without counters"},
 	{"public/logstash-codec-netflow/ipfix_options_template_from_juniper_mx240_junos_15_1_r6_s3.pcap",
-	 0, 0, 0, "tshark's 76 packets are exportedFlowRecordTotalCount-style statistics of an "
+	 0, 0, 0,
+	 "tshark's 76 packets are exportedFlowRecordTotalCount-style statistics of an "
 	 "options record (cflow.packetsexp), not traffic"},
 	{"public/logstash-codec-netflow/ipfix_yaf_basic_with_applabel.pcap", 4, 10, 596,
 	 "YAF counts with octetTotalCount/packetTotalCount (85/86; tshark files them as permanent "
@@ -943,21 +1029,22 @@ run_corpus(const char *proto)
 		const struct nm_proto_stats *ps;
 
 		if (sscanf(line, "%511s %63s %llu %llu %llu %llu", file, protos, &dgrams, &records,
-			   &pkts, &bytes) != 6 || strcmp(protos, proto) != 0)
+			   &pkts, &bytes) != 6 ||
+		    strcmp(protos, proto) != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", NM_CORPORA, file);
 		f = fixture_new();
 		feed_pcap(f, path);
 		ps = strcmp(proto, "nf9") == 0 ? &f->st.nf9 : &f->st.ipfix;
 		e = expected_of(file);
-		print_message("%-72s truth %llu/%llu/%llu/%llu ours %llu/%u/%llu/%llu "
-			      "(dgrams/recs/pkts/bytes) held %llu late %llu dropped %llu%s%s\n",
-			      file, dgrams, records, pkts, bytes,
-			      (unsigned long long)ps->datagrams, f->s.n, f->s.pkts, f->s.bytes,
-			      (unsigned long long)f->st.pending_queued,
-			      (unsigned long long)f->st.pending_decoded,
-			      (unsigned long long)f->st.pending_dropped,
-			      e != NULL ? "\n    expected difference: " : "", e != NULL ? e->why : "");
+		print_message(
+			"%-72s truth %llu/%llu/%llu/%llu ours %llu/%u/%llu/%llu "
+			"(dgrams/recs/pkts/bytes) held %llu late %llu dropped %llu%s%s\n",
+			file, dgrams, records, pkts, bytes, (unsigned long long)ps->datagrams,
+			f->s.n, f->s.pkts, f->s.bytes, (unsigned long long)f->st.pending_queued,
+			(unsigned long long)f->st.pending_decoded,
+			(unsigned long long)f->st.pending_dropped,
+			e != NULL ? "\n    expected difference: " : "", e != NULL ? e->why : "");
 		assert_int_equal(ps->datagrams, dgrams);
 		/* No capture has a malformed set to reject; invalid ones are rejected whole. */
 		assert_int_equal(ps->bad, strstr(file, "invalid") != NULL ? dgrams : 0);
@@ -1050,7 +1137,7 @@ test_corpus_fields(void **state)
 	assert_int_equal(r->bytes, 89);
 	/* Options data: samplingPacketInterval 1, samplingPacketSpace 9. */
 	assert_int_equal(r->key.sampling_rate, 10);
-	assert_int_equal(r->key.time_flow_start, 1699893330);  /* Nov 13, 2023 16:35:30 UTC */
+	assert_int_equal(r->key.time_flow_start, 1699893330); /* Nov 13, 2023 16:35:30 UTC */
 	fixture_free(f);
 }
 
@@ -1058,7 +1145,8 @@ test_corpus_fields(void **state)
 static void
 test_corpus_pairs(void **state)
 {
-	static const char *const probe[] = {"ipfixprobe-templates.pcap", "ipfixprobe-data.pcap", NULL};
+	static const char *const probe[] = {"ipfixprobe-templates.pcap", "ipfixprobe-data.pcap",
+					    NULL};
 	static const char *const dl[] = {"datalink-template.pcap", "datalink-data.pcap", NULL};
 	struct fixture *f;
 	unsigned long long fwd_p = 0, fwd_b = 0;

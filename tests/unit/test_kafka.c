@@ -226,7 +226,8 @@ assert_balanced(const struct nm_kafka *k)
 
 	nm_kafka_get_stats(k, &st);
 	assert_true(st.records_acked + st.records_failed <= st.records_in);
-	assert_true(st.messages_acked + st.messages_failed <= st.messages_produced + st.messages_failed);
+	assert_true(st.messages_acked + st.messages_failed <=
+		    st.messages_produced + st.messages_failed);
 }
 
 static void
@@ -235,8 +236,8 @@ run_roundtrip(enum nm_kafka_format fmt, int embedded, size_t batch, unsigned int
 	struct cluster c = {0};
 	struct nm_kafka_params p = {
 		/* Long enough that nm_kafka_poll never cuts a batch here: only size does. */
-		.topic = "flows", .format = fmt, .batch_bytes = batch, .linger_ms = 2000,
-		.compression = "none",
+		.topic = "flows",  .format = fmt,	  .batch_bytes = batch,
+		.linger_ms = 2000, .compression = "none",
 	};
 	struct readback rb = {.n_seen = n, .fmt = fmt};
 	struct nm_kafka_stats st;
@@ -324,8 +325,13 @@ test_broker_down_then_up(void **state)
 	};
 	struct cluster c;
 	struct nm_kafka_params p = {
-		.topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF, .batch_bytes = 4096,
-		.linger_ms = 5, .compression = "none", .props = props, .n_props = 1,
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 4096,
+		.linger_ms = 5,
+		.compression = "none",
+		.props = props,
+		.n_props = 1,
 	};
 	struct readback rb = {.n_seen = 600, .fmt = NM_KAFKA_FMT_PROTOBUF};
 	struct nm_kafka_stats st;
@@ -372,8 +378,13 @@ test_broker_down_timeout(void **state)
 	};
 	struct cluster c;
 	struct nm_kafka_params p = {
-		.topic = "flows", .format = NM_KAFKA_FMT_JSON, .batch_bytes = 8192,
-		.linger_ms = 5, .compression = "none", .props = props, .n_props = 1,
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_JSON,
+		.batch_bytes = 8192,
+		.linger_ms = 5,
+		.compression = "none",
+		.props = props,
+		.n_props = 1,
 	};
 	struct nm_kafka_stats st;
 	struct nm_kafka *k;
@@ -408,8 +419,13 @@ test_queue_full(void **state)
 	};
 	struct cluster c;
 	struct nm_kafka_params p = {
-		.topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF, .batch_bytes = NM_ENCODE_PB_MAX,
-		.linger_ms = 5, .compression = "none", .props = props, .n_props = 1,
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = NM_ENCODE_PB_MAX,
+		.linger_ms = 5,
+		.compression = "none",
+		.props = props,
+		.n_props = 1,
 	};
 	struct nm_kafka_stats st;
 	struct nm_kafka *k;
@@ -441,8 +457,12 @@ static void
 test_poll_lingers(void **state)
 {
 	struct nm_kafka_params p = {
-		.brokers = "embedded", .topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF,
-		.batch_bytes = 100000, .linger_ms = 500, .compression = "none",
+		.brokers = "embedded",
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 100000,
+		.linger_ms = 500,
+		.compression = "none",
 	};
 	struct nm_kafka_stats st;
 	struct nm_kafka *k;
@@ -472,8 +492,12 @@ test_create_errors(void **state)
 	static const struct nm_kafka_prop bad_name[] = {{"no.such.property", "1"}};
 	static const struct nm_kafka_prop bad_value[] = {{"linger.ms", "banana"}};
 	struct nm_kafka_params p = {
-		.brokers = "127.0.0.1:1", .topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF,
-		.batch_bytes = 65536, .linger_ms = 5, .compression = "none",
+		.brokers = "127.0.0.1:1",
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 65536,
+		.linger_ms = 5,
+		.compression = "none",
 	};
 	char err[256];
 
@@ -538,8 +562,7 @@ struct prec {
 };
 
 static unsigned int
-consume_all(const char *boot, const char *topic, int partitions, struct prec *out,
-	    unsigned int max)
+consume_all(const char *boot, const char *topic, int partitions, struct prec *out, unsigned int max)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_topic_partition_list_t *tp;
@@ -615,8 +638,13 @@ test_spool_outage_replay(void **state)
 	};
 	struct cluster c;
 	struct nm_kafka_params p = {
-		.topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF, .batch_bytes = 2048,
-		.linger_ms = 5, .compression = "none", .props = props, .n_props = 2,
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.compression = "none",
+		.props = props,
+		.n_props = 2,
 		.spool_max_bytes = 1 << 20,
 	};
 	struct nm_kafka_stats st;
@@ -702,8 +730,13 @@ test_spool_crash_recovery(void **state)
 {
 	static const struct nm_kafka_prop props[] = {{"message.timeout.ms", "500"}};
 	struct nm_kafka_params p = {
-		.topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF, .batch_bytes = 2048,
-		.linger_ms = 5, .compression = "none", .props = props, .n_props = 1,
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.compression = "none",
+		.props = props,
+		.n_props = 1,
 		.spool_max_bytes = 1 << 20,
 	};
 	struct cluster c;
@@ -734,8 +767,8 @@ test_spool_crash_recovery(void **state)
 	assert_int_equal(waitpid(pid, &wst, 0), pid);
 	assert_true(WIFEXITED(wst));
 	assert_int_equal(WEXITSTATUS(wst), 0);
-	snprintf(cmd, sizeof(cmd), "f=$(ls '%s'/*.seg | tail -1); printf 'NMSR\\001\\002' >> \"$f\"",
-		 spool_dir);
+	snprintf(cmd, sizeof(cmd),
+		 "f=$(ls '%s'/*.seg | tail -1); printf 'NMSR\\001\\002' >> \"$f\"", spool_dir);
 	assert_int_equal(system(cmd), 0);
 
 	cluster_start(&c, "flows");
@@ -776,9 +809,15 @@ test_spool_full_drops(void **state)
 {
 	static const struct nm_kafka_prop props[] = {{"message.timeout.ms", "300"}};
 	struct nm_kafka_params p = {
-		.brokers = "127.0.0.1:1", .topic = "flows", .format = NM_KAFKA_FMT_PROTOBUF,
-		.batch_bytes = 4096, .linger_ms = 5, .compression = "none", .props = props,
-		.n_props = 1, .spool_max_bytes = 3 * (4096 + 48) + 8,
+		.brokers = "127.0.0.1:1",
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 4096,
+		.linger_ms = 5,
+		.compression = "none",
+		.props = props,
+		.n_props = 1,
+		.spool_max_bytes = 3 * (4096 + 48) + 8,
 	};
 	struct nm_kafka_stats st;
 	struct nm_kafka *k;
@@ -813,8 +852,12 @@ static void
 test_exporter_partitions(void **state)
 {
 	struct nm_kafka_params p = {
-		.topic = "flows4", .format = NM_KAFKA_FMT_PROTOBUF, .batch_bytes = 1024,
-		.linger_ms = 5, .compression = "none", .exporter_groups = 16,
+		.topic = "flows4",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 1024,
+		.linger_ms = 5,
+		.compression = "none",
+		.exporter_groups = 16,
 	};
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	struct cluster c;

@@ -77,22 +77,29 @@ build_v5(uint8_t *buf, unsigned int n, uint16_t sampling)
 	memset(buf, 0, 24 + 48 * n);
 	put16(buf, 5);
 	put16(buf + 2, (uint16_t)n);
-	put32(buf + 4, 100000);          /* sysUptime ms */
-	put32(buf + 8, 1700000100);      /* unix_secs */
-	put32(buf + 16, 4242);           /* flow_sequence */
+	put32(buf + 4, 100000);	    /* sysUptime ms */
+	put32(buf + 8, 1700000100); /* unix_secs */
+	put32(buf + 16, 4242);	    /* flow_sequence */
 	put16(buf + 22, sampling);
 	for (unsigned int i = 0; i < n; i++) {
 		uint8_t *r = buf + 24 + 48 * i;
 
-		r[0] = 10; r[3] = (uint8_t)i;
-		r[4] = 198; r[5] = 51; r[6] = 100; r[7] = 7;
-		r[8] = 192; r[9] = 0; r[10] = 2; r[11] = 1;
+		r[0] = 10;
+		r[3] = (uint8_t)i;
+		r[4] = 198;
+		r[5] = 51;
+		r[6] = 100;
+		r[7] = 7;
+		r[8] = 192;
+		r[9] = 0;
+		r[10] = 2;
+		r[11] = 1;
 		put16(r + 12, 3);
 		put16(r + 14, 4);
 		put32(r + 16, i + 1);
 		put32(r + 20, 100 * (i + 1));
-		put32(r + 24, 90000);       /* First: 10 s before now */
-		put32(r + 28, 99000);       /* Last: 1 s before now */
+		put32(r + 24, 90000); /* First: 10 s before now */
+		put32(r + 28, 99000); /* Last: 1 s before now */
 		put16(r + 32, 443);
 		put16(r + 34, 51000);
 		r[37] = 0x12;
@@ -143,7 +150,7 @@ test_fields(void **state)
 	assert_int_equal(r->key.time_received, 1700000000);
 	assert_int_equal(r->key.time_flow_start, 1700000100 - 10);
 	assert_int_equal(r->key.time_flow_end, 1700000100 - 1);
-	assert_int_equal(r->key.sampling_rate, 1);     /* header says 0: the default */
+	assert_int_equal(r->key.sampling_rate, 1); /* header says 0: the default */
 	assert_int_equal(f->st.nf5.datagrams, 1);
 	assert_int_equal(f->st.nf5.records, 3);
 	free(f);
@@ -187,7 +194,8 @@ test_hostile(void **state)
 	assert_int_equal(nm_nf5_decode(&f->d, buf, len, &f->meta, &f->b), -NM_DECODE_ERR_BAD_COUNT);
 	/* Wrong version through the decoder itself. */
 	put16(buf, 6);
-	assert_int_equal(nm_nf5_decode(&f->d, buf, len, &f->meta, &f->b), -NM_DECODE_ERR_BAD_VERSION);
+	assert_int_equal(nm_nf5_decode(&f->d, buf, len, &f->meta, &f->b),
+			 -NM_DECODE_ERR_BAD_VERSION);
 	/* Not a flow protocol at all. */
 	assert_int_equal(nm_decode_datagram(&f->d, buf, len, &f->meta, &f->b),
 			 -NM_DECODE_ERR_UNKNOWN_PROTO);
@@ -230,7 +238,8 @@ test_corpus(void **state)
 		pcap_t *p;
 
 		if (sscanf(line, "%511s %63s %llu %llu %llu %llu", file, protos, &dgrams, &records,
-			   &pkts, &bytes) != 6 || strcmp(protos, "nf5") != 0)
+			   &pkts, &bytes) != 6 ||
+		    strcmp(protos, "nf5") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", NM_CORPORA, file);
 		p = pcap_open_offline(path, errbuf);

@@ -21,7 +21,7 @@
 
 struct sink {
 	struct nm_flow_rec all[SINK_KEEP];
-	unsigned int n;       /* records seen */
+	unsigned int n; /* records seen */
 	unsigned long long pkts, bytes;
 };
 
@@ -74,7 +74,6 @@ fixture_free(struct fixture *f)
 	free(f);
 }
 
-
 /* ---- a byte builder for hand-made messages ---- */
 
 struct msg {
@@ -102,7 +101,6 @@ p32(struct msg *m, uint32_t v)
 	p16(m, (uint16_t)(v >> 16));
 	p16(m, (uint16_t)v);
 }
-
 
 static void
 pbytes(struct msg *m, const void *v, size_t n)
@@ -173,9 +171,9 @@ static void
 tmpl_v9(struct msg *m, uint16_t tid)
 {
 	static const uint16_t f[][2] = {
-		{8, 4}, {12, 4}, {7, 2}, {11, 2}, {4, 1}, {1, 4}, {2, 4}, {10, 2}, {14, 2},
-		{22, 4}, {21, 4}, {16, 2}, {17, 2}, {9, 1}, {13, 1}, {15, 4}, {48, 1}, {6, 1},
-		{5, 1}, {61, 1}, {60, 1},
+		{8, 4},	 {12, 4}, {7, 2},  {11, 2}, {4, 1},  {1, 4},  {2, 4},
+		{10, 2}, {14, 2}, {22, 4}, {21, 4}, {16, 2}, {17, 2}, {9, 1},
+		{13, 1}, {15, 4}, {48, 1}, {6, 1},  {5, 1},  {61, 1}, {60, 1},
 	};
 	unsigned int i, n = sizeof(f) / sizeof(f[0]);
 
@@ -201,8 +199,8 @@ data_v9(struct msg *m, unsigned int i, uint8_t sampler)
 	p32(m, i + 1);
 	p16(m, 5);
 	p16(m, 6);
-	p32(m, 90000);   /* first: 10 s before sysUptime */
-	p32(m, 99000);   /* last: 1 s before */
+	p32(m, 90000); /* first: 10 s before sysUptime */
+	p32(m, 99000); /* last: 1 s before */
 	p16(m, 64512);
 	p16(m, 64513);
 	p8(m, 24);
@@ -229,7 +227,7 @@ test_fields(void **state)
 	data_v9(&m, 1, 0);
 	data_v9(&m, 2, 0);
 	p8(&m, 0);
-	p8(&m, 0);  /* padding */
+	p8(&m, 0); /* padding */
 	set_end(&m);
 	assert_int_equal(decode(f, &m), 2);
 	r = rec(f, 1);
@@ -273,15 +271,22 @@ test_uptime_wrap(void **state)
 
 	(void)state;
 	msg_begin(&m, 2, 1);
-	m.b[4] = 0; m.b[5] = 0; m.b[6] = 0x13; m.b[7] = 0x88;  /* sysUptime 5000 ms */
+	m.b[4] = 0;
+	m.b[5] = 0;
+	m.b[6] = 0x13;
+	m.b[7] = 0x88; /* sysUptime 5000 ms */
 	set_begin(&m, 0);
-	p16(&m, 256); p16(&m, 3);
-	p16(&m, 22); p16(&m, 4);
-	p16(&m, 21); p16(&m, 4);
-	p16(&m, 1); p16(&m, 4);
+	p16(&m, 256);
+	p16(&m, 3);
+	p16(&m, 22);
+	p16(&m, 4);
+	p16(&m, 21);
+	p16(&m, 4);
+	p16(&m, 1);
+	p16(&m, 4);
 	set_end(&m);
 	set_begin(&m, 256);
-	p32(&m, 0xffffffffu - 4999);  /* 10 s before "now" across the wrap */
+	p32(&m, 0xffffffffu - 4999); /* 10 s before "now" across the wrap */
 	p32(&m, 4000);
 	p32(&m, 1);
 	set_end(&m);
@@ -303,24 +308,33 @@ test_options_sampling(void **state)
 	msg_begin(&m, 10, 7);
 	set_begin(&m, 1);
 	p16(&m, 300);
-	p16(&m, 4);       /* scope length */
-	p16(&m, 8);       /* option length */
-	p16(&m, 1); p16(&m, 4);     /* scope System */
-	p16(&m, 48); p16(&m, 1);
-	p16(&m, 34); p16(&m, 4);
-	p16(&m, 0);       /* padding */
+	p16(&m, 4); /* scope length */
+	p16(&m, 8); /* option length */
+	p16(&m, 1);
+	p16(&m, 4); /* scope System */
+	p16(&m, 48);
+	p16(&m, 1);
+	p16(&m, 34);
+	p16(&m, 4);
+	p16(&m, 0); /* padding */
 	set_end(&m);
 	set_begin(&m, 300);
-	p32(&m, 0); p8(&m, 2); p32(&m, 512);
-	p32(&m, 0); p8(&m, 4); p32(&m, 1024);
+	p32(&m, 0);
+	p8(&m, 2);
+	p32(&m, 512);
+	p32(&m, 0);
+	p8(&m, 4);
+	p32(&m, 1024);
 	set_end(&m);
 	/* Juniper SRX: scope field of length 0, no sampler id: the domain's rate. */
 	set_begin(&m, 1);
 	p16(&m, 301);
 	p16(&m, 4);
 	p16(&m, 4);
-	p16(&m, 1); p16(&m, 0);
-	p16(&m, 50); p16(&m, 2);
+	p16(&m, 1);
+	p16(&m, 0);
+	p16(&m, 50);
+	p16(&m, 2);
 	p16(&m, 0);
 	set_end(&m);
 	set_begin(&m, 301);
@@ -330,7 +344,7 @@ test_options_sampling(void **state)
 	set_begin(&m, 256);
 	data_v9(&m, 0, 2);
 	data_v9(&m, 1, 4);
-	data_v9(&m, 2, 9);   /* unknown sampler: the domain-wide rate */
+	data_v9(&m, 2, 9); /* unknown sampler: the domain-wide rate */
 	set_end(&m);
 	assert_int_equal(decode(f, &m), 3);
 	assert_int_equal(f->st.options_records, 3);
@@ -362,7 +376,7 @@ test_held(void **state)
 	data_v9(&m, 0, 0);
 	set_end(&m);
 	for (i = 0; i < 64; i++)
-		p8(&m, 0);  /* Palo Alto pads datagrams with zeros */
+		p8(&m, 0); /* Palo Alto pads datagrams with zeros */
 	assert_int_equal(decode(f, &m), 0);
 	assert_int_equal(f->st.pending_queued, 1);
 	assert_int_equal(f->st.nf9.bad, 0);
@@ -397,38 +411,53 @@ test_hostile(void **state)
 			 -NM_DECODE_ERR_BAD_VERSION);
 	/* Flowset length < 4 (not zero padding) and past the datagram. */
 	msg_begin(&m, 1, 1);
-	p16(&m, 256); p16(&m, 2); p32(&m, 1);
+	p16(&m, 256);
+	p16(&m, 2);
+	p32(&m, 1);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_LENGTH);
 	msg_begin(&m, 1, 1);
-	p16(&m, 256); p16(&m, 100); p32(&m, 1);
+	p16(&m, 256);
+	p16(&m, 100);
+	p32(&m, 1);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_LENGTH);
 	/* 600 fields; field count past the flowset. */
 	msg_begin(&m, 1, 1);
 	set_begin(&m, 0);
-	p16(&m, 256); p16(&m, 600);
+	p16(&m, 256);
+	p16(&m, 600);
 	for (i = 0; i < 600; i++) {
-		p16(&m, 1); p16(&m, 4);
+		p16(&m, 1);
+		p16(&m, 4);
 	}
 	set_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
 	msg_begin(&m, 1, 1);
 	set_begin(&m, 0);
-	p16(&m, 256); p16(&m, 3);
-	p16(&m, 1); p16(&m, 4);
+	p16(&m, 256);
+	p16(&m, 3);
+	p16(&m, 1);
+	p16(&m, 4);
 	set_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
 	/* Options template with a scope length that is not whole fields. */
 	msg_begin(&m, 1, 1);
 	set_begin(&m, 1);
-	p16(&m, 300); p16(&m, 3); p16(&m, 4);
-	p16(&m, 1); p16(&m, 4); p16(&m, 34); p16(&m, 4);
+	p16(&m, 300);
+	p16(&m, 3);
+	p16(&m, 4);
+	p16(&m, 1);
+	p16(&m, 4);
+	p16(&m, 34);
+	p16(&m, 4);
 	set_end(&m);
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_TEMPLATE);
 	/* Only zero-length fields: a record of 0 bytes is refused, the data set cannot spin. */
 	msg_begin(&m, 2, 1);
 	set_begin(&m, 0);
-	p16(&m, 256); p16(&m, 1);
-	p16(&m, 1); p16(&m, 0);
+	p16(&m, 256);
+	p16(&m, 1);
+	p16(&m, 1);
+	p16(&m, 0);
 	set_end(&m);
 	set_begin(&m, 256);
 	p32(&m, 0);
@@ -449,10 +478,12 @@ test_hostile(void **state)
 	 * A count below the flowsets fits no reading of RFC 3954's Count: the datagram is
 	 * rejected whole (no record, no template learnt) and counted.
 	 */
-	m.b[2] = 0; m.b[3] = 3;
+	m.b[2] = 0;
+	m.b[3] = 3;
 	assert_int_equal(decode(f, &m), 1);
 	assert_int_equal(f->st.err[NM_DECODE_ERR_BAD_COUNT], 0);
-	m.b[2] = 0; m.b[3] = 2;
+	m.b[2] = 0;
+	m.b[3] = 2;
 	bad = f->st.nf9.bad;
 	recs = f->st.nf9.records;
 	assert_int_equal(decode(f, &m), -NM_DECODE_ERR_BAD_COUNT);
@@ -488,11 +519,20 @@ pcap_rd_open(struct pcap_rd *r, const char *path)
 	if (r->fp == NULL || fread(h, 1, 24, r->fp) != 24)
 		return -1;
 	switch (h[0]) {
-	case 0xa1b2c3d4: break;
-	case 0xa1b23c4d: r->nsec = 1; break;
-	case 0xd4c3b2a1: r->swap = 1; break;
-	case 0x4d3cb2a1: r->swap = 1; r->nsec = 1; break;
-	default: return -1;
+	case 0xa1b2c3d4:
+		break;
+	case 0xa1b23c4d:
+		r->nsec = 1;
+		break;
+	case 0xd4c3b2a1:
+		r->swap = 1;
+		break;
+	case 0x4d3cb2a1:
+		r->swap = 1;
+		r->nsec = 1;
+		break;
+	default:
+		return -1;
 	}
 	r->linktype = sw32(r, h[5]);
 	return 0;
@@ -517,10 +557,19 @@ static int
 link_of(uint32_t linktype, enum nm_link *l)
 {
 	switch (linktype) {
-	case 1: *l = NM_LINK_ETHER; return 0;
-	case 113: *l = NM_LINK_SLL; return 0;
-	case 12: case 14: case 101: *l = NM_LINK_RAW; return 0;
-	default: return -1;
+	case 1:
+		*l = NM_LINK_ETHER;
+		return 0;
+	case 113:
+		*l = NM_LINK_SLL;
+		return 0;
+	case 12:
+	case 14:
+	case 101:
+		*l = NM_LINK_RAW;
+		return 0;
+	default:
+		return -1;
 	}
 }
 
@@ -586,7 +635,8 @@ static const struct expect expected[] = {
 	{"public/logstash-codec-netflow/ipfix_procera.pcap", 8, 0, 0,
 	 "flow records without counters"},
 	{"public/logstash-codec-netflow/ipfix_options_template_from_juniper_mx240_junos_15_1_r6_s3.pcap",
-	 0, 0, 0, "tshark's 76 packets are exportedFlowRecordTotalCount-style statistics of an "
+	 0, 0, 0,
+	 "tshark's 76 packets are exportedFlowRecordTotalCount-style statistics of an "
 	 "options record (cflow.packetsexp), not traffic"},
 	{"public/logstash-codec-netflow/ipfix_yaf_basic_with_applabel.pcap", 4, 10, 596,
 	 "YAF counts with octetTotalCount/packetTotalCount (85/86; tshark files them as permanent "
@@ -646,25 +696,26 @@ run_corpus(const char *proto)
 		const struct nm_proto_stats *ps;
 
 		if (sscanf(line, "%511s %63s %llu %llu %llu %llu", file, protos, &dgrams, &records,
-			   &pkts, &bytes) != 6 || strcmp(protos, proto) != 0)
+			   &pkts, &bytes) != 6 ||
+		    strcmp(protos, proto) != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", NM_CORPORA, file);
 		f = fixture_new();
 		feed_pcap(f, path);
 		ps = strcmp(proto, "nf9") == 0 ? &f->st.nf9 : &f->st.ipfix;
 		e = expected_of(file);
-		print_message("%-72s truth %llu/%llu/%llu/%llu ours %llu/%u/%llu/%llu "
-			      "(dgrams/recs/pkts/bytes) held %llu late %llu dropped %llu%s%s\n",
-			      file, dgrams, records, pkts, bytes,
-			      (unsigned long long)ps->datagrams, f->s.n, f->s.pkts, f->s.bytes,
-			      (unsigned long long)f->st.pending_queued,
-			      (unsigned long long)f->st.pending_decoded,
-			      (unsigned long long)f->st.pending_dropped,
-			      e != NULL ? "\n    expected difference: " : "", e != NULL ? e->why : "");
+		print_message(
+			"%-72s truth %llu/%llu/%llu/%llu ours %llu/%u/%llu/%llu "
+			"(dgrams/recs/pkts/bytes) held %llu late %llu dropped %llu%s%s\n",
+			file, dgrams, records, pkts, bytes, (unsigned long long)ps->datagrams,
+			f->s.n, f->s.pkts, f->s.bytes, (unsigned long long)f->st.pending_queued,
+			(unsigned long long)f->st.pending_decoded,
+			(unsigned long long)f->st.pending_dropped,
+			e != NULL ? "\n    expected difference: " : "", e != NULL ? e->why : "");
 		assert_int_equal(ps->datagrams, dgrams);
 		/*
-		 * No capture of the corpus has a malformed set the engine should reject; the invalid
-		 * ones are rejected whole, once per datagram.
+		 * No capture of the corpus has a malformed set the engine should reject; the
+		 * invalid ones are rejected whole, once per datagram.
 		 */
 		assert_int_equal(ps->bad, strstr(file, "invalid") != NULL ? dgrams : 0);
 		if (e != NULL) {
@@ -722,19 +773,20 @@ corpus_present(void)
 	return true;
 }
 
-
 /* Template and data captures fed in order, against SOURCES.md's independent decoder / tshark. */
 static void
 test_corpus_pairs(void **state)
 {
 	static const char *const plain[] = {"template.pcap", "data.pcap", NULL};
 	static const char *const icmp[] = {"icmp-template.pcap", "icmp-data.pcap", NULL};
-	static const char *const inl[] = {"samplingrate-template.pcap", "samplingrate-data.pcap", NULL};
+	static const char *const inl[] = {"samplingrate-template.pcap", "samplingrate-data.pcap",
+					  NULL};
 	static const char *const multi[] = {"multiplesamplingrates-options-template.pcap",
-		"multiplesamplingrates-options-data.pcap", "multiplesamplingrates-template.pcap",
-		"multiplesamplingrates-data.pcap", NULL};
+					    "multiplesamplingrates-options-data.pcap",
+					    "multiplesamplingrates-template.pcap",
+					    "multiplesamplingrates-data.pcap", NULL};
 	static const char *const opts[] = {"options-template.pcap", "options-data.pcap",
-		"template.pcap", "data.pcap", NULL};
+					   "template.pcap", "data.pcap", NULL};
 	unsigned long long r2000 = 0, r4000 = 0;
 	struct fixture *f;
 	unsigned int i;
@@ -813,12 +865,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fields),
-		cmocka_unit_test(test_uptime_wrap),
-		cmocka_unit_test(test_options_sampling),
-		cmocka_unit_test(test_held),
-		cmocka_unit_test(test_hostile),
-		cmocka_unit_test(test_corpus),
+		cmocka_unit_test(test_fields),		 cmocka_unit_test(test_uptime_wrap),
+		cmocka_unit_test(test_options_sampling), cmocka_unit_test(test_held),
+		cmocka_unit_test(test_hostile),		 cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_corpus_pairs),
 	};
 

@@ -129,19 +129,18 @@ dgram_v4(struct w *w, uint32_t nsamples)
 	put32(w, 5);
 	put32(w, 1);
 	putb(w, (const uint8_t[]){192, 0, 2, 1}, 4);
-	put32(w, 7);          /* sub-agent */
-	put32(w, 4242);       /* sequence */
-	put32(w, 123456);     /* uptime */
+	put32(w, 7);	  /* sub-agent */
+	put32(w, 4242);	  /* sequence */
+	put32(w, 123456); /* uptime */
 	put32(w, nsamples);
 }
 
 /* Ethernet / 802.1Q 100 / IPv4 10.1.2.3 -> 10.4.5.6 TCP 443 -> 51000 SYN|ACK, tos 0x20, ttl 63. */
 static const uint8_t frame_tcp[] = {
-	0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0x81, 0x00,
-	0x00, 0x64, 0x08, 0x00,
-	0x45, 0x20, 0x05, 0xdc, 0x12, 0x34, 0x40, 0x00, 0x3f, 0x06, 0x00, 0x00,
-	10, 1, 2, 3, 10, 4, 5, 6,
-	0x01, 0xbb, 0xc7, 0x38, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x12, 0xff, 0xff, 0, 0, 0, 0,
+	0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0x81, 0x00, 0x00,
+	0x64, 0x08, 0x00, 0x45, 0x20, 0x05, 0xdc, 0x12, 0x34, 0x40, 0x00, 0x3f, 0x06, 0x00, 0x00,
+	10,   1,    2,	  3,	10,   4,    5,	  6,	0x01, 0xbb, 0xc7, 0x38, 0,    0,    0,
+	1,    0,    0,	  0,	0,    0x50, 0x12, 0xff, 0xff, 0,    0,	  0,	0,
 };
 
 static void
@@ -151,7 +150,7 @@ rec_header(struct w *w, uint32_t proto, uint32_t frame_len, const uint8_t *hdr, 
 
 	put32(w, proto);
 	put32(w, frame_len);
-	put32(w, 4);          /* stripped */
+	put32(w, 4); /* stripped */
 	put32(w, (uint32_t)hlen);
 	putb(w, hdr, hlen);
 	close_elem(w, at);
@@ -169,8 +168,8 @@ rec_ipv4(struct w *w, uint32_t len, uint8_t proto, const uint8_t src[4], const u
 	putb(w, dst, 4);
 	put32(w, sport);
 	put32(w, dport);
-	put32(w, 0x18);  /* tcp flags */
-	put32(w, 0x48);  /* tos */
+	put32(w, 0x18); /* tcp flags */
+	put32(w, 0x48); /* tos */
 	close_elem(w, at);
 }
 
@@ -180,28 +179,28 @@ sample_compact_full(struct w *w, uint32_t rate)
 {
 	size_t s = open_elem(w, 1), r;
 
-	put32(w, 99);                 /* sample sequence */
-	put32(w, 3);                  /* source id */
+	put32(w, 99); /* sample sequence */
+	put32(w, 3);  /* source id */
 	put32(w, rate);
-	put32(w, 100000);             /* pool */
-	put32(w, 0);                  /* drops */
-	put32(w, 3);                  /* input ifIndex 3 */
-	put32(w, 5);                  /* output ifIndex 5 */
-	put32(w, 6);                  /* records */
+	put32(w, 100000); /* pool */
+	put32(w, 0);	  /* drops */
+	put32(w, 3);	  /* input ifIndex 3 */
+	put32(w, 5);	  /* output ifIndex 5 */
+	put32(w, 6);	  /* records */
 	rec_header(w, 1, 1518, frame_tcp, sizeof(frame_tcp));
-	r = open_elem(w, 1001);       /* extended switch */
+	r = open_elem(w, 1001); /* extended switch */
 	put32(w, 100);
 	put32(w, 0);
 	put32(w, 200);
 	put32(w, 0);
 	close_elem(w, r);
-	r = open_elem(w, 1003);       /* extended gateway, before the router record */
+	r = open_elem(w, 1003); /* extended gateway, before the router record */
 	put32(w, 1);
 	putb(w, (const uint8_t[]){203, 0, 113, 1}, 4);
-	put32(w, 65000);              /* as */
-	put32(w, 0);                  /* src_as: 0 -> the router's own */
-	put32(w, 64999);              /* src_peer_as */
-	put32(w, 2);                  /* two segments */
+	put32(w, 65000); /* as */
+	put32(w, 0);	 /* src_as: 0 -> the router's own */
+	put32(w, 64999); /* src_peer_as */
+	put32(w, 2);	 /* two segments */
 	put32(w, 2);
 	put32(w, 2);
 	put32(w, 65001);
@@ -209,17 +208,17 @@ sample_compact_full(struct w *w, uint32_t rate)
 	put32(w, 1);
 	put32(w, 1);
 	put32(w, 65003);
-	put32(w, 1);                  /* one community */
+	put32(w, 1); /* one community */
 	put32(w, 0xfde80001);
-	put32(w, 100);                /* local pref */
+	put32(w, 100); /* local pref */
 	close_elem(w, r);
-	r = open_elem(w, 1002);       /* extended router */
+	r = open_elem(w, 1002); /* extended router */
 	put32(w, 1);
 	putb(w, (const uint8_t[]){10, 0, 0, 1}, 4);
 	put32(w, 24);
 	put32(w, 16);
 	close_elem(w, r);
-	r = open_elem(w, 1006);       /* extended MPLS: not read, skipped by its length */
+	r = open_elem(w, 1006); /* extended MPLS: not read, skipped by its length */
 	put32(w, 0xdeadbeef);
 	put32(w, 0xdeadbeef);
 	close_elem(w, r);
@@ -287,7 +286,8 @@ test_compact_sample(void **state)
 	free(f);
 }
 
-/* IPv6 agent; a counter sample, an unknown sample, an expanded sample with a sampled IPv4 record. */
+/* IPv6 agent; a counter sample, an unknown sample, an expanded sample with a sampled IPv4 record.
+ */
 static void
 test_expanded_counters_ipv6_agent(void **state)
 {
@@ -324,19 +324,19 @@ test_expanded_counters_ipv6_agent(void **state)
 	close_elem(&w, s);
 	/* expanded flow sample, rate 0 (-> default), output discarded */
 	s = open_elem(&w, 3);
-	put32(&w, 1);           /* seq */
-	put32(&w, 0);           /* source id type */
-	put32(&w, 70000);       /* source id index */
-	put32(&w, 0);           /* rate */
-	put32(&w, 10);          /* pool */
-	put32(&w, 0);           /* drops */
-	put32(&w, 0);           /* input format */
-	put32(&w, 2000000000);  /* input value: above 2^30, only the expanded form carries it */
-	put32(&w, 1);           /* output format: discarded */
-	put32(&w, 258);         /* reason */
+	put32(&w, 1);	       /* seq */
+	put32(&w, 0);	       /* source id type */
+	put32(&w, 70000);      /* source id index */
+	put32(&w, 0);	       /* rate */
+	put32(&w, 10);	       /* pool */
+	put32(&w, 0);	       /* drops */
+	put32(&w, 0);	       /* input format */
+	put32(&w, 2000000000); /* input value: above 2^30, only the expanded form carries it */
+	put32(&w, 1);	       /* output format: discarded */
+	put32(&w, 258);	       /* reason */
 	put32(&w, 1);
-	rec_ipv4(&w, 1400, 17, (const uint8_t[]){198, 51, 100, 1}, (const uint8_t[]){198, 51, 100, 2},
-		 53, 5353);
+	rec_ipv4(&w, 1400, 17, (const uint8_t[]){198, 51, 100, 1},
+		 (const uint8_t[]){198, 51, 100, 2}, 53, 5353);
 	close_elem(&w, s);
 
 	f->d.default_sampling_rate = 33;
@@ -372,10 +372,10 @@ static void
 test_interfaces_and_precedence(void **state)
 {
 	static const uint8_t ip6_udp[] = {
-		0x60, 0x12, 0x34, 0x56, 0x00, 0x08, 0x11, 0x40,
-		0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xaa,
-		0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xbb,
-		0x30, 0x39, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00,
+		0x60, 0x12, 0x34, 0x56, 0x00, 0x08, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8,
+		0,    0,    0,	  0,	0,    0,    0,	  0,	0,    0,    0,	  0xaa,
+		0x20, 0x01, 0x0d, 0xb8, 0,    0,    0,	  0,	0,    0,    0,	  0,
+		0,    0,    0,	  0xbb, 0x30, 0x39, 0x00, 0x35, 0x00, 0x08, 0x00, 0x00,
 	};
 	struct fixture *f = fixture_new();
 	struct w w;
@@ -391,8 +391,8 @@ test_interfaces_and_precedence(void **state)
 	put32(&w, 10);
 	put32(&w, 10);
 	put32(&w, 0);
-	put32(&w, (2u << 30) | 7);      /* input: multiple */
-	put32(&w, (1u << 30) | 258);    /* output: discarded */
+	put32(&w, (2u << 30) | 7);   /* input: multiple */
+	put32(&w, (1u << 30) | 258); /* output: discarded */
 	put32(&w, 2);
 	rec_ipv4(&w, 999, 6, (const uint8_t[]){1, 1, 1, 1}, (const uint8_t[]){2, 2, 2, 2}, 1, 2);
 	rec_header(&w, 12, 62, ip6_udp, sizeof(ip6_udp));
@@ -532,9 +532,9 @@ test_hostile(void **state)
 	s = open_elem(&w, 3);
 	for (int i = 0; i < 10; i++)
 		put32(&w, 1);
-	put32(&w, 1);              /* one record */
-	put32(&w, 1);              /* raw header tag */
-	put32(&w, 1000);           /* its length: past the sample */
+	put32(&w, 1);	 /* one record */
+	put32(&w, 1);	 /* raw header tag */
+	put32(&w, 1000); /* its length: past the sample */
 	close_elem(&w, s);
 	assert_int_equal(decode_err(f, &w), -NM_DECODE_ERR_BAD_LENGTH);
 	assert_int_equal(f->s.n, 2);
@@ -692,7 +692,8 @@ pcap_load(struct pcap_file *p, const char *path)
 	return 0;
 }
 
-/* Next frame: 1 with frame, caplen and ts set, or 0 at the end (a cut last record ends the file). */
+/* Next frame: 1 with frame, caplen and ts set, or 0 at the end (a cut last record ends the file).
+ */
 static int
 pcap_next(struct pcap_file *p, const uint8_t **frame, size_t *caplen, uint64_t *ts)
 {
@@ -780,7 +781,7 @@ struct truth_row {
 struct expected_diff {
 	const char *file;
 	unsigned long long other_dgrams; /* UDP datagrams on the sFlow port that are not sFlow */
-	unsigned long long bad;          /* sFlow datagrams we reject */
+	unsigned long long bad;		 /* sFlow datagrams we reject */
 	const char *why;
 };
 
@@ -860,9 +861,10 @@ test_corpus(void **state)
 		const struct expected_diff *x;
 		struct fixture *f;
 
-		if (sscanf(line, "%511s %63s %llu %llu %llu %llu %llu %llu %127s %llu", t.file, protos,
-			   &t.dgrams, &t.records, &t.pkts, &t.bytes, &t.spkts, &t.sbytes, rates,
-			   &t.malformed) != 10 || strstr(protos, "sflow5") == NULL)
+		if (sscanf(line, "%511s %63s %llu %llu %llu %llu %llu %llu %127s %llu", t.file,
+			   protos, &t.dgrams, &t.records, &t.pkts, &t.bytes, &t.spkts, &t.sbytes,
+			   rates, &t.malformed) != 10 ||
+		    strstr(protos, "sflow5") == NULL)
 			continue;
 		f = decode_capture(t.file, &udp);
 		for (unsigned int i = 0; i < f->s.n; i++) {
@@ -883,8 +885,8 @@ test_corpus(void **state)
 			      "%llu malformed | ours %llu dg (%llu sflow) %llu rec %llu pkt %llu B "
 			      "%llu spkt %llu sB %llu bad\n",
 			      t.file, t.dgrams, t.records, t.pkts, t.bytes, t.spkts, t.sbytes,
-			      t.malformed, udp, (unsigned long long)f->st.sflow.datagrams, recs, pkts,
-			      bytes, spkts, sbytes, (unsigned long long)f->st.sflow.bad);
+			      t.malformed, udp, (unsigned long long)f->st.sflow.datagrams, recs,
+			      pkts, bytes, spkts, sbytes, (unsigned long long)f->st.sflow.bad);
 		if (x != NULL)
 			print_message("    expected difference: %s\n", x->why);
 		assert_int_equal(f->s.n < SINK_MAX, 1);
@@ -943,7 +945,7 @@ test_corpus_fields(void **state)
 	assert_int_equal(r->key.sampling_rate, 256);
 	assert_int_equal(r->key.in_if, 0);
 	assert_int_equal(r->key.out_if, 182);
-	assert_int_equal(r->bytes, 1390);     /* frame length, not the IPv4 record's 1344 */
+	assert_int_equal(r->bytes, 1390); /* frame length, not the IPv4 record's 1344 */
 	assert_int_equal(r->key.src_mac, 0x00fec8990547ULL);
 	assert_int_equal(r->key.dst_mac, 0x01005e2aaa04ULL);
 	assert_int_equal(r->key.etype, 0x0800);
@@ -981,7 +983,7 @@ test_corpus_fields(void **state)
 	assert_int_equal(r->key.ip_ttl, 59);
 	assert_int_equal(r->key.fragment_id, 0xa572);
 	assert_int_equal(r->key.src_as, 13335);
-	assert_int_equal(r->key.dst_as, 39421);  /* empty path: the router's AS */
+	assert_int_equal(r->key.dst_as, 39421); /* empty path: the router's AS */
 	assert_int_equal(r->key.next_hop_as, 0);
 	assert_string_equal(nm_addr_str(r->key.next_hop, a, sizeof(a)), "45.90.161.46");
 	assert_int_equal(r->key.src_net, 20);
@@ -989,8 +991,10 @@ test_corpus_fields(void **state)
 	/* Sample 1: IPv6 TCP. */
 	r = only_rec(f, 0);
 	assert_int_equal(r->key.etype, 0x86dd);
-	assert_string_equal(nm_addr_str(r->key.src_addr, a, sizeof(a)), "2a0c:8880:2:0:185:21:130:38");
-	assert_string_equal(nm_addr_str(r->key.dst_addr, a, sizeof(a)), "2a0c:8880:2:0:185:21:130:39");
+	assert_string_equal(nm_addr_str(r->key.src_addr, a, sizeof(a)),
+			    "2a0c:8880:2:0:185:21:130:38");
+	assert_string_equal(nm_addr_str(r->key.dst_addr, a, sizeof(a)),
+			    "2a0c:8880:2:0:185:21:130:39");
 	assert_int_equal(r->key.src_port, 46026);
 	assert_int_equal(r->key.dst_port, 22);
 	assert_int_equal(r->key.tcp_flags, 0x10);
@@ -1081,7 +1085,8 @@ test_corpus_fields(void **state)
 	assert_int_equal(r->key.icmp_type, 135);
 	assert_int_equal(r->key.icmp_code, 0);
 	assert_int_equal(r->key.ip_ttl, 255);
-	assert_string_equal(nm_addr_str(r->key.src_addr, a, sizeof(a)), "fe80::d05b:45ff:feee:5ecf");
+	assert_string_equal(nm_addr_str(r->key.src_addr, a, sizeof(a)),
+			    "fe80::d05b:45ff:feee:5ecf");
 	assert_string_equal(nm_addr_str(r->key.dst_addr, a, sizeof(a)), "2001:db8::");
 	assert_int_equal(r->bytes, 90);
 	free(f);

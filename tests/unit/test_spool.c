@@ -73,8 +73,8 @@ append_n(struct nm_spool *s, unsigned int from, unsigned int to)
 	unsigned int i;
 
 	for (i = from; i < to; i++) {
-		struct nm_spool_meta m = {.rows = i + 1, .key = i % 5, .packets = 10 * i,
-					  .bytes = 1000 * i};
+		struct nm_spool_meta m = {
+			.rows = i + 1, .key = i % 5, .packets = 10 * i, .bytes = 1000 * i};
 		uint32_t n = mk_payload(buf, i);
 
 		assert_int_equal(nm_spool_append(s, &m, buf, n), 0);
@@ -189,7 +189,7 @@ test_reopen_replays_rest(void **state)
 	for (i = 0; i < 10; i++)
 		assert_int_equal(nm_spool_release(s, take_check(s, i)), 0);
 	take_check(s, 10); /* taken, never acknowledged: must come back */
-	nm_spool_close(s);   /* as a crash would leave it (closing only adds a sync) */
+	nm_spool_close(s); /* as a crash would leave it (closing only adds a sync) */
 
 	s = open_spool(1 << 20, 8192);
 	nm_spool_get_stats(s, &st);
@@ -297,8 +297,8 @@ test_full(void **state)
 
 	(void)state;
 	for (i = 0; i < 40; i++) {
-		struct nm_spool_meta m = {.rows = i + 1, .key = i % 5, .packets = 10 * i,
-					  .bytes = 1000 * i};
+		struct nm_spool_meta m = {
+			.rows = i + 1, .key = i % 5, .packets = 10 * i, .bytes = 1000 * i};
 
 		ret = nm_spool_append(s, &m, buf, mk_payload(buf, i));
 		assert_true(ret == 0 || ret == -ENOSPC);

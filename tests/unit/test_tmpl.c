@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* Template cache: publish/replace/withdraw, bounds, rates, held sets, racing writers and readers. */
+/* Template cache: publish/replace/withdraw, bounds, rates, held sets, racing writers and readers.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -52,8 +53,8 @@ make(struct nm_tmpl_key k, unsigned int n)
 static void
 test_publish(void **state)
 {
-	struct nm_tmpl_params p = {.max_templates_per_exporter = 3, .max_templates = 4,
-				   .max_exporters = 2};
+	struct nm_tmpl_params p = {
+		.max_templates_per_exporter = 3, .max_templates = 4, .max_exporters = 2};
 	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
 	struct nm_tmpl_cache_stats st;
 	struct nm_tmpl_key k = key(1, 0, 256);
@@ -63,8 +64,8 @@ test_publish(void **state)
 	assert_null(nm_tmpl_lookup(c, &k));
 	assert_int_equal(nm_tmpl_publish(c, make(k, 2)), 1);
 	assert_int_equal(nm_tmpl_lookup(c, &k)->n_fields, 2);
-	assert_int_equal(nm_tmpl_publish(c, make(k, 2)), 0);      /* refresh */
-	assert_int_equal(nm_tmpl_publish(c, make(k, 5)), 1);      /* new layout */
+	assert_int_equal(nm_tmpl_publish(c, make(k, 2)), 0); /* refresh */
+	assert_int_equal(nm_tmpl_publish(c, make(k, 5)), 1); /* new layout */
 	t = nm_tmpl_lookup(c, &k);
 	assert_int_equal(t->n_fields, 5);
 	rcu_quiescent_state();
@@ -103,7 +104,7 @@ test_rates(void **state)
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 0), 0);
 	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 0, 100), 0);
 	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 200), 0);
-	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 300), 0);   /* replaced */
+	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 300), 0); /* replaced */
 	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 6, 0, 1), -ENOSPC);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 0), 100);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 7), 300);
@@ -125,7 +126,7 @@ test_pending(void **state)
 	in.key = key(1, 0, 300);
 	for (i = 0; i < 3; i++) {
 		in.data[0] = (uint8_t)i;
-		assert_int_equal(nm_tmpl_pending_put(c, &in), i < 2 ? 0 : 1);  /* 3rd evicts 1st */
+		assert_int_equal(nm_tmpl_pending_put(c, &in), i < 2 ? 0 : 1); /* 3rd evicts 1st */
 	}
 	in.key = key(2, 0, 300);
 	assert_int_equal(nm_tmpl_pending_put(c, &in), 0);
@@ -134,7 +135,7 @@ test_pending(void **state)
 	in.key = key(4, 0, 300);
 	assert_int_equal(nm_tmpl_pending_put(c, &in), 0);
 	in.key = key(5, 0, 300);
-	assert_int_equal(nm_tmpl_pending_put(c, &in), -ENOSPC);            /* pool of 5 full */
+	assert_int_equal(nm_tmpl_pending_put(c, &in), -ENOSPC); /* pool of 5 full */
 	in.len = NM_TMPL_PENDING_MAX_LEN + 1;
 	assert_int_equal(nm_tmpl_pending_put(c, &in), -EMSGSIZE);
 	in.key = key(1, 0, 300);
@@ -187,7 +188,8 @@ reader(void *arg)
 				continue;
 			r->lookups++;
 			for (unsigned int i = 0; i < t->n_fields; i++)
-				if (t->fields[i].ie != t->n_fields || t->steps[i].len != t->n_fields)
+				if (t->fields[i].ie != t->n_fields ||
+				    t->steps[i].len != t->n_fields)
 					r->bad++;
 		}
 		rcu_quiescent_state();
