@@ -125,6 +125,17 @@ unsigned int nm_flusher_poll(struct nm_app *app);
 /* Sum every worker's counters. */
 void nm_stats_sum(const struct nm_app *app, struct nm_worker_stats *out, struct nm_agg_stats *agg);
 
+/*
+ * The signal policy (signals.c). nm_signals_block_all: first in main(), before any thread exists;
+ * every thread created later inherits the blocked mask. nm_signals_main: once every library
+ * thread exists; installs SIGINT/SIGTERM/SIGHUP (stop and drain) and ignores SIGPIPE, unblocks
+ * those three in the calling (main) thread only. nm_signals_worker: first on each RX lcore;
+ * unblocks everything else there (PMD signals such as net_tap's). 0 or -errno.
+ */
+int nm_signals_block_all(void);
+int nm_signals_main(struct nm_app *app);
+int nm_signals_worker(void);
+
 /* Register /netmeta/... telemetry commands. */
 int nm_telemetry_register(struct nm_app *app);
 

@@ -52,24 +52,6 @@ struct options {
 	int n_eal_extra;
 };
 
-/* The signal handler's only way to the app; set once before handlers are installed. */
-static struct nm_app *sig_app;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	if (sig_app == NULL)
-		return;
-	/*
-	 * A second signal -- or the first once the Kafka drain has begun (offline runs get there
-	 * without one) -- cuts the drain short: what is not acknowledged goes to the spool.
-	 */
-	if (sig_app->quit || sig_app->draining)
-		sig_app->drain_abort = true;
-	sig_app->quit = true;
-}
-
 static void
 usage(FILE *f)
 {
@@ -637,7 +619,6 @@ struct summary {
 	struct nm_worker_stats s;
 	struct nm_agg_stats a;
 	struct nm_kafka_stats k;
-	uint64_t unacked;
 	uint64_t lost;
 	double secs;	/* whole run */
 	double rx_secs; /* from start until RX stopped */
@@ -676,10 +657,18 @@ print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
 		"aggregation", sm->a.merged, sm->a.folded, sm->a.dropped);
 	fprintf(f, "  %-28s %" PRIu64 "\n", "rows (FlowMessages)", app->rows);
 	fprintf(f,
-		"  %-28s %" PRIu64 " acked, %" PRIu64 " failed, %" PRIu64 " unacked in %" PRIu64
-		" messages\n",
-		"kafka records", sm->k.records_acked, sm->k.records_failed, sm->unacked,
+		"  %-28s %" PRIu64 " acked, %" PRIu64 " failed, %" PRIu64 " unacked (%" PRIu64
+		" messages acked)\n",
+		"kafka records", sm->k.records_acked, sm->k.records_failed, sm->k.records_unacked,
 		sm->k.messages_acked);
+	if (sm->k.records_failed + sm->k.records_unacked != 0)
+		fprintf(f,
+			"  %-28s failed: Kafka reported an error or refused them (last: %s); "
+			"unacked: no acknowledgement before the drain ended "
+			"(kafka.drain_timeout_ms, or a second Ctrl-C)\n",
+			"",
+			nm_kafka_last_error(app->kafka)[0] ? nm_kafka_last_error(app->kafka)
+							   : "none");
 	if (sm->k.spool_enabled)
 		fprintf(f,
 			"  %-28s %" PRIu64 " records written this run, %" PRIu64 " recovered "
@@ -734,7 +723,7 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 	J("kafka_records_in", sm->k.records_in);
 	J("kafka_records_acked", sm->k.records_acked);
 	J("kafka_records_failed", sm->k.records_failed);
-	J("kafka_records_unacked", sm->unacked);
+	J("kafka_records_unacked", sm->k.records_unacked);
 	J("kafka_messages_acked", sm->k.messages_acked);
 	J("kafka_records_recovered", sm->k.records_recovered);
 	J("kafka_records_spooled", sm->k.records_spooled);
@@ -1037,6 +1026,8 @@ main(int argc, char **argv)
 	unsigned int i;
 	int eal_argc, ret, status = 0;
 
+	/* Before any thread exists, so that all of them inherit it (signals.c). */
+	(void)nm_signals_block_all();
 	if (parse_options(argc, argv, &o) != 0)
 		return 2;
 	nm_config_defaults(&app->cfg);
@@ -1199,9 +1190,12 @@ main(int argc, char **argv)
 	if (nm_telemetry_register(app) != 0)
 		NM_LOG(WARNING, "telemetry commands not registered\n");
 
-	sig_app = app;
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	/* Every thread exists now (EAL's, librdkafka's, the embedded broker's): see signals.c. */
+	if (nm_signals_main(app) != 0) {
+		fprintf(stderr, "netmeta: cannot install signal handlers: %s\n", strerror(errno));
+		status = 3;
+		goto out_workers;
+	}
 	app->start_tsc = rte_rdtsc();
 	app->start_ns = wall_ns();
 	for (i = 0; i < app->n_workers; i++)
@@ -1245,13 +1239,15 @@ main(int argc, char **argv)
 			"spools the rest at once\n",
 			app->cfg.kafka_drain_timeout_ms, sm.k.records_inflight + sm.k.spool_records,
 			sm.k.spool_records);
-	sm.unacked = nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms, &app->drain_abort);
+	(void)nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms, &app->drain_abort);
+	/* Every record gets its outcome before the summary, so stderr and summary agree. */
+	(void)nm_kafka_settle(app->kafka);
 	nm_stats_sum(app, &sm.s, &sm.a);
 	nm_kafka_get_stats(app->kafka, &sm.k);
 	sm.secs = (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz;
 	sm.rx_secs = rx_secs;
 	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.k.records_dropped +
-		  sm.unacked;
+		  sm.k.records_unacked;
 	print_summary(app, &sm, stdout);
 	if (o.summary_json != NULL)
 		(void)write_summary_json(app, &sm, o.summary_json);

@@ -128,6 +128,7 @@ tel_kafka(const char *cmd, const char *params, struct rte_tel_data *d)
 	D("records_inflight", k.records_inflight);
 	D("records_acked", k.records_acked);
 	D("records_failed", k.records_failed);
+	D("records_unacked", k.records_unacked);
 	D("records_spooled", k.records_spooled);
 	D("records_recovered", k.records_recovered);
 	D("records_dropped", k.records_dropped);

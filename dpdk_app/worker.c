@@ -304,6 +304,7 @@ nm_worker_main(void *arg)
 	uint64_t live_ns = 0, last_tsc = 0;
 	struct timespec ts;
 
+	(void)nm_signals_worker();
 	rcu_register_thread();
 	w->batch.recs = w->recs;
 	w->batch.cap = NM_REC_BATCH;

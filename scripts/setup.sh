@@ -15,7 +15,7 @@ for a in "$@"; do
 done
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "setup.sh: run as root (sudo $0 $*): it installs packages and reserves hugepages" >&2
+    echo "setup.sh: run as root (or with sudo: sudo $0 $*): it installs packages and reserves hugepages" >&2
     exit 1
 fi
 

@@ -96,6 +96,7 @@ struct nm_kafka {
 	int last_err;		  /* last delivery/transport error (atomic) */
 	int broker_state;	  /* NM_KAFKA_BROKER_* (atomic) */
 	bool fatal_logged;
+	uint64_t lost_reported; /* failed + unacked + dropped when stderr last said so */
 };
 
 #define ST_ADD(k, f, v) __atomic_fetch_add(&(k)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
@@ -160,14 +161,17 @@ group_of(const struct nm_kafka *k, const struct nm_flow_rec *rec)
  */
 static void
 live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t rows, uint32_t key,
-		 uint64_t packets, uint64_t bytes)
+		 uint64_t packets, uint64_t bytes, bool unacked)
 {
 	struct nm_spool_meta m = {.rows = rows, .key = key, .packets = packets, .bytes = bytes};
 	int ret;
 
 	ST_SUB(k, records_inflight, rows);
 	if (k->spool == NULL) {
-		ST_ADD(k, records_failed, rows);
+		if (unacked)
+			ST_ADD(k, records_unacked, rows);
+		else
+			ST_ADD(k, records_failed, rows);
 		return;
 	}
 	ret = nm_spool_append(k->spool, &m, payload, (uint32_t)len);
@@ -224,17 +228,23 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		}
 		k->last_dr_ok = true;
 	} else {
-		ST_ADD(k, messages_failed, 1);
-		ST_ADD(k, bytes_failed, m->len);
+		/* Our own purge at the end is no answer from Kafka: unacked, not failed. */
+		bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+			      m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+
+		if (!purged) {
+			ST_ADD(k, messages_failed, 1);
+			ST_ADD(k, bytes_failed, m->len);
+			set_last_err(k, m->err);
+			k->last_dr_ok = false;
+		}
 		if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
 			ST_ADD(k, messages_possibly_persisted, 1);
-		set_last_err(k, m->err);
-		k->last_dr_ok = false;
 		if (d->seq != 0)
 			(void)nm_spool_untake(k->spool, d->seq); /* it waits, first in line */
 		else
 			live_undelivered(k, m->payload, m->len, d->rows, d->key, d->packets,
-					 d->bytes);
+					 d->bytes, purged);
 	}
 	kmsg_put(k, d);
 }
@@ -380,7 +390,7 @@ produce_slot(struct nm_kafka *k, unsigned int g)
 	if (ret != 0) {
 		if (k->spool == NULL)
 			ST_ADD(k, messages_failed, 1);
-		live_undelivered(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes);
+		live_undelivered(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes, false);
 	}
 	sl->len = 0;
 	sl->nrec = 0;
@@ -629,6 +639,7 @@ nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out)
 	G(records_in);
 	G(records_acked);
 	G(records_failed);
+	G(records_unacked);
 	G(records_dropped);
 	G(records_spooled);
 	G(records_inflight);
@@ -902,57 +913,80 @@ fail:
 	return NULL;
 }
 
+/*
+ * Give every record still in flight its outcome: with a spool, open batches and whatever
+ * librdkafka holds go to disk; without one they are purged and counted unacked (Kafka never
+ * answered for them). Then say once on stderr what was not delivered, with the stats' numbers.
+ */
+uint64_t
+nm_kafka_settle(struct nm_kafka *k)
+{
+	uint64_t left, failed, unacked, dropped;
+	unsigned int g;
+	int i;
+
+	if (k == NULL || k->rk == NULL)
+		return 0;
+	if (k->spool != NULL) {
+		bool moved = ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0;
+
+		for (g = 0; g < k->n_slots; g++) {
+			struct slot *sl = &k->slots[g];
+
+			if (sl->nrec > 0)
+				live_undelivered(k, sl->buf, sl->len, sl->nrec, g, sl->packets,
+						 sl->bytes, true);
+			sl->nrec = 0;
+		}
+		spool_rest(k, moved);
+	} else if (ST_GET(k, records_inflight) > 0) {
+		/* Open batches were never produced; purged messages report ERR__PURGE_*. */
+		for (g = 0; g < k->n_slots; g++) {
+			struct slot *sl = &k->slots[g];
+
+			if (sl->nrec > 0) {
+				ST_ADD(k, records_unacked, sl->nrec);
+				ST_SUB(k, records_inflight, sl->nrec);
+			}
+			sl->nrec = 0;
+			sl->len = 0;
+		}
+		(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		for (i = 0; i < 100 && ST_GET(k, records_inflight) > 0; i++)
+			rd_kafka_poll(k->rk, 10);
+	}
+	/* Whatever no delivery report settled (none should be left) had no answer either. */
+	left = ST_GET(k, records_inflight);
+	ST_ADD(k, records_unacked, left);
+	ST_SUB(k, records_inflight, left);
+	failed = ST_GET(k, records_failed);
+	unacked = ST_GET(k, records_unacked);
+	dropped = ST_GET(k, records_dropped);
+	if (failed + unacked + dropped > k->lost_reported) {
+		k->lost_reported = failed + unacked + dropped;
+		fprintf(stderr,
+			"kafka: %" PRIu64 " of %" PRIu64 " records were not delivered: %" PRIu64
+			" failed (Kafka reported an error or refused them; last error: %s), %" PRIu64
+			" unacked (no acknowledgement before the drain ended), %" PRIu64
+			" dropped (spool full)\n",
+			failed + unacked + dropped, ST_GET(k, records_in), failed,
+			k->last_err != 0 ? rd_kafka_err2name((rd_kafka_resp_err_t)k->last_err)
+					 : "none",
+			unacked, dropped);
+	}
+	return unacked;
+}
+
 void
 nm_kafka_free(struct nm_kafka *k)
 {
 	struct kmsg *d, *next;
-	uint64_t left;
 	unsigned int g;
-	int i;
 
 	if (k == NULL)
 		return;
 	if (k->rk != NULL) {
-		if (k->spool != NULL) {
-			/* Open batches and whatever librdkafka holds go to disk, not away. */
-			bool moved = ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0;
-
-			for (g = 0; g < k->n_slots; g++) {
-				struct slot *sl = &k->slots[g];
-
-				if (sl->nrec > 0)
-					live_undelivered(k, sl->buf, sl->len, sl->nrec, g,
-							 sl->packets, sl->bytes);
-				sl->nrec = 0;
-			}
-			spool_rest(k, moved);
-		} else {
-			/* Open batches were never produced; purged messages report ERR__PURGE_*. */
-			for (g = 0; g < k->n_slots; g++) {
-				struct slot *sl = &k->slots[g];
-
-				if (sl->nrec > 0) {
-					ST_ADD(k, records_failed, sl->nrec);
-					ST_SUB(k, records_inflight, sl->nrec);
-				}
-				sl->nrec = 0;
-			}
-			(void)rd_kafka_purge(k->rk,
-					     RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-			for (i = 0; i < 10 && ST_GET(k, records_inflight) > 0; i++)
-				rd_kafka_poll(k->rk, 10);
-		}
-		left = ST_GET(k, records_inflight);
-		ST_ADD(k, records_failed, left);
-		ST_SUB(k, records_inflight, left);
-		if (ST_GET(k, records_failed) + ST_GET(k, records_dropped) > 0)
-			fprintf(stderr,
-				"kafka: %" PRIu64 " of %" PRIu64 " records were not "
-				"delivered (%" PRIu64 " failed, %" PRIu64 " dropped; last "
-				"error: %s)\n",
-				ST_GET(k, records_failed) + ST_GET(k, records_dropped),
-				ST_GET(k, records_in), ST_GET(k, records_failed),
-				ST_GET(k, records_dropped), rd_kafka_err2str(k->last_err));
+		(void)nm_kafka_settle(k);
 		if (k->rkt != NULL)
 			rd_kafka_topic_destroy(k->rkt);
 		rd_kafka_destroy(k->rk);

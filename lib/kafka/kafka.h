@@ -7,8 +7,8 @@
  * with librdkafka (acks=all, idempotent, delivery reports on) and counts every record from the
  * moment it is handed in until it is acknowledged, spooled, dropped or failed:
  *
- *   records_in + records_recovered ==
- *       records_acked + records_failed + records_dropped + spool_records + records_inflight
+ *   records_in + records_recovered == records_acked + records_failed + records_unacked +
+ *                                      records_dropped + spool_records + records_inflight
  *
  * holds at every moment (between calls on the sink's thread; counters read from other threads
  * may lag each other). records_recovered are the rows a spool left by an earlier run held at
@@ -107,9 +107,12 @@ struct nm_kafka_stats {
 	uint64_t records_in;	    /* handed to nm_kafka_add() */
 	uint64_t records_recovered; /* rows in the spool left by an earlier run, found at start */
 	uint64_t records_acked;	    /* in messages the broker acknowledged (replays included) */
-	uint64_t records_failed;    /* encode errors; without a spool also messages that failed
-				     * delivery or could not be produced, and rows left undelivered
-				     * by nm_kafka_free() */
+	uint64_t records_failed;    /* Kafka said no: encode errors; without a spool also rows of
+				     * messages whose delivery failed (a delivery report with an
+				     * error: timed out, refused) or that librdkafka would not take */
+	uint64_t records_unacked;   /* no answer: without a spool, rows still in flight when
+				     * nm_kafka_settle() (or nm_kafka_free()) gave up on them --
+				     * purged, never acknowledged, never refused */
 	uint64_t records_dropped;   /* in batches the full (or failing) spool could not take */
 	uint64_t records_spooled;   /* rows written to the spool by this run (a counter) */
 	uint64_t records_inflight;  /* in open batches or in librdkafka's queue (spooled ones being
@@ -190,6 +193,15 @@ void nm_kafka_poll(struct nm_kafka *k);
  * came back.
  */
 uint64_t nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop);
+
+/*
+ * The end of the sink's work, after the last nm_kafka_drain(): every record gets its final
+ * outcome. Without a spool, what is still in flight is purged and counted in records_unacked
+ * (with one, nm_kafka_drain() spooled it already). Writes one line on stderr when any record was
+ * not delivered, with the same numbers the stats hold (failed, unacked, dropped), and returns
+ * records_unacked. nm_kafka_free() does the same for a sink that was not settled.
+ */
+uint64_t nm_kafka_settle(struct nm_kafka *k);
 
 /* Counters and gauges; any thread. */
 void nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out);
