@@ -542,7 +542,7 @@ while read -r line; do
 done < <(ip -4 route show default 2>/dev/null; ip -6 route show default 2>/dev/null)
 ssh_peers=()
 if [ -n "${SSH_CONNECTION:-}" ]; then
-    read -r c_ip c_port s_ip s_port <<<"$SSH_CONNECTION"
+    read -r c_ip _ s_ip s_port <<<"$SSH_CONNECTION"
     ssh_peers+=("$c_ip $s_ip $s_port")
 fi
 if command -v ss >/dev/null; then
