@@ -22,7 +22,7 @@ fi
 build_pkgs=(build-essential pkg-config meson ninja-build python3
     libdpdk-dev dpdk librdkafka-dev libprotobuf-c-dev protobuf-c-compiler
     liburcu-dev libiniparser-dev libpcap-dev libcmocka-dev libbpf-dev iproute2)
-test_pkgs=(clang clang-format llvm libclang-rt-14-dev kafkacat tshark protobuf-compiler
+test_pkgs=(clang clang-format llvm systemd libclang-rt-14-dev kafkacat tshark protobuf-compiler
     clickhouse-server clickhouse-client softflowd pmacct nfdump wireshark-common)
 
 pkgs=("${build_pkgs[@]}")
