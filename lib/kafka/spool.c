@@ -39,6 +39,7 @@ struct ent {
 	uint32_t len;
 	uint32_t rows;
 	uint32_t key;
+	uint16_t rejects; /* permanent refusals by Kafka since open (nm_spool_reject) */
 	uint8_t state;
 };
 
@@ -72,12 +73,32 @@ struct nm_spool {
 	uint8_t *buf; /* payload of the last nm_spool_take */
 	size_t buf_cap;
 
+	int deadfd;	    /* the dead-letter file, opened on first use; -1: not open */
+	uint64_t dead_size; /* its size */
+
 	struct nm_spool_stats st;
 };
 
 #define ST_ADD(s, f, v) __atomic_fetch_add(&(s)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
 #define ST_SUB(s, f, v) __atomic_fetch_sub(&(s)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
 #define ST_GET(s, f) __atomic_load_n(&(s)->st.f, __ATOMIC_RELAXED)
+
+/*
+ * A sync (or commit write) failed. After a failed fdatasync the kernel may already have dropped
+ * the dirty pages, so what was written since the last good sync may not survive a power cut:
+ * never ignored, counted and said (the first time, then every 100th).
+ */
+static void
+sync_failed(struct nm_spool *s, const char *what, int err)
+{
+	uint64_t n = __atomic_add_fetch(&s->st.sync_errors, 1, __ATOMIC_RELAXED);
+
+	if (n == 1 || n % 100 == 0)
+		fprintf(stderr,
+			"kafka spool %s: %s failed: %s (%" PRIu64 " sync errors so far); entries "
+			"written since the last good sync may not survive a power failure\n",
+			s->dir, what, strerror(err), n);
+}
 
 /* ------------------------------------------------------------------ CRC32C */
 
@@ -322,8 +343,9 @@ commit_write(struct nm_spool *s, uint64_t seg, uint64_t off)
 	put64(c, seg);
 	put64(c + 8, off);
 	put32(c + 16, nm_crc32c(0, c, 16));
-	/* A failure only means the next start may replay delivered entries again. */
-	(void)!pwrite(s->commitfd, c, sizeof(c), 0);
+	/* A failure means the next start may replay delivered entries again: counted, said. */
+	if (pwrite(s->commitfd, c, sizeof(c), 0) != (ssize_t)sizeof(c))
+		sync_failed(s, "write of the commit file", errno != 0 ? errno : EIO);
 }
 
 /* Forget done entries at the head; delete segments left without live entries. */
@@ -367,15 +389,71 @@ cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * The rows a corrupt region held, as far as a header at p says: only a whole header with our
+ * magic whose row count is plausible (every row takes at least one payload byte) is believed;
+ * otherwise the rows are unknown (0) and the region counts in corrupt alone.
+ */
+static uint32_t
+claimed_rows(const uint8_t *p, uint64_t avail)
+{
+	uint32_t len, rows;
+
+	if (avail < NM_SPOOL_HDR_LEN || get32(p) != ENT_MAGIC)
+		return 0;
+	len = get32(p + 4);
+	rows = get32(p + 16);
+	return len <= NM_SPOOL_MAX_PAYLOAD && rows <= len ? rows : 0;
+}
+
 static void
-note_corrupt(struct nm_spool *s, uint64_t id, uint64_t off, uint64_t n)
+note_corrupt(struct nm_spool *s, uint64_t id, uint64_t off, uint64_t n, uint64_t rows,
+	     bool at_open)
 {
 	ST_ADD(s, corrupt, 1);
 	ST_ADD(s, corrupt_bytes, n);
+	ST_ADD(s, corrupt_rows, rows);
+	if (at_open)
+		ST_ADD(s, corrupt_rows_open, rows);
 	fprintf(stderr,
 		"kafka spool %s: segment %016" PRIu64 ": %" PRIu64 " corrupt or torn bytes "
-		"at offset %" PRIu64 " skipped\n",
-		s->dir, id, n, off);
+		"at offset %" PRIu64 " skipped (%" PRIu64 " records lost%s)\n",
+		s->dir, id, n, off, rows, rows == 0 ? ", or unknown: no whole header" : "");
+}
+
+/*
+ * Open a file of the spool directory. Never through a symbolic link (O_NOFOLLOW) and only a
+ * regular file: a link planted in the directory could make the engine read or truncate any
+ * file it can reach. O_NONBLOCK keeps a planted FIFO from blocking the open. -errno, with a
+ * message naming the file, on refusal.
+ */
+static int
+open_file(const struct nm_spool *s, const char *name, int flags, char *err, size_t errlen)
+{
+	struct stat sb;
+	int fd, ret;
+
+	fd = openat(s->dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		if (ret == -ELOOP)
+			snprintf(err, errlen,
+				 "spool_dir %s: %s is a symbolic link; refused (spool files are "
+				 "never opened through a link: remove it)",
+				 s->dir, name);
+		else
+			snprintf(err, errlen, "spool_dir %s/%s: %s", s->dir, name,
+				 strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen,
+			 "spool_dir %s: %s is not a regular file; refused (remove it)", s->dir,
+			 name);
+		close(fd);
+		return -EINVAL;
+	}
+	return fd;
 }
 
 /* Index the valid entries of one segment from offset start on. */
@@ -390,12 +468,14 @@ scan_segment(struct nm_spool *s, uint64_t id, uint64_t start, char *err, size_t 
 	int fd, ret = 0;
 
 	seg_name(name, sizeof(name), id);
-	fd = openat(s->dirfd, name, O_RDONLY);
-	if (fd < 0 || fstat(fd, &sb) != 0) {
+	fd = open_file(s, name, O_RDONLY | O_NONBLOCK, err, errlen);
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &sb) != 0) {
+		ret = -errno;
 		snprintf(err, errlen, "spool %s/%s: %s", s->dir, name, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -errno;
+		close(fd);
+		return ret;
 	}
 	size = (uint64_t)sb.st_size;
 	if (size > 0) {
@@ -414,7 +494,7 @@ scan_segment(struct nm_spool *s, uint64_t id, uint64_t start, char *err, size_t 
 		goto out;
 	}
 	if (size < NM_SPOOL_SEG_HDR_LEN || memcmp(map, SEG_MAGIC, NM_SPOOL_SEG_HDR_LEN) != 0) {
-		note_corrupt(s, id, 0, size);
+		note_corrupt(s, id, 0, size, 0, true);
 		goto out;
 	}
 	off = start > NM_SPOOL_SEG_HDR_LEN ? start : NM_SPOOL_SEG_HDR_LEN;
@@ -430,7 +510,7 @@ scan_segment(struct nm_spool *s, uint64_t id, uint64_t start, char *err, size_t 
 				if (size - p >= 4 && get32(map + p) == ENT_MAGIC &&
 				    hdr_check(map + p, size - p, &m, &len))
 					break;
-			note_corrupt(s, id, off, p - off);
+			note_corrupt(s, id, off, p - off, claimed_rows(map + off, size - off), true);
 			off = p;
 			continue;
 		}
@@ -445,7 +525,7 @@ scan_segment(struct nm_spool *s, uint64_t id, uint64_t start, char *err, size_t 
 		e.bytes = m.bytes;
 		/* Sequences only grow; an older one here would break the order of the index. */
 		if (s->count > 0 && e.seq <= ent_at(s, s->count - 1)->seq) {
-			note_corrupt(s, id, off, NM_SPOOL_HDR_LEN + len);
+			note_corrupt(s, id, off, NM_SPOOL_HDR_LEN + len, m.rows, true);
 		} else {
 			ret = ring_push(s, &e);
 			if (ret != 0)
@@ -469,6 +549,73 @@ out:
 	return ret;
 }
 
+/*
+ * The spool directory holds rows an attacker would like to read, forge or delete, and files the
+ * engine truncates and unlinks: it must belong to the engine's user and be closed to everyone
+ * else (0700). A missing one is created so; an existing one that is not is refused rather than
+ * "fixed", since someone else may already have planted files in it. The path itself may be a
+ * symbolic link (e.g. onto a data disk): what is checked is the directory it leads to.
+ */
+static int
+dir_open(struct nm_spool *s, const char *dir, char *err, size_t errlen)
+{
+	struct stat sb;
+	bool made = false;
+	int ret;
+
+	if (mkdir(dir, 0700) == 0)
+		made = true;
+	else if (errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, errlen, "spool_dir %s: cannot create: %s", dir, strerror(errno));
+		return ret;
+	}
+	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "spool_dir %s: %s", dir, strerror(errno));
+		return ret;
+	}
+	/* mkdir's mode went through the umask; the directory we made is exactly 0700. */
+	if (made && fchmod(s->dirfd, 0700) != 0) {
+		ret = -errno;
+		snprintf(err, errlen, "spool_dir %s: chmod 0700: %s", dir, strerror(errno));
+		return ret;
+	}
+	if (fstat(s->dirfd, &sb) != 0) {
+		ret = -errno;
+		snprintf(err, errlen, "spool_dir %s: %s", dir, strerror(errno));
+		return ret;
+	}
+	if (sb.st_uid != geteuid() || (sb.st_mode & 0777) != 0700) {
+		snprintf(err, errlen,
+			 "spool_dir %s: owned by uid %u with mode %04o; refused: it must be owned "
+			 "by the engine's user (uid %u) with mode 0700 (chown %u %s; chmod 0700 %s)",
+			 dir, (unsigned int)sb.st_uid, (unsigned int)(sb.st_mode & 07777),
+			 (unsigned int)geteuid(), (unsigned int)geteuid(), dir, dir);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* The size of a dead-letter file left by an earlier run (it is not replayed). */
+static int
+dead_stat(struct nm_spool *s, char *err, size_t errlen)
+{
+	struct stat sb;
+
+	if (fstatat(s->dirfd, NM_SPOOL_DEAD_NAME, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "spool_dir %s: %s is not a regular file; refused (remove it)",
+			 s->dir, NM_SPOOL_DEAD_NAME);
+		return -EINVAL;
+	}
+	s->dead_size = (uint64_t)sb.st_size;
+	__atomic_store_n(&s->st.dead_bytes, s->dead_size, __ATOMIC_RELAXED);
+	return 0;
+}
+
 struct nm_spool *
 nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 {
@@ -478,7 +625,7 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 	uint8_t c[COMMIT_LEN];
 	struct dirent *de;
 	DIR *d = NULL;
-	int ret = -ENOMEM;
+	int fd, ret = -ENOMEM;
 
 	if (p == NULL || p->dir == NULL || p->dir[0] == '\0') {
 		snprintf(err, errlen, "spool_dir: empty");
@@ -490,7 +637,7 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	s->dirfd = s->lockfd = s->commitfd = s->wfd = s->rfd = -1;
+	s->dirfd = s->lockfd = s->commitfd = s->wfd = s->rfd = s->deadfd = -1;
 	s->next_seq = 1;
 	s->max_bytes = p->max_bytes;
 	s->segment_bytes = p->segment_bytes;
@@ -501,40 +648,41 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 		if (s->segment_bytes < 64u << 10)
 			s->segment_bytes = 64u << 10;
 	}
-	if (mkdir(p->dir, 0750) != 0 && errno != EEXIST) {
-		ret = -errno;
-		snprintf(err, errlen, "spool_dir %s: cannot create: %s", p->dir, strerror(errno));
+	ret = dir_open(s, p->dir, err, errlen);
+	if (ret != 0)
+		goto fail;
+	s->lockfd = open_file(s, "lock", O_RDWR | O_CREAT, err, errlen);
+	if (s->lockfd < 0) {
+		ret = s->lockfd;
 		goto fail;
 	}
-	s->dirfd = open(p->dir, O_RDONLY | O_DIRECTORY);
-	if (s->dirfd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "spool_dir %s: %s", p->dir, strerror(errno));
-		goto fail;
-	}
-	s->lockfd = openat(s->dirfd, "lock", O_RDWR | O_CREAT, 0640);
-	if (s->lockfd < 0 || flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
+	if (flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		snprintf(err, errlen, "spool_dir %s: %s", p->dir,
 			 ret == -EBUSY ? "in use by another engine (its lock file is held)"
 				       : strerror(errno));
 		goto fail;
 	}
-	s->commitfd = openat(s->dirfd, "commit", O_RDWR | O_CREAT, 0640);
+	s->commitfd = open_file(s, "commit", O_RDWR | O_CREAT, err, errlen);
 	if (s->commitfd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "spool_dir %s/commit: %s", p->dir, strerror(errno));
+		ret = s->commitfd;
 		goto fail;
 	}
+	ret = dead_stat(s, err, errlen);
+	if (ret != 0)
+		goto fail;
 	if (pread(s->commitfd, c, sizeof(c), 0) == (ssize_t)sizeof(c) &&
 	    nm_crc32c(0, c, 16) == get32(c + 16)) {
 		cseg = get64(c);
 		coff = get64(c + 8);
 	}
 
-	d = fdopendir(dup(s->dirfd));
+	fd = fcntl(s->dirfd, F_DUPFD_CLOEXEC, 0);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (d == NULL) {
 		ret = -errno;
+		if (fd >= 0)
+			close(fd);
 		snprintf(err, errlen, "spool_dir %s: %s", p->dir, strerror(errno));
 		goto fail;
 	}
@@ -542,7 +690,8 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 		char *end;
 		unsigned long long id = strtoull(de->d_name, &end, 10);
 
-		if (strlen(de->d_name) != 20 || strcmp(end, ".seg") != 0)
+		if (strlen(de->d_name) != 20 || strspn(de->d_name, "0123456789") != 16 ||
+		    strcmp(end, ".seg") != 0)
 			continue;
 		if (n_ids == cap_ids) {
 			uint64_t *n;
@@ -552,6 +701,7 @@ nm_spool_open(const struct nm_spool_params *p, char *err, size_t errlen)
 
 			if (n == NULL) {
 				snprintf(err, errlen, "out of memory");
+				ret = -ENOMEM;
 				goto fail;
 			}
 			ids = n;
@@ -605,7 +755,8 @@ seg_start(struct nm_spool *s)
 	int fd;
 
 	seg_name(name, sizeof(name), id);
-	fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+	/* A new name: whatever exists under it was not made by this spool. */
+	fd = openat(s->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	if (write(fd, SEG_MAGIC, NM_SPOOL_SEG_HDR_LEN) != NM_SPOOL_SEG_HDR_LEN ||
@@ -617,7 +768,8 @@ seg_start(struct nm_spool *s)
 		return ret;
 	}
 	/* The new name must survive a power cut as well as the data in it. */
-	(void)fsync(s->dirfd);
+	if (fsync(s->dirfd) != 0)
+		sync_failed(s, "fsync of the directory", errno);
 	s->wfd = fd;
 	s->wseg = id;
 	return 0;
@@ -645,7 +797,8 @@ nm_spool_append(struct nm_spool *s, struct nm_spool_meta *m, const void *payload
 	}
 	if (new_seg) {
 		if (s->wfd >= 0) {
-			(void)fdatasync(s->wfd);
+			if (fdatasync(s->wfd) != 0)
+				sync_failed(s, "fdatasync of a full segment", errno);
 			close(s->wfd);
 			s->wfd = -1;
 			/* A full segment whose entries were all delivered meanwhile can go now. */
@@ -723,7 +876,7 @@ read_entry(struct nm_spool *s, const struct ent *e)
 		if (s->rfd >= 0)
 			close(s->rfd);
 		seg_name(name, sizeof(name), e->seg);
-		s->rfd = openat(s->dirfd, name, O_RDONLY);
+		s->rfd = openat(s->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (s->rfd < 0)
 			return -errno;
 		s->rseg = e->seg;
@@ -764,7 +917,8 @@ nm_spool_take(struct nm_spool *s, unsigned int max_taken, struct nm_spool_meta *
 		if (ret != 0 || !hdr_check(s->buf, NM_SPOOL_HDR_LEN + (uint64_t)e->len, &chk, &n) ||
 		    chk.seq != e->seq) {
 			/* Changed under us since it was written or indexed: skip it, counted. */
-			note_corrupt(s, e->seg, e->off, NM_SPOOL_HDR_LEN + (uint64_t)e->len);
+			note_corrupt(s, e->seg, e->off, NM_SPOOL_HDR_LEN + (uint64_t)e->len, e->rows,
+				     false);
 			mark_done(s, e);
 			s->rd++;
 			ring_trim(s);
@@ -834,16 +988,133 @@ nm_spool_untake_all(struct nm_spool *s)
 }
 
 int
+nm_spool_reject(struct nm_spool *s, uint64_t seq)
+{
+	long i = ring_find(s, seq);
+	struct ent *e;
+	int ret;
+
+	if (i < 0)
+		return -ENOENT;
+	e = ent_at(s, (size_t)i);
+	ret = nm_spool_untake(s, seq);
+	if (ret != 0)
+		return ret;
+	ST_ADD(s, rejected, 1);
+	if (e->rejects < UINT16_MAX)
+		e->rejects++;
+	return e->rejects;
+}
+
+/* Open (create) the dead-letter file for appending; it starts with the segment magic. */
+static int
+dead_open(struct nm_spool *s)
+{
+	char err[256];
+	int fd;
+
+	if (s->deadfd >= 0)
+		return 0;
+	fd = open_file(s, NM_SPOOL_DEAD_NAME, O_WRONLY | O_CREAT, err, sizeof(err));
+	if (fd < 0) {
+		fprintf(stderr, "kafka spool: %s\n", err);
+		return fd;
+	}
+	if (s->dead_size < NM_SPOOL_SEG_HDR_LEN) {
+		/* New, or torn before its magic was whole: start it again. */
+		if (ftruncate(fd, 0) != 0 ||
+		    pwrite(fd, SEG_MAGIC, NM_SPOOL_SEG_HDR_LEN, 0) != NM_SPOOL_SEG_HDR_LEN) {
+			int ret = errno != 0 ? -errno : -EIO;
+
+			close(fd);
+			return ret;
+		}
+		s->dead_size = NM_SPOOL_SEG_HDR_LEN;
+	}
+	s->deadfd = fd;
+	return 0;
+}
+
+int
+nm_spool_dead_letter(struct nm_spool *s, uint64_t seq, struct nm_spool_meta *m)
+{
+	long i = ring_find(s, seq);
+	uint64_t need;
+	struct ent *e;
+	ssize_t w;
+	int ret;
+
+	if (i < 0)
+		return -ENOENT;
+	e = ent_at(s, (size_t)i);
+	if (e->state == ENT_DONE)
+		return -EINVAL;
+	m->seq = e->seq;
+	m->rows = e->rows;
+	m->key = e->key;
+	m->packets = e->packets;
+	m->bytes = e->bytes;
+	need = NM_SPOOL_HDR_LEN + (uint64_t)e->len;
+	ret = read_entry(s, e);
+	if (ret == 0) {
+		struct nm_spool_meta chk;
+		uint32_t n;
+
+		if (!hdr_check(s->buf, need, &chk, &n) || chk.seq != e->seq)
+			ret = -EBADMSG;
+	}
+	if (ret == -EBADMSG || ret == -ENODATA) {
+		/* Not the entry that was written any more: a corrupt one, counted as such. */
+		note_corrupt(s, e->seg, e->off, need, e->rows, false);
+		ret = -EBADMSG;
+	} else if (ret == 0) {
+		if (s->dead_size + need > s->segment_bytes)
+			ret = -ENOSPC;
+		else
+			ret = dead_open(s);
+		if (ret == 0) {
+			/* The entry as it was written, header and CRC included: readable as a segment. */
+			w = pwrite(s->deadfd, s->buf, need, (off_t)s->dead_size);
+			if (w != (ssize_t)need) {
+				ret = w < 0 ? -errno : -ENOSPC;
+				(void)ftruncate(s->deadfd, (off_t)s->dead_size);
+				ST_ADD(s, write_errors, 1);
+			} else {
+				s->dead_size += need;
+				s->dirty = true;
+				__atomic_store_n(&s->st.dead_bytes, s->dead_size, __ATOMIC_RELAXED);
+				ST_ADD(s, dead_entries, 1);
+				ST_ADD(s, dead_rows, e->rows);
+			}
+		}
+	}
+	/* Whatever became of it, it leaves the spool: it must not block the entries behind it. */
+	mark_done(s, e);
+	ring_trim(s);
+	return ret;
+}
+
+int
 nm_spool_sync(struct nm_spool *s)
 {
 	int ret = 0;
 
 	if (s == NULL)
 		return 0;
-	if (s->wfd >= 0 && s->dirty && fdatasync(s->wfd) != 0)
+	if (s->wfd >= 0 && s->dirty && fdatasync(s->wfd) != 0) {
 		ret = -errno;
-	if (s->commitfd >= 0 && fdatasync(s->commitfd) != 0 && ret == 0)
-		ret = -errno;
+		sync_failed(s, "fdatasync of the open segment", errno);
+	}
+	if (s->commitfd >= 0 && fdatasync(s->commitfd) != 0) {
+		if (ret == 0)
+			ret = -errno;
+		sync_failed(s, "fdatasync of the commit file", errno);
+	}
+	if (s->deadfd >= 0 && fdatasync(s->deadfd) != 0) {
+		if (ret == 0)
+			ret = -errno;
+		sync_failed(s, "fdatasync of the dead-letter file", errno);
+	}
 	s->dirty = false;
 	return ret;
 }
@@ -869,6 +1140,13 @@ nm_spool_get_stats(const struct nm_spool *s, struct nm_spool_stats *out)
 	out->write_errors = ST_GET(s, write_errors);
 	out->corrupt = ST_GET(s, corrupt);
 	out->corrupt_bytes = ST_GET(s, corrupt_bytes);
+	out->corrupt_rows = ST_GET(s, corrupt_rows);
+	out->corrupt_rows_open = ST_GET(s, corrupt_rows_open);
+	out->sync_errors = ST_GET(s, sync_errors);
+	out->rejected = ST_GET(s, rejected);
+	out->dead_entries = ST_GET(s, dead_entries);
+	out->dead_rows = ST_GET(s, dead_rows);
+	out->dead_bytes = ST_GET(s, dead_bytes);
 }
 
 const char *
@@ -889,6 +1167,8 @@ nm_spool_close(struct nm_spool *s)
 		close(s->rfd);
 	if (s->commitfd >= 0)
 		close(s->commitfd);
+	if (s->deadfd >= 0)
+		close(s->deadfd);
 	if (s->lockfd >= 0)
 		close(s->lockfd); /* releases the flock */
 	if (s->dirfd >= 0)
