@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -280,6 +282,9 @@ test_corrupt_middle(void **state)
 	assert_int_equal(st.recovered_entries, 3);
 	assert_int_equal(st.corrupt, 1);
 	assert_int_equal(st.corrupt_bytes, NM_SPOOL_HDR_LEN + 137);
+	/* Its header is whole: the rows it held (entry 1 holds 2) are counted lost. */
+	assert_int_equal(st.corrupt_rows, 2);
+	assert_int_equal(st.corrupt_rows_open, 2);
 	take_check(s, 0);
 	take_check(s, 2);
 	take_check(s, 3);
@@ -342,6 +347,210 @@ test_crc32c(void **state)
 	assert_int_equal(nm_crc32c(nm_crc32c(0, "1234", 4), "56789", 5), 0xe3069283);
 }
 
+/* The directory: created 0700 whatever the umask; refused unless 0700 and the engine's own. */
+static void
+test_dir_owner_mode(void **state)
+{
+	struct nm_spool_params p = {.max_bytes = 1 << 20};
+	char sub[300], err[512], want[64];
+	struct stat sb;
+	struct nm_spool *s;
+	mode_t old = umask(022);
+
+	(void)state;
+	snprintf(sub, sizeof(sub), "%s/new", dir);
+	p.dir = sub;
+	s = nm_spool_open(&p, err, sizeof(err));
+	umask(old);
+	if (s == NULL)
+		fail_msg("open: %s", err);
+	assert_int_equal(stat(sub, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 0700);
+	nm_spool_close(s);
+
+	/* Group/other bits: refused, the message names the path, owner and mode. */
+	assert_int_equal(chmod(sub, 0755), 0);
+	assert_null(nm_spool_open(&p, err, sizeof(err)));
+	assert_int_equal(errno, EPERM);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, sub));
+	assert_non_null(strstr(err, "mode 0755"));
+	snprintf(want, sizeof(want), "owned by uid %u", (unsigned int)geteuid());
+	assert_non_null(strstr(err, want));
+	assert_int_equal(chmod(sub, 0700), 0);
+
+	/* Another owner: refused too (we are root in CI: chown works). */
+	if (geteuid() == 0) {
+		assert_int_equal(chown(sub, 65534, 65534), 0);
+		assert_null(nm_spool_open(&p, err, sizeof(err)));
+		assert_int_equal(errno, EPERM);
+		assert_non_null(strstr(err, "owned by uid 65534"));
+		assert_int_equal(chown(sub, 0, 0), 0);
+	}
+	s = nm_spool_open(&p, err, sizeof(err));
+	if (s == NULL)
+		fail_msg("open after chmod: %s", err);
+	nm_spool_close(s);
+}
+
+/* A symbolic link planted under a segment's or the commit file's name is refused, not followed. */
+static void
+test_symlink_refused(void **state)
+{
+	struct nm_spool_params p = {.dir = dir, .max_bytes = 1 << 20};
+	char path[512], victim[300], err[512];
+	struct nm_spool *s;
+	struct stat sb;
+	FILE *f;
+
+	(void)state;
+	snprintf(victim, sizeof(victim), "%s.victim", dir);
+	f = fopen(victim, "w");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+
+	snprintf(path, sizeof(path), "%s/0000000000000001.seg", dir);
+	assert_int_equal(symlink(victim, path), 0);
+	assert_null(nm_spool_open(&p, err, sizeof(err)));
+	assert_int_equal(errno, ELOOP);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "0000000000000001.seg is a symbolic link"));
+	assert_int_equal(unlink(path), 0);
+
+	snprintf(path, sizeof(path), "%s/commit", dir);
+	(void)unlink(path); /* the refused open made it already */
+	assert_int_equal(symlink(victim, path), 0);
+	assert_null(nm_spool_open(&p, err, sizeof(err)));
+	assert_int_equal(errno, ELOOP);
+	assert_non_null(strstr(err, "commit is a symbolic link"));
+	assert_int_equal(unlink(path), 0);
+
+	/* A FIFO under a segment's name: refused at once, not waited on. */
+	snprintf(path, sizeof(path), "%s/0000000000000002.seg", dir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_null(nm_spool_open(&p, err, sizeof(err)));
+	assert_non_null(strstr(err, "not a regular file"));
+	assert_int_equal(unlink(path), 0);
+
+	assert_int_equal(stat(victim, &sb), 0);
+	assert_int_equal(sb.st_size, 9); /* never written, truncated or mapped over */
+	assert_int_equal(unlink(victim), 0);
+	s = open_spool(1 << 20, 0);
+	nm_spool_close(s);
+}
+
+/*
+ * An entry refused for good goes to the dead-letter file: the entries behind it come next, the
+ * file holds it byte for byte as a segment entry, and a reopen does not replay it.
+ */
+static void
+test_dead_letter(void **state)
+{
+	struct nm_spool *s = open_spool(1 << 20, 0);
+	struct nm_spool_stats st;
+	struct nm_spool_meta m;
+	char path[512];
+	uint8_t want[2048], got[4096];
+	uint32_t n = mk_payload(want, 0);
+	uint64_t seq;
+	ssize_t r;
+	int fd;
+
+	(void)state;
+	append_n(s, 0, 3);
+	seq = take_check(s, 0);
+	assert_int_equal(nm_spool_reject(s, seq), 1);
+	assert_int_equal(take_check(s, 0), seq); /* a refusal returns it to the head */
+	assert_int_equal(nm_spool_reject(s, seq), 2);
+	assert_int_equal(nm_spool_dead_letter(s, seq, &m), 0);
+	assert_int_equal(m.rows, 1);
+	assert_int_equal(m.seq, seq);
+	take_check(s, 1);
+	nm_spool_get_stats(s, &st);
+	assert_int_equal(st.rejected, 2);
+	assert_int_equal(st.dead_entries, 1);
+	assert_int_equal(st.dead_rows, 1);
+	assert_int_equal(st.entries, 2);
+	assert_int_equal(st.dead_bytes, NM_SPOOL_SEG_HDR_LEN + NM_SPOOL_HDR_LEN + n);
+	nm_spool_close(s);
+
+	snprintf(path, sizeof(path), "%s/%s", dir, NM_SPOOL_DEAD_NAME);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	r = read(fd, got, sizeof(got));
+	close(fd);
+	assert_int_equal(r, NM_SPOOL_SEG_HDR_LEN + NM_SPOOL_HDR_LEN + n);
+	assert_memory_equal(got, "NMSPOOL1", 8);
+	assert_memory_equal(got + NM_SPOOL_SEG_HDR_LEN + NM_SPOOL_HDR_LEN, want, n);
+
+	s = open_spool(1 << 20, 0);
+	nm_spool_get_stats(s, &st);
+	assert_int_equal(st.recovered_entries, 2);
+	assert_int_equal(st.dead_bytes, NM_SPOOL_SEG_HDR_LEN + NM_SPOOL_HDR_LEN + n);
+	take_check(s, 1);
+	take_check(s, 2);
+	nm_spool_close(s);
+}
+
+/* The dead-letter file is bounded (segment_bytes): past it the entry still leaves the spool. */
+static void
+test_dead_letter_full(void **state)
+{
+	struct nm_spool *s = open_spool(1 << 20, 4096);
+	struct nm_spool_stats st;
+	struct nm_spool_meta m;
+	unsigned int i, ok = 0, full = 0;
+
+	(void)state;
+	append_n(s, 0, 20);
+	for (i = 0; i < 20; i++) {
+		int ret = nm_spool_dead_letter(s, take_check(s, i), &m);
+
+		assert_true(ret == 0 || ret == -ENOSPC);
+		ok += ret == 0;
+		full += ret == -ENOSPC;
+	}
+	nm_spool_get_stats(s, &st);
+	assert_true(ok > 0 && full > 0);
+	assert_int_equal(st.dead_entries, ok);
+	assert_true(st.dead_bytes <= 4096);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.disk_bytes, 0);
+	nm_spool_close(s);
+}
+
+/* A write that fails (here: the file size limit) is an error the caller sees, and counted. */
+static void
+test_write_error(void **state)
+{
+	struct nm_spool *s = open_spool(1 << 20, 0);
+	struct nm_spool_stats st;
+	struct nm_spool_meta m = {.rows = 1};
+	struct rlimit old, lim;
+	uint8_t buf[2048] = {0};
+	int ret;
+
+	(void)state;
+	append_n(s, 0, 1);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 64; /* below the segment's size: not a byte more is written */
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ret = nm_spool_append(s, &m, buf, sizeof(buf));
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(ret, -EFBIG);
+	nm_spool_get_stats(s, &st);
+	assert_int_equal(st.write_errors, 1);
+	assert_int_equal(st.entries, 1);
+	/* The segment was cut back: the entry before is intact, the next append works. */
+	take_check(s, 0);
+	append_n(s, 1, 2);
+	take_check(s, 1);
+	nm_spool_close(s);
+}
+
 int
 main(void)
 {
@@ -354,6 +563,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_middle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_owner_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_letter_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_error, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
