@@ -47,6 +47,9 @@
 
 #define NM_KAFKA_MAX_GROUPS 1024
 
+#define NM_KAFKA_SPOOL_AFTER_MS 1000 /* spool_after_ms = 0 */
+#define NM_KAFKA_MAX_REJECTS 5	     /* spool_max_rejects = 0 */
+
 /* The descriptor of one produced message (its msg_opaque). */
 struct kmsg {
 	struct kmsg *next; /* free list */
@@ -87,6 +90,12 @@ struct nm_kafka {
 	struct nm_spool *spool;	  /* NULL: no spool */
 	unsigned int replay_msgs; /* spooled messages in librdkafka now */
 	uint64_t replay_bytes;
+	unsigned int live_msgs; /* live batches in librdkafka now */
+	uint64_t dr_wait_ms;	/* since when live messages wait without any delivery report */
+	int spool_after_ms;	/* < 0: only a broker seen down starts an outage */
+	unsigned int max_rejects;
+	bool spooling;		/* outage: new batches go straight to the spool */
+	uint64_t outage_purge_ms; /* last purge of live messages during the outage */
 	bool last_dr_ok;
 	bool spool_changed;
 	uint64_t last_sync_ms;
@@ -202,6 +211,87 @@ live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t r
 		ret == -ENOSPC ? "is full (kafka.spool_max_bytes)" : strerror(-ret));
 }
 
+/*
+ * Errors about the message itself, which no retry and no broker coming back will change. Errors
+ * about the cluster (authorisation, unknown topic, leaders, timeouts) are not: they end when
+ * someone fixes the cluster, and the spool waits for that.
+ */
+static bool
+err_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err) {
+	case RD_KAFKA_RESP_ERR_INVALID_MSG:
+	case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+	case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+	case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+	case RD_KAFKA_RESP_ERR_UNSUPPORTED_FOR_MESSAGE_FORMAT:
+	case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * A spooled message Kafka will never take: into the dead-letter file, out of the spool's way.
+ * Its rows are lost to Kafka (counted); when even the dead-letter file cannot take it, they are
+ * dropped (counted as such).
+ */
+static void
+dead_letter(struct nm_kafka *k, uint64_t seq, const char *why)
+{
+	struct nm_spool_meta m;
+	int ret = nm_spool_dead_letter(k->spool, seq, &m);
+
+	k->spool_changed = true;
+	if (ret == -EBADMSG || ret == -ENOENT || ret == -EINVAL)
+		return; /* corrupt (counted by the spool) or not there */
+	if (ret == 0) {
+		ST_ADD(k, records_deadletter, m.rows);
+		ST_ADD(k, messages_deadletter, 1);
+		fprintf(stderr,
+			"kafka: a spooled batch of %u records (%" PRIu64 " packets, %" PRIu64
+			" bytes of traffic) moved to %s/%s: %s\n",
+			m.rows, m.packets, m.bytes, nm_spool_dir(k->spool), NM_SPOOL_DEAD_NAME, why);
+		return;
+	}
+	ST_ADD(k, records_dropped, m.rows);
+	ST_ADD(k, messages_dropped, 1);
+	ST_ADD(k, packets_dropped, m.packets);
+	ST_ADD(k, flow_bytes_dropped, m.bytes);
+	fprintf(stderr,
+		"kafka: DROPPED a batch of %u records from the spool (%s), and the dead-letter "
+		"file could not take it: %s\n",
+		m.rows, why, ret == -ENOSPC ? "it is full" : strerror(-ret));
+}
+
+/* Kafka refused a replayed message for good: count it, dead-letter it after max_rejects. */
+static void
+replay_rejected(struct nm_kafka *k, uint64_t seq, rd_kafka_resp_err_t err)
+{
+	char why[160];
+	int n = nm_spool_reject(k->spool, seq);
+
+	ST_ADD(k, messages_rejected, 1);
+	if (n < 0 || (unsigned int)n < k->max_rejects)
+		return;
+	snprintf(why, sizeof(why), "refused %d times by Kafka (%s)", n, rd_kafka_err2name(err));
+	dead_letter(k, seq, why);
+}
+
+/* The outage is over (a delivery report said so): new batches go to librdkafka again. */
+static void
+outage_end(struct nm_kafka *k)
+{
+	if (!k->spooling)
+		return;
+	__atomic_store_n(&k->spooling, false, __ATOMIC_RELAXED);
+	fprintf(stderr, "kafka: delivery works again; batches go to the broker, the spool (%s) is "
+			"replayed\n",
+		nm_spool_dir(k->spool));
+}
+
 static void
 dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -215,7 +305,10 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	if (d->seq != 0) {
 		k->replay_msgs--;
 		k->replay_bytes -= m->len;
+	} else {
+		k->live_msgs--;
 	}
+	k->dr_wait_ms = now_ms();
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		ST_ADD(k, records_acked, d->rows);
 		ST_ADD(k, messages_acked, 1);
@@ -227,20 +320,29 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 			ST_SUB(k, records_inflight, d->rows);
 		}
 		k->last_dr_ok = true;
+		/* An acknowledgement is a broker up, whatever the last statistics said. */
+		__atomic_store_n(&k->broker_state, NM_KAFKA_BROKER_UP, __ATOMIC_RELAXED);
+		outage_end(k);
 	} else {
 		/* Our own purge at the end is no answer from Kafka: unacked, not failed. */
 		bool purged = m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
 			      m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
 
+		bool permanent = err_permanent(m->err);
+
 		if (!purged) {
 			ST_ADD(k, messages_failed, 1);
 			ST_ADD(k, bytes_failed, m->len);
 			set_last_err(k, m->err);
-			k->last_dr_ok = false;
+			/* A refusal of this message says nothing about the broker being away. */
+			if (!permanent)
+				k->last_dr_ok = false;
 		}
 		if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED)
 			ST_ADD(k, messages_possibly_persisted, 1);
-		if (d->seq != 0)
+		if (d->seq != 0 && permanent)
+			replay_rejected(k, d->seq, m->err);
+		else if (d->seq != 0)
 			(void)nm_spool_untake(k->spool, d->seq); /* it waits, first in line */
 		else
 			live_undelivered(k, m->payload, m->len, d->rows, d->key, d->packets,
@@ -356,6 +458,8 @@ produce_one(struct nm_kafka *k, const void *payload, size_t len, uint32_t rows, 
 				     (void *)(uintptr_t)payload, len, kbuf, (size_t)klen, d) == 0) {
 			ST_ADD(k, messages_produced, 1);
 			ST_ADD(k, queue_bytes, len);
+			if (seq == 0 && k->live_msgs++ == 0)
+				k->dr_wait_ms = now_ms();
 			return 0;
 		}
 		err = rd_kafka_last_error();
@@ -385,8 +489,14 @@ produce_slot(struct nm_kafka *k, unsigned int g)
 
 	if (sl->nrec == 0)
 		return 0;
-	ret = produce_one(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes, 0,
-			  k->spool == NULL);
+	if (k->spooling) {
+		/* Outage: on disk at once, so a crash now cannot lose the batch. */
+		live_undelivered(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes, false);
+		ret = 0;
+	} else {
+		ret = produce_one(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes, 0,
+				  k->spool == NULL);
+	}
 	if (ret != 0) {
 		if (k->spool == NULL)
 			ST_ADD(k, messages_failed, 1);
@@ -422,8 +532,9 @@ replay(struct nm_kafka *k)
 
 	if (k->spool == NULL)
 		return;
-	window = k->last_dr_ok || __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED) ==
-					  NM_KAFKA_BROKER_UP
+	window = !k->spooling && (k->last_dr_ok || __atomic_load_n(&k->broker_state,
+								     __ATOMIC_RELAXED) ==
+								   NM_KAFKA_BROKER_UP)
 			 ? NM_KAFKA_REPLAY_MAX_MSGS
 			 : 1;
 	while (k->replay_msgs < window && k->replay_bytes < NM_KAFKA_REPLAY_MAX_BYTES) {
@@ -440,17 +551,7 @@ replay(struct nm_kafka *k)
 			 * Larger than this configuration lets librdkafka send (an earlier run had a
 			 * larger batch_bytes): it can never leave, and must not block the spool.
 			 */
-			(void)nm_spool_release(k->spool, m.seq);
-			k->spool_changed = true;
-			ST_ADD(k, records_dropped, m.rows);
-			ST_ADD(k, messages_dropped, 1);
-			ST_ADD(k, packets_dropped, m.packets);
-			ST_ADD(k, flow_bytes_dropped, m.bytes);
-			ST_ADD(k, bytes_dropped, len);
-			fprintf(stderr,
-				"kafka: DROPPED a batch of %u records, %u bytes from "
-				"the spool: larger than message.max.bytes allows\n",
-				m.rows, len);
+			dead_letter(k, m.seq, "larger than message.max.bytes allows");
 			continue;
 		}
 		if (ret != 0) {
@@ -461,6 +562,44 @@ replay(struct nm_kafka *k)
 		k->replay_bytes += len;
 		ST_ADD(k, messages_replayed, 1);
 	}
+}
+
+/*
+ * With a spool: is the broker away? Live messages waiting in librdkafka while no broker
+ * connection is up, or without any delivery report for spool_after_ms, start an outage: the
+ * waiting live messages are purged into the spool (their delivery reports, served right here,
+ * spool them) and new batches go straight to the spool until a delivery report succeeds. Live
+ * messages that come back into librdkafka's queue later in the outage (requests that were on the
+ * wire, retried) are purged again, at most once per spool_after_ms.
+ */
+static void
+outage_check(struct nm_kafka *k)
+{
+	uint64_t now, after;
+	bool down;
+
+	if (k->spool == NULL || k->live_msgs == 0)
+		return;
+	now = now_ms();
+	after = k->spool_after_ms >= 0 ? (uint64_t)k->spool_after_ms : UINT64_MAX;
+	if (k->spooling) {
+		if (now - k->outage_purge_ms < (after != UINT64_MAX ? after : 1000))
+			return;
+	} else {
+		down = __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED) == NM_KAFKA_BROKER_DOWN;
+		if (!down && (after == UINT64_MAX || now - k->dr_wait_ms < after))
+			return;
+		__atomic_store_n(&k->spooling, true, __ATOMIC_RELAXED);
+		ST_ADD(k, outages, 1);
+		fprintf(stderr,
+			"kafka: %s: %u batches waiting in librdkafka and every new batch go to "
+			"the spool %s until a delivery succeeds\n",
+			down ? "no broker connection is up" : "no delivery report",
+			k->live_msgs, nm_spool_dir(k->spool));
+	}
+	k->outage_purge_ms = now;
+	(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	rd_kafka_poll(k->rk, 0);
 }
 
 static void
@@ -543,6 +682,7 @@ nm_kafka_poll(struct nm_kafka *k)
 			(void)produce_slot(k, g);
 	}
 	rd_kafka_poll(k->rk, 0);
+	outage_check(k);
 	replay(k);
 	spool_maybe_sync(k, false);
 }
@@ -616,6 +756,7 @@ nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop)
 			break;
 		/* rd_kafka_flush also tells librdkafka to send lingering batches now. */
 		(void)rd_kafka_flush(k->rk, (int)(deadline - now < 20 ? deadline - now : 20));
+		outage_check(k);
 		spool_maybe_sync(k, false);
 	}
 	rd_kafka_poll(k->rk, 0);
@@ -657,7 +798,6 @@ nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out)
 	G(flow_bytes_dropped);
 	G(queue_bytes);
 	G(encode_errors);
-#undef G
 	nm_spool_get_stats(k->spool, &ss);
 	out->records_recovered = ss.recovered_rows;
 	out->spool_records = ss.rows;
@@ -665,6 +805,18 @@ nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out)
 	out->spool_bytes = ss.disk_bytes;
 	out->spool_corrupt = ss.corrupt;
 	out->spool_corrupt_bytes = ss.corrupt_bytes;
+	/* Rows of entries found corrupt at start entered through records_recovered. */
+	out->records_recovered += ss.corrupt_rows_open;
+	out->records_corrupt = ss.corrupt_rows;
+	out->spool_write_errors = ss.write_errors;
+	out->spool_sync_errors = ss.sync_errors;
+	out->spool_deadletter_bytes = ss.dead_bytes;
+	G(records_deadletter);
+	G(messages_deadletter);
+	G(messages_rejected);
+	G(outages);
+	out->spooling = __atomic_load_n(&k->spooling, __ATOMIC_RELAXED);
+#undef G
 	out->queue_messages = k->rk != NULL ? (uint64_t)rd_kafka_outq_len(k->rk) : 0;
 	out->broker_state = __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED);
 	out->spool_enabled = k->spool != NULL;
@@ -696,6 +848,41 @@ conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err, 
 		return -EINVAL;
 	}
 	return 0;
+}
+
+int
+nm_kafka_prop_check(const char *name, const char *value, char *err, size_t errlen)
+{
+	const char *why = NULL;
+
+	if (name == NULL || value == NULL) {
+		snprintf(err, errlen, "property: name or value missing");
+		return -EINVAL;
+	}
+	if (strcmp(name, "acks") == 0 || strcmp(name, "request.required.acks") == 0) {
+		if (strcmp(value, "all") != 0 && strcmp(value, "-1") != 0)
+			why = "the sink counts a row delivered only when every in-sync replica has "
+			      "it (acks=all, -1)";
+	} else if (strcmp(name, "enable.idempotence") == 0) {
+		if (strcmp(value, "true") != 0)
+			why = "the sink relies on the idempotent producer (no duplicate, no reordering "
+			      "within a partition on retries)";
+	} else if (strcmp(name, "max.in.flight") == 0 ||
+		   strcmp(name, "max.in.flight.requests.per.connection") == 0) {
+		char *end;
+		long v;
+
+		errno = 0;
+		v = strtol(value, &end, 10);
+		if (errno != 0 || end == value || *end != '\0' || v > 5)
+			why = "the idempotent producer keeps order only with at most 5 requests in "
+			      "flight";
+	}
+	if (why == NULL)
+		return 0;
+	snprintf(err, errlen, "property %s = %s: refused: %s; remove the property", name, value,
+		 why);
+	return -EINVAL;
 }
 
 /*
@@ -801,6 +988,22 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 		goto fail;
 	}
 
+	if (p->spool_after_ms > 0 && p->linger_ms > 0 && p->spool_after_ms <= p->linger_ms) {
+		snprintf(err, errlen,
+			 "spool_after_ms: %d must exceed linger_ms (%d): a batch waits that long "
+			 "in librdkafka before it is even sent",
+			 p->spool_after_ms, p->linger_ms);
+		goto fail;
+	}
+	for (i = 0; i < p->n_props; i++) {
+		if (p->props[i].name == NULL || p->props[i].value == NULL) {
+			snprintf(err, errlen, "property %u: name or value missing", i);
+			goto fail;
+		}
+		if (nm_kafka_prop_check(p->props[i].name, p->props[i].value, err, errlen) != 0)
+			goto fail;
+	}
+
 	ret = -ENOMEM;
 	k = calloc(1, sizeof(*k));
 	if (k == NULL) {
@@ -811,6 +1014,8 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 	k->format = p->format;
 	k->linger_ms = p->linger_ms;
 	k->broker_state = NM_KAFKA_BROKER_UNKNOWN;
+	k->spool_after_ms = p->spool_after_ms != 0 ? p->spool_after_ms : NM_KAFKA_SPOOL_AFTER_MS;
+	k->max_rejects = p->spool_max_rejects != 0 ? p->spool_max_rejects : NM_KAFKA_MAX_REJECTS;
 	k->n_slots = p->exporter_groups > 0 ? p->exporter_groups : 1;
 	k->slots = calloc(k->n_slots, sizeof(*k->slots));
 	if (k->slots == NULL) {
@@ -876,14 +1081,9 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 		 p->batch_bytes + 65536 > 1000000 ? p->batch_bytes + 65536 : (size_t)1000000);
 	if (conf_set(conf, "message.max.bytes", v, err, errlen) != 0)
 		goto fail;
-	for (i = 0; i < p->n_props; i++) {
-		if (p->props[i].name == NULL || p->props[i].value == NULL) {
-			snprintf(err, errlen, "property %u: name or value missing", i);
-			goto fail;
-		}
+	for (i = 0; i < p->n_props; i++)
 		if (conf_set(conf, p->props[i].name, p->props[i].value, err, errlen) != 0)
 			goto fail;
-	}
 	rd_kafka_conf_set_dr_msg_cb(conf, dr_msg_cb);
 	rd_kafka_conf_set_error_cb(conf, error_cb);
 	rd_kafka_conf_set_stats_cb(conf, stats_cb);

@@ -8,12 +8,14 @@
  * moment it is handed in until it is acknowledged, spooled, dropped or failed:
  *
  *   records_in + records_recovered == records_acked + records_failed + records_unacked +
- *                                      records_dropped + spool_records + records_inflight
+ *                                      records_dropped + records_deadletter + records_corrupt +
+ *                                      spool_records + records_inflight
  *
  * holds at every moment (between calls on the sink's thread; counters read from other threads
  * may lag each other). records_recovered are the rows a spool left by an earlier run held at
- * start; spool_records are the rows in the spool now (waiting, or being replayed); in flight are
- * rows in open batches or in librdkafka's queue. nm_kafka_drain() returns the last term.
+ * start (those of entries found corrupt included: they count in records_corrupt as well);
+ * spool_records are the rows in the spool now (waiting, or being replayed); in flight are rows in
+ * open batches or in librdkafka's queue. nm_kafka_drain() returns the last term.
  *
  * Partitions, keyed by exporter: rows are grouped by exporter (the record key's sampler_addr)
  * into exporter_groups open batches, group = FNV-1a(sampler_addr) % exporter_groups. A message
@@ -27,17 +29,33 @@
  * A message is cut when the next record would not fit, when nm_kafka_poll() finds its batch
  * linger_ms old, or on nm_kafka_flush()/nm_kafka_drain().
  *
- * Broker down or slow (with a spool_dir): messages wait in librdkafka's bounded queue
- * (queue_max_bytes) until they are delivered or fail (message.timeout.ms, librdkafka's default
- * 300 s: pass kafka.property.message.timeout.ms to move batches to disk sooner). A batch the
- * queue has no room for, and every message whose delivery fails (timed out, purged at shutdown,
- * any error), goes to the spool (spool.h: segment files with CRC32C-checked entries); only when
- * the spool is full (spool_max_bytes) is a batch dropped, counted in records_dropped and logged on
- * stderr with its size. Spooled messages are replayed in the order they were spooled: while the
- * last delivery report was a success or librdkafka's statistics show a broker connection up, up
- * to 256 messages (64 MiB) at a time; otherwise one, whose delivery report opens the window
- * again. A replay that fails goes back to the head of the spool. A spool left by an earlier run
- * (a crash, or a drain that ran out of time) is replayed the same way from the start.
+ * Broker down or slow (with a spool_dir): rows go to disk as soon as the outage is seen, not
+ * after librdkafka's message.timeout.ms (300 s by default). The sink is seen in an outage when
+ * live messages wait in librdkafka and either no broker connection is up (librdkafka's
+ * statistics, every second, or its ALL_BROKERS_DOWN error) or no delivery report came for
+ * spool_after_ms (1000 by default). It then purges librdkafka's queue -- the purged messages
+ * were never sent, so spooling them makes no duplicate -- and the requests on the wire (those
+ * the broker may have stored are counted in messages_possibly_persisted: a replay may duplicate
+ * them), writes them to the spool, and sends every new batch straight to the spool; one spooled
+ * message at a time is produced as a probe. The first successful delivery report ends the
+ * outage: new batches go to librdkafka again and the spool is replayed. So a process killed
+ * (kill -9) during an outage loses only what had not reached the sink's spool: rows in open
+ * batches (at most linger_ms old) and rows handed to librdkafka in the last spool_after_ms
+ * before the outage was seen (a second by default). See netmeta.ini, [kafka] spool_after_ms.
+ * A batch the queue has no room for, and every message whose delivery fails (timed out, purged
+ * at shutdown, any error), goes to the spool too (spool.h: segment files with CRC32C-checked
+ * entries); only when the spool is full (spool_max_bytes) or cannot be written is a batch
+ * dropped, counted in records_dropped and logged on stderr with its size. Spooled messages are
+ * replayed in the order they were spooled: while the last delivery report was a success or
+ * librdkafka's statistics show a broker connection up, up to 256 messages (64 MiB) at a time;
+ * otherwise one, whose delivery report opens the window again. A replay that fails goes back to
+ * the head of the spool. A replay Kafka refuses for good (a permanent error about the message
+ * itself: too large, invalid or corrupt record, bad timestamp) spool_max_rejects times -- or one
+ * librdkafka cannot send at all under this configuration -- goes to the spool's dead-letter file,
+ * counted in records_deadletter, so it cannot block the spool's head. Spool entries found
+ * corrupt (at start or when read) are lost rows, counted in records_corrupt (as far as their
+ * header tells) and spool_corrupt. A spool left by an earlier run (a crash, or a drain that ran
+ * out of time) is replayed the same way from the start.
  * Without a spool_dir, a message that fails delivery is counted in records_failed and gone, and
  * a full queue blocks for up to 1 s before the batch fails.
  * At-least-once: a message on the wire when its delivery fails (a lost acknowledgement) may
@@ -95,6 +113,11 @@ struct nm_kafka_params {
 				   * batches; 0: 1 GiB */
 	const char *spool_dir;	  /* NULL or "": no spool */
 	uint64_t spool_max_bytes; /* segment files in total; at least two batches */
+	int spool_after_ms; /* with a spool: no delivery report for this long while live messages
+			     * wait means an outage (see above); 0: 1000; < 0: only a broker seen
+			     * down does; must exceed linger_ms */
+	unsigned int spool_max_rejects; /* permanent refusals of one spooled message before it
+					 * goes to the dead-letter file; 0: 5 */
 };
 
 enum {
@@ -140,6 +163,17 @@ struct nm_kafka_stats {
 	uint64_t encode_errors; /* records that could not be encoded (in records_failed) */
 	int broker_state;	/* NM_KAFKA_BROKER_* */
 	int spool_enabled;
+	/* rows of spool entries found corrupt (lost; as far as their headers tell) */
+	uint64_t records_corrupt;
+	/* rows of spooled messages Kafka refused for good, moved to the dead-letter file (lost) */
+	uint64_t records_deadletter;
+	uint64_t messages_deadletter;	/* those messages */
+	uint64_t messages_rejected;	/* permanent refusals of spooled messages (each try) */
+	uint64_t spool_write_errors;	/* spool appends that failed on I/O (batch dropped) */
+	uint64_t spool_sync_errors;	/* failed fsync/fdatasync/commit writes of the spool */
+	uint64_t spool_deadletter_bytes; /* size of the dead-letter file now */
+	uint64_t outages;		/* times the sink switched to spooling (broker seen down) */
+	int spooling;			/* 1 while new batches go straight to the spool */
 };
 
 struct nm_kafka;
@@ -149,11 +183,20 @@ struct nm_kafka;
  * earlier run left there starts with the first nm_kafka_poll). Sets request.required.acks=-1,
  * enable.idempotence=true, linger.ms, compression.codec, queue.buffering.max.messages=1000000,
  * queue.buffering.max.kbytes (queue_max_bytes), message.max.bytes >= batch_bytes + 64 KiB,
- * statistics.interval.ms=1000, then props.
+ * statistics.interval.ms=1000, then props (each checked by nm_kafka_prop_check first).
  * On failure returns NULL, sets errno and writes a message naming the cause (the parameter or
  * the librdkafka property and value) into err.
  */
 struct nm_kafka *nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen);
+
+/*
+ * May a librdkafka property be set over the sink's own settings? The sink's guarantees rest on
+ * acks=all and idempotence: acks / request.required.acks other than all (-1),
+ * enable.idempotence other than true, and max.in.flight(.requests.per.connection) above 5 (more
+ * breaks the idempotent producer's ordering) are refused. 0, or -EINVAL with a message naming
+ * the property, the value and why into err. Pure; any thread.
+ */
+int nm_kafka_prop_check(const char *name, const char *value, char *err, size_t errlen);
 
 /* The bootstrap servers in use ("127.0.0.1:port" for the embedded cluster). Valid until free. */
 const char *nm_kafka_bootstrap(const struct nm_kafka *k);

@@ -15,6 +15,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <cmocka.h>
 
@@ -23,6 +27,7 @@
 
 #include "encode/encode.h"
 #include "kafka/kafka.h"
+#include "kafka/spool.h"
 #include "flow.pb-c.h"
 
 static void
@@ -599,7 +604,8 @@ assert_invariant(const struct nm_kafka *k)
 
 	nm_kafka_get_stats(k, &st);
 	assert_int_equal(st.records_in + st.records_recovered,
-			 st.records_acked + st.records_failed + st.records_dropped +
+			 st.records_acked + st.records_failed + st.records_unacked +
+				 st.records_dropped + st.records_deadletter + st.records_corrupt +
 				 st.spool_records + st.records_inflight);
 }
 
@@ -896,6 +902,382 @@ test_spool_full_drops(void **state)
 	spool_dir_rm();
 }
 
+/* property.* may not undo acks=all or idempotence: refused at create, naming the property. */
+static void
+test_props_refused(void **state)
+{
+	static const struct {
+		const char *name, *value;
+	} bad[] = {
+		{"acks", "1"},
+		{"acks", "0"},
+		{"request.required.acks", "1"},
+		{"enable.idempotence", "false"},
+		{"max.in.flight", "6"},
+		{"max.in.flight.requests.per.connection", "100"},
+	};
+	struct nm_kafka_params p = {
+		.brokers = "127.0.0.1:1",
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.n_props = 1,
+	};
+	struct nm_kafka_prop prop;
+	struct nm_kafka *k;
+	rd_kafka_conf_t *conf;
+	char err[512];
+	unsigned int i;
+
+	(void)state;
+	p.props = &prop;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		prop.name = bad[i].name;
+		prop.value = bad[i].value;
+		err[0] = '\0';
+		assert_null(nm_kafka_create(&p, err, sizeof(err)));
+		assert_int_equal(errno, EINVAL);
+		print_message("%s\n", err);
+		assert_non_null(strstr(err, bad[i].name));
+		assert_non_null(strstr(err, "refused"));
+	}
+	/* What the sink sets anyway is fine, as is anything else. */
+	prop.name = "acks";
+	prop.value = "all";
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("acks=all: %s", err);
+	nm_kafka_free(k);
+	prop.name = "max.in.flight";
+	prop.value = "5";
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("max.in.flight=5: %s", err);
+	nm_kafka_free(k);
+	/* Would librdkafka refuse max.in.flight > 5 with idempotence itself? (it does: noted) */
+	conf = rd_kafka_conf_new();
+	assert_int_equal(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)),
+			 RD_KAFKA_CONF_OK);
+	assert_int_equal(rd_kafka_conf_set(conf, "max.in.flight", "6", err, sizeof(err)),
+			 RD_KAFKA_CONF_OK);
+	{
+		rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+
+		print_message("librdkafka alone, idempotence + max.in.flight=6: %s\n",
+			      rk == NULL ? err : "accepted");
+		if (rk != NULL)
+			rd_kafka_destroy(rk);
+		else
+			conf = NULL;
+	}
+	(void)conf;
+}
+
+/*
+ * kill -9 during an outage, with librdkafka's default message.timeout.ms (300 s): a child adds
+ * rows steadily against a broker nobody answers for; the parent kills it with SIGKILL after 3 s.
+ * The next sink on the same spool recovers every row the child had handed in but those of the
+ * last moments: the loss is at most the rows of linger_ms + spool_after_ms (here 5 + 1000 ms)
+ * and in practice a few batches, since after the outage is seen batches go to disk at once.
+ * Without the early spooling every row would still be in librdkafka's memory when the kill comes.
+ */
+static void
+test_spool_kill9_outage(void **state)
+{
+	struct nm_kafka_params p = {
+		.brokers = "127.0.0.1:1", /* nobody listens */
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.compression = "none",
+		.spool_max_bytes = 64 << 20,
+	};
+	volatile uint64_t *shared;
+	struct nm_kafka_stats st;
+	struct nm_kafka *k;
+	char err[256];
+	pid_t pid;
+	int wst;
+	uint64_t added, per_s, lost;
+
+	(void)state;
+	spool_dir_new();
+	p.spool_dir = spool_dir;
+	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(shared != MAP_FAILED);
+	shared[0] = shared[1] = 0;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct nm_flow_rec r;
+		uint32_t i = 0;
+
+		k = nm_kafka_create(&p, err, sizeof(err));
+		if (k == NULL)
+			_exit(10);
+		for (;;) { /* 20 rows every 2 ms: about 10,000 rows/s */
+			unsigned int j;
+
+			for (j = 0; j < 20; j++, i++) {
+				mk_rec(&r, i);
+				if (nm_kafka_add(k, &r) != 0)
+					_exit(11);
+			}
+			__atomic_store_n(&shared[0], (uint64_t)i, __ATOMIC_RELEASE);
+			nm_kafka_get_stats(k, &st);
+			__atomic_store_n(&shared[1], st.outages, __ATOMIC_RELEASE);
+			nm_kafka_poll(k);
+			usleep(2000);
+		}
+	}
+	sleep(3);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFSIGNALED(wst));
+	added = __atomic_load_n(&shared[0], __ATOMIC_ACQUIRE);
+	print_message("child added %lu rows in 3 s, outages %lu\n", (unsigned long)added,
+		      (unsigned long)shared[1]);
+	assert_int_equal(shared[1], 1);
+	per_s = added / 3;
+
+	p.brokers = "127.0.0.1:1";
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	nm_kafka_get_stats(k, &st);
+	assert_true(st.records_recovered <= added);
+	lost = added - st.records_recovered;
+	print_message("recovered %lu of %lu rows after kill -9: %lu lost (bound %lu, 1.005 s)\n",
+		      (unsigned long)st.records_recovered, (unsigned long)added,
+		      (unsigned long)lost, (unsigned long)(per_s * 1005 / 1000));
+	assert_true(lost <= per_s * 1005 / 1000);
+	assert_true(st.records_recovered > added / 2);
+	assert_int_equal(st.spool_corrupt, 0);
+	nm_kafka_free(k);
+	munmap((void *)shared, 4096);
+	spool_dir_rm();
+}
+
+/*
+ * A broker that is up but does not answer (5 s round trip): no delivery report for
+ * spool_after_ms starts the outage too; once answers come again the spool is replayed and every
+ * row arrives once.
+ */
+static void
+test_spool_after_no_reports(void **state)
+{
+	struct cluster c;
+	struct nm_kafka_params p = {
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.compression = "none",
+		.spool_max_bytes = 1 << 20,
+		.spool_after_ms = 300,
+	};
+	struct nm_kafka_stats st;
+	struct nm_kafka *k;
+	struct prec *got;
+	unsigned int n, i, seen[400] = {0};
+	char err[256];
+
+	(void)state;
+	spool_dir_new();
+	p.spool_dir = spool_dir;
+	cluster_start(&c, "flows");
+	p.brokers = c.boot;
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	add_range(k, 0, 100);
+	assert_int_equal(nm_kafka_drain(k, 10000, NULL), 0);
+	rd_kafka_mock_broker_set_rtt(c.mc, 1, 5000);
+	add_range(k, 100, 300);
+	(void)nm_kafka_flush(k);
+	for (i = 0; i < 100; i++) {
+		nm_kafka_poll(k);
+		nm_kafka_get_stats(k, &st);
+		if (st.spooling && st.records_inflight == 0)
+			break;
+		usleep(10000);
+	}
+	print_message("spooled after %u ms without a delivery report\n", i * 10);
+	assert_true(st.spooling);
+	assert_int_equal(st.outages, 1);
+	assert_int_equal(st.records_inflight, 0);
+	assert_int_equal(st.spool_records, 200);
+	assert_true(i * 10 < 1000);
+	assert_invariant(k);
+	rd_kafka_mock_broker_set_rtt(c.mc, 1, 0);
+	add_range(k, 300, 400);
+	assert_int_equal(nm_kafka_drain(k, 30000, NULL), 0);
+	nm_kafka_get_stats(k, &st);
+	assert_int_equal(st.spool_records, 0);
+	assert_false(st.spooling);
+	assert_int_equal(st.records_acked + st.records_failed, 400);
+	assert_invariant(k);
+	got = calloc(1000, sizeof(*got));
+	n = consume_all(c.boot, "flows", 1, got, 1000);
+	for (i = 0; i < n; i++)
+		seen[got[i].seq]++;
+	/* Requests on the wire when the outage began may have been stored, then replayed. */
+	print_message("%u rows read back, %lu messages possibly persisted\n", n,
+		      (unsigned long)st.messages_possibly_persisted);
+	for (i = 0; i < 400; i++)
+		if (seen[i] < 1 || (seen[i] > 1 && st.messages_possibly_persisted == 0))
+			fail_msg("record %u seen %u times", i, seen[i]);
+	/* Only rows of the purged requests can come twice: at most a batch (2048 B) each. */
+	assert_true(n - 400 <= st.messages_possibly_persisted * (2048 / 30));
+	free(got);
+	nm_kafka_free(k);
+	cluster_stop(&c);
+	spool_dir_rm();
+}
+
+/*
+ * A message Kafka refuses for good (INVALID_RECORD) is spooled, replayed and refused
+ * spool_max_rejects times, then moved to the dead-letter file: the rows behind it are
+ * delivered, the refused rows are counted, nothing blocks.
+ */
+static void
+test_spool_dead_letter(void **state)
+{
+	struct cluster c;
+	struct nm_kafka_params p = {
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.compression = "none",
+		.spool_max_bytes = 1 << 20,
+		.spool_max_rejects = 3,
+	};
+	struct nm_kafka_stats st;
+	struct nm_kafka *k;
+	struct prec *got;
+	unsigned int n, i;
+	char err[256], path[400];
+	struct stat sb;
+
+	(void)state;
+	spool_dir_new();
+	p.spool_dir = spool_dir;
+	cluster_start(&c, "flows");
+	p.brokers = c.boot;
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	add_range(k, 0, 10);
+	assert_int_equal(nm_kafka_drain(k, 10000, NULL), 0);
+	/* The live try and 3 replays are refused; a 5th try would be accepted. */
+	rd_kafka_mock_push_request_errors(c.mc, 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+					  RD_KAFKA_RESP_ERR_INVALID_RECORD,
+					  RD_KAFKA_RESP_ERR_INVALID_RECORD,
+					  RD_KAFKA_RESP_ERR_INVALID_RECORD);
+	add_range(k, 10, 20);
+	(void)nm_kafka_flush(k);
+	for (i = 0; i < 500; i++) {
+		nm_kafka_poll(k);
+		nm_kafka_get_stats(k, &st);
+		if (st.messages_deadletter > 0 || st.records_acked == 20)
+			break;
+		usleep(10000);
+	}
+	add_range(k, 20, 30);
+	assert_int_equal(nm_kafka_drain(k, 15000, NULL), 0);
+	nm_kafka_get_stats(k, &st);
+	print_message("rejected %lu, dead-lettered %lu records, acked %lu, last error %s\n",
+		      (unsigned long)st.messages_rejected, (unsigned long)st.records_deadletter,
+		      (unsigned long)st.records_acked, nm_kafka_last_error(k));
+	assert_int_equal(st.messages_rejected, 3);
+	assert_int_equal(st.records_deadletter, 10);
+	assert_int_equal(st.messages_deadletter, 1);
+	assert_int_equal(st.records_acked, 20);
+	assert_int_equal(st.spool_records, 0);
+	assert_true(st.spool_deadletter_bytes > 8);
+	assert_invariant(k);
+	snprintf(path, sizeof(path), "%s/dead-letter.seg", spool_dir);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal((uint64_t)sb.st_size, st.spool_deadletter_bytes);
+	got = calloc(100, sizeof(*got));
+	n = consume_all(c.boot, "flows", 1, got, 100);
+	assert_int_equal(n, 20);
+	for (i = 0; i < n; i++)
+		assert_true(got[i].seq < 10 || got[i].seq >= 20);
+	free(got);
+	nm_kafka_free(k);
+	cluster_stop(&c);
+	spool_dir_rm();
+}
+
+/* Spool entries found corrupt at start are rows lost: counted, and the accounting still adds up. */
+static void
+test_spool_corrupt_counted(void **state)
+{
+	struct nm_kafka_params p = {
+		.brokers = "127.0.0.1:1",
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.compression = "none",
+		.spool_max_bytes = 1 << 20,
+	};
+	struct nm_kafka_stats st;
+	struct nm_kafka *k;
+	char err[256], cmd[600], seg[400];
+	uint8_t h[NM_SPOOL_HDR_LEN + 1];
+	uint32_t rows;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	spool_dir_new();
+	p.spool_dir = spool_dir;
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	add_range(k, 0, 200);
+	(void)nm_kafka_drain(k, 2000, NULL);
+	nm_kafka_get_stats(k, &st);
+	assert_int_equal(st.spool_records, 200);
+	nm_kafka_free(k);
+	/* Flip a payload byte of the first entry of the first segment. */
+	snprintf(cmd, sizeof(cmd), "ls '%s'/*.seg | head -1", spool_dir);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(seg, sizeof(seg), f));
+	pclose(f);
+	seg[strcspn(seg, "\n")] = '\0';
+	fd = open(seg, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, h, sizeof(h), NM_SPOOL_SEG_HDR_LEN), sizeof(h));
+	rows = (uint32_t)h[16] | (uint32_t)h[17] << 8 | (uint32_t)h[18] << 16 |
+	       (uint32_t)h[19] << 24;
+	h[NM_SPOOL_HDR_LEN] ^= 0x01;
+	assert_int_equal(pwrite(fd, h + NM_SPOOL_HDR_LEN, 1, NM_SPOOL_SEG_HDR_LEN + NM_SPOOL_HDR_LEN),
+			 1);
+	close(fd);
+
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	nm_kafka_get_stats(k, &st);
+	print_message("entry of %u rows corrupted: records_corrupt %lu, recovered %lu\n", rows,
+		      (unsigned long)st.records_corrupt, (unsigned long)st.records_recovered);
+	assert_true(rows > 0);
+	assert_int_equal(st.spool_corrupt, 1);
+	assert_int_equal(st.records_corrupt, rows);
+	assert_int_equal(st.records_recovered, 200);
+	assert_int_equal(st.spool_records, 200 - rows);
+	assert_invariant(k);
+	nm_kafka_free(k);
+	spool_dir_rm();
+}
+
 /* Rows of one exporter go to one partition, in order; exporters spread over partitions. */
 static void
 test_exporter_partitions(void **state)
@@ -990,6 +1372,11 @@ main(void)
 		cmocka_unit_test(test_spool_outage_replay),
 		cmocka_unit_test(test_spool_crash_recovery),
 		cmocka_unit_test(test_spool_full_drops),
+		cmocka_unit_test(test_props_refused),
+		cmocka_unit_test(test_spool_kill9_outage),
+		cmocka_unit_test(test_spool_after_no_reports),
+		cmocka_unit_test(test_spool_dead_letter),
+		cmocka_unit_test(test_spool_corrupt_counted),
 		cmocka_unit_test(test_exporter_partitions),
 	};
 
