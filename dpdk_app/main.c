@@ -72,7 +72,8 @@ usage(FILE *f)
 		"  -- ARGS               extra DPDK EAL arguments\n"
 		"\n"
 		"Exit status: 0 when every accepted record reached Kafka; 1 when records were lost\n"
-		"(no memory, not acknowledged, or dropped because the Kafka spool was full); 2 on bad\n"
+		"(no memory, not acknowledged, dropped because the Kafka spool was full, found\n"
+		"corrupt in the spool, or refused by Kafka into its dead-letter file); 2 on bad\n"
 		"usage or configuration; 3 on set-up failure; 4 when nothing was lost but records wait\n"
 		"in the Kafka spool (kafka.spool_dir) for the next start.\n");
 }
@@ -682,6 +683,16 @@ print_summary(const struct nm_app *app, const struct summary *sm, FILE *f)
 			" bytes): the spool was full\n",
 			"kafka dropped", sm->k.records_dropped, sm->k.messages_dropped,
 			sm->k.bytes_dropped);
+	if (sm->k.spool_corrupt + sm->k.records_deadletter + sm->k.spool_write_errors +
+		    sm->k.spool_sync_errors !=
+	    0)
+		fprintf(f,
+			"  %-28s %" PRIu64 " records in %" PRIu64 " corrupt regions (%" PRIu64
+			" bytes), %" PRIu64 " records dead-lettered (refused by Kafka); %" PRIu64
+			" write errors, %" PRIu64 " sync errors\n",
+			"kafka spool losses", sm->k.records_corrupt, sm->k.spool_corrupt,
+			sm->k.spool_corrupt_bytes, sm->k.records_deadletter,
+			sm->k.spool_write_errors, sm->k.spool_sync_errors);
 	fprintf(f, "  %-28s %" PRIu64 "%s\n", "records lost", sm->lost,
 		sm->lost ? "  <-- see above" : "");
 }
@@ -739,6 +750,13 @@ write_summary_json(const struct nm_app *app, const struct summary *sm, const cha
 	J("spool_bytes", sm->k.spool_bytes);
 	J("spool_corrupt", sm->k.spool_corrupt);
 	J("spool_corrupt_bytes", sm->k.spool_corrupt_bytes);
+	J("kafka_records_corrupt", sm->k.records_corrupt);
+	J("kafka_records_deadletter", sm->k.records_deadletter);
+	J("kafka_messages_deadletter", sm->k.messages_deadletter);
+	J("kafka_messages_rejected", sm->k.messages_rejected);
+	J("spool_write_errors", sm->k.spool_write_errors);
+	J("spool_sync_errors", sm->k.spool_sync_errors);
+	J("kafka_outages", sm->k.outages);
 	J("lost_records", sm->lost);
 	fprintf(f, "  \"seconds\": %.6f,\n", sm->secs);
 	fprintf(f, "  \"rx_seconds\": %.6f,\n", sm->rx_secs);
@@ -1167,6 +1185,8 @@ main(int argc, char **argv)
 	kp.queue_max_bytes = (size_t)app->cfg.kafka_queue_max_bytes;
 	kp.spool_dir = app->cfg.kafka_spool_dir;
 	kp.spool_max_bytes = app->cfg.kafka_spool_max_bytes;
+	kp.spool_after_ms = app->cfg.kafka_spool_after_ms;
+	kp.spool_max_rejects = app->cfg.kafka_spool_max_rejects;
 	app->kafka = nm_kafka_create(&kp, err, sizeof(err));
 	if (app->kafka == NULL) {
 		fprintf(stderr, "netmeta: kafka: %s\n", err);
@@ -1247,12 +1267,13 @@ main(int argc, char **argv)
 	sm.secs = (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz;
 	sm.rx_secs = rx_secs;
 	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.k.records_dropped +
-		  sm.k.records_unacked;
+		  sm.k.records_unacked + sm.k.records_corrupt + sm.k.records_deadletter;
 	print_summary(app, &sm, stdout);
 	if (o.summary_json != NULL)
 		(void)write_summary_json(app, &sm, o.summary_json);
 	/* Spooled rows are safe on disk but not in Kafka yet: say so in the status, too. */
-	status = sm.lost != 0 ? 1 : sm.k.spool_records != 0 ? 4 : 0;
+	/* A corrupt spool region lost rows even when no header said how many. */
+	status = sm.lost != 0 || sm.k.spool_corrupt != 0 ? 1 : sm.k.spool_records != 0 ? 4 : 0;
 
 out_workers:
 	free_workers(app);

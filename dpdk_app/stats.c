@@ -151,6 +151,15 @@ tel_kafka(const char *cmd, const char *params, struct rte_tel_data *d)
 	D("spool_corrupt", k.spool_corrupt);
 	D("spool_corrupt_bytes", k.spool_corrupt_bytes);
 	D("encode_errors", k.encode_errors);
+	D("records_corrupt", k.records_corrupt);
+	D("records_deadletter", k.records_deadletter);
+	D("messages_deadletter", k.messages_deadletter);
+	D("messages_rejected", k.messages_rejected);
+	D("spool_write_errors", k.spool_write_errors);
+	D("spool_sync_errors", k.spool_sync_errors);
+	D("spool_deadletter_bytes", k.spool_deadletter_bytes);
+	D("outages", k.outages);
+	D("spooling", (uint64_t)k.spooling);
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 #include <iniparser/iniparser.h>
 
 #include "config.h"
+#include "../kafka/kafka.h"
 #include "../encode/encode.h"
 
 enum key_type { K_UINT, K_INT, K_STR, K_ENUM, K_UDP_PORTS };
@@ -60,6 +61,8 @@ static const struct key_desc keys[] = {
 	{"kafka", "spool_dir", K_STR, F(kafka_spool_dir), 0, 0, NULL, ""},
 	{"kafka", "spool_max_bytes", K_UINT, F(kafka_spool_max_bytes), 1 << 12, 1LL << 50, NULL,
 	 "1073741824"},
+	{"kafka", "spool_after_ms", K_INT, F(kafka_spool_after_ms), 1, 3600000, NULL, "1000"},
+	{"kafka", "spool_max_rejects", K_UINT, F(kafka_spool_max_rejects), 1, 1000, NULL, "5"},
 	{"engine", "mbufs", K_UINT, F(mbuf_count), 1023, 1 << 24, NULL, "16383"},
 	{"engine", "rx_desc", K_UINT, F(rx_desc), 64, 16384, NULL, "1024"},
 	{"engine", "stats_interval_ms", K_INT, F(stats_interval_ms), 0, 3600000, NULL, "1000"},
@@ -440,10 +443,15 @@ set_any(struct nm_config *c, const char *section, const char *key, const char *v
 		return set_exporter_key(c, section + 9, key, value, src, err, errlen);
 	if (strcmp(section, "kafka") == 0 && strncmp(key, "property.", 9) == 0) {
 		unsigned int n = c->n_kafka_props;
+		char why[384];
 
 		for (i = 0; i < n; i++)
 			if (strcmp(c->kafka_prop_store[i][0], key + 9) == 0)
 				break;
+		if (nm_kafka_prop_check(key + 9, value, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s: [kafka] %s: %s", src, key, why);
+			return -EINVAL;
+		}
 		if (i == NM_CFG_MAX_PROPS || key[9] == '\0' || strlen(key + 9) >= NM_CFG_STR ||
 		    strlen(value) >= NM_CFG_STR) {
 			snprintf(
@@ -543,6 +551,13 @@ validate(const struct nm_config *c, char *err, size_t errlen)
 			 "batches of batch_bytes (%u), so at least %" PRIu64,
 			 c->source, c->kafka_spool_max_bytes, c->kafka_batch_bytes,
 			 2 * ((uint64_t)c->kafka_batch_bytes + 64));
+		return -EINVAL;
+	}
+	if (c->kafka_spool_dir[0] != '\0' && c->kafka_spool_after_ms <= c->kafka_linger_ms) {
+		snprintf(err, errlen,
+			 "%s: [kafka] spool_after_ms = %d: must exceed linger_ms (%d), which a "
+			 "batch waits in librdkafka before it is even sent",
+			 c->source, c->kafka_spool_after_ms, c->kafka_linger_ms);
 		return -EINVAL;
 	}
 	if (validate_exporters(c, err, errlen) != 0)

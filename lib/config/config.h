@@ -95,6 +95,8 @@ struct nm_config {
 	uint64_t kafka_queue_max_bytes;
 	char kafka_spool_dir[NM_CFG_STR];
 	uint64_t kafka_spool_max_bytes;
+	int kafka_spool_after_ms; /* no delivery report this long: spool (see kafka.h) */
+	unsigned int kafka_spool_max_rejects; /* refusals before the dead-letter file */
 	struct nm_kafka_prop kafka_props[NM_CFG_MAX_PROPS];
 	char kafka_prop_store[NM_CFG_MAX_PROPS][2][NM_CFG_STR];
 	unsigned int n_kafka_props;

@@ -94,7 +94,7 @@ struct nm_kafka {
 	uint64_t dr_wait_ms;	/* since when live messages wait without any delivery report */
 	int spool_after_ms;	/* < 0: only a broker seen down starts an outage */
 	unsigned int max_rejects;
-	bool spooling;		/* outage: new batches go straight to the spool */
+	bool spooling;		  /* outage: new batches go straight to the spool */
 	uint64_t outage_purge_ms; /* last purge of live messages during the outage */
 	bool last_dr_ok;
 	bool spool_changed;
@@ -253,7 +253,8 @@ dead_letter(struct nm_kafka *k, uint64_t seq, const char *why)
 		fprintf(stderr,
 			"kafka: a spooled batch of %u records (%" PRIu64 " packets, %" PRIu64
 			" bytes of traffic) moved to %s/%s: %s\n",
-			m.rows, m.packets, m.bytes, nm_spool_dir(k->spool), NM_SPOOL_DEAD_NAME, why);
+			m.rows, m.packets, m.bytes, nm_spool_dir(k->spool), NM_SPOOL_DEAD_NAME,
+			why);
 		return;
 	}
 	ST_ADD(k, records_dropped, m.rows);
@@ -287,8 +288,9 @@ outage_end(struct nm_kafka *k)
 	if (!k->spooling)
 		return;
 	__atomic_store_n(&k->spooling, false, __ATOMIC_RELAXED);
-	fprintf(stderr, "kafka: delivery works again; batches go to the broker, the spool (%s) is "
-			"replayed\n",
+	fprintf(stderr,
+		"kafka: delivery works again; batches go to the broker, the spool (%s) is "
+		"replayed\n",
 		nm_spool_dir(k->spool));
 }
 
@@ -532,9 +534,9 @@ replay(struct nm_kafka *k)
 
 	if (k->spool == NULL)
 		return;
-	window = !k->spooling && (k->last_dr_ok || __atomic_load_n(&k->broker_state,
-								     __ATOMIC_RELAXED) ==
-								   NM_KAFKA_BROKER_UP)
+	window = !k->spooling && (k->last_dr_ok ||
+				  __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED) ==
+					  NM_KAFKA_BROKER_UP)
 			 ? NM_KAFKA_REPLAY_MAX_MSGS
 			 : 1;
 	while (k->replay_msgs < window && k->replay_bytes < NM_KAFKA_REPLAY_MAX_BYTES) {
@@ -594,8 +596,8 @@ outage_check(struct nm_kafka *k)
 		fprintf(stderr,
 			"kafka: %s: %u batches waiting in librdkafka and every new batch go to "
 			"the spool %s until a delivery succeeds\n",
-			down ? "no broker connection is up" : "no delivery report",
-			k->live_msgs, nm_spool_dir(k->spool));
+			down ? "no broker connection is up" : "no delivery report", k->live_msgs,
+			nm_spool_dir(k->spool));
 	}
 	k->outage_purge_ms = now;
 	(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);

@@ -167,13 +167,13 @@ struct nm_kafka_stats {
 	uint64_t records_corrupt;
 	/* rows of spooled messages Kafka refused for good, moved to the dead-letter file (lost) */
 	uint64_t records_deadletter;
-	uint64_t messages_deadletter;	/* those messages */
-	uint64_t messages_rejected;	/* permanent refusals of spooled messages (each try) */
-	uint64_t spool_write_errors;	/* spool appends that failed on I/O (batch dropped) */
-	uint64_t spool_sync_errors;	/* failed fsync/fdatasync/commit writes of the spool */
+	uint64_t messages_deadletter;	 /* those messages */
+	uint64_t messages_rejected;	 /* permanent refusals of spooled messages (each try) */
+	uint64_t spool_write_errors;	 /* spool appends that failed on I/O (batch dropped) */
+	uint64_t spool_sync_errors;	 /* failed fsync/fdatasync/commit writes of the spool */
 	uint64_t spool_deadletter_bytes; /* size of the dead-letter file now */
-	uint64_t outages;		/* times the sink switched to spooling (broker seen down) */
-	int spooling;			/* 1 while new batches go straight to the spool */
+	uint64_t outages; /* times the sink switched to spooling (broker seen down) */
+	int spooling;	  /* 1 while new batches go straight to the spool */
 };
 
 struct nm_kafka;

@@ -407,8 +407,7 @@ claimed_rows(const uint8_t *p, uint64_t avail)
 }
 
 static void
-note_corrupt(struct nm_spool *s, uint64_t id, uint64_t off, uint64_t n, uint64_t rows,
-	     bool at_open)
+note_corrupt(struct nm_spool *s, uint64_t id, uint64_t off, uint64_t n, uint64_t rows, bool at_open)
 {
 	ST_ADD(s, corrupt, 1);
 	ST_ADD(s, corrupt_bytes, n);
@@ -442,14 +441,12 @@ open_file(const struct nm_spool *s, const char *name, int flags, char *err, size
 				 "never opened through a link: remove it)",
 				 s->dir, name);
 		else
-			snprintf(err, errlen, "spool_dir %s/%s: %s", s->dir, name,
-				 strerror(errno));
+			snprintf(err, errlen, "spool_dir %s/%s: %s", s->dir, name, strerror(errno));
 		return ret;
 	}
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		snprintf(err, errlen,
-			 "spool_dir %s: %s is not a regular file; refused (remove it)", s->dir,
-			 name);
+		snprintf(err, errlen, "spool_dir %s: %s is not a regular file; refused (remove it)",
+			 s->dir, name);
 		close(fd);
 		return -EINVAL;
 	}
@@ -510,7 +507,8 @@ scan_segment(struct nm_spool *s, uint64_t id, uint64_t start, char *err, size_t 
 				if (size - p >= 4 && get32(map + p) == ENT_MAGIC &&
 				    hdr_check(map + p, size - p, &m, &len))
 					break;
-			note_corrupt(s, id, off, p - off, claimed_rows(map + off, size - off), true);
+			note_corrupt(s, id, off, p - off, claimed_rows(map + off, size - off),
+				     true);
 			off = p;
 			continue;
 		}
@@ -588,11 +586,12 @@ dir_open(struct nm_spool *s, const char *dir, char *err, size_t errlen)
 		return ret;
 	}
 	if (sb.st_uid != geteuid() || (sb.st_mode & 0777) != 0700) {
-		snprintf(err, errlen,
-			 "spool_dir %s: owned by uid %u with mode %04o; refused: it must be owned "
-			 "by the engine's user (uid %u) with mode 0700 (chown %u %s; chmod 0700 %s)",
-			 dir, (unsigned int)sb.st_uid, (unsigned int)(sb.st_mode & 07777),
-			 (unsigned int)geteuid(), (unsigned int)geteuid(), dir, dir);
+		snprintf(
+			err, errlen,
+			"spool_dir %s: owned by uid %u with mode %04o; refused: it must be owned "
+			"by the engine's user (uid %u) with mode 0700 (chown %u %s; chmod 0700 %s)",
+			dir, (unsigned int)sb.st_uid, (unsigned int)(sb.st_mode & 07777),
+			(unsigned int)geteuid(), (unsigned int)geteuid(), dir, dir);
 		return -EPERM;
 	}
 	return 0;
@@ -917,8 +916,8 @@ nm_spool_take(struct nm_spool *s, unsigned int max_taken, struct nm_spool_meta *
 		if (ret != 0 || !hdr_check(s->buf, NM_SPOOL_HDR_LEN + (uint64_t)e->len, &chk, &n) ||
 		    chk.seq != e->seq) {
 			/* Changed under us since it was written or indexed: skip it, counted. */
-			note_corrupt(s, e->seg, e->off, NM_SPOOL_HDR_LEN + (uint64_t)e->len, e->rows,
-				     false);
+			note_corrupt(s, e->seg, e->off, NM_SPOOL_HDR_LEN + (uint64_t)e->len,
+				     e->rows, false);
 			mark_done(s, e);
 			s->rd++;
 			ring_trim(s);
@@ -1073,7 +1072,8 @@ nm_spool_dead_letter(struct nm_spool *s, uint64_t seq, struct nm_spool_meta *m)
 		else
 			ret = dead_open(s);
 		if (ret == 0) {
-			/* The entry as it was written, header and CRC included: readable as a segment. */
+			/* The entry as it was written, header and CRC included: readable as a
+			 * segment. */
 			w = pwrite(s->deadfd, s->buf, need, (off_t)s->dead_size);
 			if (w != (ssize_t)need) {
 				ret = w < 0 ? -errno : -ENOSPC;

@@ -85,12 +85,12 @@ struct nm_spool_stats {
 	uint64_t recovered_rows;
 	uint64_t appended_entries; /* appended since open */
 	uint64_t appended_rows;
-	uint64_t released_entries; /* released since open */
-	uint64_t full;		   /* appends refused because max_bytes would be exceeded */
-	uint64_t write_errors;	   /* appends that failed on I/O (the entry is not in the spool) */
-	uint64_t corrupt;	   /* corrupt/torn regions skipped (at open or when read) */
-	uint64_t corrupt_bytes;	   /* bytes in them */
-	uint64_t corrupt_rows;	   /* rows their headers claimed (lost) */
+	uint64_t released_entries;  /* released since open */
+	uint64_t full;		    /* appends refused because max_bytes would be exceeded */
+	uint64_t write_errors;	    /* appends that failed on I/O (the entry is not in the spool) */
+	uint64_t corrupt;	    /* corrupt/torn regions skipped (at open or when read) */
+	uint64_t corrupt_bytes;	    /* bytes in them */
+	uint64_t corrupt_rows;	    /* rows their headers claimed (lost) */
 	uint64_t corrupt_rows_open; /* of those, found at open (never in rows/recovered_rows) */
 	uint64_t sync_errors;	    /* failed fsync/fdatasync/commit writes */
 	uint64_t rejected;	    /* nm_spool_reject() calls */

@@ -26,6 +26,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "encode/encode.h"
+#include "config/config.h"
 #include "kafka/kafka.h"
 #include "kafka/spool.h"
 #include "flow.pb-c.h"
@@ -1173,10 +1174,10 @@ test_spool_dead_letter(void **state)
 	add_range(k, 0, 10);
 	assert_int_equal(nm_kafka_drain(k, 10000, NULL), 0);
 	/* The live try and 3 replays are refused; a 5th try would be accepted. */
-	rd_kafka_mock_push_request_errors(c.mc, 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_INVALID_RECORD,
-					  RD_KAFKA_RESP_ERR_INVALID_RECORD,
-					  RD_KAFKA_RESP_ERR_INVALID_RECORD,
-					  RD_KAFKA_RESP_ERR_INVALID_RECORD);
+	rd_kafka_mock_push_request_errors(
+		c.mc, 0 /* Produce */, 4, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+		RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR_INVALID_RECORD,
+		RD_KAFKA_RESP_ERR_INVALID_RECORD);
 	add_range(k, 10, 20);
 	(void)nm_kafka_flush(k);
 	for (i = 0; i < 500; i++) {
@@ -1258,8 +1259,8 @@ test_spool_corrupt_counted(void **state)
 	rows = (uint32_t)h[16] | (uint32_t)h[17] << 8 | (uint32_t)h[18] << 16 |
 	       (uint32_t)h[19] << 24;
 	h[NM_SPOOL_HDR_LEN] ^= 0x01;
-	assert_int_equal(pwrite(fd, h + NM_SPOOL_HDR_LEN, 1, NM_SPOOL_SEG_HDR_LEN + NM_SPOOL_HDR_LEN),
-			 1);
+	assert_int_equal(
+		pwrite(fd, h + NM_SPOOL_HDR_LEN, 1, NM_SPOOL_SEG_HDR_LEN + NM_SPOOL_HDR_LEN), 1);
 	close(fd);
 
 	k = nm_kafka_create(&p, err, sizeof(err));
@@ -1276,6 +1277,33 @@ test_spool_corrupt_counted(void **state)
 	assert_invariant(k);
 	nm_kafka_free(k);
 	spool_dir_rm();
+}
+
+/* The same refusal from the config, naming the source and the key; and the new [kafka] keys. */
+static void
+test_config_kafka_keys(void **state)
+{
+	struct nm_config c;
+	char err[768];
+
+	(void)state;
+	nm_config_defaults(&c);
+	assert_int_equal(c.kafka_spool_after_ms, 1000);
+	assert_int_equal(c.kafka_spool_max_rejects, 5);
+	assert_int_equal(nm_config_set(&c, "kafka.property.acks=1", err, sizeof(err)), -EINVAL);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "--set: [kafka] property.acks: property acks = 1: refused"));
+	assert_int_equal(
+		nm_config_set(&c, "kafka.property.enable.idempotence=false", err, sizeof(err)),
+		-EINVAL);
+	assert_non_null(strstr(err, "enable.idempotence"));
+	assert_int_equal(nm_config_set(&c, "kafka.property.acks=all", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(&c, "kafka.spool_max_rejects=0", err, sizeof(err)), -EINVAL);
+	assert_int_equal(nm_config_set(&c, "kafka.spool_dir=/tmp/x", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(&c, "kafka.spool_after_ms=100", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "spool_after_ms = 100: must exceed linger_ms (100)"));
+	assert_int_equal(nm_config_set(&c, "kafka.spool_after_ms=250", err, sizeof(err)), 0);
+	assert_int_equal(c.kafka_spool_after_ms, 250);
 }
 
 /* Rows of one exporter go to one partition, in order; exporters spread over partitions. */
@@ -1373,6 +1401,7 @@ main(void)
 		cmocka_unit_test(test_spool_crash_recovery),
 		cmocka_unit_test(test_spool_full_drops),
 		cmocka_unit_test(test_props_refused),
+		cmocka_unit_test(test_config_kafka_keys),
 		cmocka_unit_test(test_spool_kill9_outage),
 		cmocka_unit_test(test_spool_after_no_reports),
 		cmocka_unit_test(test_spool_dead_letter),
