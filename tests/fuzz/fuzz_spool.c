@@ -45,9 +45,13 @@ put_file(const char *name, const uint8_t *p, size_t n)
 static void
 clean(void)
 {
-	static const char *const names[] = {"lock", "commit", "0000000000000001.seg",
-					    "0000000000000002.seg", "0000000000000003.seg",
-					    "0000000000000004.seg", NM_SPOOL_DEAD_NAME};
+	static const char *const names[] = {"lock",
+					    "commit",
+					    "0000000000000001.seg",
+					    "0000000000000002.seg",
+					    "0000000000000003.seg",
+					    "0000000000000004.seg",
+					    NM_SPOOL_DEAD_NAME};
 	char path[128];
 	unsigned int i;
 

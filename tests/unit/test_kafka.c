@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <cmocka.h>
@@ -1306,6 +1307,54 @@ test_config_kafka_keys(void **state)
 	assert_int_equal(c.kafka_spool_after_ms, 250);
 }
 
+/*
+ * The spool cannot be written (the file size limit stands in for a failing disk): every batch
+ * is dropped, each one counted as a write error and said on stderr; the accounting holds.
+ */
+static void
+test_spool_write_errors(void **state)
+{
+	struct nm_kafka_params p = {
+		.brokers = "127.0.0.1:1",
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = 2048,
+		.linger_ms = 5,
+		.compression = "none",
+		.spool_max_bytes = 1 << 20,
+	};
+	struct nm_kafka_stats st;
+	struct nm_kafka *k;
+	struct rlimit old, lim;
+	char err[256];
+
+	(void)state;
+	spool_dir_new();
+	p.spool_dir = spool_dir;
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 4; /* below a segment's magic: no segment can be started */
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	add_range(k, 0, 200);
+	(void)nm_kafka_drain(k, 2500, NULL);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	nm_kafka_get_stats(k, &st);
+	print_message("write errors %lu, dropped %lu records in %lu batches\n",
+		      (unsigned long)st.spool_write_errors, (unsigned long)st.records_dropped,
+		      (unsigned long)st.messages_dropped);
+	assert_true(st.spool_write_errors > 0);
+	assert_int_equal(st.spool_write_errors, st.messages_dropped);
+	assert_int_equal(st.records_dropped, 200);
+	assert_int_equal(st.spool_records, 0);
+	assert_invariant(k);
+	nm_kafka_free(k);
+	spool_dir_rm();
+}
+
 /* Rows of one exporter go to one partition, in order; exporters spread over partitions. */
 static void
 test_exporter_partitions(void **state)
@@ -1406,6 +1455,7 @@ main(void)
 		cmocka_unit_test(test_spool_after_no_reports),
 		cmocka_unit_test(test_spool_dead_letter),
 		cmocka_unit_test(test_spool_corrupt_counted),
+		cmocka_unit_test(test_spool_write_errors),
 		cmocka_unit_test(test_exporter_partitions),
 	};
 
