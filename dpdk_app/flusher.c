@@ -11,8 +11,7 @@ visit(const struct nm_flow_rec *rec, uint64_t flows, void *ctx)
 {
 	struct nm_app *app = ctx;
 
-	(void)flows;
-	if (nm_kafka_add(app->kafka, rec) == 0)
+	if (nm_kafka_add(app->kafka, rec, flows) == 0)
 		app->rows++;
 	else
 		app->rows_failed++;

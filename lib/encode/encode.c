@@ -55,9 +55,24 @@ pb_addr(uint8_t *p, unsigned int field, const uint8_t addr[NM_ADDR_LEN])
 	return p + NM_ADDR_LEN;
 }
 
+/*
+ * NetFlow v5 (and some v9/IPFIX templates) always carry a next hop and say "none" with 0.0.0.0,
+ * which the decoders store as ::ffff:0.0.0.0. NetMeta's view turns an empty next hop into :: and
+ * its dashboards filter NextHop != '::'; ::ffff:0.0.0.0 would show as a fake next hop. So an
+ * absent next hop leaves the engine as ::, in both encodings.
+ */
+static const uint8_t *
+next_hop(const struct nm_flow_key *k)
+{
+	static const uint8_t zero[NM_ADDR_LEN];
+	static const uint8_t v4_zero[NM_ADDR_LEN] = {[10] = 0xff, [11] = 0xff};
+
+	return memcmp(k->next_hop, v4_zero, NM_ADDR_LEN) == 0 ? zero : k->next_hop;
+}
+
 /* The FlowMessage body (no length prefix), in field-number order. dst holds NM_ENCODE_PB_MAX. */
 static size_t
-pb_body(const struct nm_flow_rec *rec, uint8_t *dst)
+pb_body(const struct nm_flow_rec *rec, uint64_t flows, uint8_t *dst)
 {
 	const struct nm_flow_key *k = &rec->key;
 	uint8_t *p = dst;
@@ -72,7 +87,7 @@ pb_body(const struct nm_flow_rec *rec, uint8_t *dst)
 	p = pb_uint(p, 9, rec->bytes);
 	p = pb_uint(p, 10, rec->packets);
 	p = pb_addr(p, 11, k->sampler_addr);
-	p = pb_addr(p, 12, k->next_hop);
+	p = pb_addr(p, 12, next_hop(k));
 	p = pb_uint(p, 13, k->next_hop_as);
 	p = pb_uint(p, 14, k->src_as);
 	p = pb_uint(p, 15, k->dst_as);
@@ -114,6 +129,7 @@ pb_body(const struct nm_flow_rec *rec, uint8_t *dst)
 	p = pb_uint(p, 61, k->mpls_last_ttl);
 	p = pb_uint(p, 62, k->mpls_last_label);
 	p = pb_uint(p, 70, k->observation_domain_id);
+	p = pb_uint(p, 2000, flows);
 	return (size_t)(p - dst);
 }
 
@@ -121,14 +137,14 @@ pb_body(const struct nm_flow_rec *rec, uint8_t *dst)
 _Static_assert(NM_ENCODE_PB_MAX - 2 < 16384, "length prefix must fit two bytes");
 
 size_t
-nm_encode_pb(const struct nm_flow_rec *rec, uint8_t *buf, size_t cap)
+nm_encode_pb(const struct nm_flow_rec *rec, uint64_t flows, uint8_t *buf, size_t cap)
 {
 	uint8_t scratch[NM_ENCODE_PB_MAX];
 	size_t n, pfx;
 
 	if (cap >= NM_ENCODE_PB_MAX) {
 		/* Common case: room for the worst case. Encode after a two-byte prefix slot. */
-		n = pb_body(rec, buf + 2);
+		n = pb_body(rec, flows, buf + 2);
 		if (n < 0x80) {
 			memmove(buf + 1, buf + 2, n);
 			buf[0] = (uint8_t)n;
@@ -138,7 +154,7 @@ nm_encode_pb(const struct nm_flow_rec *rec, uint8_t *buf, size_t cap)
 		buf[1] = (uint8_t)(n >> 7);
 		return n + 2;
 	}
-	n = pb_body(rec, scratch);
+	n = pb_body(rec, flows, scratch);
 	pfx = n < 0x80 ? 1 : 2;
 	if (pfx + n > cap)
 		return 0;
@@ -201,7 +217,7 @@ js_addr(char *p, const uint8_t a[NM_ADDR_LEN])
 
 /* One JSON object and '\n'. dst holds NM_ENCODE_JSON_MAX. */
 static size_t
-js_row(const struct nm_flow_rec *rec, char *dst)
+js_row(const struct nm_flow_rec *rec, uint64_t flows, char *dst)
 {
 	const struct nm_flow_key *k = &rec->key;
 	char *p = dst;
@@ -244,7 +260,7 @@ js_row(const struct nm_flow_rec *rec, char *dst)
 	p = JS_NUM(p, "BiFlowDirection", k->bi_flow_direction);
 	p = JS_NUM(p, "SrcAS", k->src_as);
 	p = JS_NUM(p, "DstAS", k->dst_as);
-	p = JS_ADDR(p, "NextHop", k->next_hop);
+	p = JS_ADDR(p, "NextHop", next_hop(k));
 	p = JS_NUM(p, "NextHopAS", k->next_hop_as);
 	p = JS_NUM(p, "SrcNet", k->src_net);
 	p = JS_NUM(p, "DstNet", k->dst_net);
@@ -260,19 +276,20 @@ js_row(const struct nm_flow_rec *rec, char *dst)
 	p = JS_NUM(p, "MPLSLastTTL", k->mpls_last_ttl);
 	p = JS_NUM(p, "MPLSLastLabel", k->mpls_last_label);
 	p = JS_NUM(p, "ObservationDomainID", k->observation_domain_id);
+	p = JS_NUM(p, "Flows", flows);
 	p = JS_LIT(p, "}\n");
 	return (size_t)(p - dst);
 }
 
 size_t
-nm_encode_json(const struct nm_flow_rec *rec, char *buf, size_t cap)
+nm_encode_json(const struct nm_flow_rec *rec, uint64_t flows, char *buf, size_t cap)
 {
 	char scratch[NM_ENCODE_JSON_MAX];
 	size_t n;
 
 	if (cap >= NM_ENCODE_JSON_MAX)
-		return js_row(rec, buf);
-	n = js_row(rec, scratch);
+		return js_row(rec, flows, buf);
+	n = js_row(rec, flows, scratch);
 	if (n > cap)
 		return 0;
 	memcpy(buf, scratch, n);

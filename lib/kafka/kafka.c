@@ -617,15 +617,16 @@ spool_maybe_sync(struct nm_kafka *k, bool force)
 }
 
 static size_t
-encode(const struct nm_kafka *k, const struct nm_flow_rec *rec, uint8_t *dst, size_t cap)
+encode(const struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows, uint8_t *dst,
+       size_t cap)
 {
 	if (k->format == NM_KAFKA_FMT_JSON)
-		return nm_encode_json(rec, (char *)dst, cap);
-	return nm_encode_pb(rec, dst, cap);
+		return nm_encode_json(rec, flows, (char *)dst, cap);
+	return nm_encode_pb(rec, flows, dst, cap);
 }
 
 int
-nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec)
+nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows)
 {
 	struct slot *sl;
 	unsigned int g;
@@ -636,11 +637,11 @@ nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec)
 	ST_ADD(k, records_in, 1);
 	g = group_of(k, rec);
 	sl = &k->slots[g];
-	n = encode(k, rec, sl->buf + sl->len, k->cap - sl->len);
+	n = encode(k, rec, flows, sl->buf + sl->len, k->cap - sl->len);
 	if (n == 0 && sl->nrec > 0) {
 		/* The record does not fit: the batch is full. Its failure, if any, is counted. */
 		(void)produce_slot(k, g);
-		n = encode(k, rec, sl->buf, k->cap);
+		n = encode(k, rec, flows, sl->buf, k->cap);
 	}
 	if (n == 0) {
 		/* Cannot happen with the batch_bytes nm_kafka_create() accepts; counted anyway. */

@@ -202,7 +202,8 @@ int nm_kafka_prop_check(const char *name, const char *value, char *err, size_t e
 const char *nm_kafka_bootstrap(const struct nm_kafka *k);
 
 /*
- * Encode rec into the open batch of its exporter group; when it does not fit, produce the batch
+ * Encode rec (flows: the number of records merged into it, the FlowMessage's Flows) into the
+ * open batch of its exporter group; when it does not fit, produce the batch
  * first (a full queue sends it to the spool; without a spool the call waits up to 1 s, serving
  * delivery reports, and then the batch's records count as failed). Returns 0 when rec is in
  * the batch. -EINVAL for NULL arguments (nothing is counted); -EMSGSIZE when rec cannot be
@@ -210,7 +211,7 @@ const char *nm_kafka_bootstrap(const struct nm_kafka *k);
  * and already counted in records_in, records_failed and encode_errors, so do not count it again.
  * Failures of earlier records show only in the stats.
  */
-int nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec);
+int nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows);
 
 /*
  * Produce the open batches. 0, or (without a spool) -errno when one could not be produced

@@ -91,8 +91,8 @@ run(const struct nm_flow_rec *recs, unsigned long rows, int json, uint8_t *buf, 
 
 		if (BATCH - used < NM_ENCODE_MAX)
 			used = 0;
-		n = json ? nm_encode_json(r, (char *)buf + used, BATCH - used)
-			 : nm_encode_pb(r, buf + used, BATCH - used);
+		n = json ? nm_encode_json(r, 1, (char *)buf + used, BATCH - used)
+			 : nm_encode_pb(r, 1, buf + used, BATCH - used);
 		if (n == 0) {
 			fprintf(stderr, "bench_encode: record %lu did not encode\n", i);
 			exit(1);

@@ -240,6 +240,7 @@ FLOW_FIELDS = {
     55: ("MPLS1TTL", "u"), 56: ("MPLS1Label", "u"), 57: ("MPLS2TTL", "u"), 58: ("MPLS2Label", "u"),
     59: ("MPLS3TTL", "u"), 60: ("MPLS3Label", "u"), 61: ("MPLSLastTTL", "u"),
     62: ("MPLSLastLabel", "u"), 70: ("ObservationDomainID", "u"),
+    2000: ("Flows", "u"),   # the engine's merged-records count (proto/flow.proto)
 }
 FLOW_TYPES = {0: "FLOWUNKNOWN", 1: "SFLOW_5", 2: "NETFLOW_V5", 3: "NETFLOW_V9", 4: "IPFIX"}
 
@@ -304,7 +305,8 @@ def decode_flow_message(buf):
         if kind == "bool":
             val = bool(val)
         elif kind == "u" and name not in ("TimeReceived", "SamplingRate", "TimeFlowEnd", "Bytes",
-                                          "Packets", "SrcMac", "DstMac", "TimeFlowStart"):
+                                          "Packets", "SrcMac", "DstMac", "TimeFlowStart",
+                                          "Flows"):
             if val >= 1 << 32:
                 # a uint32 field: protobuf truncates; flag it, the engine should never send it
                 raise DecodeError("field %d (%s): %d does not fit uint32" % (num, name, val))

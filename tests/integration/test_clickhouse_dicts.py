@@ -91,7 +91,8 @@ NETMETA_PROTO = {
     62: ("MPLSLastLabel", "uint32"), 63: ("HasPPP", "bool"), 64: ("PPPAddressControl", "uint32"),
 }
 NETMETA_ONLY = set(range(43, 53)) | {63, 64}
-OURS_ONLY = {70: ("ObservationDomainID", "uint32")}   # goflow2's number
+OURS_ONLY = {70: ("ObservationDomainID", "uint32"),   # goflow2's number
+             2000: ("Flows", "uint64")}              # the engine's merged-records count
 
 # NetMeta's flows_raw (deploy/single-node/schema/0001_create_flows_raw.sql, commit d13c1f3):
 # columns in order, ORDER BY, PARTITION BY. The json variant stores IPv6 as FixedString(16).
@@ -367,6 +368,7 @@ def check_flows_raw(ch, problems):
     desc = ch.query("DESCRIBE TABLE flows_raw")
     cols = [(tsv_unescape(r[0]), tsv_unescape(r[1])) for r in desc]
     want = [(n, "FixedString(16)" if t == "IPv6" else t) for n, t in NETMETA_FLOWS_RAW]
+    want.append(("Flows", "UInt64"))   # ours, last, DEFAULT 1 (NetMeta's view leaves it out)
     if cols != want:
         diff = [(a, b) for a, b in zip(cols, want) if a != b]
         problems.append("json flows_raw columns differ from NetMeta's: %d vs %d columns, first "

@@ -122,8 +122,18 @@ assert_bytes16(const ProtobufCBinaryData *b, const uint8_t want[NM_ADDR_LEN])
 	assert_memory_equal(b->data, want, NM_ADDR_LEN);
 }
 
+/* The next hop the encoders send: NetFlow's "none" (::ffff:0.0.0.0) leaves as ::. */
+static const uint8_t *
+sent_next_hop(const struct nm_flow_key *k)
+{
+	static const uint8_t zero[NM_ADDR_LEN];
+	static const uint8_t v4_zero[NM_ADDR_LEN] = {[10] = 0xff, [11] = 0xff};
+
+	return memcmp(k->next_hop, v4_zero, NM_ADDR_LEN) == 0 ? zero : k->next_hop;
+}
+
 static void
-check_msg(const Netmeta__FlowMessage *m, const struct nm_flow_rec *r)
+check_msg(const Netmeta__FlowMessage *m, const struct nm_flow_rec *r, uint64_t flows)
 {
 	const struct nm_flow_key *k = &r->key;
 
@@ -164,7 +174,7 @@ check_msg(const Netmeta__FlowMessage *m, const struct nm_flow_rec *r)
 	assert_int_equal(m->biflowdirection, k->bi_flow_direction);
 	assert_int_equal(m->srcas, k->src_as);
 	assert_int_equal(m->dstas, k->dst_as);
-	assert_bytes16(&m->nexthop, k->next_hop);
+	assert_bytes16(&m->nexthop, sent_next_hop(k));
 	assert_int_equal(m->nexthopas, k->next_hop_as);
 	assert_int_equal(m->srcnet, k->src_net);
 	assert_int_equal(m->dstnet, k->dst_net);
@@ -179,24 +189,31 @@ check_msg(const Netmeta__FlowMessage *m, const struct nm_flow_rec *r)
 	assert_int_equal(m->mplslastttl, k->mpls_last_ttl);
 	assert_int_equal(m->mplslastlabel, k->mpls_last_label);
 	assert_int_equal(m->observationdomainid, k->observation_domain_id);
+	assert_int_equal(m->flows, flows);
 	/* Nothing the encoder wrote was unknown to the schema. */
 	assert_int_equal(m->base.n_unknown_fields, 0);
 }
 
 static void
-roundtrip(const struct nm_flow_rec *r, size_t *out_len)
+roundtrip_flows(const struct nm_flow_rec *r, uint64_t flows, size_t *out_len)
 {
 	uint8_t buf[NM_ENCODE_PB_MAX];
 	Netmeta__FlowMessage *m;
 	size_t n;
 
-	n = nm_encode_pb(r, buf, sizeof(buf));
+	n = nm_encode_pb(r, flows, buf, sizeof(buf));
 	assert_true(n > 0 && n <= NM_ENCODE_PB_MAX);
 	m = unpack_prefixed(buf, n);
 	assert_non_null(m);
-	check_msg(m, r);
+	check_msg(m, r, flows);
 	netmeta__flow_message__free_unpacked(m, NULL);
 	*out_len = n;
+}
+
+static void
+roundtrip(const struct nm_flow_rec *r, size_t *out_len)
+{
+	roundtrip_flows(r, 1, out_len);
 }
 
 static void
@@ -211,7 +228,7 @@ test_pb_full(void **state)
 	roundtrip(&r, &n);
 	/* More than 127 bytes of body: a two-byte prefix. */
 	assert_true(n > 130);
-	assert_int_equal(nm_encode_pb(&r, buf, sizeof(buf)), n);
+	assert_int_equal(nm_encode_pb(&r, 1, buf, sizeof(buf)), n);
 	assert_true(buf[0] & 0x80);
 	assert_int_equal((size_t)((buf[0] & 0x7f) | (buf[1] << 7)), n - 2);
 }
@@ -231,19 +248,23 @@ test_pb_sparse(void **state)
 	r.key.src_port = 53;
 	r.bytes = 100;
 	roundtrip(&r, &n);
-	n = nm_encode_pb(&r, buf, sizeof(buf));
+	n = nm_encode_pb(&r, 1, buf, sizeof(buf));
 	/* One-byte prefix; the body is exactly the set scalars and four 16-byte addresses. */
 	assert_int_equal(buf[0], n - 1);
-	assert_int_equal(n - 1, (1 + 5) + (2 + 1) + (1 + 1) + 4 * (1 + 1 + 16));
+	assert_int_equal(n - 1, (1 + 5) + (2 + 1) + (1 + 1) + 4 * (1 + 1 + 16) + (2 + 1));
+	/* Flows (2000) = 1 comes last: tag 2000 << 3 = 16000 as a varint, then 1. */
+	assert_memory_equal(buf + n - 3, "\x80\x7d\x01", 3);
 	/* Field 6 (SrcAddr) is ::ffff:10.0.0.1, field 7 (DstAddr) is :: and still 16 bytes. */
 	assert_non_null(memmem(buf, n, "\x32\x10\0\0\0\0\0\0\0\0\0\0\xff\xff\x0a\0\0\x01", 18));
 	assert_non_null(memmem(buf, n, "\x3a\x10", 2));
 	assert_non_null(memmem((uint8_t *)memmem(buf, n, "\x3a\x10", 2) + 2, 16, zero, 16));
 
-	/* An all-zero record: only the four addresses. */
+	/* An all-zero record: only the four addresses and Flows. */
 	memset(&r, 0, sizeof(r));
 	roundtrip(&r, &n);
-	assert_int_equal(n, 1 + 4 * 18);
+	assert_int_equal(n, 1 + 4 * 18 + 3);
+	/* Flows 0 (never emitted by the aggregation) is the proto3 default: not sent. */
+	assert_int_equal(nm_encode_pb(&r, 0, buf, sizeof(buf)), 1 + 4 * 18);
 }
 
 static void
@@ -272,16 +293,16 @@ test_pb_short_cap(void **state)
 	full_rec(&recs[0]);
 	memset(&recs[1], 0, sizeof(recs[1]));
 	for (i = 0; i < 2; i++) {
-		n = nm_encode_pb(&recs[i], want, sizeof(want));
+		n = nm_encode_pb(&recs[i], 1, want, sizeof(want));
 		for (cap = 0; cap < n; cap++) {
 			memset(buf, 0xa5, sizeof(buf));
-			assert_int_equal(nm_encode_pb(&recs[i], buf, cap), 0);
+			assert_int_equal(nm_encode_pb(&recs[i], 1, buf, cap), 0);
 			for (size_t j = 0; j < sizeof(buf); j++)
 				assert_int_equal(buf[j], 0xa5);
 		}
 		for (cap = n; cap < n + 16; cap++) {
 			memset(buf, 0xa5, sizeof(buf));
-			assert_int_equal(nm_encode_pb(&recs[i], buf, cap), n);
+			assert_int_equal(nm_encode_pb(&recs[i], 1, buf, cap), n);
 			assert_memory_equal(buf, want, n);
 			assert_int_equal(buf[n], 0xa5);
 		}
@@ -305,7 +326,7 @@ test_pb_protoc(void **state)
 		skip();
 	}
 	full_rec(&r);
-	n = nm_encode_pb(&r, buf, sizeof(buf));
+	n = nm_encode_pb(&r, 1, buf, sizeof(buf));
 	pfx = (buf[0] & 0x80) ? 2 : 1;
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
@@ -378,6 +399,7 @@ test_pb_protoc(void **state)
 		"MPLSLastTTL: 252\n",
 		"MPLSLastLabel: 18\n",
 		"ObservationDomainID: 77\n",
+		"Flows: 1\n",
 		/* protoc prints bytes as C-escaped strings */
 		"SamplerAddress: \"\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000\\377\\377\\300\\000\\002\\t\"\n",
 		"DstAddr: \"\\000\\000\\000\\000\\000\\000\\000\\000\\000\\000\\377\\377\\3063d\\007\"\n",
@@ -414,7 +436,7 @@ static const char full_json[] =
 	"\"NextHop\":\"fe80::1:2:3:4\",\"NextHopAS\":64501,\"SrcNet\":24,\"DstNet\":48,"
 	"\"HasMPLS\":1,\"MPLSCount\":4,\"MPLS1TTL\":255,\"MPLS1Label\":16,\"MPLS2TTL\":254,"
 	"\"MPLS2Label\":17,\"MPLS3TTL\":253,\"MPLS3Label\":1048575,\"MPLSLastTTL\":252,"
-	"\"MPLSLastLabel\":18,\"ObservationDomainID\":77}\n";
+	"\"MPLSLastLabel\":18,\"ObservationDomainID\":77,\"Flows\":1}\n";
 
 static void
 test_json_exact(void **state)
@@ -425,7 +447,7 @@ test_json_exact(void **state)
 
 	(void)state;
 	full_rec(&r);
-	n = nm_encode_json(&r, buf, sizeof(buf));
+	n = nm_encode_json(&r, 1, buf, sizeof(buf));
 	assert_int_equal(n, sizeof(full_json) - 1);
 	assert_memory_equal(buf, full_json, n);
 }
@@ -518,13 +540,13 @@ check_addr(const struct kv *kv, int n, const char *key, const uint8_t a[NM_ADDR_
 }
 
 static void
-check_json(const struct nm_flow_rec *r, const char *buf, size_t len)
+check_json(const struct nm_flow_rec *r, uint64_t flows, const char *buf, size_t len)
 {
 	const struct nm_flow_key *k = &r->key;
 	struct kv kv[80];
 	int n = parse_line(buf, len, kv, 80);
 
-	assert_int_equal(n, 52); /* every FlowMessage field */
+	assert_int_equal(n, 53); /* every FlowMessage field */
 	assert_null(memchr(buf, '\n', len - 1));
 	NUM("Type", k->type);
 	NUM("TimeReceived", k->time_received);
@@ -563,7 +585,7 @@ check_json(const struct nm_flow_rec *r, const char *buf, size_t len)
 	NUM("BiFlowDirection", k->bi_flow_direction);
 	NUM("SrcAS", k->src_as);
 	NUM("DstAS", k->dst_as);
-	check_addr(kv, n, "NextHop", k->next_hop);
+	check_addr(kv, n, "NextHop", sent_next_hop(k));
 	NUM("NextHopAS", k->next_hop_as);
 	NUM("SrcNet", k->src_net);
 	NUM("DstNet", k->dst_net);
@@ -578,6 +600,7 @@ check_json(const struct nm_flow_rec *r, const char *buf, size_t len)
 	NUM("MPLSLastTTL", k->mpls_last_ttl);
 	NUM("MPLSLastLabel", k->mpls_last_label);
 	NUM("ObservationDomainID", k->observation_domain_id);
+	NUM("Flows", flows);
 }
 
 static void
@@ -589,19 +612,19 @@ test_json_parse(void **state)
 
 	(void)state;
 	full_rec(&r);
-	n = nm_encode_json(&r, buf, sizeof(buf));
-	check_json(&r, buf, n);
+	n = nm_encode_json(&r, 1, buf, sizeof(buf));
+	check_json(&r, 1, buf, n);
 
 	memset(&r, 0, sizeof(r));
-	n = nm_encode_json(&r, buf, sizeof(buf));
-	check_json(&r, buf, n);
+	n = nm_encode_json(&r, 1, buf, sizeof(buf));
+	check_json(&r, 1, buf, n);
 	assert_non_null(memmem(buf, n, "\"SrcAddr\":\"::\"", 14));
 	assert_non_null(memmem(buf, n, "\"HasMPLS\":0,", 12));
 
 	max_rec(&r);
-	n = nm_encode_json(&r, buf, sizeof(buf));
+	n = nm_encode_json(&r, 1, buf, sizeof(buf));
 	assert_true(n > 0 && n <= NM_ENCODE_JSON_MAX);
-	check_json(&r, buf, n);
+	check_json(&r, 1, buf, n);
 	print_message("JSON worst case: %zu bytes (bound %d)\n", n, NM_ENCODE_JSON_MAX);
 	assert_true(NM_ENCODE_MAX >= NM_ENCODE_JSON_MAX && NM_ENCODE_MAX >= NM_ENCODE_PB_MAX);
 }
@@ -628,9 +651,46 @@ test_json_addrs(void **state)
 		   (uint8_t)(i >> 8));
 		if (i & 1)
 			memcpy(r.key.next_hop + 12, r.key.src_addr, 4); /* ::a.b.c.d (compatible) */
-		n = nm_encode_json(&r, buf, sizeof(buf));
-		check_json(&r, buf, n);
+		n = nm_encode_json(&r, 1, buf, sizeof(buf));
+		check_json(&r, 1, buf, n);
 	}
+}
+
+/*
+ * An absent next hop is :: in both encodings (NetMeta's view stores that; its dashboards filter
+ * NextHop != '::'), whether the decoder left it zero or NetFlow sent 0.0.0.0 (::ffff:0.0.0.0);
+ * ::ffff:0.0.0.1 is a next hop and stays. The merged-records count travels as Flows.
+ */
+static void
+test_next_hop_none_and_flows(void **state)
+{
+	static const uint8_t zero[NM_ADDR_LEN];
+	struct nm_flow_rec r;
+	uint8_t buf[NM_ENCODE_JSON_MAX];
+	Netmeta__FlowMessage *m;
+	size_t n;
+
+	(void)state;
+	full_rec(&r);
+	v4(r.key.next_hop, 0, 0, 0, 0);
+	n = nm_encode_pb(&r, 5, buf, sizeof(buf));
+	m = unpack_prefixed(buf, n);
+	assert_non_null(m);
+	assert_bytes16(&m->nexthop, zero);
+	assert_int_equal(m->flows, 5);
+	check_msg(m, &r, 5);
+	netmeta__flow_message__free_unpacked(m, NULL);
+	n = nm_encode_json(&r, 5, (char *)buf, sizeof(buf));
+	assert_non_null(memmem(buf, n, "\"NextHop\":\"::\",", 12));
+	assert_non_null(memmem(buf, n, ",\"Flows\":5}\n", 12));
+	check_json(&r, 5, (char *)buf, n);
+
+	v4(r.key.next_hop, 0, 0, 0, 1);
+	n = nm_encode_json(&r, UINT64_MAX, (char *)buf, sizeof(buf));
+	assert_non_null(memmem(buf, n, "\"NextHop\":\"::ffff:0.0.0.1\",", 26));
+	assert_non_null(memmem(buf, n, ",\"Flows\":18446744073709551615}\n", 31));
+	roundtrip_flows(&r, UINT64_MAX, &n);
+	assert_true(n <= NM_ENCODE_PB_MAX);
 }
 
 static void
@@ -642,15 +702,15 @@ test_json_short_cap(void **state)
 
 	(void)state;
 	full_rec(&r);
-	n = nm_encode_json(&r, want, sizeof(want));
+	n = nm_encode_json(&r, 1, want, sizeof(want));
 	for (cap = 0; cap < n; cap++) {
 		memset(buf, 0x5a, sizeof(buf));
-		assert_int_equal(nm_encode_json(&r, buf, cap), 0);
+		assert_int_equal(nm_encode_json(&r, 1, buf, cap), 0);
 		for (j = 0; j < sizeof(buf); j++)
 			assert_int_equal(buf[j], 0x5a);
 	}
 	memset(buf, 0x5a, sizeof(buf));
-	assert_int_equal(nm_encode_json(&r, buf, n), n);
+	assert_int_equal(nm_encode_json(&r, 1, buf, n), n);
 	assert_memory_equal(buf, want, n);
 	assert_int_equal(buf[n], 0x5a);
 }
@@ -663,7 +723,7 @@ main(void)
 		cmocka_unit_test(test_pb_max),	       cmocka_unit_test(test_pb_short_cap),
 		cmocka_unit_test(test_pb_protoc),      cmocka_unit_test(test_json_exact),
 		cmocka_unit_test(test_json_parse),     cmocka_unit_test(test_json_addrs),
-		cmocka_unit_test(test_json_short_cap),
+		cmocka_unit_test(test_json_short_cap), cmocka_unit_test(test_next_hop_none_and_flows),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -220,7 +220,7 @@ add_range(struct nm_kafka *k, unsigned int from, unsigned int to)
 
 	for (i = from; i < to; i++) {
 		mk_rec(&r, i);
-		assert_int_equal(nm_kafka_add(k, &r), 0);
+		assert_int_equal(nm_kafka_add(k, &r, 1), 0);
 		if (i % 64 == 0)
 			nm_kafka_poll(k);
 	}
@@ -1024,7 +1024,7 @@ test_spool_kill9_outage(void **state)
 
 			for (j = 0; j < 20; j++, i++) {
 				mk_rec(&r, i);
-				if (nm_kafka_add(k, &r) != 0)
+				if (nm_kafka_add(k, &r, 1) != 0)
 					_exit(11);
 			}
 			__atomic_store_n(&shared[0], (uint64_t)i, __ATOMIC_RELEASE);
@@ -1391,7 +1391,7 @@ test_exporter_partitions(void **state)
 
 		mk_rec(&r, i);
 		nm_addr_from_v4(r.key.sampler_addr, ex);
-		assert_int_equal(nm_kafka_add(k, &r), 0);
+		assert_int_equal(nm_kafka_add(k, &r, 1), 0);
 		if (i % 64 == 0)
 			nm_kafka_poll(k);
 	}

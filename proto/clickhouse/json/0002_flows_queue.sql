@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS flows_queue
     MPLS3Label          UInt32,
     MPLSLastTTL         UInt32,
     MPLSLastLabel       UInt32,
-    ObservationDomainID UInt32
+    ObservationDomainID UInt32,
+    Flows               UInt64
 ) ENGINE = Kafka
 SETTINGS
     kafka_broker_list = '{{KAFKA_BROKERS}}',

@@ -3,7 +3,8 @@
 -- text addresses to their 16 bytes (IPv4 arrives as ::ffff:a.b.c.d, so IPv6StringToNum reads every
 -- address), the FlowType number to the enum, proto field names to NetMeta's column names
 -- (Type -> FlowType, Etype -> EType, IngressVrfID -> IngressVrfId, EgressVrfID -> EgressVrfId).
--- MPLS fields and ObservationDomainID are read but, as in NetMeta, not stored.
+-- MPLS fields and ObservationDomainID are read but, as in NetMeta, not stored. Flows (records
+-- merged into the row) is stored; 0 (a producer without the key) becomes 1.
 CREATE MATERIALIZED VIEW IF NOT EXISTS flows_raw_view TO flows_raw
 AS SELECT
     toDate(TimeReceived)                     AS Date,
@@ -47,5 +48,6 @@ AS SELECT
     IPv6StringToNum(NextHop)                 AS NextHop,
     NextHopAS,
     toUInt8(SrcNet)                          AS SrcNet,
-    toUInt8(DstNet)                          AS DstNet
+    toUInt8(DstNet)                          AS DstNet,
+    if(Flows = 0, 1, Flows)                  AS Flows
 FROM flows_queue;

@@ -72,7 +72,12 @@ CREATE TABLE IF NOT EXISTS flows_raw
     NextHopAS        UInt32,
 
     SrcNet           UInt8,
-    DstNet           UInt8
+    DstNet           UInt8,
+
+    -- Not in NetMeta's table: the records merged into this row (FlowMessage Flows, field 2000).
+    -- DEFAULT 1: rows written by NetMeta's own view (goflow, no such field) count as one record.
+    -- count() counts rows; sum(Flows) counts the exporters' flow records.
+    Flows            UInt64 DEFAULT 1
 ) ENGINE = MergeTree()
 PARTITION BY Date
 ORDER BY (TimeReceived, FlowDirection, SamplerAddress, SrcAS, DstAS, SrcAddr, DstAddr)

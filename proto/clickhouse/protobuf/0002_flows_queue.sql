@@ -6,7 +6,8 @@
 --
 -- ClickHouse matches columns to FlowMessage fields by name (case-insensitively), so the columns
 -- carry the proto's names (Type, Etype, IngressVrfID, ...) and the view renames them to NetMeta's.
--- Fields without a column (MPLS, ObservationDomainID) are skipped. flow.proto must be in the
+-- Fields without a column (MPLS, ObservationDomainID) are skipped; a message without Flows (an
+-- older engine, goflow) reads 0 there and the view stores 1. flow.proto must be in the
 -- server's format_schema_path (scripts/clickhouse.sh apply copies it there for a server it
 -- started; otherwise copy proto/flow.proto there yourself).
 -- Addresses are 16-byte protobuf bytes (IPv4 as ::ffff:a.b.c.d), read directly into IPv6.
@@ -55,7 +56,8 @@ CREATE TABLE IF NOT EXISTS flows_queue
     NextHop          IPv6,
     NextHopAS        UInt32,
     SrcNet           UInt8,
-    DstNet           UInt8
+    DstNet           UInt8,
+    Flows            UInt64
 ) ENGINE = Kafka()
 SETTINGS
     kafka_broker_list = '{{KAFKA_BROKERS}}',

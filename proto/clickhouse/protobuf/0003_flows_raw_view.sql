@@ -50,5 +50,6 @@ AS SELECT
     NextHop,
     NextHopAS,
     SrcNet,
-    DstNet
+    DstNet,
+    if(Flows = 0, 1, Flows) AS Flows
 FROM flows_queue;
