@@ -719,11 +719,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pb_full),	       cmocka_unit_test(test_pb_sparse),
-		cmocka_unit_test(test_pb_max),	       cmocka_unit_test(test_pb_short_cap),
-		cmocka_unit_test(test_pb_protoc),      cmocka_unit_test(test_json_exact),
-		cmocka_unit_test(test_json_parse),     cmocka_unit_test(test_json_addrs),
-		cmocka_unit_test(test_json_short_cap), cmocka_unit_test(test_next_hop_none_and_flows),
+		cmocka_unit_test(test_pb_full),
+		cmocka_unit_test(test_pb_sparse),
+		cmocka_unit_test(test_pb_max),
+		cmocka_unit_test(test_pb_short_cap),
+		cmocka_unit_test(test_pb_protoc),
+		cmocka_unit_test(test_json_exact),
+		cmocka_unit_test(test_json_parse),
+		cmocka_unit_test(test_json_addrs),
+		cmocka_unit_test(test_json_short_cap),
+		cmocka_unit_test(test_next_hop_none_and_flows),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
