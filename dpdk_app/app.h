@@ -41,6 +41,7 @@ struct nm_rxq {
 	uint32_t mirror_skip; /* deterministic 1:N: frames to pass over before the next sample */
 	uint64_t sampled;     /* mirror frames of this queue that became records */
 	uint32_t if_index;    /* InIf/OutIf of mirror records: the DPDK port id + 1 */
+	uint8_t sampler_addr[16]; /* SamplerAddress of mirror records (nm_config_mirror_sampler) */
 };
 
 /* Counters of one worker; written by it alone, read by telemetry and the main lcore. */

@@ -917,6 +917,7 @@ create_workers(struct nm_app *app, const uint16_t *port_ids, const uint64_t *exp
 			rq->queue_id = (uint16_t)q;
 			rq->role = pc->role;
 			rq->if_index = (uint32_t)port_ids[p] + 1;
+			nm_config_mirror_sampler(&app->cfg, pc, rq->sampler_addr);
 			rq->link = links[p];
 			rq->expect_pkts = pc->rx_queues == 1 ? expect[p] : 0;
 			NM_LOG(INFO, "port %s queue %u -> lcore %u\n", pc->name, q, lc);

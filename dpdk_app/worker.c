@@ -162,13 +162,13 @@ mirror_slot(struct nm_rec_batch *b)
 /*
  * Port mirror, as NetMeta's portmirror does it: one frame in N becomes a record with the wire
  * length as bytes, 1 packet, SamplingRate N, direction from the rx/tx side of the pair, typed as
- * sFlow from 127.0.0.1 so existing schemas and dashboards take it.
+ * sFlow from the port's sampler address (default 127.0.0.1, as NetMeta's portmirror) so existing
+ * schemas and dashboards take it.
  */
 static void
 mirror_record(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, uint32_t len,
 	      uint32_t wire_len, uint64_t t_ns)
 {
-	static const uint8_t localhost[4] = {127, 0, 0, 1};
 	struct nm_flow_rec *r;
 	uint64_t sec;
 
@@ -177,7 +177,7 @@ mirror_record(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, 
 		w->st.mirror_parse_errors++; /* keep the record: its bytes are real traffic */
 	sec = t_ns / 1000000000ULL;
 	r->key.type = NM_FLOW_SFLOW5;
-	nm_addr_from_v4(r->key.sampler_addr, localhost);
+	memcpy(r->key.sampler_addr, q->sampler_addr, NM_ADDR_LEN);
 	r->key.time_received = sec;
 	r->key.time_flow_start = sec;
 	r->key.time_flow_end = sec;

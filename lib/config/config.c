@@ -47,6 +47,7 @@ static const struct key_desc keys[] = {
 	 "1"},
 	{"mirror", "sample_rate", K_UINT, F(mirror_sample_rate), 1, 1 << 30, NULL, "1000"},
 	{"mirror", "mode", K_ENUM, F(mirror_random), 0, 0, mirror_modes, "deterministic"},
+	{"mirror", "sampler_address", K_STR, F(mirror_sampler_address), 0, 0, NULL, "127.0.0.1"},
 	{"aggregation", "max_flows", K_UINT, F(agg_max_flows), 16, 1 << 26, NULL, "262144"},
 	{"kafka", "brokers", K_STR, F(kafka_brokers), 0, 0, NULL, "embedded"},
 	{"kafka", "topic", K_STR, F(kafka_topic), 0, 0, NULL, "flow-messages"},
@@ -70,8 +71,10 @@ static const struct key_desc keys[] = {
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* Keys of a [port.NAME] section. */
-static const char *const port_keys[] = {"device",  "role", "rx_queues", "lcores",
-					"address", "peer", NULL};
+static const char *const port_keys[] = {"device",  "role", "rx_queues",	      "lcores",
+					"address", "peer", "sampler_address", NULL};
+
+static int parse_addr(const char *text, uint8_t out[16]);
 
 static void
 trim(char *s)
@@ -262,6 +265,15 @@ set_port_key(struct nm_config *c, const char *pname, const char *key, const char
 		if (strlen(value) >= sizeof(p->peer))
 			goto bad_str;
 		snprintf(p->peer, sizeof(p->peer), "%s", value);
+	} else if (strcmp(key, "sampler_address") == 0) {
+		if (parse_addr(value, p->sampler_addr) != 0) {
+			snprintf(err, errlen,
+				 "%s: [port.%s] sampler_address = \"%s\": expected an IPv4 or IPv6 "
+				 "address (e.g. 192.0.2.10 or 2001:db8::10)",
+				 src, pname, value);
+			return -EINVAL;
+		}
+		p->has_sampler_addr = 1;
 	} else {
 		list_names(port_keys, allowed, sizeof(allowed));
 		snprintf(err, errlen, "%s: [port.%s] %s = \"%s\": unknown key; a port has %s", src,
@@ -311,6 +323,44 @@ parse_addr(const char *text, uint8_t out[16])
 		return 0;
 	}
 	return inet_pton(AF_INET6, text, out) == 1 ? 0 : -EINVAL;
+}
+
+/*
+ * "17, 18" -> distinct ifIndexes. 0 or -EINVAL (empty, not a number, out of range, a
+ * duplicate, more than max).
+ */
+static int
+parse_if_list(const char *text, uint32_t *out, unsigned int max, unsigned int *n)
+{
+	const char *p = text;
+	unsigned int i, k = 0;
+
+	for (;;) {
+		unsigned long long v;
+		char *end;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p < '0' || *p > '9' || k == max)
+			return -EINVAL;
+		errno = 0;
+		v = strtoull(p, &end, 10);
+		if (errno != 0 || v > 0xffffffffULL)
+			return -EINVAL;
+		for (i = 0; i < k; i++)
+			if (out[i] == v)
+				return -EINVAL;
+		out[k++] = (uint32_t)v;
+		p = end;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			break;
+		if (*p++ != ',')
+			return -EINVAL;
+	}
+	*n = k;
+	return 0;
 }
 
 static int
@@ -391,10 +441,20 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 		c->ifnames[i].exporter = ei;
 		c->ifnames[i].if_index = (uint32_t)v;
 		snprintf(c->ifnames[i].name, sizeof(c->ifnames[i].name), "%s", value);
+	} else if (strcmp(key, "outward_interfaces") == 0) {
+		if (parse_if_list(value, e->outward, NM_CFG_MAX_OUTWARD, &e->n_outward) != 0) {
+			snprintf(
+				err, errlen,
+				"%s: [exporter.%s] outward_interfaces = \"%s\": expected 1 to %d "
+				"distinct ifIndexes (integers from 0 to 4294967295) separated by commas",
+				src, ename, value, NM_CFG_MAX_OUTWARD);
+			return -EINVAL;
+		}
 	} else {
 		snprintf(err, errlen,
 			 "%s: [exporter.%s] %s = \"%s\": unknown key; an exporter has "
-			 "address, sampling_rate, description and interface.<ifIndex>",
+			 "address, sampling_rate, description, interface.<ifIndex> and "
+			 "outward_interfaces",
 			 src, ename, key, value);
 		return -EINVAL;
 	}
@@ -515,6 +575,15 @@ nm_config_defaults(struct nm_config *c)
 }
 
 void
+nm_config_mirror_sampler(const struct nm_config *c, const struct nm_port_cfg *p, uint8_t out[16])
+{
+	if (p != NULL && p->has_sampler_addr)
+		memcpy(out, p->sampler_addr, 16);
+	else if (parse_addr(c->mirror_sampler_address, out) != 0)
+		(void)parse_addr("127.0.0.1", out); /* not reached after validate() */
+}
+
+void
 nm_config_clear_ports(struct nm_config *c)
 {
 	memset(c->ports, 0, sizeof(c->ports));
@@ -562,6 +631,17 @@ validate(const struct nm_config *c, char *err, size_t errlen)
 	}
 	if (validate_exporters(c, err, errlen) != 0)
 		return -EINVAL;
+	{
+		uint8_t a[16];
+
+		if (parse_addr(c->mirror_sampler_address, a) != 0) {
+			snprintf(err, errlen,
+				 "%s: [mirror] sampler_address = \"%s\": expected an IPv4 or IPv6 "
+				 "address (e.g. 127.0.0.1 or 2001:db8::10)",
+				 c->source, c->mirror_sampler_address);
+			return -EINVAL;
+		}
+	}
 	for (i = 0; i < c->n_ports; i++) {
 		if (c->ports[i].device[0] == '\0') {
 			snprintf(err, errlen,

@@ -35,6 +35,9 @@ struct nm_port_cfg {
 	char address[64]; /* net_tap only: address (CIDR) given to the kernel interface */
 	char peer[64]; /* net_tap only: the engine's own address on that link (exporters send to it)
 			*/
+	/* mirror roles: SamplerAddress of the port's records (IPv4 as ::ffff:a.b.c.d) */
+	uint8_t sampler_addr[16];
+	int has_sampler_addr; /* 0: [mirror] sampler_address */
 };
 
 /*
@@ -44,9 +47,13 @@ struct nm_port_cfg {
  *   sampling_rate = 1000         used instead of the rate the exporter announces (optional)
  *   description = text           (optional)
  *   interface.<ifIndex> = name   interface names, any number (optional)
+ *   outward_interfaces = 17, 18  ifIndexes facing outside (transit, peering): a flow that enters
+ *                                through one is incoming, every other flow of this exporter
+ *                                outgoing (the ClickHouse function isIncomingFlow; optional)
  */
 #define NM_CFG_MAX_EXPORTERS 256
 #define NM_CFG_MAX_IFNAMES 4096
+#define NM_CFG_MAX_OUTWARD 64 /* outward_interfaces per exporter */
 
 struct nm_exporter_cfg {
 	char name[64];	     /* section name after "exporter." */
@@ -54,6 +61,8 @@ struct nm_exporter_cfg {
 	int has_address;
 	uint64_t sampling_rate; /* 0: not overridden */
 	char description[256];
+	uint32_t outward[NM_CFG_MAX_OUTWARD]; /* outward_interfaces, as written */
+	unsigned int n_outward;
 };
 
 struct nm_ifname_cfg {
@@ -80,7 +89,8 @@ struct nm_config {
 	uint64_t default_sampling_rate;
 
 	unsigned int mirror_sample_rate;
-	int mirror_random; /* 0 every Nth frame per queue, 1 random 1:N */
+	int mirror_random;		 /* 0 every Nth frame per queue, 1 random 1:N */
+	char mirror_sampler_address[64]; /* default SamplerAddress of mirror ports (text) */
 
 	unsigned int agg_max_flows;
 
@@ -125,6 +135,14 @@ int nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t
  */
 int nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned int n,
 		      char *err, size_t errlen);
+
+/*
+ * The SamplerAddress (16 bytes, IPv4 mapped) of the records of mirror port p: its
+ * sampler_address, else [mirror] sampler_address (default 127.0.0.1, as NetMeta's portmirror).
+ * c must have passed nm_config_load/set_all (or hold the defaults).
+ */
+void nm_config_mirror_sampler(const struct nm_config *c, const struct nm_port_cfg *p,
+			      uint8_t out[16]);
 
 /* Drop the ports of the config (--pcap/--mirror-pcap replace them). */
 void nm_config_clear_ports(struct nm_config *c);

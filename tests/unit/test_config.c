@@ -203,6 +203,78 @@ test_set_all_order(void **state)
 	unlink(p);
 }
 
+/* Direction rules and the mirror ports' sampler address (NetMeta's lookup layer reads both). */
+static void
+test_outward_and_mirror_sampler(void **state)
+{
+	static const uint8_t lo[16] = {[10] = 0xff, [11] = 0xff, 127, 0, 0, 1};
+	static const uint8_t v4[16] = {[10] = 0xff, [11] = 0xff, 192, 0, 2, 50};
+	static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 0x10};
+	struct nm_config *c = calloc(1, sizeof(*c));
+	uint8_t a[16];
+	char err[512] = "";
+	const char *p;
+
+	(void)state;
+	nm_config_defaults(c);
+	nm_config_mirror_sampler(c, &c->ports[0], a);
+	assert_memory_equal(a, lo, 16); /* NetMeta's portmirror address by default */
+	p = write_tmp(
+		"[mirror]\nsampler_address = 192.0.2.50\n"
+		"[port.rx]\ndevice = net_null0\nrole = mirror-rx\n"
+		"[port.tx]\ndevice = net_null1\nrole = mirror-tx\nsampler_address = 2001:db8::10\n"
+		"[exporter.edge1]\naddress = 192.0.2.1\noutward_interfaces = 17, 18,4294967295\n");
+	assert_int_equal(nm_config_load(c, p, err, sizeof(err)), 0);
+	nm_config_mirror_sampler(c, &c->ports[0], a);
+	assert_memory_equal(a, v4, 16);
+	nm_config_mirror_sampler(c, &c->ports[1], a);
+	assert_memory_equal(a, v6, 16);
+	assert_int_equal(c->exporters[0].n_outward, 3);
+	assert_int_equal(c->exporters[0].outward[1], 18);
+	assert_int_equal(c->exporters[0].outward[2], 4294967295u);
+
+	static const char *const bad[][2] = {
+		{"[exporter.e]\naddress = 192.0.2.1\noutward_interfaces = 17,17\n",
+		 "outward_interfaces = \"17,17\": expected 1 to 64 distinct ifIndexes"},
+		{"[exporter.e]\naddress = 192.0.2.1\noutward_interfaces = 4294967296\n",
+		 "outward_interfaces = \"4294967296\""},
+		{"[exporter.e]\naddress = 192.0.2.1\noutward_interfaces = 1,,2\n",
+		 "outward_interfaces = \"1,,2\""},
+		{"[exporter.e]\naddress = 192.0.2.1\noutward_interfaces = xe-0/0/1\n",
+		 "outward_interfaces = \"xe-0/0/1\""},
+		{"[port.m]\ndevice = net_null0\nrole = mirror-rx\nsampler_address = localhost\n",
+		 "[port.m] sampler_address = \"localhost\": expected an IPv4 or IPv6 address"},
+		{"[mirror]\nsampler_address = 300.1.1.1\n",
+		 "[mirror] sampler_address = \"300.1.1.1\": expected an IPv4 or IPv6 address"},
+	};
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		nm_config_defaults(c);
+		p = write_tmp(bad[i][0]);
+		assert_int_equal(nm_config_load(c, p, err, sizeof(err)), -22);
+		if (strstr(err, bad[i][1]) == NULL || strstr(err, p) == NULL)
+			fail_msg("%s: error '%s' lacks '%s'", bad[i][0], err, bad[i][1]);
+	}
+	/* 64 ifIndexes are accepted, 65 refused. */
+	{
+		char text[1024];
+		size_t o = (size_t)snprintf(
+			text, sizeof(text),
+			"[exporter.e]\naddress = 192.0.2.1\noutward_interfaces = ");
+
+		for (unsigned int i = 0; i < 65; i++)
+			o += (size_t)snprintf(text + o, sizeof(text) - o, "%s%u", i ? "," : "", i);
+		snprintf(text + o, sizeof(text) - o, "\n");
+		nm_config_defaults(c);
+		assert_int_equal(nm_config_load(c, write_tmp(text), err, sizeof(err)), -22);
+		snprintf(strrchr(text, ','), 2, "\n"); /* drop the 65th */
+		nm_config_defaults(c);
+		assert_int_equal(nm_config_load(c, write_tmp(text), err, sizeof(err)), 0);
+		assert_int_equal(c->exporters[0].n_outward, 64);
+	}
+	unlink(p);
+	free(c);
+}
+
 int
 main(void)
 {
@@ -213,6 +285,7 @@ main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_kafka_limits),
 		cmocka_unit_test(test_set_all_order),
+		cmocka_unit_test(test_outward_and_mirror_sampler),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
