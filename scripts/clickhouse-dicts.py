@@ -7,6 +7,7 @@
     sampling_rate = 1000           ; optional override (1:N)
     description = text             ; optional
     interface.<ifIndex> = name     ; optional, any number
+    outward_interfaces = 17, 18    ; optional direction rule: ifIndexes facing outside
 
 Every other section of the file is ignored (the engine checks those). Values are read as the
 engine's ini parser (iniparser) reads them: an unquoted value ends at the first ';' or '#', a
@@ -31,6 +32,21 @@ NetMeta's InterfaceNames/SamplerConfig dictionaries, so a query says
     dictGetString('InterfaceNames', 'Description', tuple(IPv6NumToString(SamplerAddress), InIf))
     dictGetString('Exporters', 'Name', tuple(IPv6NumToString(SamplerAddress)))
 
+  lookup.sql             NetMeta's lookup layer for current ClickHouse (see --lookup): every
+                         statement, each followed by a line holding only ';'
+
+--lookup: print lookup.sql to stdout instead of writing files. It holds, self-contained (the
+data as INSERTs into tables of database netmeta_lookup, so any server or chDB can run it and
+an operator can version it): the dictionaries NetMeta's dashboards call, SamplerConfig
+(Device -> SamplingRate, Description, AnonymizeAddresses), InterfaceNames, VlanNames, HostNames,
+IPProtocols, EtherTypes, TCPFlags, autnums, plus Exporters (ours); and the SQL functions
+IPv6ToString, SamplerToString, InterfaceToString, VLANToString, HostToString, ASNToString,
+toIPv6Net, isIncomingFlow. --autnums/--vlan-names/--host-names FILE: TSV files the operator
+provides (asnum, name, country / exporter address, VLAN id, name / exporter address, host
+address, name); autnums defaults to proto/clickhouse/lookup/autnums.tsv (a small example).
+--direction VARIANT: print the FlowDirection expression the flows_raw view uses for VARIANT
+(json or protobuf): outward_interfaces rules turn into 0 (in) / 1 (out) per exporter.
+
 --data-path PATH: where the server finds the .tsv files (put into the XML; default OUT as an
 absolute path). --ddl-path PATH: the same for dictionaries.sql (default: --data-path).
 --key ADDRESS: print the Device key of one address and exit.
@@ -47,7 +63,11 @@ import sys
 import tempfile
 
 SECTION_PREFIX = "exporter."
-KEYS = ("address", "sampling_rate", "description")
+KEYS = ("address", "sampling_rate", "description", "outward_interfaces")
+MAX_OUTWARD = 64           # outward_interfaces per exporter (lib/config NM_CFG_MAX_OUTWARD)
+LOOKUP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "proto",
+                          "clickhouse", "lookup")
+LOOKUP_DB = "netmeta_lookup"
 IFINDEX_MAX = (1 << 32) - 1
 # The engine's limits (lib/config, struct nm_exporter_cfg), so that both accept the same file:
 RATE_MAX = 1 << 32
@@ -174,7 +194,7 @@ def read_exporters(path):
         if len(exporters) == MAX_EXPORTERS:
             raise ConfigError("%s: more than %d exporters" % (where, MAX_EXPORTERS))
         e = {"name": name, "address": None, "device": None, "sampling_rate": 0,
-             "description": "", "interfaces": {}}
+             "description": "", "interfaces": {}, "outward": []}
         for key, raw in cp.items(sec):
             val = ini_value(raw)
             if key == "address":
@@ -193,6 +213,15 @@ def read_exporters(path):
                 if len(val.encode()) > DESCRIPTION_MAX:
                     raise ConfigError("%s description: longer than %d bytes" % (where, DESCRIPTION_MAX))
                 e["description"] = val
+            elif key == "outward_interfaces":
+                items = [x.strip() for x in val.split(",")]
+                if (not 1 <= len(items) <= MAX_OUTWARD or not all(x.isdigit() for x in items)
+                        or any(int(x) > IFINDEX_MAX for x in items)
+                        or len(set(int(x) for x in items)) != len(items)):
+                    raise ConfigError("%s outward_interfaces = %r: allowed: 1 to %d distinct "
+                                      "ifIndexes (0..%d) separated by commas"
+                                      % (where, val, MAX_OUTWARD, IFINDEX_MAX))
+                e["outward"] = [int(x) for x in items]
             elif key.startswith("interface."):
                 idx = key[len("interface."):]
                 if not idx.isdigit() or int(idx) > IFINDEX_MAX:
@@ -284,6 +313,210 @@ def render(exporters, data_path, ddl_path):
     return files
 
 
+# ------------------------------------------------------------------------------------------
+# NetMeta's lookup layer for current ClickHouse: tables with the data, dictionaries reading
+# them (SOURCE CLICKHOUSE: no files on the server's disk), SQL functions with NetMeta's names.
+
+def read_tsv(path, ncols, what):
+    """Rows of a TSV file (ClickHouse's escaping), each with exactly ncols columns."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for no, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if not line.strip() or line.startswith("#"):
+                    continue
+                cols = [tsv_unescape(c) for c in line.split("\t")]
+                if len(cols) != ncols:
+                    raise ConfigError("%s:%d: %s: %d columns, want %d" % (path, no, what,
+                                                                         len(cols), ncols))
+                rows.append(cols)
+    except OSError as e:
+        raise ConfigError("%s: cannot read: %s" % (path, e))
+    return rows
+
+
+def tsv_unescape(v):
+    out, i = [], 0
+    while i < len(v):
+        if v[i] == "\\" and i + 1 < len(v):
+            out.append({"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}.get(v[i + 1], v[i + 1]))
+            i += 2
+        else:
+            out.append(v[i])
+            i += 1
+    return "".join(out)
+
+
+def _int_col(v, path, what, hi):
+    if not v.isdigit() or int(v) > hi:
+        raise ConfigError("%s: %s %r: want an integer 0..%d" % (path, what, v, hi))
+    return int(v)
+
+
+def lookup_data(exporters, autnums=None, vlan_names=None, host_names=None):
+    """-> {table: (columns [(name, type)], rows [tuple])} for every lookup table."""
+    def static(name, ncols):
+        return read_tsv(os.path.join(LOOKUP_DIR, name + ".tsv"), ncols, name)
+
+    def dev(text, path):
+        try:
+            return device_key(text)
+        except ValueError as e:
+            raise ConfigError("%s: %r: not an IPv4 or IPv6 address (%s)" % (path, text, e))
+
+    d = {}
+    d["SamplerConfig"] = (
+        [("Device", "String"), ("SamplingRate", "Nullable(UInt64)"),
+         ("Description", "Nullable(String)"), ("AnonymizeAddresses", "Bool")],
+        # NetMeta: Description NULL when none, SamplerToString then shows the address; the
+        # section NAME is a name the operator chose, so it stands in for a missing description
+        [(e["device"], e["sampling_rate"] or None, e["description"] or e["name"], False)
+         for e in exporters])
+    d["Exporters"] = (
+        [("Device", "String"), ("Name", "String"), ("Description", "String"),
+         ("SamplingRate", "UInt64")],
+        [(e["device"], e["name"], e["description"], e["sampling_rate"]) for e in exporters])
+    d["InterfaceNames"] = (
+        [("Device", "String"), ("Index", "UInt32"), ("Description", "String")],
+        [(e["device"], i, e["interfaces"][i]) for e in exporters for i in sorted(e["interfaces"])])
+    d["OutwardInterfaces"] = (
+        [("Device", "String"), ("Index", "UInt32")],
+        [(e["device"], i) for e in exporters for i in e["outward"]])
+    rows = []
+    if vlan_names:
+        for a, v, n in read_tsv(vlan_names, 3, "VlanNames"):
+            rows.append((dev(a, vlan_names), _int_col(v, vlan_names, "VLAN", 4095), n))
+    d["VlanNames"] = ([("Device", "String"), ("Index", "UInt32"), ("Description", "String")], rows)
+    rows = []
+    if host_names:
+        for a, h, n in read_tsv(host_names, 3, "HostNames"):
+            rows.append((dev(a, host_names), dev(h, host_names), n))
+    d["HostNames"] = ([("Sampler", "String"), ("Device", "String"), ("Description", "String")], rows)
+    for name, hi in (("IPProtocols", 255), ("EtherTypes", 65535), ("TCPFlags", 255)):
+        d[name] = ([("ID", "UInt64"), ("Name", "String")],
+                   [(_int_col(i, name, "ID", hi), n) for i, n in static(name, 2)])
+    path = autnums or os.path.join(LOOKUP_DIR, "autnums.tsv")
+    d["autnums"] = ([("asnum", "UInt64"), ("name", "String"), ("country", "String")],
+                    [(_int_col(a, path, "AS number", IFINDEX_MAX), n, c)
+                     for a, n, c in read_tsv(path, 3, "autnums")])
+    return d
+
+
+def sql_value(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return sql_string(v)
+
+
+# dictionary name -> (table, key columns, layout, attribute defaults)
+LOOKUP_DICTS = [
+    ("SamplerConfig", ["Device"], "COMPLEX_KEY_HASHED()"),
+    ("Exporters", ["Device"], "COMPLEX_KEY_HASHED()"),
+    ("InterfaceNames", ["Device", "Index"], "COMPLEX_KEY_HASHED()"),
+    ("OutwardInterfaces", ["Device", "Index"], "COMPLEX_KEY_HASHED()"),
+    ("VlanNames", ["Device", "Index"], "COMPLEX_KEY_HASHED()"),
+    ("HostNames", ["Sampler", "Device"], "COMPLEX_KEY_HASHED()"),
+    ("IPProtocols", ["ID"], "FLAT()"),
+    ("EtherTypes", ["ID"], "FLAT()"),
+    ("TCPFlags", ["ID"], "FLAT()"),
+    ("autnums", ["asnum"], "HASHED()"),   # AS numbers reach 2^32: too sparse for FLAT
+]
+
+# NetMeta's SQL functions (names, arguments and meaning from its deploy/single-node/schema
+# functions.cue; the SQL is ours). Addresses are IPv6 (or FixedString(16)) columns.
+LOOKUP_FUNCTIONS = [
+    # ::ffff:a.b.c.d -> a.b.c.d, everything else as IPv6NumToString
+    ("IPv6ToString", "(Address) -> replaceRegexpOne(IPv6NumToString(Address), "
+     "'^::ffff:([0-9]+[.][0-9]+[.][0-9]+[.][0-9]+)$', '\\\\1')"),
+    # the exporter's description (netmeta.ini), else its address
+    ("SamplerToString", "(Sampler) -> coalesce(dictGetOrNull('SamplerConfig', 'Description', "
+     "tuple(IPv6NumToString(Sampler))), IPv6ToString(Sampler))"),
+    # "<exporter> - <ifIndex>", with " [<name>]" when netmeta.ini names the interface
+    ("InterfaceToString", "(Sampler, Interface) -> concat(SamplerToString(Sampler), ' - ', "
+     "toString(Interface), if(dictHas('InterfaceNames', tuple(IPv6NumToString(Sampler), "
+     "toUInt32(Interface))), concat(' [', dictGetString('InterfaceNames', 'Description', "
+     "tuple(IPv6NumToString(Sampler), toUInt32(Interface))), ']'), ''))"),
+    ("VLANToString", "(Sampler, VLAN) -> dictGetStringOrDefault('VlanNames', 'Description', "
+     "tuple(IPv6NumToString(Sampler), toUInt32(VLAN)), toString(VLAN))"),
+    ("HostToString", "(Sampler, Host) -> dictGetStringOrDefault('HostNames', 'Description', "
+     "tuple(IPv6NumToString(Sampler), IPv6NumToString(Host)), IPv6ToString(Host))"),
+    # "<name, at most 25 characters> AS<n>", or "AS<n>" for an AS autnums does not know
+    ("ASNToString", "(ASN) -> if(dictGetString('autnums', 'name', toUInt64(ASN)) = '', "
+     "concat('AS', toString(ASN)), concat(substring(dictGetString('autnums', 'name', "
+     "toUInt64(ASN)), 1, 25), ' AS', toString(ASN)))"),
+    # an IPv4 CIDR as its IPv4-mapped IPv6 CIDR (a.b.c.d/n -> ::ffff:a.b.c.d/(n+96)), for
+    # isIPAddressInRange on the address columns; IPv6 unchanged
+    ("toIPv6Net", "(Net) -> if(isIPv4String(splitByChar('/', Net)[1]), concat('::ffff:', "
+     "splitByChar('/', Net)[1], '/', toString(if(length(splitByChar('/', Net)) = 1, 32, "
+     "toUInt8OrZero(splitByChar('/', Net)[2])) + 96)), Net)"),
+    # NetMeta's signature. The outward_interfaces rules of netmeta.ini are applied when rows
+    # are stored (the view sets FlowDirection: 0 entered through an outward interface, else 1),
+    # because a SQL function may only use its arguments and NetMeta's has no interface;
+    # for other exporters FlowDirection 0 (ingress) is incoming, NetMeta's fallback.
+    ("isIncomingFlow", "(SamplerAddress, SrcAddr, DstAddr, SrcAS, DstAS, FlowDirection) -> "
+     "FlowDirection = 0"),
+]
+
+
+def render_lookup(data):
+    """-> list of SQL statements (no trailing ';')."""
+    src_auth = ""
+    if os.environ.get("NM_CH_DICT_USER"):
+        src_auth += " USER %s" % sql_string(os.environ["NM_CH_DICT_USER"])
+    if os.environ.get("NM_CH_DICT_PASSWORD"):
+        src_auth += " PASSWORD %s" % sql_string(os.environ["NM_CH_DICT_PASSWORD"])
+    out = ["CREATE DATABASE IF NOT EXISTS %s" % LOOKUP_DB]
+    for name, keys, layout in LOOKUP_DICTS:
+        cols, rows = data[name]
+        table = "%s.%s" % (LOOKUP_DB, name)
+        # backquoted: "Index" (NetMeta's key name) is a keyword in a column list
+        coldefs = ",\n".join("    `%s` %s" % c for c in cols)
+        keylist = ", ".join("`%s`" % k for k in keys)
+        out.append("DROP TABLE IF EXISTS %s" % table)
+        out.append("CREATE TABLE %s\n(\n%s\n)\nENGINE = MergeTree\nORDER BY (%s)"
+                   % (table, coldefs, keylist))
+        if rows:
+            out.append("INSERT INTO %s (%s) VALUES\n%s" % (
+                table, ", ".join("`%s`" % c for c, _ in cols),
+                ",\n".join("(%s)" % ", ".join(sql_value(v) for v in r) for r in rows)))
+        out.append("CREATE OR REPLACE DICTIONARY %s\n(\n%s\n)\nPRIMARY KEY %s\n"
+                   "SOURCE(CLICKHOUSE(DB '%s' TABLE '%s'%s))\nLIFETIME(MIN 0 MAX 0)\n"
+                   "LAYOUT(%s)" % (name, coldefs, keylist, LOOKUP_DB, name, src_auth,
+                                   layout))
+    for name, body in LOOKUP_FUNCTIONS:
+        out.append("CREATE OR REPLACE FUNCTION %s AS %s" % (name, body))
+    # as NetMeta's schema: a database that shows dictionaries as tables
+    out.append("CREATE DATABASE IF NOT EXISTS dictionaries ENGINE = Dictionary")
+    return out
+
+
+def render_script(statements, header):
+    """Statements, each followed by a line holding only ';' (clickhouse-client --multiquery
+    and chDB's split alike)."""
+    return "".join("%s\n" % h for h in header) + "".join("%s\n;\n" % s for s in statements)
+
+
+def direction_expr(exporters, variant):
+    """The FlowDirection the flows_raw view stores: with outward_interfaces rules, 0 when the
+    row entered through an outward interface of its exporter, else 1; otherwise as sent."""
+    rules = [e for e in exporters if e["outward"]]
+    if not rules:
+        return "FlowDirection"
+    conds = []
+    for e in rules:
+        if variant == "json":   # the Kafka table holds the address as text
+            c = "IPv6StringToNum(SamplerAddress) = IPv6StringToNum(%s)" % sql_string(e["device"])
+        else:
+            c = "SamplerAddress = toIPv6(%s)" % sql_string(e["device"])
+        conds.append("%s, if(InIf IN (%s), 0, 1)" % (c, ", ".join(str(i) for i in e["outward"])))
+    return "multiIf(%s, FlowDirection)" % ", ".join(conds)
+
+
 def write_atomic(path, text):
     d = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
@@ -310,6 +543,13 @@ def main(argv=None):
     ap.add_argument("--ddl-path", help="the .tsv directory as the server sees it (SQL); "
                     "relative paths are relative to user_files_path")
     ap.add_argument("--key", metavar="ADDRESS", help="print the Device key of ADDRESS and exit")
+    ap.add_argument("--lookup", action="store_true", help="print lookup.sql (NetMeta's "
+                    "dictionaries and functions, data inline) to stdout, write nothing")
+    ap.add_argument("--direction", metavar="VARIANT", choices=("json", "protobuf"),
+                    help="print the view's FlowDirection expression for VARIANT and exit")
+    ap.add_argument("--autnums", help="TSV: asnum, name, country (default: a small example)")
+    ap.add_argument("--vlan-names", help="TSV: exporter address, VLAN id, name")
+    ap.add_argument("--host-names", help="TSV: exporter address, host address, name")
     a = ap.parse_args(argv)
 
     if a.key is not None:
@@ -322,14 +562,28 @@ def main(argv=None):
         return 0
     try:
         exporters = read_exporters(a.config)
+        if a.direction:
+            print(direction_expr(exporters, a.direction))
+            return 0
+        lookup = render_script(render_lookup(lookup_data(
+            exporters, a.autnums, a.vlan_names, a.host_names)), [
+                "-- NetMeta's lookup layer, generated by scripts/clickhouse-dicts.py from %s;"
+                % os.path.basename(a.config),
+                "-- current ClickHouse (dictionaries from tables of %s, SQL functions)."
+                % LOOKUP_DB])
     except ConfigError as e:
         print("clickhouse-dicts: %s" % e, file=sys.stderr)
         return 2
+    if a.lookup:
+        sys.stdout.write(lookup)
+        return 0
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
     data_path = a.data_path or out
     files = render(exporters, data_path, a.ddl_path or data_path)
-    for name in ("InterfaceNames.tsv", "Exporters.tsv", "netmeta_dictionary.xml", "dictionaries.sql"):
+    files["lookup.sql"] = lookup
+    for name in ("InterfaceNames.tsv", "Exporters.tsv", "netmeta_dictionary.xml", "dictionaries.sql",
+                 "lookup.sql"):
         write_atomic(os.path.join(out, name), files[name])
     print("clickhouse-dicts: %d exporters, %d interface names -> %s" % (
         len(exporters), sum(len(e["interfaces"]) for e in exporters), out))

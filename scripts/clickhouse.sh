@@ -11,14 +11,29 @@
 #       "SELECT 1" answers, then prints the server's pid. Defaults: HTTP 8123, TCP 9000.
 #   scripts/clickhouse.sh stop DIR
 #       Stop the server started in DIR (SIGTERM, then SIGKILL after 20 s).
-#   scripts/clickhouse.sh apply TARGET VARIANT BROKERS TOPIC [GROUP]
+#   scripts/clickhouse.sh apply TARGET VARIANT BROKERS TOPIC [GROUP [INI]]
 #       Create the schema of proto/clickhouse/VARIANT (json or protobuf) on TARGET, with the
 #       Kafka engine table reading TOPIC from BROKERS ("host:port,...") as consumer group GROUP
 #       (default "netmeta").
 #       Placeholders substituted in the DDL: {{KAFKA_BROKERS}}, {{KAFKA_TOPIC}},
-#       {{KAFKA_GROUP}}, {{RETENTION_DAYS}} (env NM_CH_RETENTION_DAYS, default 7).
+#       {{KAFKA_GROUP}}, {{RETENTION_DAYS}} (env NM_CH_RETENTION_DAYS, default 7) and
+#       {{FLOW_DIRECTION}}: the FlowDirection the view stores, from INI's outward_interfaces
+#       direction rules (without INI or rules: as the exporter sent it).
 #       The protobuf variant also copies proto/flow.proto into the server's format_schemas
 #       directory when the server is one started in DIR.
+#   scripts/clickhouse.sh sql VARIANT BROKERS TOPIC GROUP [INI]
+#       Print every statement "apply" and "dicts" run for VARIANT, in order, each followed by a
+#       line holding only ';' (clickhouse-client --multiquery reads it; so does chDB): review it,
+#       version it, run it on any server. With INI, the direction rules go into the view and,
+#       for protobuf, NetMeta's lookup layer follows (clickhouse-dicts.py --lookup: dictionaries
+#       SamplerConfig, InterfaceNames, VlanNames, HostNames, IPProtocols, EtherTypes, TCPFlags,
+#       autnums, Exporters, their data inline, and the SQL functions SamplerToString,
+#       InterfaceToString, HostToString, VLANToString, ASNToString, IPv6ToString, toIPv6Net,
+#       isIncomingFlow). For json (18.16: no SQL functions, dictionaries from XML files) the
+#       statements "dicts" runs follow; the files it writes are listed in a comment.
+#       Env NM_CH_AUTNUMS, NM_CH_VLAN_NAMES, NM_CH_HOST_NAMES: TSV files for autnums, VlanNames
+#       and HostNames (clickhouse-dicts.py --help); NM_CH_DICT_USER/NM_CH_DICT_PASSWORD: the
+#       user the dictionaries read their tables as (default: "default" without password).
 #   scripts/clickhouse.sh dicts TARGET VARIANT INI [DICT_DIR]
 #       Dictionaries InterfaceNames and Exporters from INI's [exporter.NAME] sections
 #       (scripts/clickhouse-dicts.py). The files go where the server reads them, so this runs on
@@ -27,9 +42,10 @@
 #         <dictionaries_config> must cover that XML (Debian's config.xml reads
 #         /etc/clickhouse-server/*_dictionary.xml: DICT_DIR=/etc/clickhouse-server, the default
 #         for HOST:PORT; for DIR the default is DIR/dictionaries, which its config reads);
-#       protobuf (current ClickHouse): DICT_DIR/*.tsv under the server's user_files_path
-#         (default /var/lib/clickhouse/user_files/netmeta, DIR/user_files/netmeta for DIR),
-#         then CREATE OR REPLACE DICTIONARY.
+#       protobuf (current ClickHouse): the lookup layer of "sql" (tables in database
+#         netmeta_lookup, dictionaries reading them, SQL functions); DICT_DIR (default
+#         /var/lib/clickhouse/user_files/netmeta, DIR/user_files/netmeta for DIR) receives the
+#         .tsv files and lookup.sql for reference.
 #       Then reloads them and checks that both load from these files (exit 1 with the server's
 #       error if not); database "dictionaries" (ENGINE = Dictionary) shows them as tables.
 #   scripts/clickhouse.sh query TARGET SQL
@@ -60,7 +76,7 @@ CH_CLIENT="${NM_CH_CLIENT:-clickhouse-client}"
 die() { echo "clickhouse.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,52p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,72p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -221,22 +237,66 @@ cmd_stop() {
     rm -f "$dir/pid"
 }
 
+# ddl_statements VARIANT BROKERS TOPIC GROUP [INI]: the DDL of proto/clickhouse/VARIANT with
+# the placeholders filled, each file's statement followed by a line holding only ';'.
+ddl_statements() {
+    local variant="$1" brokers="$2" topic="$3" group="$4" ini="${5:-}"
+    local ddl_dir="$SRC/proto/clickhouse/$variant" f dir_expr="FlowDirection"
+    case "$variant" in json|protobuf) ;; *) die "no DDL variant '$variant' (json or protobuf)" ;; esac
+    if [ -n "$ini" ]; then
+        [ -f "$ini" ] || die "no such file: $ini"
+        dir_expr="$(python3 "$HERE/clickhouse-dicts.py" -c "$ini" --direction "$variant")" ||
+            die "clickhouse-dicts.py failed on $ini"
+    fi
+    for f in "$ddl_dir"/*.sql; do
+        # the file's one statement without its final ';', then the separator line
+        sed -e "s|{{KAFKA_BROKERS}}|$brokers|g" -e "s|{{KAFKA_TOPIC}}|$topic|g" \
+            -e "s|{{KAFKA_GROUP}}|$group|g" \
+            -e "s|{{RETENTION_DAYS}}|${NM_CH_RETENTION_DAYS:-7}|g" \
+            -e "s|{{FLOW_DIRECTION}}|$dir_expr|g" "$f" | sed -e '$ s/;[[:space:]]*$//'
+        echo ";"
+    done
+}
+
+# lookup_args: clickhouse-dicts.py options from NM_CH_AUTNUMS/VLAN_NAMES/HOST_NAMES
+lookup_args() {
+    LOOKUP_ARGS=()
+    [ -z "${NM_CH_AUTNUMS:-}" ] || LOOKUP_ARGS+=(--autnums "$NM_CH_AUTNUMS")
+    [ -z "${NM_CH_VLAN_NAMES:-}" ] || LOOKUP_ARGS+=(--vlan-names "$NM_CH_VLAN_NAMES")
+    [ -z "${NM_CH_HOST_NAMES:-}" ] || LOOKUP_ARGS+=(--host-names "$NM_CH_HOST_NAMES")
+}
+
 cmd_apply() {
     [ $# -ge 4 ] || usage
-    local target="$1" variant="$2" brokers="$3" topic="$4" group="${5:-netmeta}"
-    local ddl_dir="$SRC/proto/clickhouse/$variant" f sql
-    [ -d "$ddl_dir" ] || die "no DDL variant '$variant' (have: $(ls "$SRC/proto/clickhouse" | tr '\n' ' '))"
+    local target="$1" variant="$2" brokers="$3" topic="$4" group="${5:-netmeta}" ini="${6:-}"
+    local sql
+    sql="$(ddl_statements "$variant" "$brokers" "$topic" "$group" "$ini")" || exit 1
     client_args "$target"
     if [ "$variant" = protobuf ] && [ -d "$target" ]; then
         cp "$SRC/proto/flow.proto" "$target/format_schemas/flow.proto"
     fi
-    for f in "$ddl_dir"/*.sql; do
-        sql="$(sed -e "s|{{KAFKA_BROKERS}}|$brokers|g" -e "s|{{KAFKA_TOPIC}}|$topic|g" \
-                   -e "s|{{KAFKA_GROUP}}|$group|g" \
-                   -e "s|{{RETENTION_DAYS}}|${NM_CH_RETENTION_DAYS:-7}|g" "$f")"
-        "$CH_CLIENT" "${CH_ARGS[@]}" --multiquery --query "$sql" ||
-            die "applying $f failed"
-    done
+    "$CH_CLIENT" "${CH_ARGS[@]}" --multiquery --query "$sql" ||
+        die "applying proto/clickhouse/$variant failed"
+}
+
+cmd_sql() {
+    [ $# -ge 4 ] || usage
+    local variant="$1" brokers="$2" topic="$3" group="$4" ini="${5:-}"
+    echo "-- NetMeta capture engine: ClickHouse schema, variant $variant (scripts/clickhouse.sh sql)"
+    ddl_statements "$variant" "$brokers" "$topic" "$group" "$ini" || exit 1
+    [ -n "$ini" ] || return 0
+    if [ "$variant" = protobuf ]; then
+        lookup_args
+        python3 "$HERE/clickhouse-dicts.py" -c "$ini" --lookup "${LOOKUP_ARGS[@]}" ||
+            die "clickhouse-dicts.py failed on $ini"
+    else
+        echo "-- dicts: InterfaceNames/Exporters from XML files that clickhouse-dicts.py writes"
+        echo "-- (netmeta_dictionary.xml, InterfaceNames.tsv, Exporters.tsv), then:"
+        echo "CREATE DATABASE IF NOT EXISTS dictionaries ENGINE = Dictionary"
+        echo ";"
+        echo "SYSTEM RELOAD DICTIONARIES"
+        echo ";"
+    fi
 }
 
 cmd_dicts() {
@@ -273,10 +333,11 @@ cmd_dicts() {
             fi
             mkdir -p "$dict_dir"
             dict_dir="$(cd "$dict_dir" && pwd)"
-            python3 "$HERE/clickhouse-dicts.py" -c "$ini" -o "$dict_dir" >&2 ||
+            lookup_args
+            python3 "$HERE/clickhouse-dicts.py" -c "$ini" -o "$dict_dir" "${LOOKUP_ARGS[@]}" >&2 ||
                 die "clickhouse-dicts.py failed"
-            "$CH_CLIENT" "${CH_ARGS[@]}" --multiquery --query "$(cat "$dict_dir/dictionaries.sql")" ||
-                die "CREATE DICTIONARY failed (are the files under the server's user_files_path?)"
+            "$CH_CLIENT" "${CH_ARGS[@]}" --multiquery --query "$(cat "$dict_dir/lookup.sql")" ||
+                die "the lookup layer (lookup.sql) failed"
             ;;
         *) die "no DDL variant '$variant' (json or protobuf)" ;;
     esac
@@ -338,6 +399,7 @@ case "$cmd" in
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     apply) cmd_apply "$@" ;;
+    sql) cmd_sql "$@" ;;
     dicts) cmd_dicts "$@" ;;
     query) cmd_query "$@" ;;
     prune) cmd_prune "$@" ;;

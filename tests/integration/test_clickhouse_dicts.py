@@ -388,7 +388,8 @@ def ddl_text(variant, name):
 
 def subst(sql, brokers):
     return (sql.replace("{{KAFKA_BROKERS}}", brokers).replace("{{KAFKA_TOPIC}}", "pb-check")
-            .replace("{{KAFKA_GROUP}}", "pb-check").replace("{{RETENTION_DAYS}}", "7"))
+            .replace("{{KAFKA_GROUP}}", "pb-check").replace("{{RETENTION_DAYS}}", "7")
+            .replace("{{FLOW_DIRECTION}}", "FlowDirection"))   # no direction rules
 
 
 def check_protobuf_ddl(ch, problems):

@@ -5,6 +5,10 @@
 -- (Type -> FlowType, Etype -> EType, IngressVrfID -> IngressVrfId, EgressVrfID -> EgressVrfId).
 -- MPLS fields and ObservationDomainID are read but, as in NetMeta, not stored. Flows (records
 -- merged into the row) is stored; 0 (a producer without the key) becomes 1.
+-- The stored FlowDirection (placeholder FLOW_DIRECTION in double braces): as sent, or, for
+-- exporters with outward_interfaces in netmeta.ini (scripts/clickhouse.sh apply/sql with the
+-- ini), 0 when the row entered through an outward interface and 1 otherwise, so
+-- isIncomingFlow() (FlowDirection = 0) gives sFlow, which carries no direction, one.
 CREATE MATERIALIZED VIEW IF NOT EXISTS flows_raw_view TO flows_raw
 AS SELECT
     toDate(TimeReceived)                     AS Date,
@@ -12,7 +16,7 @@ AS SELECT
     toUInt64(SequenceNum)                    AS SequenceNum,
     TimeReceived,
     SamplingRate,
-    toUInt8(FlowDirection)                   AS FlowDirection,
+    toUInt8({{FLOW_DIRECTION}})              AS FlowDirection,
     IPv6StringToNum(SamplerAddress)          AS SamplerAddress,
     TimeFlowStart,
     TimeFlowEnd,

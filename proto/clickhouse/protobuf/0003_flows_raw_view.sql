@@ -7,6 +7,10 @@
 -- sends ::ffff:a.b.c.d already), SrcAS/DstAS from its risinfo dictionary when 0 (no such
 -- dictionary here), SamplingRate from its SamplerConfig dictionary (the engine applies
 -- [exporter.NAME] sampling_rate itself; the Exporters dictionary shows it) and AnonymizeAddresses.
+-- The stored FlowDirection (placeholder FLOW_DIRECTION in double braces): as sent, or, for
+-- exporters with outward_interfaces in netmeta.ini (scripts/clickhouse.sh apply/sql with the
+-- ini), 0 when the row entered through an outward interface and 1 otherwise, so
+-- isIncomingFlow() (FlowDirection = 0) gives sFlow, which carries no direction, one.
 CREATE MATERIALIZED VIEW IF NOT EXISTS flows_raw_view TO flows_raw
 AS SELECT
     toDate(TimeReceived) AS Date,
@@ -14,7 +18,7 @@ AS SELECT
     SequenceNum,
     TimeReceived,
     SamplingRate,
-    FlowDirection,
+    {{FLOW_DIRECTION}} AS FlowDirection,
     SamplerAddress,
     TimeFlowStart,
     TimeFlowEnd,
