@@ -109,6 +109,13 @@ class Chdb:
             raise ChdbError("chdb_connect failed (dir %s)" % self.dir)
         # chdb_connect returns chdb_connection * (a pointer to the handle); queries take the handle
         self._conn = ctypes.cast(self._conn_ptr, ctypes.POINTER(ctypes.c_void_p))[0]
+        # chDB runs as clickhouse-local, not as a server: a relative format schema
+        # ('flow.proto:FlowMessage', as the DDL says for servers, which look in
+        # format_schema_path) is opened relative to the process's working directory (checked on
+        # 26.5: "File not found" otherwise). So the session works from format_schemas/.
+        self._old_cwd = os.getcwd()
+        self.schemas = os.path.join(self.dir, "format_schemas")
+        os.chdir(self.schemas)
 
     def raw(self, sql, fmt="TabSeparated"):
         """Run one statement; the result as bytes in format fmt. Raises ChdbError with the
@@ -151,7 +158,14 @@ class Chdb:
         r = self.query("SELECT count(), sum(Packets), sum(Bytes) FROM %s" % table)[0]
         return tuple(int(x) for x in r)
 
+    def add_schema(self, path):
+        """Copy a .proto file into format_schemas/ (as scripts/clickhouse.sh apply does)."""
+        shutil.copy(path, self.schemas)
+
     def close(self, keep_dir=False):
+        if getattr(self, "_old_cwd", None):
+            os.chdir(self._old_cwd)
+            self._old_cwd = None
         if self._conn_ptr:
             self.lib.chdb_close_conn(self._conn_ptr)
             self._conn_ptr = self._conn = None
