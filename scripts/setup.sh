@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a Debian 12 machine for NetMeta: packages, hugepages, build.
 #   scripts/setup.sh            what the engine needs to build and run
-#   scripts/setup.sh --test     plus what the test suites need (ClickHouse, kcat, tshark, exporters)
+#   scripts/setup.sh --test     plus what the test suites need (ClickHouse, kcat, tshark, exporters,
+#                               and ClickHouse 26.5 as chDB from the npm registry, see below)
 # Idempotent; run as root (it calls apt-get and writes /proc/sys/vm/nr_hugepages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,29 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # tshark asks whether non-root users may capture; the answer does not matter here.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# ClickHouse 26.5 for the clickhouse suite: chDB, ClickHouse as a shared library, from the npm
+# package @chdb/lib-linux-x64-gnu (about 530 MB unpacked) into NM_CHDB_DIR (default
+# /opt/netmeta-chdb, where tests/integration/chdb.py looks). npm comes from Debian (nodejs, npm)
+# when the machine has none. Skipped when a 26.5 libchdb.so is there already.
+if [ "$want_test" = 1 ]; then
+    chdb_dir=${NM_CHDB_DIR:-/opt/netmeta-chdb}
+    chdb_pkg="$chdb_dir/node_modules/@chdb/lib-linux-x64-gnu"
+    if [ -f "$chdb_pkg/libchdb.so" ] && grep -q '"version": "26\.5\.' "$chdb_pkg/package.json"; then
+        echo "setup.sh: chDB $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$chdb_pkg/package.json") in $chdb_dir"
+    else
+        if ! command -v npm > /dev/null; then
+            echo "setup.sh: installing nodejs npm (for chDB)"
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -q
+            apt-get install -y -q --no-install-recommends nodejs npm
+        fi
+        mkdir -p "$chdb_dir"
+        echo "setup.sh: npm install @chdb/lib-linux-x64-gnu@26.5 into $chdb_dir"
+        npm install --prefix "$chdb_dir" --no-audit --no-fund --no-save "@chdb/lib-linux-x64-gnu@26.5"
+        [ -f "$chdb_pkg/libchdb.so" ] || { echo "setup.sh: no libchdb.so in $chdb_pkg" >&2; exit 1; }
+    fi
 fi
 
 # 2 MiB hugepages: 1 GiB unless more are already reserved. Without them the engine falls back
