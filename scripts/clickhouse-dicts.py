@@ -477,9 +477,12 @@ def render_lookup(data):
         # backquoted: "Index" (NetMeta's key name) is a keyword in a column list
         coldefs = ",\n".join("    `%s` %s" % c for c in cols)
         keylist = ", ".join("`%s`" % k for k in keys)
-        out.append("DROP TABLE IF EXISTS %s" % table)
-        out.append("CREATE TABLE %s\n(\n%s\n)\nENGINE = MergeTree\nORDER BY (%s)"
+        # The dictionary depends on the table: it cannot be dropped while the dictionary exists
+        # (HAVE_DEPENDENT_OBJECTS on 26.5), so a re-run empties it and fills it again; the
+        # dictionary keeps serving its old data until it is reloaded below.
+        out.append("CREATE TABLE IF NOT EXISTS %s\n(\n%s\n)\nENGINE = MergeTree\nORDER BY (%s)"
                    % (table, coldefs, keylist))
+        out.append("TRUNCATE TABLE %s" % table)
         if rows:
             out.append("INSERT INTO %s (%s) VALUES\n%s" % (
                 table, ", ".join("`%s`" % c for c, _ in cols),
@@ -488,6 +491,11 @@ def render_lookup(data):
                    "SOURCE(CLICKHOUSE(DB '%s' TABLE '%s'%s))\nLIFETIME(MIN 0 MAX 0)\n"
                    "LAYOUT(%s)" % (name, coldefs, keylist, LOOKUP_DB, name, src_auth,
                                    layout))
+    # Current releases load dictionaries lazily, and SYSTEM RELOAD DICTIONARIES leaves
+    # never-loaded ones alone (checked on 26.5): load each by name, so that a table the source
+    # cannot read (user, password) fails here and not in a dashboard.
+    for name, _, _ in LOOKUP_DICTS:
+        out.append("SYSTEM RELOAD DICTIONARY %s" % name)
     for name, body in LOOKUP_FUNCTIONS:
         out.append("CREATE OR REPLACE FUNCTION %s AS %s" % (name, body))
     # as NetMeta's schema: a database that shows dictionaries as tables

@@ -357,7 +357,9 @@ cmd_dicts() {
     "$CH_CLIENT" "${CH_ARGS[@]}" --query "CREATE DATABASE IF NOT EXISTS dictionaries ENGINE = Dictionary" ||
         echo "clickhouse.sh: note: no database 'dictionaries' (ENGINE = Dictionary); the dictionaries work without it" >&2
     for i in $(seq 1 ${NM_CH_DICT_TIMEOUT:-30}); do
-        "$CH_CLIENT" "${CH_ARGS[@]}" --query "SYSTEM RELOAD DICTIONARIES" > /dev/null 2>&1 || true
+        if [ "$variant" = json ]; then
+            "$CH_CLIENT" "${CH_ARGS[@]}" --query "SYSTEM RELOAD DICTIONARIES" > /dev/null 2>&1 || true
+        fi
         got="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT name, element_count FROM system.dictionaries
                  WHERE name IN ('InterfaceNames', 'Exporters') AND length(last_exception) = 0
                  $origin_cond ORDER BY name" 2>/dev/null | tr '\t\n' ': ' || true)"

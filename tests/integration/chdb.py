@@ -171,7 +171,7 @@ class Chdb:
             self._conn_ptr = self._conn = None
         if self.dir and not keep_dir and not os.environ.get("NM_KEEP_TMP"):
             shutil.rmtree(self.dir, ignore_errors=True)
-        elif self.dir:
+        elif self.dir and not keep_dir:
             print("chdb dir kept: %s" % self.dir, flush=True)
         self.dir = None
 
