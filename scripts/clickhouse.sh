@@ -301,7 +301,7 @@ cmd_sql() {
 
 cmd_dicts() {
     [ $# -ge 3 ] || usage
-    local target="$1" variant="$2" ini="$3" dict_dir="${4:-}" xml_dir="" i
+    local target="$1" variant="$2" ini="$3" dict_dir="${4:-}" xml_dir=""
     [ -f "$ini" ] || die "no such file: $ini"
     client_args "$target"
     case "$variant" in
@@ -356,7 +356,7 @@ cmd_dicts() {
     # as NetMeta: SELECT * FROM dictionaries.InterfaceNames shows a dictionary as a table
     "$CH_CLIENT" "${CH_ARGS[@]}" --query "CREATE DATABASE IF NOT EXISTS dictionaries ENGINE = Dictionary" ||
         echo "clickhouse.sh: note: no database 'dictionaries' (ENGINE = Dictionary); the dictionaries work without it" >&2
-    for i in $(seq 1 ${NM_CH_DICT_TIMEOUT:-30}); do
+    for _ in $(seq 1 "${NM_CH_DICT_TIMEOUT:-30}"); do
         if [ "$variant" = json ]; then
             "$CH_CLIENT" "${CH_ARGS[@]}" --query "SYSTEM RELOAD DICTIONARIES" > /dev/null 2>&1 || true
         fi
