@@ -220,12 +220,12 @@ cmd_start() {
 
 cmd_stop() {
     [ $# -ge 1 ] || usage
-    local dir="$1" pid i
+    local dir="$1" pid
     [ -f "$dir/pid" ] || { echo "clickhouse.sh: no server recorded in $dir" >&2; return 0; }
     pid="$(cat "$dir/pid")"
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 100); do
+        for _ in $(seq 1 100); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.2
         done
