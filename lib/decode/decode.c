@@ -1,34 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-#include <stdio.h>
 #include <string.h>
-#include <arpa/inet.h>
 
 #include "decode.h"
-#include "rd.h"
+#include "../base/rd.h"
 #include "../exporter/exporter.h"
-
-static const char *const err_names[NM_DECODE_ERR_MAX] = {
-	[NM_DECODE_OK] = "ok",
-	[NM_DECODE_ERR_TRUNCATED] = "truncated",
-	[NM_DECODE_ERR_BAD_VERSION] = "bad_version",
-	[NM_DECODE_ERR_BAD_COUNT] = "bad_count",
-	[NM_DECODE_ERR_BAD_LENGTH] = "bad_length",
-	[NM_DECODE_ERR_UNKNOWN_PROTO] = "unknown_proto",
-	[NM_DECODE_ERR_UNKNOWN_TEMPLATE] = "unknown_template",
-	[NM_DECODE_ERR_BAD_TEMPLATE] = "bad_template",
-	[NM_DECODE_ERR_TEMPLATE_LIMIT] = "template_limit",
-	[NM_DECODE_ERR_UNSUPPORTED] = "unsupported",
-	[NM_DECODE_ERR_BAD_ADDRESS] = "bad_address",
-	[NM_DECODE_ERR_BAD_PACKET] = "bad_packet",
-};
-
-const char *
-nm_decode_err_name(enum nm_decode_err err)
-{
-	if ((unsigned int)err >= NM_DECODE_ERR_MAX || err_names[err] == NULL)
-		return "invalid";
-	return err_names[err];
-}
 
 static void
 proto_add(struct nm_proto_stats *dst, const struct nm_proto_stats *src)
@@ -114,16 +89,4 @@ nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	nm_exp_account(d->exp, &d->info, meta, ret, errs);
 	d->rate_override = 0;
 	return ret;
-}
-
-const char *
-nm_addr_str(const uint8_t addr[NM_ADDR_LEN], char *buf, size_t len)
-{
-	if (nm_addr_is_v4(addr)) {
-		if (inet_ntop(AF_INET, addr + 12, buf, (socklen_t)len) == NULL)
-			snprintf(buf, len, "?");
-	} else if (inet_ntop(AF_INET6, addr, buf, (socklen_t)len) == NULL) {
-		snprintf(buf, len, "?");
-	}
-	return buf;
 }

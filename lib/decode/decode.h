@@ -20,28 +20,10 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "../base/dgram.h"
+#include "../base/reason.h"
+#include "../exporter/exporter.h"
 #include "../flow/flow.h"
-
-/* Why a datagram or a part of it was rejected. Each has a counter in nm_decode_stats. */
-enum nm_decode_err {
-	NM_DECODE_OK = 0,
-	NM_DECODE_ERR_TRUNCATED,     /* shorter than its header or its own length fields say */
-	NM_DECODE_ERR_BAD_VERSION,   /* version field is not the protocol's */
-	NM_DECODE_ERR_BAD_COUNT,     /* record count out of range for the protocol or the length */
-	NM_DECODE_ERR_BAD_LENGTH,    /* a set/sample/record length that is impossible */
-	NM_DECODE_ERR_UNKNOWN_PROTO, /* payload is none of the four protocols */
-	NM_DECODE_ERR_UNKNOWN_TEMPLATE, /* v9/IPFIX data set whose template is not known (yet) */
-	NM_DECODE_ERR_BAD_TEMPLATE,	/* template that cannot be compiled (bad length, too many
-					   fields) */
-	NM_DECODE_ERR_TEMPLATE_LIMIT,	/* template dropped: per-exporter or total limit reached */
-	NM_DECODE_ERR_UNSUPPORTED, /* well-formed but not something we decode (counted, skipped) */
-	NM_DECODE_ERR_BAD_ADDRESS, /* sFlow agent address type or similar enum out of range */
-	NM_DECODE_ERR_BAD_PACKET,  /* sampled packet header that cannot be parsed */
-	NM_DECODE_ERR_MAX,
-};
-
-/* Short lowercase names for counters and summaries ("truncated", "bad_version", ...). */
-const char *nm_decode_err_name(enum nm_decode_err err);
 
 /* Per-protocol counters of one thread. */
 struct nm_proto_stats {
@@ -70,42 +52,7 @@ struct nm_decode_stats {
 /* Add every counter of src to dst. */
 void nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *src);
 
-/* Where a datagram came from and when. */
-struct nm_dgram_meta {
-	uint8_t exporter[NM_ADDR_LEN]; /* source address of the UDP datagram (IPv4 mapped) */
-	uint16_t exporter_port;	       /* UDP source port */
-	uint16_t dst_port;	       /* UDP destination port */
-	uint64_t time_received;	       /* seconds since the epoch */
-	uint64_t time_received_ns;     /* nanoseconds since the epoch (same instant) */
-};
-
 struct nm_tmpl_cache; /* NetFlow v9/IPFIX templates, lib/tmpl/ */
-struct nm_exp_table;  /* per-exporter state, overrides, sFlow interfaces, lib/exporter/ */
-
-/*
- * What a protocol decoder tells about the datagram it decoded, for per-exporter accounting
- * (lib/exporter). Reset by nm_decode_datagram() before each datagram.
- */
-struct nm_dgram_info {
-	uint8_t type;	    /* enum nm_flow_type; 0: not recognised (no exporter accounting) */
-	uint8_t has_seq;    /* seq/seq_units are meaningful */
-	uint8_t seq_unsure; /* seq_units could not be counted (data of unknown templates) */
-	uint8_t has_agent;  /* sFlow: agent holds the datagram's agent address */
-	uint16_t version;
-	uint32_t domain;    /* v9 source id, IPFIX domain, sFlow sub-agent, v5 engine type/id */
-	uint32_t seq;	    /* the header's sequence number */
-	uint32_t seq_units; /* what this datagram adds to the sequence: 1 datagram, or records */
-	uint32_t seq_units_alt;	  /* the same counted another way exporters use (IPFIX: no options
-				   * records); equal to seq_units when there is no other way */
-	uint32_t templates;	  /* (options) template records accepted */
-	uint32_t rate_default;	  /* records that got default_sampling_rate */
-	uint32_t rate_override;	  /* records that got the configured override */
-	uint32_t data_records;	  /* data records read (IPFIX sequence numbers count them) */
-	uint32_t options_records; /* of which options data records */
-	uint64_t rate;		  /* sampling rate of the last record (0: no record) */
-	uint64_t records;	  /* flow records produced (set by nm_decode_datagram) */
-	uint8_t agent[NM_ADDR_LEN];
-};
 
 /*
  * Decoder context of one RX thread. stats is the thread's own. tmpl and exp are shared by all

@@ -6,7 +6,7 @@
  */
 #include "decode.h"
 #include "ipfix_prog.h"
-#include "rd.h"
+#include "../base/rd.h"
 
 #define IPFIX_HDR_LEN 16
 

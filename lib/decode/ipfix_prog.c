@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ipfix_prog.h"
-#include "rd.h"
+#include "../base/rd.h"
 #include "../pkt/pkt.h"
 
 /*

@@ -4,7 +4,7 @@
  * format). The header carries the export time, the exporter's uptime and the sampling interval.
  */
 #include "decode.h"
-#include "rd.h"
+#include "../base/rd.h"
 
 #define NF5_HDR_LEN 24
 #define NF5_REC_LEN 48

@@ -6,7 +6,7 @@
  */
 #include "decode.h"
 #include "ipfix_prog.h"
-#include "rd.h"
+#include "../base/rd.h"
 
 #define NF9_HDR_LEN 20
 

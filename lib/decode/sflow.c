@@ -17,7 +17,7 @@
  * were well-formed, inside their own lengths, and an agent's later bug does not make them false.
  */
 #include "decode.h"
-#include "rd.h"
+#include "../base/rd.h"
 #include "../exporter/exporter.h"
 #include "../pkt/pkt.h"
 

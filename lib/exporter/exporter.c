@@ -18,7 +18,7 @@
 #include <urcu/rculfhash.h>
 #include <urcu/uatomic.h>
 
-#include "../flow/hash.h"
+#include "../base/hash.h"
 #include "exporter.h"
 
 struct ovr_slot {

@@ -41,7 +41,35 @@
 
 #include <urcu/rculfhash.h>
 
-#include "../decode/decode.h"
+#include "../base/dgram.h"
+#include "../base/reason.h"
+#include "../flow/flow.h"
+
+/*
+ * What a protocol decoder tells about the datagram it decoded, for per-exporter accounting
+ * (nm_exp_account()). Filled by the decoders (lib/decode), which include this header; reset by
+ * nm_decode_datagram() before each datagram.
+ */
+struct nm_dgram_info {
+	uint8_t type;	    /* enum nm_flow_type; 0: not recognised (no exporter accounting) */
+	uint8_t has_seq;    /* seq/seq_units are meaningful */
+	uint8_t seq_unsure; /* seq_units could not be counted (data of unknown templates) */
+	uint8_t has_agent;  /* sFlow: agent holds the datagram's agent address */
+	uint16_t version;
+	uint32_t domain;    /* v9 source id, IPFIX domain, sFlow sub-agent, v5 engine type/id */
+	uint32_t seq;	    /* the header's sequence number */
+	uint32_t seq_units; /* what this datagram adds to the sequence: 1 datagram, or records */
+	uint32_t seq_units_alt;	  /* the same counted another way exporters use (IPFIX: no options
+				   * records); equal to seq_units when there is no other way */
+	uint32_t templates;	  /* (options) template records accepted */
+	uint32_t rate_default;	  /* records that got default_sampling_rate */
+	uint32_t rate_override;	  /* records that got the configured override */
+	uint32_t data_records;	  /* data records read (IPFIX sequence numbers count them) */
+	uint32_t options_records; /* of which options data records */
+	uint64_t rate;		  /* sampling rate of the last record (0: no record) */
+	uint64_t records;	  /* flow records produced (set by nm_decode_datagram) */
+	uint8_t agent[NM_ADDR_LEN];
+};
 
 struct nm_exp_params {
 	unsigned int max_exporters;	/* (address, domain, protocol) entries; 0: 4096 */

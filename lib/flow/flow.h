@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "../base/addr.h"
+
 enum nm_flow_type {
 	NM_FLOW_UNKNOWN = 0,
 	NM_FLOW_SFLOW5 = 1,
@@ -26,9 +28,6 @@ enum nm_flow_type {
 	NM_FLOW_NF9 = 3,
 	NM_FLOW_IPFIX = 4,
 };
-
-/* Addresses are 16 bytes; IPv4 is stored as ::ffff:a.b.c.d (RFC 4291 2.5.5.2). */
-#define NM_ADDR_LEN 16
 
 struct nm_flow_key {
 	/* 64-bit fields first, then 32, 16, 8: no implicit padding. */
@@ -91,31 +90,6 @@ struct nm_flow_rec {
 	uint64_t bytes;	  /* 9 */
 	uint64_t packets; /* 10 */
 };
-
-/* Store an IPv4 address (network byte order, as on the wire) as ::ffff:a.b.c.d. */
-static inline void
-nm_addr_from_v4(uint8_t dst[NM_ADDR_LEN], const uint8_t v4[4])
-{
-	memset(dst, 0, 10);
-	dst[10] = 0xff;
-	dst[11] = 0xff;
-	memcpy(dst + 12, v4, 4);
-}
-
-/* True when addr is an IPv4-mapped IPv6 address. */
-static inline int
-nm_addr_is_v4(const uint8_t addr[NM_ADDR_LEN])
-{
-	static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	return memcmp(addr, prefix, 12) == 0;
-}
-
-/*
- * Format addr as text: dotted quad for IPv4-mapped addresses, RFC 5952 text otherwise.
- * buf must hold at least NM_ADDR_STRLEN bytes. Returns buf.
- */
-#define NM_ADDR_STRLEN 46
-const char *nm_addr_str(const uint8_t addr[NM_ADDR_LEN], char *buf, size_t len);
 
 /*
  * A batch of records a decoder writes into. The owner (RX worker, test, benchmark) provides the

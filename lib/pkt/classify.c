@@ -5,7 +5,7 @@
  * up to two VLAN tags, IPv4 or IPv6 (no extension headers other than none), UDP.
  */
 #include "pkt.h"
-#include "../decode/rd.h"
+#include "../base/rd.h"
 
 static const char *const class_names[NM_UDP_CLASS_MAX] = {
 	[NM_UDP_OK] = "ok",

@@ -9,8 +9,8 @@
  * keeps what was found; only a frame that stops before its L3 header is complete is truncated.
  */
 #include "pkt.h"
-#include "../decode/decode.h"
-#include "../decode/rd.h"
+#include "../base/rd.h"
+#include "../base/reason.h"
 
 #define ETH_HDR_LEN 14
 #define ETH_P_IPV4 0x0800

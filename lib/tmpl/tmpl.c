@@ -17,7 +17,7 @@
 #include <urcu/rculfhash.h>
 #include <urcu/uatomic.h>
 
-#include "../flow/hash.h"
+#include "../base/hash.h"
 #include "tmpl.h"
 
 struct exp_slot {
