@@ -1037,6 +1037,7 @@ main(int argc, char **argv)
 	uint64_t expect[NM_CFG_MAX_PORTS] = {0};
 	enum nm_link links[NM_CFG_MAX_PORTS] = {0};
 	struct nm_kafka_params kp;
+	struct nm_kafka_prop kprops[NM_CFG_MAX_PROPS];
 	struct nm_tmpl_params tp = {
 		.max_templates_per_exporter = 1024, .max_templates = 65536, .max_exporters = 4096};
 	struct summary sm;
@@ -1176,11 +1177,16 @@ main(int argc, char **argv)
 	memset(&kp, 0, sizeof(kp));
 	kp.brokers = app->cfg.kafka_brokers;
 	kp.topic = app->cfg.kafka_topic;
-	kp.format = app->cfg.kafka_format;
+	kp.format = app->cfg.kafka_format == NM_CFG_FORMAT_JSON ? NM_KAFKA_FMT_JSON
+								: NM_KAFKA_FMT_PROTOBUF;
 	kp.batch_bytes = app->cfg.kafka_batch_bytes;
 	kp.linger_ms = app->cfg.kafka_linger_ms;
 	kp.compression = app->cfg.kafka_compression;
-	kp.props = app->cfg.kafka_props;
+	for (i = 0; i < app->cfg.n_kafka_props; i++) {
+		kprops[i].name = app->cfg.kafka_props[i].name;
+		kprops[i].value = app->cfg.kafka_props[i].value;
+	}
+	kp.props = kprops;
 	kp.n_props = app->cfg.n_kafka_props;
 	kp.exporter_groups = app->cfg.kafka_exporter_groups;
 	kp.queue_max_bytes = (size_t)app->cfg.kafka_queue_max_bytes;
@@ -1196,7 +1202,7 @@ main(int argc, char **argv)
 	}
 	NM_LOG(INFO, "kafka: topic %s on %s (format %s)\n", app->cfg.kafka_topic,
 	       nm_kafka_bootstrap(app->kafka),
-	       app->cfg.kafka_format == NM_KAFKA_FMT_JSON ? "json" : "protobuf");
+	       app->cfg.kafka_format == NM_CFG_FORMAT_JSON ? "json" : "protobuf");
 	if (strcmp(app->cfg.kafka_brokers, "embedded") == 0)
 		printf("embedded Kafka broker: %s  (e.g. kcat -C -b %s -t %s)\n",
 		       nm_kafka_bootstrap(app->kafka), nm_kafka_bootstrap(app->kafka),

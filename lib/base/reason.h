@@ -13,11 +13,11 @@
 
 enum nm_decode_err {
 	NM_DECODE_OK = 0,
-	NM_DECODE_ERR_TRUNCATED,	/* shorter than its header or its own length fields say */
-	NM_DECODE_ERR_BAD_VERSION,	/* version field is not the protocol's */
-	NM_DECODE_ERR_BAD_COUNT,	/* record count out of range for the protocol or the length */
-	NM_DECODE_ERR_BAD_LENGTH,	/* a set/sample/record length that is impossible */
-	NM_DECODE_ERR_UNKNOWN_PROTO,	/* payload is none of the four protocols */
+	NM_DECODE_ERR_TRUNCATED,     /* shorter than its header or its own length fields say */
+	NM_DECODE_ERR_BAD_VERSION,   /* version field is not the protocol's */
+	NM_DECODE_ERR_BAD_COUNT,     /* record count out of range for the protocol or the length */
+	NM_DECODE_ERR_BAD_LENGTH,    /* a set/sample/record length that is impossible */
+	NM_DECODE_ERR_UNKNOWN_PROTO, /* payload is none of the four protocols */
 	NM_DECODE_ERR_UNKNOWN_TEMPLATE, /* v9/IPFIX data set whose template is not known (yet) */
 	NM_DECODE_ERR_BAD_TEMPLATE,	/* template that cannot be compiled (bad length, too many
 					   fields) */

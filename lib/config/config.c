@@ -596,13 +596,13 @@ validate(const struct nm_config *c, char *err, size_t errlen)
 	unsigned int i, min_batch;
 
 	/* Every record must fit one message, whatever it holds: the sink refuses less. */
-	min_batch = c->kafka_format == NM_KAFKA_FMT_JSON ? NM_ENCODE_JSON_MAX : NM_ENCODE_PB_MAX;
+	min_batch = c->kafka_format == NM_CFG_FORMAT_JSON ? NM_ENCODE_JSON_MAX : NM_ENCODE_PB_MAX;
 	if (c->kafka_batch_bytes < min_batch) {
 		snprintf(err, errlen,
 			 "%s: [kafka] batch_bytes = %u: format %s needs at least %u "
 			 "bytes (the longest encoding of one row)",
 			 c->source, c->kafka_batch_bytes,
-			 c->kafka_format == NM_KAFKA_FMT_JSON ? "json" : "protobuf", min_batch);
+			 c->kafka_format == NM_CFG_FORMAT_JSON ? "json" : "protobuf", min_batch);
 		return -EINVAL;
 	}
 	if (c->kafka_queue_max_bytes < 2 * (uint64_t)c->kafka_batch_bytes) {

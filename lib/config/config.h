@@ -13,12 +13,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../kafka/kafka.h"
-
 #define NM_CFG_MAX_PORTS 16
 #define NM_CFG_MAX_UDP_PORTS 32
 #define NM_CFG_MAX_PROPS 32
 #define NM_CFG_STR 512
+
+/*
+ * Config holds data only: it includes no other module of lib/. The app maps these values onto
+ * the parameters of the modules they configure (e.g. nm_kafka_params).
+ */
+
+/* How rows are encoded on the topic ([kafka] format). */
+enum nm_cfg_format {
+	NM_CFG_FORMAT_PROTOBUF = 0, /* length-delimited FlowMessage */
+	NM_CFG_FORMAT_JSON = 1,	    /* JSONEachRow */
+};
+
+/* A librdkafka property passed through ([kafka] property.NAME = VALUE). */
+struct nm_cfg_prop {
+	const char *name; /* point into the config's own storage */
+	const char *value;
+};
 
 enum nm_port_role {
 	NM_ROLE_COLLECTOR = 0,
@@ -96,7 +111,7 @@ struct nm_config {
 
 	char kafka_brokers[NM_CFG_STR];
 	char kafka_topic[256];
-	enum nm_kafka_format kafka_format;
+	enum nm_cfg_format kafka_format;
 	unsigned int kafka_batch_bytes;
 	int kafka_linger_ms;
 	char kafka_compression[16];
@@ -107,7 +122,7 @@ struct nm_config {
 	uint64_t kafka_spool_max_bytes;
 	int kafka_spool_after_ms; /* no delivery report this long: spool (see kafka.h) */
 	unsigned int kafka_spool_max_rejects; /* refusals before the dead-letter file */
-	struct nm_kafka_prop kafka_props[NM_CFG_MAX_PROPS];
+	struct nm_cfg_prop kafka_props[NM_CFG_MAX_PROPS];
 	char kafka_prop_store[NM_CFG_MAX_PROPS][2][NM_CFG_STR];
 	unsigned int n_kafka_props;
 

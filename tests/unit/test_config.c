@@ -44,7 +44,7 @@ test_shipped_file_is_the_defaults(void **state)
 	assert_int_equal(def->collector_ports[3], 6343);
 	assert_string_equal(def->kafka_brokers, "embedded");
 	assert_string_equal(def->kafka_topic, "flow-messages");
-	assert_int_equal(def->kafka_format, NM_KAFKA_FMT_PROTOBUF);
+	assert_int_equal(def->kafka_format, NM_CFG_FORMAT_PROTOBUF);
 	assert_int_equal(def->n_ports, 1);
 	assert_string_equal(def->ports[0].device, "net_tap0,iface=nm0");
 	free(def);
@@ -62,7 +62,7 @@ test_set(void **state)
 	assert_int_equal(nm_config_set(&c, "kafka.brokers=127.0.0.1:9092", err, sizeof(err)), 0);
 	assert_string_equal(c.kafka_brokers, "127.0.0.1:9092");
 	assert_int_equal(nm_config_set(&c, "kafka.format = json", err, sizeof(err)), 0);
-	assert_int_equal(c.kafka_format, NM_KAFKA_FMT_JSON);
+	assert_int_equal(c.kafka_format, NM_CFG_FORMAT_JSON);
 	assert_int_equal(nm_config_set(&c, "collector.ports=9990", err, sizeof(err)), 0);
 	assert_int_equal(c.n_collector_ports, 1);
 	assert_int_equal(c.collector_ports[0], 9990);
@@ -102,7 +102,7 @@ test_errors_name_everything(void **state)
 	assert_int_equal(nm_config_set(&c, "port.p.role=sideways", err, sizeof(err)), -22);
 	assert_non_null(strstr(err, "collector, mirror-rx, mirror-tx"));
 	/* The defaults are untouched by the refused values. */
-	assert_int_equal(c.kafka_format, NM_KAFKA_FMT_PROTOBUF);
+	assert_int_equal(c.kafka_format, NM_CFG_FORMAT_PROTOBUF);
 	assert_int_equal(c.n_collector_ports, 4);
 	assert_int_equal(c.collector_ports[0], 2055);
 }
