@@ -24,6 +24,7 @@
 #include "../base/reason.h"
 #include "../exporter/exporter.h"
 #include "../flow/flow.h"
+#include "../tmpl/tmpl.h"
 
 /* Per-protocol counters of one thread. */
 struct nm_proto_stats {
@@ -52,14 +53,21 @@ struct nm_decode_stats {
 /* Add every counter of src to dst. */
 void nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *src);
 
-struct nm_tmpl_cache; /* NetFlow v9/IPFIX templates, lib/tmpl/ */
+/* Held data sets decoded per nm_tmpl_pending_take() (the per-domain bound is usually 4). */
+#define NM_DECODER_HELD_MAX 8
 
 /*
  * Decoder context of one RX thread. stats is the thread's own. tmpl and exp are shared by all
  * threads (RCU-protected; callers must be registered QSBR readers) and may be NULL: without
  * tmpl v9/IPFIX data sets count as unknown templates; without exp nothing is accounted per
- * exporter and no override applies. default_sampling_rate is used when an exporter says nothing
- * about its rate. rate_override and info are per-datagram scratch of nm_decode_datagram().
+ * exporter and no override applies. When both are set, tmpl should have been created with exp
+ * as its exporter table (nm_tmpl_params.exp), so one table holds each exporter's state.
+ * default_sampling_rate is used when an exporter says nothing about its rate.
+ *
+ * The rest is the thread's scratch, so that no decoder needs a static or thread-local buffer or
+ * an allocation: rate_override and info per datagram (nm_decode_datagram()), a template being
+ * compiled, the data set being held and the held sets being decoded (lib/decode/ipfix_prog.c).
+ * The struct is about 24 KiB: embed it in the thread's context, not on a small stack.
  */
 struct nm_decoder {
 	struct nm_decode_stats *stats;
@@ -68,6 +76,9 @@ struct nm_decoder {
 	uint64_t default_sampling_rate;
 	uint64_t rate_override; /* configured rate of this datagram's exporter, 0: none */
 	struct nm_dgram_info info;
+	uint64_t tmpl_scratch[(NM_TMPL_MAX_SIZE + 7) / 8]; /* a struct nm_tmpl being compiled */
+	struct nm_tmpl_pending hold;			   /* a data set to hold */
+	struct nm_tmpl_pending held[NM_DECODER_HELD_MAX];  /* held sets taken for decoding */
 };
 
 /*

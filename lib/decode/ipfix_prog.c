@@ -165,7 +165,8 @@ len_ok(unsigned int op, unsigned int len)
 
 struct nm_tmpl *
 nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, unsigned int n,
-		 unsigned int n_scope, int is_options, enum nm_decode_err *err)
+		 unsigned int n_scope, int is_options, void *buf, size_t size,
+		 enum nm_decode_err *err)
 {
 	const struct ie_map *tab = is_options ? opt_map : flow_map;
 	uint8_t best[T_MAX_];
@@ -201,7 +202,7 @@ nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, u
 	if (min_len == 0 || min_len > 65535 - 4)
 		return NULL;
 	/* Upper bound on steps: one per field. */
-	t = nm_tmpl_alloc(n, n);
+	t = nm_tmpl_init(buf, size, n, n);
 	if (t == NULL) {
 		*err = NM_DECODE_ERR_UNSUPPORTED;
 		return NULL;
@@ -802,19 +803,16 @@ make_key(const struct nm_ipfix_hdr *h, uint16_t id)
 	return k;
 }
 
-/* Largest number of held sets decoded per take (the per-domain bound is usually 4). */
-#define TAKE_MAX 8
-
 /* Template k was just published: decode the data sets that waited for it. */
 static int
 decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmpl_key *k,
 	    const struct nm_tmpl *t, struct nm_rec_batch *out)
 {
-	static __thread struct nm_tmpl_pending held[TAKE_MAX];
+	struct nm_tmpl_pending *held = d->held;
 	unsigned int i, n;
 	int total = 0;
 
-	while ((n = nm_tmpl_pending_take(d->tmpl, k, held, TAKE_MAX)) > 0) {
+	while ((n = nm_tmpl_pending_take(d->tmpl, k, held, NM_DECODER_HELD_MAX)) > 0) {
 		for (i = 0; i < n; i++) {
 			struct nm_tmpl_pending *hp = &held[i];
 			struct nm_dgram_meta meta = {
@@ -844,36 +842,54 @@ decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmp
 	return total;
 }
 
-/* Publish a compiled template and decode what waited for it. Returns records produced. */
-static int
-publish(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_tmpl *t,
-	struct nm_rec_batch *out, enum nm_decode_err *first_err)
-{
-	struct nm_tmpl_key k = t->key;
-	const struct nm_tmpl *pub;
-	int r;
-
-	r = nm_tmpl_publish(d->tmpl, t);
-	if (r < 0) {
-		d->stats->err[NM_DECODE_ERR_TEMPLATE_LIMIT]++;
-		if (*first_err == NM_DECODE_OK)
-			*first_err = NM_DECODE_ERR_TEMPLATE_LIMIT;
-		return 0;
-	}
-	d->stats->templates++;
-	d->info.templates++;
-	pub = nm_tmpl_lookup(d->tmpl, &k);
-	if (pub == NULL)
-		return 0;
-	return decode_held(d, ps, &k, pub, out);
-}
-
 static void
 note_err(struct nm_decoder *d, enum nm_decode_err *first, enum nm_decode_err e)
 {
 	d->stats->err[e]++;
 	if (*first == NM_DECODE_OK)
 		*first = e;
+}
+
+/*
+ * A template record, its fields parsed into f[0..n): take it and decode what waited for it.
+ * Returns records produced. Exporters repeat every template every few seconds or packets, so the
+ * unchanged one is recognised first, on the reader side, against the cached copy: no compile,
+ * no lock, no pool slot. Only a new or changed layout is compiled (into the decoder's scratch)
+ * and published (copied into the cache's pool under its writer mutex).
+ */
+static int
+take_template(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_ipfix_hdr *h,
+	      uint16_t tid, const struct nm_tmpl_field *f, unsigned int n, unsigned int n_scope,
+	      int options, struct nm_rec_batch *out, enum nm_decode_err *first_err)
+{
+	struct nm_tmpl_key k = make_key(h, tid);
+	const struct nm_tmpl *pub;
+	enum nm_decode_err e;
+	struct nm_tmpl *t;
+	int r;
+
+	pub = nm_tmpl_lookup(d->tmpl, &k);
+	if (pub != NULL && nm_tmpl_same_fields(pub, f, n, n_scope, options)) {
+		nm_tmpl_note_refresh(d->tmpl);
+	} else {
+		t = nm_ipfix_compile(&k, f, n, n_scope, options, d->tmpl_scratch,
+				     sizeof(d->tmpl_scratch), &e);
+		if (t == NULL) {
+			note_err(d, first_err, e);
+			return 0;
+		}
+		r = nm_tmpl_publish(d->tmpl, t);
+		if (r < 0) {
+			note_err(d, first_err, NM_DECODE_ERR_TEMPLATE_LIMIT);
+			return 0;
+		}
+		pub = nm_tmpl_lookup(d->tmpl, &k);
+	}
+	d->stats->templates++;
+	d->info.templates++;
+	if (pub == NULL)
+		return 0;
+	return decode_held(d, ps, &k, pub, out);
 }
 
 /* v9 template flowset (id 0) or options template flowset (id 1). */
@@ -887,9 +903,6 @@ nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_h
 
 	for (;;) {
 		unsigned int tid, n, n_scope = 0, i;
-		enum nm_decode_err e;
-		struct nm_tmpl_key k;
-		struct nm_tmpl *t;
 
 		if (end - p < (options ? 6 : 4))
 			break; /* padding */
@@ -924,13 +937,8 @@ nf9_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_h
 		}
 		if (d->tmpl == NULL)
 			continue;
-		k = make_key(h, (uint16_t)tid);
-		t = nm_ipfix_compile(&k, f, n, n_scope, options, &e);
-		if (t == NULL) {
-			note_err(d, first_err, e);
-			continue;
-		}
-		produced += publish(d, ps, t, out, first_err);
+		produced += take_template(d, ps, h, (uint16_t)tid, f, n, n_scope, options, out,
+					  first_err);
 	}
 	return produced;
 }
@@ -946,9 +954,7 @@ ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix
 
 	while (end - p >= 4) {
 		unsigned int tid = nm_rd16(p), n = nm_rd16(p + 2), n_scope = 0, i;
-		enum nm_decode_err e;
 		struct nm_tmpl_key k;
-		struct nm_tmpl *t;
 
 		if (tid == 0 && n == 0)
 			break; /* padding */
@@ -1003,13 +1009,8 @@ ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix
 		}
 		if (d->tmpl == NULL)
 			continue;
-		k = make_key(h, (uint16_t)tid);
-		t = nm_ipfix_compile(&k, f, n, n_scope, options, &e);
-		if (t == NULL) {
-			note_err(d, first_err, e);
-			continue;
-		}
-		produced += publish(d, ps, t, out, first_err);
+		produced += take_template(d, ps, h, (uint16_t)tid, f, n, n_scope, options, out,
+					  first_err);
 	}
 	return produced;
 bad:
@@ -1036,24 +1037,24 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 		d->stats->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE]++;
 		d->info.seq_unsure = 1; /* its records are not counted in data_records */
 		if (d->tmpl != NULL) {
-			static __thread struct nm_tmpl_pending hp;
+			struct nm_tmpl_pending *hp = &d->hold;
 			size_t len = (size_t)(end - p);
 
 			if (len > NM_TMPL_PENDING_MAX_LEN) {
 				d->stats->pending_dropped++;
 				return 0;
 			}
-			hp.key = k;
-			hp.time_received = h->meta->time_received;
-			hp.time_received_ns = h->meta->time_received_ns;
-			hp.export_secs = h->export_secs;
-			hp.sys_uptime_ms = h->sys_uptime_ms;
-			hp.seq = h->seq;
-			hp.exporter_port = h->meta->exporter_port;
-			hp.dst_port = h->meta->dst_port;
-			hp.len = (uint16_t)len;
-			memcpy(hp.data, p, len);
-			r = nm_tmpl_pending_put(d->tmpl, &hp);
+			hp->key = k;
+			hp->time_received = h->meta->time_received;
+			hp->time_received_ns = h->meta->time_received_ns;
+			hp->export_secs = h->export_secs;
+			hp->sys_uptime_ms = h->sys_uptime_ms;
+			hp->seq = h->seq;
+			hp->exporter_port = h->meta->exporter_port;
+			hp->dst_port = h->meta->dst_port;
+			hp->len = (uint16_t)len;
+			memcpy(hp->data, p, len);
+			r = nm_tmpl_pending_put(d->tmpl, hp);
 			if (r < 0) {
 				d->stats->pending_dropped++;
 			} else {

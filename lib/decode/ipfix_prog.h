@@ -12,8 +12,13 @@
  * uptime-relative times - is resolved then). Data records are then decoded by walking the steps:
  * no lookup of IE numbers per record.
  *
- * Threading: the walker is called by the RX thread that owns d->stats and out, inside its QSBR
- * read side; it reads and (for template sets and options data) writes d->tmpl.
+ * Threading: the walker is called by the RX thread that owns d (stats, scratch) and out, inside
+ * its QSBR read side; it reads and (for template sets and options data) writes d->tmpl.
+ *
+ * Cost: data sets and unchanged templates are reader work (lookups, no lock, no allocation);
+ * a new or changed template, a changed sampling rate and a withdrawal take the template cache's
+ * writer mutex; a data set of an unknown template, or a template that arrives while data sets
+ * are held, takes the held-set mutex (see tmpl.h). Nothing here allocates or makes a syscall.
  */
 
 #include <stdint.h>
@@ -94,14 +99,16 @@ enum nm_ipfix_tflag {
 };
 
 /*
- * Compile a template. f[0..n) are the fields as received, the first n_scope of them scope fields
- * (options templates). For v9 options templates scope fields carry scope types, not IEs, and are
- * skipped. Returns a template with key set, not yet published, or NULL with *err set to
- * NM_DECODE_ERR_BAD_TEMPLATE (impossible layout) or NM_DECODE_ERR_UNSUPPORTED (out of memory).
+ * Compile a template into buf (size bytes, 8-byte aligned; NM_TMPL_MAX_SIZE always suffices).
+ * f[0..n) are the fields as received, the first n_scope of them scope fields (options
+ * templates). For v9 options templates scope fields carry scope types, not IEs, and are skipped.
+ * Returns the template in buf with key set, not yet published, or NULL with *err set to
+ * NM_DECODE_ERR_BAD_TEMPLATE (impossible layout) or NM_DECODE_ERR_UNSUPPORTED (buf too small).
+ * Pure: writes only buf, no allocation, no lock.
  */
 struct nm_tmpl *nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f,
-				 unsigned int n, unsigned int n_scope, int is_options,
-				 enum nm_decode_err *err);
+				 unsigned int n, unsigned int n_scope, int is_options, void *buf,
+				 size_t size, enum nm_decode_err *err);
 
 /* What a data set needs from its message header. */
 struct nm_ipfix_hdr {

@@ -28,6 +28,16 @@
  * never the memory. Interface counters are stored field by field (a reader may see a snapshot
  * half old, half new).
  *
+ * This module owns per-exporter state: other modules that keep something per exporter key it on
+ * an entry (struct nm_exp_key) and keep their counts in it (lib/tmpl: n_templates), rather than
+ * keeping an exporter table of their own. Per-(exporter, domain) caps and idle expiry belong
+ * here, over these entries.
+ *
+ * Cost: nm_exp_get(), nm_exp_account() and nm_exp_iface_update() are lock-free and allocate
+ * nothing: a hash, a cds_lfht lookup, relaxed atomic adds; a new key takes a pool slot (one
+ * atomic increment) and a cds_lfht_add_unique(). nm_exp_override() probes a read-only array.
+ * nm_exp_create() allocates everything; nothing allocates afterwards.
+ *
  * Threading: create/free/override from the control thread with no RX lcore running. Lookups
  * and updates from RX lcores that are registered QSBR readers, online. The readers for
  * telemetry (nm_exp_foreach, nm_exp_iface_foreach) walk the tables as QSBR readers too, or from
@@ -101,6 +111,8 @@ struct nm_exp_entry {
 	uint32_t last_seq;	 /* sequence number of the last in-order datagram */
 	uint32_t last_units;	 /* what it added to the sequence (datagram or records) */
 	uint32_t last_units_alt; /* the same without options records (IPFIX) */
+	uint32_t n_templates;	 /* templates it has in lib/tmpl now; written by the template
+				  * cache under its writer mutex, the cap is checked there */
 	const char *name;	 /* [exporter.NAME] of the config, or NULL */
 	uint64_t override_rate;	 /* configured rate, 0 when none */
 

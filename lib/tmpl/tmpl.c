@@ -2,11 +2,20 @@
 /*
  * Template cache, sampling rates and held data sets shared by the RX threads (see tmpl.h).
  *
- * Readers (every data set) only do cds_lfht_lookup() under the QSBR read side, which costs no
- * shared write. Writers are template sets, options data that changes a rate and withdrawals: rare,
- * so one mutex serialises them and the bookkeeping that only writers read (per-exporter template
- * counts) needs no atomics. Held data sets live in a fixed pool allocated at creation: the pool is
- * touched only when a data set has no template or a template arrives while sets are held.
+ * Readers (every data set, and every template record received again unchanged) only do
+ * cds_lfht_lookup() under the QSBR read side, which costs no shared write. Writers are new or
+ * changed templates, options data that changes a rate and withdrawals: rare, so one mutex
+ * serialises them and the bookkeeping only writers read (per-exporter template counts in the
+ * exporter entries, pool free lists) needs no atomics.
+ *
+ * Nothing is allocated after creation. Templates live in slots of a pool carved from one arena:
+ * a slot's size class is the power of two (256 B .. 16 KiB) that holds the template; a class
+ * takes fresh slots from the arena (bump pointer) until the arena is spent, and slots of replaced
+ * or withdrawn templates come back to their class's free list after a grace period (call_rcu;
+ * the callback takes the writer mutex). Arena memory given to a class stays in it: a template
+ * mix that shifts between sizes can strand at most what it used at its peak in the old classes.
+ * Held data sets live in a fixed pool touched only when a data set has no template or a
+ * template arrives while sets are held.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,11 +29,23 @@
 #include "../base/hash.h"
 #include "tmpl.h"
 
-struct exp_slot {
-	uint8_t addr[NM_ADDR_LEN];
-	uint32_t n_templates;
-	uint8_t used;
+#define POOL_MIN_SHIFT 8 /* 256 B */
+#define POOL_CLASSES 7	 /* 256 B .. 16 KiB */
+#define POOL_DEFAULT_BYTES (16u << 20)
+
+_Static_assert(NM_TMPL_MAX_SIZE + 64 <= (1u << (POOL_MIN_SHIFT + POOL_CLASSES - 1)),
+	       "largest template does not fit the largest pool class");
+
+/* What precedes every template in its pool slot. */
+struct slot {
+	struct nm_tmpl_cache *c; /* for the call_rcu callback */
+	struct slot *next;	 /* free list */
+	uint32_t cls;
+	uint8_t pad_[64 - 2 * sizeof(void *) - 4];
+	uint64_t t[]; /* struct nm_tmpl */
 };
+
+_Static_assert(sizeof(struct slot) == 64, "slot header keeps templates cache-aligned");
 
 struct rate_key {
 	uint8_t exporter[NM_ADDR_LEN];
@@ -34,9 +55,8 @@ struct rate_key {
 
 struct rate_ent {
 	struct cds_lfht_node node;
-	struct rcu_head rcu;
 	struct rate_key key;
-	uint64_t rate;
+	uint64_t rate; /* stored in place when it changes: readers load it atomically */
 };
 
 struct pend_slot {
@@ -48,10 +68,17 @@ struct nm_tmpl_cache {
 	struct nm_tmpl_params p;
 	struct cds_lfht *ht;	/* struct nm_tmpl */
 	struct cds_lfht *rates; /* struct rate_ent */
-	pthread_mutex_t wlock;	/* templates, rates, exporter table */
-	struct exp_slot *exps;	/* open addressing, writer-only */
-	unsigned int exps_mask;
+	pthread_mutex_t wlock;	/* templates, rates, pool, exporter entries' n_templates */
+	struct nm_exp_table *exp;
+	struct nm_exp_table *own_exp;  /* created here when params.exp is NULL */
 	struct nm_tmpl_cache_stats st; /* writers update under wlock / plock; readers racy */
+
+	uint8_t *arena; /* template pool */
+	size_t arena_size;
+	size_t arena_used;
+	struct slot *free_slots[POOL_CLASSES];
+
+	struct rate_ent *rpool; /* max_rates entries, handed out in order, never freed */
 
 	pthread_mutex_t plock; /* the held-set pool */
 	struct pend_slot *pend;
@@ -63,36 +90,86 @@ _Static_assert(sizeof(struct nm_tmpl_key) == 24, "nm_tmpl_key layout");
 _Static_assert(sizeof(struct rate_key) == 24, "rate_key layout");
 
 struct nm_tmpl *
-nm_tmpl_alloc(unsigned int n_steps, unsigned int n_fields)
+nm_tmpl_init(void *buf, size_t size, unsigned int n_steps, unsigned int n_fields)
 {
-	size_t sz = sizeof(struct nm_tmpl) + (size_t)n_steps * sizeof(struct nm_tmpl_step);
-	struct nm_tmpl *t;
+	size_t sz = nm_tmpl_size(n_steps, n_fields);
+	struct nm_tmpl *t = buf;
 
-	/* Fields go after the steps, aligned for their 32-bit member. */
-	sz = (sz + 3) & ~(size_t)3;
-	t = calloc(1, sz + (size_t)n_fields * sizeof(struct nm_tmpl_field));
-	if (t == NULL)
+	if (sz > size)
 		return NULL;
-	t->fields = (struct nm_tmpl_field *)((uint8_t *)t + sz);
+	memset(t, 0, sizeof(*t));
+	t->fields = (struct nm_tmpl_field *)((uint8_t *)t + sz -
+					     (size_t)n_fields * sizeof(struct nm_tmpl_field));
 	return t;
 }
 
-void
-nm_tmpl_free(struct nm_tmpl *t)
+int
+nm_tmpl_same_fields(const struct nm_tmpl *t, const struct nm_tmpl_field *f, unsigned int n,
+		    unsigned int n_scope, int is_options)
 {
-	free(t);
+	return t->n_fields == n && t->n_scope == n_scope && t->is_options == !!is_options &&
+	       memcmp(t->fields, f, n * sizeof(*f)) == 0;
 }
 
+static unsigned int
+slot_class(size_t bytes)
+{
+	unsigned int cls = 0;
+
+	while (((size_t)1 << (POOL_MIN_SHIFT + cls)) < bytes)
+		cls++;
+	return cls;
+}
+
+/* A slot for a template of bytes; NULL when its class is empty and the arena spent. Under wlock. */
+static struct slot *
+slot_take(struct nm_tmpl_cache *c, size_t bytes)
+{
+	unsigned int cls = slot_class(bytes + sizeof(struct slot));
+	size_t sz = (size_t)1 << (POOL_MIN_SHIFT + cls);
+	struct slot *s = c->free_slots[cls];
+
+	if (s != NULL) {
+		c->free_slots[cls] = s->next;
+	} else {
+		if (c->arena_size - c->arena_used < sz)
+			return NULL;
+		s = (struct slot *)(c->arena + c->arena_used);
+		c->arena_used += sz;
+		c->st.pool_bytes = c->arena_used;
+		s->c = c;
+		s->cls = cls;
+	}
+	s->next = NULL;
+	c->st.pool_takes++;
+	return s;
+}
+
+static struct slot *
+slot_of(struct nm_tmpl *t)
+{
+	return caa_container_of((uint64_t *)t, struct slot, t[0]);
+}
+
+/* Back to its class. Under wlock. */
+static void
+slot_put(struct nm_tmpl_cache *c, struct slot *s)
+{
+	s->next = c->free_slots[s->cls];
+	c->free_slots[s->cls] = s;
+}
+
+/* call_rcu callback: readers are done with the template; its slot is free again. */
 static void
 tmpl_free_rcu(struct rcu_head *h)
 {
-	free(caa_container_of(h, struct nm_tmpl, rcu));
-}
+	struct nm_tmpl *t = caa_container_of(h, struct nm_tmpl, rcu);
+	struct slot *s = slot_of(t);
+	struct nm_tmpl_cache *c = s->c;
 
-static void
-rate_free_rcu(struct rcu_head *h)
-{
-	free(caa_container_of(h, struct rate_ent, rcu));
+	pthread_mutex_lock(&c->wlock);
+	slot_put(c, s);
+	pthread_mutex_unlock(&c->wlock);
 }
 
 static unsigned int
@@ -113,6 +190,8 @@ nm_tmpl_cache_create(const struct nm_tmpl_params *p)
 
 	if (c == NULL)
 		return NULL;
+	pthread_mutex_init(&c->wlock, NULL);
+	pthread_mutex_init(&c->plock, NULL);
 	c->p = *p;
 	if (c->p.max_templates_per_exporter == 0)
 		c->p.max_templates_per_exporter = 1024;
@@ -126,20 +205,41 @@ nm_tmpl_cache_create(const struct nm_tmpl_params *p)
 		c->p.max_pending_per_domain = 4;
 	if (c->p.max_rates == 0)
 		c->p.max_rates = 65536;
-	/* Presized so that the steady state never resizes on an RX thread. */
+	if (c->p.pool_bytes == 0)
+		c->p.pool_bytes = POOL_DEFAULT_BYTES;
+	c->exp = c->p.exp;
+	if (c->exp == NULL) {
+		struct nm_exp_params ep = {.max_exporters = c->p.max_exporters, .max_ifaces = 1};
+
+		c->exp = c->own_exp = nm_exp_create(&ep);
+	}
+	/*
+	 * Presized so that the steady state never resizes. Growth beyond the initial buckets runs
+	 * on liburcu's resize worker (the writer that crosses a threshold only queues it, with one
+	 * small malloc inside liburcu: see tmpl.h); presizing to the maximum instead costs every
+	 * walk and every destroy (65,536 empty buckets made test_nf9 take 3.7 s instead of 1.1).
+	 */
 	buckets = pow2_at_least(c->p.max_templates < 4096 ? c->p.max_templates : 4096);
 	c->ht = cds_lfht_new(buckets, buckets, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
 	c->rates = cds_lfht_new(256, 256, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
-	c->exps_mask = pow2_at_least(c->p.max_exporters * 2) - 1;
-	c->exps = calloc((size_t)c->exps_mask + 1, sizeof(*c->exps));
+	c->arena_size = (c->p.pool_bytes + 63) & ~(size_t)63;
+	c->arena = aligned_alloc(64, c->arena_size);
+	/* aligned_alloc, not calloc: the memset below must really touch the pages. */
+	c->rpool =
+		aligned_alloc(64, ((size_t)c->p.max_rates * sizeof(*c->rpool) + 63) & ~(size_t)63);
 	c->pend = calloc(c->p.max_pending, sizeof(*c->pend));
-	if (c->ht == NULL || c->rates == NULL || c->exps == NULL || c->pend == NULL) {
+	if (c->exp == NULL || c->ht == NULL || c->rates == NULL || c->arena == NULL ||
+	    c->rpool == NULL || c->pend == NULL) {
 		nm_tmpl_cache_free(c);
 		errno = ENOMEM;
 		return NULL;
 	}
-	pthread_mutex_init(&c->wlock, NULL);
-	pthread_mutex_init(&c->plock, NULL);
+	/*
+	 * Touch every page now: a first touch on an RX lcore would be a page fault (a kernel entry
+	 * and a page zeroed) in the middle of a burst.
+	 */
+	memset(c->arena, 0, c->arena_size);
+	memset(c->rpool, 0, (size_t)c->p.max_rates * sizeof(*c->rpool));
 	return c;
 }
 
@@ -149,14 +249,14 @@ nm_tmpl_cache_free(struct nm_tmpl_cache *c)
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *n;
 	struct nm_tmpl *t;
-	struct rate_ent *r;
 	int online;
 
 	if (c == NULL)
 		return;
 	/*
-	 * Nobody reads any more. Unlink everything, then let pending call_rcu callbacks run; QSBR
-	 * forbids rcu_barrier() from an online reader, so go offline around it if we are one.
+	 * Nobody reads any more. Unlink everything, then let pending call_rcu callbacks run (they
+	 * put slots back into the arena, which must outlive them); QSBR forbids rcu_barrier() from
+	 * an online reader, so go offline around it if we are one.
 	 */
 	online = rcu_read_ongoing();
 	if (c->ht != NULL) {
@@ -167,13 +267,11 @@ nm_tmpl_cache_free(struct nm_tmpl_cache *c)
 			call_rcu(&t->rcu, tmpl_free_rcu);
 		}
 	}
+	/* Rate entries live in rpool: only unlink them. */
 	if (c->rates != NULL) {
 		for (cds_lfht_first(c->rates, &it); (n = cds_lfht_iter_get_node(&it)) != NULL;
-		     cds_lfht_next(c->rates, &it)) {
-			r = caa_container_of(n, struct rate_ent, node);
+		     cds_lfht_next(c->rates, &it))
 			cds_lfht_del(c->rates, n);
-			call_rcu(&r->rcu, rate_free_rcu);
-		}
 	}
 	if (online)
 		rcu_thread_offline();
@@ -184,8 +282,12 @@ nm_tmpl_cache_free(struct nm_tmpl_cache *c)
 		cds_lfht_destroy(c->rates, NULL);
 	if (online)
 		rcu_thread_online();
-	free(c->exps);
+	nm_exp_free(c->own_exp);
+	free(c->arena);
+	free(c->rpool);
 	free(c->pend);
+	pthread_mutex_destroy(&c->wlock);
+	pthread_mutex_destroy(&c->plock);
 	free(c);
 }
 
@@ -193,6 +295,7 @@ void
 nm_tmpl_cache_get_stats(const struct nm_tmpl_cache *c, struct nm_tmpl_cache_stats *st)
 {
 	*st = c->st;
+	st->refreshed = uatomic_read(&c->st.refreshed);
 	st->pending = CMM_LOAD_SHARED(c->pend_count);
 }
 
@@ -215,82 +318,83 @@ nm_tmpl_lookup(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 	return n == NULL ? NULL : caa_container_of(n, struct nm_tmpl, node);
 }
 
-/* The exporter's slot, created when absent; NULL when the table is full. Under wlock. */
-static struct exp_slot *
-exp_get(struct nm_tmpl_cache *c, const uint8_t addr[NM_ADDR_LEN], int create)
+/* The exporter entry that owns k's templates, created when new; NULL when the table is full. */
+static struct nm_exp_entry *
+exp_of(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 {
-	unsigned int i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & c->exps_mask;
+	struct nm_exp_key ek;
 
-	for (;;) {
-		struct exp_slot *s = &c->exps[i];
-
-		if (!s->used) {
-			if (!create || c->st.exporters >= c->p.max_exporters)
-				return NULL;
-			s->used = 1;
-			memcpy(s->addr, addr, NM_ADDR_LEN);
-			c->st.exporters++;
-			return s;
-		}
-		if (memcmp(s->addr, addr, NM_ADDR_LEN) == 0)
-			return s;
-		i = (i + 1) & c->exps_mask;
-	}
+	memset(&ek, 0, sizeof(ek));
+	memcpy(ek.addr, k->exporter, NM_ADDR_LEN);
+	ek.domain = k->domain;
+	ek.type = k->proto == NM_TMPL_NF9 ? NM_FLOW_NF9 : NM_FLOW_IPFIX;
+	return nm_exp_get(c->exp, &ek);
 }
 
-static int
-same_layout(const struct nm_tmpl *a, const struct nm_tmpl *b)
+void
+nm_tmpl_note_refresh(struct nm_tmpl_cache *c)
 {
-	return a->n_fields == b->n_fields && a->n_scope == b->n_scope &&
-	       a->is_options == b->is_options &&
-	       memcmp(a->fields, b->fields, a->n_fields * sizeof(*a->fields)) == 0;
+	uatomic_inc(&c->st.refreshed);
 }
 
 int
-nm_tmpl_publish(struct nm_tmpl_cache *c, struct nm_tmpl *t)
+nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
 {
 	unsigned long h = nm_hash_words(&t->key, sizeof(t->key));
+	size_t sz = nm_tmpl_size(t->n_steps, t->n_fields);
 	const struct nm_tmpl *old;
+	struct nm_exp_entry *e = NULL;
 	struct cds_lfht_node *rep;
-	struct exp_slot *e;
-	int ret = 1;
+	struct nm_tmpl *nt;
+	struct slot *s;
+	int ret;
 
 	pthread_mutex_lock(&c->wlock);
+	c->st.writer_entries++;
 	old = nm_tmpl_lookup(c, &t->key);
-	if (old != NULL && same_layout(old, t)) {
-		c->st.refreshed++;
+	if (old != NULL &&
+	    nm_tmpl_same_fields(old, t->fields, t->n_fields, t->n_scope, t->is_options)) {
+		uatomic_inc(&c->st.refreshed);
 		ret = 0;
-		goto drop;
+		goto out;
 	}
+	ret = -ENOSPC;
 	if (old == NULL) {
-		e = exp_get(c, t->key.exporter, 1);
+		e = exp_of(c, &t->key);
 		if (e == NULL) {
 			c->st.refused_exporters++;
-			ret = -ENOSPC;
-			goto drop;
+			goto out;
 		}
 		if (e->n_templates >= c->p.max_templates_per_exporter) {
 			c->st.refused_exporter++;
-			ret = -ENOSPC;
-			goto drop;
+			goto out;
 		}
 		if (c->st.templates >= c->p.max_templates) {
 			c->st.refused_total++;
-			ret = -ENOSPC;
-			goto drop;
+			goto out;
 		}
-		e->n_templates++;
+	}
+	s = slot_take(c, sz);
+	if (s == NULL) {
+		c->st.refused_memory++;
+		goto out;
+	}
+	nt = (struct nm_tmpl *)s->t;
+	memcpy(nt, t, sz);
+	nt->fields = (struct nm_tmpl_field *)((uint8_t *)nt +
+					      ((const uint8_t *)t->fields - (const uint8_t *)t));
+	if (e != NULL) {
+		if (e->n_templates++ == 0)
+			c->st.exporters++;
 		c->st.templates++;
 	}
-	rep = cds_lfht_add_replace(c->ht, h, tmpl_match, &t->key, &t->node);
+	rep = cds_lfht_add_replace(c->ht, h, tmpl_match, &nt->key, &nt->node);
 	if (rep != NULL)
 		call_rcu(&caa_container_of(rep, struct nm_tmpl, node)->rcu, tmpl_free_rcu);
 	c->st.published++;
+	ret = 1;
+out:
 	pthread_mutex_unlock(&c->wlock);
-	return 1;
-drop:
-	pthread_mutex_unlock(&c->wlock);
-	free(t);
 	return ret;
 }
 
@@ -298,13 +402,13 @@ drop:
 static void
 tmpl_remove(struct nm_tmpl_cache *c, struct nm_tmpl *t)
 {
-	struct exp_slot *e;
+	struct nm_exp_entry *e;
 
 	if (cds_lfht_del(c->ht, &t->node) != 0)
 		return;
-	e = exp_get(c, t->key.exporter, 0);
-	if (e != NULL && e->n_templates > 0)
-		e->n_templates--;
+	e = exp_of(c, &t->key);
+	if (e != NULL && e->n_templates > 0 && --e->n_templates == 0)
+		c->st.exporters--;
 	c->st.templates--;
 	c->st.withdrawn++;
 	call_rcu(&t->rcu, tmpl_free_rcu);
@@ -317,6 +421,7 @@ nm_tmpl_withdraw(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 	int ret = 0;
 
 	pthread_mutex_lock(&c->wlock);
+	c->st.writer_entries++;
 	t = (struct nm_tmpl *)nm_tmpl_lookup(c, k);
 	if (t != NULL) {
 		tmpl_remove(c, t);
@@ -336,6 +441,7 @@ nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN
 	int n = 0;
 
 	pthread_mutex_lock(&c->wlock);
+	c->st.writer_entries++;
 	/*
 	 * Not cds_lfht_for_each_entry(): it forms container_of(NULL) at the end, which UBSan
 	 * (rightly) reports; walk the nodes and convert only non-NULL ones.
@@ -362,7 +468,7 @@ rate_match(struct cds_lfht_node *node, const void *key)
 	return memcmp(&r->key, key, sizeof(r->key)) == 0;
 }
 
-static const struct rate_ent *
+static struct rate_ent *
 rate_find(struct nm_tmpl_cache *c, const struct rate_key *k)
 {
 	struct cds_lfht_iter it;
@@ -394,45 +500,41 @@ nm_tmpl_rate_lookup(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN]
 		return 0;
 	rate_key_fill(&k, exporter, domain, sampler_id);
 	r = rate_find(c, &k);
-	return r == NULL ? 0 : r->rate;
+	return r == NULL ? 0 : CMM_LOAD_SHARED(r->rate);
 }
 
 int
 nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
 		 uint32_t sampler_id, uint64_t rate)
 {
-	const struct rate_ent *old;
-	struct cds_lfht_node *rep;
 	struct rate_ent *r;
 	struct rate_key k;
+	int ret = 0;
 
 	rate_key_fill(&k, exporter, domain, sampler_id);
 	/* Exporters repeat their options data every few seconds: unchanged rates cost no lock. */
-	old = rate_find(c, &k);
-	if (old != NULL && old->rate == rate)
+	r = rate_find(c, &k);
+	if (r != NULL && CMM_LOAD_SHARED(r->rate) == rate)
 		return 0;
 	pthread_mutex_lock(&c->wlock);
-	old = rate_find(c, &k);
-	if (old == NULL && c->st.rates >= c->p.max_rates) {
+	c->st.writer_entries++;
+	r = rate_find(c, &k);
+	if (r != NULL) {
+		/* A changed rate: one aligned store, readers see the old or the new value. */
+		CMM_STORE_SHARED(r->rate, rate);
+	} else if (c->st.rates >= c->p.max_rates) {
 		c->st.rates_refused++;
-		pthread_mutex_unlock(&c->wlock);
-		return -ENOSPC;
-	}
-	r = calloc(1, sizeof(*r));
-	if (r == NULL) {
-		pthread_mutex_unlock(&c->wlock);
-		return -ENOMEM;
-	}
-	r->key = k;
-	r->rate = rate;
-	rep = cds_lfht_add_replace(c->rates, nm_hash_words(&k, sizeof(k)), rate_match, &k,
-				   &r->node);
-	if (rep != NULL)
-		call_rcu(&caa_container_of(rep, struct rate_ent, node)->rcu, rate_free_rcu);
-	else
+		ret = -ENOSPC;
+	} else {
+		r = &c->rpool[c->st.rates];
+		r->key = k;
+		r->rate = rate;
+		cds_lfht_node_init(&r->node);
+		cds_lfht_add(c->rates, nm_hash_words(&k, sizeof(k)), &r->node);
 		CMM_STORE_SHARED(c->st.rates, c->st.rates + 1);
+	}
 	pthread_mutex_unlock(&c->wlock);
-	return 0;
+	return ret;
 }
 
 static int

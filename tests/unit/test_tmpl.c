@@ -12,9 +12,86 @@
 #include <pthread.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <urcu-qsbr.h>
 
+#include "decode/decode.h"
+#include "exporter/exporter.h"
 #include "tmpl/tmpl.h"
+
+/*
+ * Allocation and lock spies. This executable's malloc family and pthread_mutex_lock() take the
+ * place of libc's for the whole process (the library is linked in statically), count calls made
+ * by this thread while `spying` is set, and forward to libc. The cost contracts of tmpl.h are
+ * checked with them, not only with the cache's own counters.
+ */
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t m);
+extern void *__libc_realloc(void *p, size_t n);
+extern void *__libc_memalign(size_t a, size_t n);
+
+static __thread int spying;
+static __thread unsigned long n_allocs, n_locks;
+
+void *
+malloc(size_t n)
+{
+	n_allocs += spying;
+	return __libc_malloc(n);
+}
+
+void *
+calloc(size_t n, size_t m)
+{
+	n_allocs += spying;
+	return __libc_calloc(n, m);
+}
+
+void *
+realloc(void *p, size_t n)
+{
+	n_allocs += spying;
+	return __libc_realloc(p, n);
+}
+
+void *
+aligned_alloc(size_t a, size_t n)
+{
+	n_allocs += spying;
+	return __libc_memalign(a, n);
+}
+
+int
+posix_memalign(void **p, size_t a, size_t n)
+{
+	n_allocs += spying;
+	*p = __libc_memalign(a, n);
+	return *p == NULL ? ENOMEM : 0;
+}
+
+int
+pthread_mutex_lock(pthread_mutex_t *m)
+{
+	static int (*real)(pthread_mutex_t *);
+
+	if (real == NULL)
+		real = (int (*)(pthread_mutex_t *))dlsym(RTLD_NEXT, "pthread_mutex_lock");
+	n_locks += spying;
+	return real(m);
+}
+
+static void
+spy_start(void)
+{
+	n_allocs = n_locks = 0;
+	spying = 1;
+}
+
+static void
+spy_stop(void)
+{
+	spying = 0;
+}
 
 static struct nm_tmpl_key
 key(uint8_t exp, uint32_t domain, uint16_t id)
@@ -31,11 +108,16 @@ key(uint8_t exp, uint32_t domain, uint16_t id)
 	return k;
 }
 
-/* A template whose n fields all say n (readers check that every field agrees). */
+/* Room for one template being built (nm_tmpl_publish() copies it). */
+struct tbuf {
+	uint64_t w[(NM_TMPL_MAX_SIZE + 7) / 8];
+};
+
+/* A template whose n fields all say n (readers check that every field agrees), built in b. */
 static struct nm_tmpl *
-make(struct nm_tmpl_key k, unsigned int n)
+make_in(struct tbuf *b, struct nm_tmpl_key k, unsigned int n)
 {
-	struct nm_tmpl *t = nm_tmpl_alloc(n, n);
+	struct nm_tmpl *t = nm_tmpl_init(b->w, sizeof(b->w), n, n);
 
 	assert_non_null(t);
 	t->key = k;
@@ -48,6 +130,15 @@ make(struct nm_tmpl_key k, unsigned int n)
 		t->steps[i].len = (uint16_t)n;
 	}
 	return t;
+}
+
+/* The same in a buffer of the main thread (one template at a time). */
+static struct nm_tmpl *
+make(struct nm_tmpl_key k, unsigned int n)
+{
+	static struct tbuf b;
+
+	return make_in(&b, k, n);
 }
 
 static void
@@ -69,26 +160,44 @@ test_publish(void **state)
 	t = nm_tmpl_lookup(c, &k);
 	assert_int_equal(t->n_fields, 5);
 	rcu_quiescent_state();
-	/* v9 and IPFIX, domains, exporters are distinct keys. */
+	/*
+	 * v9 and IPFIX, domains, exporters are distinct keys; each (address, domain, protocol) is
+	 * an exporter of lib/exporter's table, which holds its template count.
+	 */
 	k.proto = NM_TMPL_NF9;
 	assert_null(nm_tmpl_lookup(c, &k));
 	assert_int_equal(nm_tmpl_publish(c, make(k, 1)), 1);
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 1, 256), 1)), 1);
-	/* Per-exporter bound (3), then the total (4), then the exporter table (2). */
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 1, 257), 1)), -ENOSPC);
-	assert_int_equal(nm_tmpl_publish(c, make(key(2, 0, 256), 1)), 1);
-	assert_int_equal(nm_tmpl_publish(c, make(key(2, 0, 257), 1)), -ENOSPC);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 257), 1)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 258), 1)), 1);
+	/* Per-exporter bound (3 for (1, 0, IPFIX)), the exporter table (2), the total (4). */
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 259), 1)), -ENOSPC);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 1, 256), 1)), -ENOSPC);
 	assert_int_equal(nm_tmpl_withdraw(c, &k), 1);
 	assert_int_equal(nm_tmpl_withdraw(c, &k), 0);
-	assert_int_equal(nm_tmpl_publish(c, make(key(3, 0, 256), 1)), -ENOSPC);
-	assert_int_equal(nm_tmpl_withdraw_all(c, key(1, 0, 0).exporter, 0, NM_TMPL_IPFIX, 0), 1);
+	k.id = 257;
+	assert_int_equal(nm_tmpl_publish(c, make(k, 1)), 1);
+	k.id = 258;
+	assert_int_equal(nm_tmpl_publish(c, make(k, 1)), -ENOSPC);
+	assert_int_equal(nm_tmpl_withdraw_all(c, key(1, 0, 0).exporter, 0, NM_TMPL_IPFIX, 0), 3);
 	nm_tmpl_cache_get_stats(c, &st);
-	assert_int_equal(st.templates, 2);
+	assert_int_equal(st.templates, 1);
+	assert_int_equal(st.exporters, 1); /* exporters holding templates now */
 	assert_int_equal(st.refreshed, 1);
 	assert_int_equal(st.refused_exporter, 1);
 	assert_int_equal(st.refused_total, 1);
 	assert_int_equal(st.refused_exporters, 1);
-	assert_int_equal(st.withdrawn, 2);
+	assert_int_equal(st.withdrawn, 4);
+	/* The withdrawn slots are reused after a grace period: the pool does not grow. */
+	{
+		uint64_t bytes = st.pool_bytes;
+
+		rcu_thread_offline();
+		rcu_barrier();
+		rcu_thread_online();
+		assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 300), 1)), 1);
+		nm_tmpl_cache_get_stats(c, &st);
+		assert_int_equal(st.pool_bytes, bytes);
+	}
 	rcu_quiescent_state();
 	nm_tmpl_cache_free(c);
 }
@@ -159,17 +268,19 @@ static void *
 writer(void *arg)
 {
 	struct race *r = arg;
+	struct tbuf *b = malloc(sizeof(*b));
 
 	rcu_register_thread();
 	for (unsigned int i = 0; i < 20000; i++) {
 		unsigned int n = 1 + (i * 7 + r->seed) % 40;
 
-		(void)nm_tmpl_publish(r->c, make(key(1, 0, (uint16_t)(256 + i % 8)), n));
+		(void)nm_tmpl_publish(r->c, make_in(b, key(1, 0, (uint16_t)(256 + i % 8)), n));
 		if (i % 97 == 0)
 			(void)nm_tmpl_withdraw(r->c, &(struct nm_tmpl_key){0});
 		rcu_quiescent_state();
 	}
 	rcu_unregister_thread();
+	free(b);
 	return NULL;
 }
 
@@ -236,6 +347,158 @@ test_race(void **state)
 	nm_tmpl_cache_free(w[0].c);
 }
 
+/* An IPFIX message: one template set (id 256: octetDeltaCount, packetDeltaCount of `width`
+ * bytes each) and one data set of one record for it. Returns the length. */
+static size_t
+ipfix_msg(uint8_t *b, uint32_t seq, unsigned int width)
+{
+	size_t n = 0, tlen = 4 + 4 + 8, dlen = 4 + 2 * width;
+	unsigned int i;
+
+#define P16(v) (b[n++] = (uint8_t)((v) >> 8), b[n++] = (uint8_t)(v))
+#define P32(v) (P16((v) >> 16), P16(v))
+	P16(10);
+	P16(16 + tlen + dlen);
+	P32(1700000000u);
+	P32(seq);
+	P32(7u); /* observation domain */
+	P16(2);	 /* template set */
+	P16(tlen);
+	P16(256);
+	P16(2);
+	P16(1); /* octetDeltaCount */
+	P16(width);
+	P16(2); /* packetDeltaCount */
+	P16(width);
+	P16(256); /* data set */
+	P16(dlen);
+	for (i = 0; i < 2 * width; i++)
+		b[n++] = (uint8_t)(i == width - 1 ? 100 : i == 2 * width - 1 ? 2 : 0);
+#undef P32
+#undef P16
+	return n;
+}
+
+struct count_sink {
+	uint64_t records, bytes;
+};
+
+static void
+count_flush(struct nm_rec_batch *b, void *ctx)
+{
+	struct count_sink *s = ctx;
+
+	for (unsigned int i = 0; i < b->n; i++) {
+		s->records++;
+		s->bytes += b->recs[i].bytes;
+	}
+}
+
+/*
+ * The cost contracts of tmpl.h on the decoder's path: a template received again unchanged
+ * allocates nothing, takes no lock and takes no pool slot; a changed template and a changed
+ * sampling rate take the writer mutex but allocate nothing. The exporter table given to the cache
+ * is the one owner of the exporter's state (its entry counts the templates and the datagrams).
+ */
+static void
+test_refresh_cost(void **state)
+{
+	struct nm_exp_params ep = {.max_exporters = 16, .max_ifaces = 16};
+	struct nm_exp_table *exp = nm_exp_create(&ep);
+	struct nm_tmpl_params p = {.exp = exp};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	static struct nm_decoder d;
+	struct nm_decode_stats ds;
+	struct nm_flow_rec recs[4];
+	struct count_sink sink = {0};
+	struct nm_rec_batch b = {.recs = recs, .cap = 4, .flush = count_flush, .ctx = &sink};
+	struct nm_dgram_meta meta = {.time_received = 1700000000};
+	struct nm_tmpl_cache_stats s0, s1;
+	uint8_t msg[256];
+	size_t len;
+	struct nm_exp_key ek;
+	struct nm_exp_entry *e;
+
+	(void)state;
+	assert_non_null(exp);
+	assert_non_null(c);
+	memset(&ds, 0, sizeof(ds));
+	memset(&d, 0, sizeof(d));
+	d.stats = &ds;
+	d.tmpl = c;
+	d.exp = exp;
+	d.default_sampling_rate = 1;
+	nm_addr_from_v4(meta.exporter, (const uint8_t[]){192, 0, 2, 1});
+
+	/* First sight: compiled and published (writer, one pool slot). */
+	len = ipfix_msg(msg, 0, 4);
+	assert_int_equal(nm_decode_datagram(&d, msg, len, &meta, &b), 1);
+	nm_tmpl_cache_get_stats(c, &s0);
+	assert_int_equal(s0.published, 1);
+	assert_int_equal(s0.pool_takes, 1);
+	assert_true(s0.writer_entries >= 1);
+
+	/* The same template again, many times: reader work only. */
+	spy_start();
+	for (uint32_t i = 1; i <= 100; i++) {
+		len = ipfix_msg(msg, i, 4);
+		assert_int_equal(nm_decode_datagram(&d, msg, len, &meta, &b), 1);
+	}
+	spy_stop();
+	nm_tmpl_cache_get_stats(c, &s1);
+	print_message("100 unchanged refreshes: %lu allocations, %lu mutex locks\n", n_allocs,
+		      n_locks);
+	assert_int_equal(n_allocs, 0);
+	assert_int_equal(n_locks, 0);
+	assert_int_equal(s1.refreshed, 100);
+	assert_int_equal(s1.published, 1);
+	assert_int_equal(s1.pool_takes, s0.pool_takes);
+	assert_int_equal(s1.writer_entries, s0.writer_entries);
+	assert_int_equal(ds.templates, 101);
+
+	/* A changed layout (8-byte counters): the writer path, still no allocation. */
+	spy_start();
+	len = ipfix_msg(msg, 101, 8);
+	assert_int_equal(nm_decode_datagram(&d, msg, len, &meta, &b), 1);
+	spy_stop();
+	nm_tmpl_cache_get_stats(c, &s1);
+	assert_int_equal(n_allocs, 0);
+	assert_true(n_locks >= 1);
+	assert_int_equal(s1.published, 2);
+	assert_int_equal(s1.pool_takes, s0.pool_takes + 1);
+	assert_int_equal(s1.writer_entries, s0.writer_entries + 1);
+	nm_rec_batch_flush(&b);
+	assert_int_equal(sink.records, 102);
+	assert_int_equal(sink.bytes, 102 * 100);
+
+	/* Sampling rates: new, unchanged (no lock), changed (lock, no allocation). */
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 100), 0);
+	spy_start();
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 100), 0);
+	spy_stop();
+	assert_int_equal(n_allocs + n_locks, 0);
+	spy_start();
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 1000), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 2, 10), 0);
+	spy_stop();
+	assert_int_equal(n_allocs, 0);
+	assert_int_equal(n_locks, 2);
+	assert_int_equal(nm_tmpl_rate_lookup(c, meta.exporter, 7, 1), 1000);
+
+	/* One owner: the exporter's entry holds its template count and its datagrams. */
+	memset(&ek, 0, sizeof(ek));
+	memcpy(ek.addr, meta.exporter, NM_ADDR_LEN);
+	ek.domain = 7;
+	ek.type = NM_FLOW_IPFIX;
+	e = nm_exp_get(exp, &ek);
+	assert_non_null(e);
+	assert_int_equal(e->n_templates, 1);
+	assert_int_equal(e->datagrams, 102);
+	assert_int_equal(e->templates, 102);
+	nm_tmpl_cache_free(c);
+	nm_exp_free(exp);
+}
+
 static int
 setup_rcu(void **state)
 {
@@ -256,10 +519,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_publish),
-		cmocka_unit_test(test_rates),
-		cmocka_unit_test(test_pending),
-		cmocka_unit_test(test_race),
+		cmocka_unit_test(test_publish),	     cmocka_unit_test(test_rates),
+		cmocka_unit_test(test_pending),	     cmocka_unit_test(test_race),
+		cmocka_unit_test(test_refresh_cost),
 	};
 
 	return cmocka_run_group_tests(tests, setup_rcu, teardown_rcu);
