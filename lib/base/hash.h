@@ -10,7 +10,7 @@
  * 64-bit mix of a small key made of whole 32-bit words (splitmix64-style multiply-xorshift per
  * 8 bytes, then per remaining 4 bytes), folded so the low bits a hash table uses see the high
  * ones. For the control-plane tables (templates, rates, exporters); the per-second flow table has
- * its own wider hash (lib/agg). len must be a multiple of 4.
+ * its own wider hash (lib/agg). len must be a multiple of 4. Inline, pure: any thread.
  */
 static inline unsigned long
 nm_hash_words(const void *key, size_t len)

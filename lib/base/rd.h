@@ -2,7 +2,10 @@
 #ifndef NM_RD_H
 #define NM_RD_H
 
-/* Unaligned big-endian reads for the decoders. The caller has checked the length. */
+/*
+ * Unaligned big-endian reads for everything that parses wire data (decoders, packet parser). The
+ * caller has checked the length. Inline loads and byte swaps: no allocation, any thread.
+ */
 
 #include <stdint.h>
 #include <string.h>

@@ -8,6 +8,8 @@
  * bad values are errors that name the file, the section, the key, the value and what is allowed.
  *
  * Threading: load at start-up on the main thread; the result is read-only afterwards.
+ * Cost: loading reads the file (syscalls, iniparser allocates and frees); struct nm_config itself
+ * is plain data with no pointers to free. Not for the RX path.
  */
 
 #include <stddef.h>

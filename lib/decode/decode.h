@@ -15,6 +15,15 @@
  * Threading: the decoders are reentrant. A struct nm_decode_stats belongs to one thread (one per
  * RX lcore); telemetry sums them. Decoders that need shared state (templates, exporters) get it
  * through struct nm_decoder, whose contract is stated with each member.
+ *
+ * Cost of one call (nm_decode_datagram() or a protocol decoder): no allocation, no syscall;
+ * work bounded by len. NetFlow v5 and sFlow take no lock. With d->exp: one lock-free override
+ * probe and one exporter lookup with relaxed atomic adds per datagram (lib/exporter). With
+ * d->tmpl (v9/IPFIX): a lock-free template lookup per data set and per template record received
+ * again unchanged; the template cache's writer mutex only for a new or changed template, a
+ * changed sampling rate or a withdrawal, and its held-set mutex only for data of an unknown
+ * template or a template that arrives while data is held (lib/tmpl/tmpl.h). The batch's flush
+ * callback costs what its owner makes it cost.
  */
 
 #include <stdint.h>
@@ -50,7 +59,7 @@ struct nm_decode_stats {
 	uint64_t err[NM_DECODE_ERR_MAX]; /* by reason, all protocols */
 };
 
-/* Add every counter of src to dst. */
+/* Add every counter of src to dst. Any thread; plain loads, no lock. */
 void nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *src);
 
 /* Held data sets decoded per nm_tmpl_pending_take() (the per-domain bound is usually 4). */

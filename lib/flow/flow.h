@@ -13,6 +13,9 @@
  *
  * Field names follow NetMeta's FlowMessage (proto/flow.proto); the comment after each field is
  * its protobuf field number.
+ *
+ * Cost: everything here is inline and allocates nothing; nm_rec_batch_slot() and
+ * nm_rec_batch_flush() cost what the batch owner's flush callback costs when they call it.
  */
 
 #include <stdint.h>

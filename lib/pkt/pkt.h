@@ -8,12 +8,19 @@
  *
  * Cursor-and-end parsing: every read is checked against the end of the buffer; a frame cut short
  * (sFlow headers are usually truncated at 128 bytes) fills what it can and reports how far it got.
- * Reentrant, no allocation.
+ *
+ * Cost: pure functions on (buf, len); no allocation, no lock, no syscall, no shared write. Work
+ * is bounded by the frame and by fixed limits on what may repeat (4 VLAN tags, 16 MPLS labels,
+ * 8 IPv6 extension headers). Reentrant: any thread.
+ *
+ * This module sits below the decoders (lib/decode uses it for sampled headers): it includes
+ * nothing of them; its failure reasons are the shared enum nm_decode_err of lib/base.
  */
 
 #include <stdint.h>
 #include <stddef.h>
 
+#include "../base/reason.h"
 #include "../flow/flow.h"
 
 /* Where a collector datagram sits in a frame. Addresses are IPv4-mapped for IPv4. */
