@@ -13,7 +13,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "decode/decode.h"
+/* lib/pkt stands below the decoders: its own header (and lib/base through it) is enough. */
 #include "pkt/pkt.h"
 
 /* A frame under construction. */
