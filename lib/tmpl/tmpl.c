@@ -341,7 +341,11 @@ int
 nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
 {
 	unsigned long h = nm_hash_words(&t->key, sizeof(t->key));
-	size_t sz = nm_tmpl_size(t->n_steps, t->n_fields);
+	/*
+	 * The copy is compact: header and the steps in use, then the fields. The source may have
+	 * room for more steps than it uses (a compiler reserves one per field).
+	 */
+	size_t hdr = nm_tmpl_size(t->n_steps, 0), sz = nm_tmpl_size(t->n_steps, t->n_fields);
 	const struct nm_tmpl *old;
 	struct nm_exp_entry *e = NULL;
 	struct cds_lfht_node *rep;
@@ -380,9 +384,9 @@ nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
 		goto out;
 	}
 	nt = (struct nm_tmpl *)s->t;
-	memcpy(nt, t, sz);
-	nt->fields = (struct nm_tmpl_field *)((uint8_t *)nt +
-					      ((const uint8_t *)t->fields - (const uint8_t *)t));
+	memcpy(nt, t, hdr);
+	nt->fields = (struct nm_tmpl_field *)((uint8_t *)nt + hdr);
+	memcpy(nt->fields, t->fields, (size_t)t->n_fields * sizeof(*t->fields));
 	if (e != NULL) {
 		if (e->n_templates++ == 0)
 			c->st.exporters++;

@@ -347,12 +347,15 @@ test_race(void **state)
 	nm_tmpl_cache_free(w[0].c);
 }
 
-/* An IPFIX message: one template set (id 256: octetDeltaCount, packetDeltaCount of `width`
- * bytes each) and one data set of one record for it. Returns the length. */
+/*
+ * An IPFIX message: one template set (id 256: octetDeltaCount, packetDeltaCount of `width`
+ * bytes each, then 2 bytes of an element the engine does not map, so the template has fewer
+ * steps than fields) and one data set of one record for it. Returns the length.
+ */
 static size_t
 ipfix_msg(uint8_t *b, uint32_t seq, unsigned int width)
 {
-	size_t n = 0, tlen = 4 + 4 + 8, dlen = 4 + 2 * width;
+	size_t n = 0, tlen = 4 + 4 + 12, dlen = 4 + 2 * width + 2;
 	unsigned int i;
 
 #define P16(v) (b[n++] = (uint8_t)((v) >> 8), b[n++] = (uint8_t)(v))
@@ -365,14 +368,16 @@ ipfix_msg(uint8_t *b, uint32_t seq, unsigned int width)
 	P16(2);	 /* template set */
 	P16(tlen);
 	P16(256);
-	P16(2);
+	P16(3);
 	P16(1); /* octetDeltaCount */
 	P16(width);
 	P16(2); /* packetDeltaCount */
 	P16(width);
+	P16(4000); /* unassigned: skipped */
+	P16(2);
 	P16(256); /* data set */
 	P16(dlen);
-	for (i = 0; i < 2 * width; i++)
+	for (i = 0; i < 2 * width + 2; i++)
 		b[n++] = (uint8_t)(i == width - 1 ? 100 : i == 2 * width - 1 ? 2 : 0);
 #undef P32
 #undef P16
