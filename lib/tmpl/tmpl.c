@@ -235,6 +235,15 @@ nm_tmpl_cache_create(const struct nm_tmpl_params *p)
 		return NULL;
 	}
 	/*
+	 * liburcu creates its call_rcu worker thread at the first call_rcu() of the process; make
+	 * that happen here rather than on the RX lcore that first replaces a template.
+	 */
+	if (get_default_call_rcu_data() == NULL) {
+		nm_tmpl_cache_free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	/*
 	 * Touch every page now: a first touch on an RX lcore would be a page fault (a kernel entry
 	 * and a page zeroed) in the middle of a burst.
 	 */

@@ -42,7 +42,9 @@
  * called from any RX thread that is a registered QSBR reader (rcu_register_thread()) and online;
  * pointers returned by lookups stay valid until that thread's next rcu_quiescent_state().
  * What each call costs is stated with it ("reader": lock-free, no allocation, no syscall;
- * "writer": takes the writer mutex, no allocation, no syscall unless the mutex is contended).
+ * "writer": takes the writer mutex, no allocation; a replaced or withdrawn template is handed to
+ * call_rcu(), which may wake liburcu's worker thread (one futex syscall); no other syscall unless
+ * the mutex is contended).
  */
 
 #include <stdint.h>
