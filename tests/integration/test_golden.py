@@ -704,7 +704,13 @@ def check_telemetry():
                             start_new_session=True)
     problems = []
     try:
-        time.sleep(2)
+        # Start-up takes 1.2-2.1 s at load 10-13 (EAL, ports, pools pre-faulted), so a fixed
+        # 2 s sleep raced it: wait until the command is registered (20 s at most), then give
+        # the looping ports 1 s of traffic as before.
+        deadline = time.time() + 20
+        while telemetry_query(prefix, "/netmeta/exporters") is None and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
         exp = telemetry_query(prefix, "/netmeta/exporters")
         ifs = telemetry_query(prefix, "/netmeta/interfaces,127.0.0.1")
     finally:
