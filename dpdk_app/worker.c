@@ -302,6 +302,8 @@ nm_worker_main(void *arg)
 	struct rte_mbuf *pkts[NM_BURST];
 	unsigned int idle = 0, i;
 	uint64_t live_ns = 0, last_tsc = 0;
+	/* Computed once: a 64-bit division per poll cost ~25 cycles of every empty loop. */
+	const uint64_t clock_tsc = app->tsc_hz / 10000;
 	struct timespec ts;
 
 	(void)nm_signals_worker();
@@ -318,7 +320,7 @@ nm_worker_main(void *arg)
 		uint64_t tsc = rte_rdtsc();
 
 		/* The wall clock is read from the vDSO at most every ~100 us, never per frame. */
-		if (tsc - last_tsc > app->tsc_hz / 10000) {
+		if (tsc - last_tsc > clock_tsc) {
 			clock_gettime(CLOCK_REALTIME, &ts);
 			live_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 			last_tsc = tsc;
