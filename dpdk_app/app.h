@@ -10,8 +10,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
 #include <rte_common.h>
 #include <rte_log.h>
+#include <rte_mempool.h>
 #include <rte_ring.h>
 
 #include "config/config.h"
@@ -90,10 +93,35 @@ struct nm_worker {
 	struct nm_worker_stats st;
 } __rte_cache_aligned;
 
+/* The command line (main.c). */
+#define NM_MAX_PCAPS 16
+struct nm_options {
+	const char *config;
+	const char *sets[64];
+	unsigned int n_sets;
+	const char *pcaps[NM_MAX_PCAPS];
+	unsigned int n_pcaps;
+	const char *mirror_pcaps[NM_MAX_PCAPS];
+	unsigned int n_mirror_pcaps;
+	const char *summary_json;
+	double duration; /* stop after this many seconds (0: run until drained/signalled) */
+	char **eal_extra;
+	int n_eal_extra;
+};
+
+/* A configured port once EAL knows it (ports.c); same index as cfg.ports. */
+struct nm_port {
+	uint16_t id;	      /* DPDK port id */
+	uint64_t expect_pkts; /* frames in its pcap file, 0: not a file or unknown */
+	enum nm_link link;    /* what its frames start with */
+};
+
 struct nm_app {
 	struct nm_config cfg;
-	bool offline;		   /* every port is a pcap file */
-	volatile bool quit;	   /* SIGINT/SIGTERM or offline end */
+	struct nm_port ports[NM_CFG_MAX_PORTS];
+	struct rte_mempool *pools[RTE_MAX_NUMA_NODES]; /* mbufs per NUMA socket with ports */
+	bool offline;				       /* every port is a pcap file */
+	volatile bool quit;			       /* SIGINT/SIGTERM or offline end */
 	volatile bool draining;	   /* main lcore waits for Kafka's acknowledgements */
 	volatile bool drain_abort; /* SIGINT/SIGTERM during that wait: stop waiting */
 	volatile bool stop_rx;	   /* workers: stop polling and hand off tables */
@@ -106,7 +134,7 @@ struct nm_app {
 	unsigned int n_workers;
 
 	struct nm_tmpl_cache *tmpl;
-	struct nm_exp_table *exp; /* per-exporter state (tel_exporters.c creates it) */
+	struct nm_exp_table *exp; /* per-exporter state, with the config's overrides */
 	struct nm_kafka *kafka;
 	uint64_t rows;	      /* aggregated entries handed to Kafka */
 	uint64_t rows_failed; /* entries nm_kafka_add() refused */
@@ -117,11 +145,71 @@ struct nm_app {
 	uint64_t start_ns; /* wall clock at start_tsc */
 };
 
+/*
+ * Set-up and tear-down, in the order main() calls them. Each returns 0 or -errno and prints what
+ * went wrong, naming the config key where one is to blame; each *_free undoes its create, also a
+ * partial one, and may be called when the create was never reached. Main lcore only.
+ */
+
+/*
+ * --pcap/--mirror-pcap files replace the config's ports; capture files are inspected (frames,
+ * link type) and a run whose ports are all files is offline (ports.c). -EINVAL: bad usage.
+ */
+int nm_ports_from_options(struct nm_app *app, const struct nm_options *o);
+
+/* rte_eal_init with the engine's argv (eal.c); clocks start. nm_eal_cleanup: EAL and its
+ * runtime directory. */
+int nm_eal_init(struct nm_app *app, const struct nm_options *o);
+void nm_eal_cleanup(void);
+/* (Re)start the run's clocks: start_tsc and start_ns, the same instant. */
+void nm_app_clock_start(struct nm_app *app);
+
+/* DPDK port ids, mbuf pools, queue set-up and start, tap addresses (ports.c). */
+int nm_ports_setup(struct nm_app *app);
+void nm_ports_close(struct nm_app *app);
+
+/* The template cache and the per-exporter table with the config's overrides (workers.c). */
+int nm_tables_create(struct nm_app *app);
+void nm_tables_free(struct nm_app *app);
+
+/* Workers from the lcore lists, their rings and aggregation tables (workers.c). */
+int nm_workers_create(struct nm_app *app);
+void nm_workers_launch(struct nm_app *app);
+bool nm_workers_done(const struct nm_app *app);
+void nm_workers_free(struct nm_app *app);
+
+/* The Kafka sink from the config (flusher.c). */
+int nm_sink_create(struct nm_app *app);
+void nm_sink_free(struct nm_app *app);
+
 /* Worker loop (lcore entry point); arg is its struct nm_worker. */
 int nm_worker_main(void *arg);
 
 /* Flusher: drain every full table into Kafka; returns tables drained. Main lcore only. */
 unsigned int nm_flusher_poll(struct nm_app *app);
+
+/*
+ * The main lcore's loop until a signal, --duration or (offline) every file drained; then stop RX,
+ * drain the workers' last tables and Kafka, print the summary (and write summary_json) and return
+ * the exit status: 0 all delivered, 1 records lost, 4 nothing lost but rows wait in the spool.
+ */
+int nm_flusher_run(struct nm_app *app, double duration, const char *summary_json);
+
+/* What the summary shows: every counter at the end of the run. */
+struct nm_summary {
+	struct nm_worker_stats s;
+	struct nm_agg_stats a;
+	struct nm_kafka_stats k;
+	uint64_t lost;
+	double secs;	/* whole run */
+	double rx_secs; /* from start until RX stopped */
+};
+
+/* The console line every [engine] stats_interval_ms (summary.c). */
+void nm_summary_line(struct nm_app *app, double secs);
+/* The final summary as text, and as JSON into path (summary.c). */
+void nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FILE *f);
+int nm_summary_json(const struct nm_app *app, const struct nm_summary *sm, const char *path);
 
 /* Sum every worker's counters. */
 void nm_stats_sum(const struct nm_app *app, struct nm_worker_stats *out, struct nm_agg_stats *agg);
@@ -137,12 +225,12 @@ int nm_signals_block_all(void);
 int nm_signals_main(struct nm_app *app);
 int nm_signals_worker(void);
 
-/* Register /netmeta/... telemetry commands. */
+/* Register /netmeta/... telemetry commands (stats.c). */
 int nm_telemetry_register(struct nm_app *app);
 
 /*
- * Create the per-exporter table from the config, give it to every worker's decoder and register
- * /netmeta/exporters and /netmeta/interfaces (tel_exporters.c). Before the workers start.
+ * Register /netmeta/exporters and /netmeta/interfaces (tel_exporters.c), which read app->exp
+ * (created by nm_tables_create). Called by nm_telemetry_register.
  */
 int nm_tel_exporters_register(struct nm_app *app);
 

@@ -3,7 +3,21 @@
  * The flusher runs on the main lcore: it takes the tables the workers have handed off, turns every
  * entry into a FlowMessage in a Kafka batch, empties the table and gives it back. It is the only
  * place records leave the engine, so every entry is counted either as a row or as a failure.
+ * Its loop on the main lcore also prints the console line, and at the end drains Kafka, prints the
+ * summary and decides the exit status.
  */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_launch.h>
+
+#define _LGPL_SOURCE
+#include <urcu-qsbr.h>
+
 #include "app.h"
 
 static void
@@ -39,4 +53,118 @@ nm_flusher_poll(struct nm_app *app)
 	app->tables_drained += n;
 	nm_kafka_poll(app->kafka);
 	return n;
+}
+
+int
+nm_sink_create(struct nm_app *app)
+{
+	struct nm_kafka_params kp;
+	struct nm_kafka_prop kprops[NM_CFG_MAX_PROPS];
+	char err[1024];
+	unsigned int i;
+
+	memset(&kp, 0, sizeof(kp));
+	kp.brokers = app->cfg.kafka_brokers;
+	kp.topic = app->cfg.kafka_topic;
+	/* Config holds data only (its own enum and property type): map them onto the sink's. */
+	kp.format = app->cfg.kafka_format == NM_CFG_FORMAT_JSON ? NM_KAFKA_FMT_JSON
+								: NM_KAFKA_FMT_PROTOBUF;
+	kp.batch_bytes = app->cfg.kafka_batch_bytes;
+	kp.linger_ms = app->cfg.kafka_linger_ms;
+	kp.compression = app->cfg.kafka_compression;
+	for (i = 0; i < app->cfg.n_kafka_props; i++) {
+		kprops[i].name = app->cfg.kafka_props[i].name;
+		kprops[i].value = app->cfg.kafka_props[i].value;
+	}
+	kp.props = kprops;
+	kp.n_props = app->cfg.n_kafka_props;
+	kp.exporter_groups = app->cfg.kafka_exporter_groups;
+	kp.queue_max_bytes = (size_t)app->cfg.kafka_queue_max_bytes;
+	kp.spool_dir = app->cfg.kafka_spool_dir;
+	kp.spool_max_bytes = app->cfg.kafka_spool_max_bytes;
+	kp.spool_after_ms = app->cfg.kafka_spool_after_ms;
+	kp.spool_max_rejects = app->cfg.kafka_spool_max_rejects;
+	app->kafka = nm_kafka_create(&kp, err, sizeof(err));
+	if (app->kafka == NULL) {
+		fprintf(stderr, "netmeta: kafka: %s\n", err);
+		return -EINVAL;
+	}
+	NM_LOG(INFO, "kafka: topic %s on %s (format %s)\n", app->cfg.kafka_topic,
+	       nm_kafka_bootstrap(app->kafka),
+	       app->cfg.kafka_format == NM_CFG_FORMAT_JSON ? "json" : "protobuf");
+	if (strcmp(app->cfg.kafka_brokers, "embedded") == 0)
+		printf("embedded Kafka broker: %s  (e.g. kcat -C -b %s -t %s)\n",
+		       nm_kafka_bootstrap(app->kafka), nm_kafka_bootstrap(app->kafka),
+		       app->cfg.kafka_topic);
+
+	return 0;
+}
+
+void
+nm_sink_free(struct nm_app *app)
+{
+	nm_kafka_free(app->kafka);
+	app->kafka = NULL;
+}
+
+int
+nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
+{
+	struct nm_summary sm;
+	uint64_t next_print;
+	double rx_secs;
+
+	next_print = rte_rdtsc() + app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
+	while (!app->quit) {
+		if (nm_flusher_poll(app) == 0) {
+			/* The main lcore is control, not data: it may sleep, offline for QSBR. */
+			rcu_thread_offline();
+			usleep(1000);
+			rcu_thread_online();
+		}
+		if (app->cfg.stats_interval_ms > 0 && rte_rdtsc() >= next_print) {
+			nm_summary_line(app, (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz);
+			next_print += app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
+		}
+		if (app->offline && nm_workers_done(app))
+			break;
+		if (duration > 0 &&
+		    rte_rdtsc() - app->start_tsc >= (uint64_t)(duration * (double)app->tsc_hz))
+			break;
+	}
+	/* Stop RX, keep draining while workers hand off their last tables. */
+	app->stop_rx = true;
+	rx_secs = (double)(rte_rdtsc() - app->start_tsc) / (double)app->tsc_hz;
+	while (!nm_workers_done(app)) {
+		nm_flusher_poll(app);
+		rcu_quiescent_state();
+	}
+	rte_eal_mp_wait_lcore();
+	nm_flusher_poll(app);
+
+	memset(&sm, 0, sizeof(sm));
+	app->draining = true;
+	nm_kafka_get_stats(app->kafka, &sm.k);
+	if (sm.k.records_inflight + sm.k.spool_records > 0)
+		fprintf(stderr,
+			"netmeta: waiting up to %d ms for Kafka to acknowledge %" PRIu64
+			" records (%" PRIu64 " of them spooled); Ctrl-C/SIGTERM now "
+			"spools the rest at once\n",
+			app->cfg.kafka_drain_timeout_ms, sm.k.records_inflight + sm.k.spool_records,
+			sm.k.spool_records);
+	(void)nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms, &app->drain_abort);
+	/* Every record gets its outcome before the summary, so stderr and summary agree. */
+	(void)nm_kafka_settle(app->kafka);
+	nm_stats_sum(app, &sm.s, &sm.a);
+	nm_kafka_get_stats(app->kafka, &sm.k);
+	sm.secs = (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz;
+	sm.rx_secs = rx_secs;
+	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.k.records_dropped +
+		  sm.k.records_unacked + sm.k.records_corrupt + sm.k.records_deadletter;
+	nm_summary_print(app, &sm, stdout);
+	if (summary_json != NULL)
+		(void)nm_summary_json(app, &sm, summary_json);
+	/* Spooled rows are safe on disk but not in Kafka yet: say so in the status, too. */
+	/* A corrupt spool region lost rows even when no header said how many. */
+	return sm.lost != 0 || sm.k.spool_corrupt != 0 ? 1 : sm.k.spool_records != 0 ? 4 : 0;
 }

@@ -6,11 +6,9 @@
  *                                  sequence gaps, decode errors by reason
  *   /netmeta/interfaces[,AGENT]    sFlow generic interface counters per (agent, ifIndex)
  *
- * nm_tel_exporters_register() creates the table from the configuration ([exporter.NAME]
- * sections: overrides and names), gives it to every worker's decoder and registers the
- * commands. It runs from nm_telemetry_register(), after the workers are created and before they
- * start; the table then lives as long as the process (workers hold pointers into it until they
- * stop, and nothing runs after the summary that could free it safely as a QSBR reader).
+ * The table itself is made in set-up (nm_tables_create in workers.c, with the [exporter.NAME]
+ * overrides and names) before the workers exist; nm_tel_exporters_register() only registers the
+ * commands that read it. It is freed after the workers have stopped.
  *
  * The telemetry thread is not an RCU reader: it reads the table through nm_exp_foreach(), which
  * walks the preallocated pools (entries are never freed) and never the hash table.
@@ -272,31 +270,9 @@ tel_interfaces(const char *cmd, const char *params, struct rte_tel_data *d)
 int
 nm_tel_exporters_register(struct nm_app *app)
 {
-	struct nm_exp_params p = {
-		.max_exporters = 4096,
-		.max_ifaces = 16384,
-		.max_overrides = NM_CFG_MAX_EXPORTERS,
-		.default_sampling_rate = app->cfg.default_sampling_rate,
-	};
-	unsigned int i;
 	int ret;
 
 	tel_app = app;
-	app->exp = nm_exp_create(&p);
-	if (app->exp == NULL) {
-		NM_LOG(ERR, "cannot create the exporter table: %s\n", strerror(errno));
-		return -ENOMEM;
-	}
-	for (i = 0; i < app->cfg.n_exporters; i++) {
-		const struct nm_exporter_cfg *e = &app->cfg.exporters[i];
-
-		ret = nm_exp_override_add(app->exp, e->address, e->sampling_rate, e->name);
-		if (ret != 0)
-			NM_LOG(WARNING, "[exporter.%s] not applied: %s\n", e->name, strerror(-ret));
-	}
-	/* Workers are created but not started: no decoder runs yet. */
-	for (i = 0; i < app->n_workers; i++)
-		app->workers[i]->dec.exp = app->exp;
 	/* DPDK refuses help texts of RTE_TEL_MAX_STRING_LEN (128) characters or more. */
 	ret = rte_telemetry_register_cmd(
 		"/netmeta/exporters", tel_exporters,

@@ -248,15 +248,16 @@ set_port_key(struct nm_config *c, const char *pname, const char *key, const char
 		}
 		p->rx_queues = (unsigned int)v;
 	} else if (strcmp(key, "lcores") == 0) {
-		if (strlen(value) >= sizeof(p->lcores) ||
-		    strspn(value, "0123456789,- ") != strlen(value)) {
-			snprintf(
-				err, errlen,
-				"%s: [port.%s] lcores = \"%s\": expected lcore ids like \"1\" or \"1,2\"",
-				src, pname, value);
+		int r = nm_config_parse_lcores(value, p->lcores, NM_CFG_MAX_LCORES, &p->n_lcores);
+
+		if (r != 0) {
+			snprintf(err, errlen, "%s: [port.%s] lcores = \"%s\": %s", src, pname,
+				 value,
+				 r == -E2BIG ? "at most 32 lcores"
+					     : "expected lcore ids from 0 to 127 like \"1\" or "
+					       "\"1,2\" or \"1-3\"");
 			return -EINVAL;
 		}
-		snprintf(p->lcores, sizeof(p->lcores), "%s", value);
 	} else if (strcmp(key, "address") == 0) {
 		if (strlen(value) >= sizeof(p->address))
 			goto bad_str;
@@ -792,4 +793,71 @@ nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned 
 		return 0;
 	source_with_set(c);
 	return validate(c, err, errlen);
+}
+
+int
+nm_config_parse_lcores(const char *text, uint16_t *out, unsigned int max, unsigned int *n)
+{
+	const char *p = text;
+	unsigned int k = 0, i;
+
+	*n = 0;
+	if (*p == '\0')
+		return 0; /* automatic */
+	while (*p != '\0') {
+		unsigned long a, b;
+		char *end;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		/* strtoul would take a sign or leading blanks: only digits start an id here. */
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		a = strtoul(p, &end, 10);
+		b = a;
+		if (*end == '-') {
+			p = end + 1;
+			if (*p < '0' || *p > '9')
+				return -EINVAL;
+			b = strtoul(p, &end, 10);
+			if (b < a)
+				return -EINVAL;
+		}
+		if (b > NM_CFG_LCORE_ID_MAX || (*end != '\0' && *end != ',' && *end != ' '))
+			return -EINVAL;
+		p = end;
+		for (; a <= b; a++) {
+			for (i = 0; i < k && out[i] != a; i++)
+				;
+			if (i < k)
+				continue;
+			if (k == max)
+				return -E2BIG;
+			out[k++] = (uint16_t)a;
+		}
+	}
+	if (k == 0)
+		return -EINVAL;
+	*n = k;
+	return 0;
+}
+
+void
+nm_config_format_lcores(const uint16_t *ids, unsigned int n, char *buf, size_t buflen)
+{
+	size_t o = 0;
+	unsigned int i;
+
+	if (buflen == 0)
+		return;
+	buf[0] = '\0';
+	for (i = 0; i < n && o < buflen; i++) {
+		int w = snprintf(buf + o, buflen - o, "%s%u", i ? "," : "", ids[i]);
+
+		if (w < 0)
+			break;
+		o += (size_t)w;
+	}
 }

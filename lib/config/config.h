@@ -19,6 +19,8 @@
 #define NM_CFG_MAX_UDP_PORTS 32
 #define NM_CFG_MAX_PROPS 32
 #define NM_CFG_STR 512
+#define NM_CFG_MAX_LCORES 32	/* lcores one port's queues may name (the engine's worker limit) */
+#define NM_CFG_LCORE_ID_MAX 127 /* highest lcore id (DPDK's RTE_MAX_LCORE is 128) */
 
 /*
  * Config holds data only: it includes no other module of lib/. The app maps these values onto
@@ -48,7 +50,13 @@ struct nm_port_cfg {
 	char device[NM_CFG_STR]; /* PCI address or vdev string (net_tap0,iface=...) */
 	enum nm_port_role role;
 	unsigned int rx_queues;
-	char lcores[128]; /* lcore ids polling the queues, e.g. "1" or "1,2"; empty: auto */
+	/*
+	 * lcore ids polling the queues, in the order given ("2,1" is 2 then 1; queue q goes to
+	 * lcores[q % n_lcores]), each once; n_lcores 0: automatic (every worker lcore). Whether
+	 * EAL runs them is checked at start-up, not here.
+	 */
+	uint16_t lcores[NM_CFG_MAX_LCORES];
+	unsigned int n_lcores;
 	char address[64]; /* net_tap only: address (CIDR) given to the kernel interface */
 	char peer[64]; /* net_tap only: the engine's own address on that link (exporters send to it)
 			*/
@@ -160,6 +168,16 @@ int nm_config_set_all(struct nm_config *c, const char *const *assignments, unsig
  */
 void nm_config_mirror_sampler(const struct nm_config *c, const struct nm_port_cfg *p,
 			      uint8_t out[16]);
+
+/*
+ * Parse an lcore list ("1", "1,2", "1-3", "0, 2-3"; ids up to NM_CFG_LCORE_ID_MAX) into out, in
+ * the order given, each id once. 0, or -EINVAL for bad syntax, a reversed range or an id out of
+ * range, -E2BIG when more than max distinct ids. Pure; any thread.
+ */
+int nm_config_parse_lcores(const char *text, uint16_t *out, unsigned int max, unsigned int *n);
+
+/* The list as text ("1,2,5"), for messages; always terminated. */
+void nm_config_format_lcores(const uint16_t *ids, unsigned int n, char *buf, size_t buflen);
 
 /* Drop the ports of the config (--pcap/--mirror-pcap replace them). */
 void nm_config_clear_ports(struct nm_config *c);

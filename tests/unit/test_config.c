@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* netmeta.ini: the shipped file equals the defaults; bad input gets errors that name everything. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "config/eal_args.h"
 
 static const char *
 write_tmp(const char *text)
@@ -130,6 +132,10 @@ test_file_errors(void **state)
 	assert_int_equal(nm_config_load(&c, p, err, sizeof(err)), 0);
 	assert_int_equal(c.n_ports, 2); /* the file's ports replace the default tap */
 	assert_int_equal(c.ports[0].rx_queues, 2);
+	assert_int_equal(c.ports[0].n_lcores, 2);
+	assert_int_equal(c.ports[0].lcores[0], 1);
+	assert_int_equal(c.ports[0].lcores[1], 2);
+	assert_int_equal(c.ports[1].n_lcores, 0); /* automatic */
 	assert_int_equal(c.ports[1].role, NM_ROLE_MIRROR_TX);
 	unlink(p);
 	assert_int_equal(nm_config_load(&c, "/nonexistent/netmeta.ini", err, sizeof(err)), -2);
@@ -275,6 +281,147 @@ test_outward_and_mirror_sampler(void **state)
 	free(c);
 }
 
+/* lcore lists are a value: ids in the order given, each once; bad lists are config errors. */
+static void
+test_lcores(void **state)
+{
+	static const struct {
+		const char *text;
+		int ret;
+		unsigned int n;
+		uint16_t ids[8];
+	} cases[] = {
+		{"", 0, 0, {0}},
+		{"1", 0, 1, {1}},
+		{"1,2", 0, 2, {1, 2}},
+		{"2,1", 0, 2, {2, 1}}, /* order kept: queue 0 goes to lcore 2 */
+		{"1-3", 0, 3, {1, 2, 3}},
+		{" 0, 2-3 ,5", 0, 4, {0, 2, 3, 5}},
+		{"1,1,2-3,2", 0, 3, {1, 2, 3}}, /* duplicates once */
+		{"127", 0, 1, {127}},
+		{"128", -EINVAL, 0, {0}},
+		{"3-1", -EINVAL, 0, {0}},
+		{"1-", -EINVAL, 0, {0}},
+		{"-1", -EINVAL, 0, {0}},
+		{"1x", -EINVAL, 0, {0}},
+		{",", -EINVAL, 0, {0}},
+		{"0-40", -E2BIG, 0, {0}}, /* 41 ids, 32 at most */
+		{"99999999999999999999", -EINVAL, 0, {0}},
+	};
+	uint16_t ids[NM_CFG_MAX_LCORES];
+	char text[64];
+	unsigned int i, j, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		n = 99;
+		assert_int_equal(nm_config_parse_lcores(cases[i].text, ids, NM_CFG_MAX_LCORES, &n),
+				 cases[i].ret);
+		if (cases[i].ret != 0)
+			continue;
+		assert_int_equal(n, cases[i].n);
+		for (j = 0; j < n; j++)
+			assert_int_equal(ids[j], cases[i].ids[j]);
+	}
+	assert_int_equal(nm_config_parse_lcores("0-31", ids, NM_CFG_MAX_LCORES, &n), 0);
+	assert_int_equal(n, 32);
+	nm_config_format_lcores(ids, 3, text, sizeof(text));
+	assert_string_equal(text, "0,1,2");
+	nm_config_format_lcores(ids, 32, text, 8); /* truncated, still a string */
+	assert_string_equal(text, "0,1,2,3");
+}
+
+static void
+test_lcores_errors(void **state)
+{
+	struct nm_config c;
+	char err[512] = "";
+	const char *bad = "port.p.lcores=0-200";
+
+	(void)state;
+	nm_config_defaults(&c);
+	assert_int_equal(nm_config_set_all(&c, (const char *const[]){"port.p.device=net_null0"}, 1,
+					   err, sizeof(err)),
+			 0);
+	assert_int_equal(nm_config_set_all(&c, &bad, 1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[port.p] lcores = \"0-200\""));
+	assert_non_null(strstr(err, "from 0 to 127"));
+}
+
+static int
+find_arg(const struct nm_eal_args *a, const char *w)
+{
+	int i;
+
+	for (i = 0; i < a->argc; i++)
+		if (strcmp(a->argv[i], w) == 0)
+			return i;
+	return -1;
+}
+
+/* The EAL argv: every rule of eal_args.h, without EAL. */
+static void
+test_eal_args(void **state)
+{
+	static struct nm_eal_args a;
+	struct nm_config *c = calloc(1, sizeof(*c));
+	char *extra[] = {"--lcores=0@0,1@1", "--file-prefix", "t1"};
+	char *extra_pci[] = {"-a", "0000:02:00.0"};
+	char *extra_huge[] = {"--no-huge", "--in-memory"};
+
+	(void)state;
+	assert_non_null(c);
+	nm_config_defaults(c); /* [eal] args = -l 0-1, one net_tap port */
+	assert_int_equal(nm_eal_args_build(&a, c, NULL, 0, true), 0);
+	assert_string_equal(a.argv[0], "netmeta");
+	assert_string_equal(a.argv[1], "-l");
+	assert_string_equal(a.argv[2], "0-1");
+	assert_string_equal(a.argv[3], "--no-pci"); /* no PCI port: EAL must not probe */
+	assert_string_equal(a.argv[4], "--vdev=net_tap0,iface=nm0");
+	assert_int_equal(a.argc, 5);
+	assert_null(a.argv[5]);
+	assert_false(a.no_huge_added);
+
+	/* A core list after "--" replaces the config's, whatever its spelling. */
+	assert_int_equal(nm_eal_args_build(&a, c, extra, 3, true), 0);
+	assert_int_equal(find_arg(&a, "-l"), -1);
+	assert_int_equal(find_arg(&a, "0-1"), -1);
+	assert_int_equal(find_arg(&a, "--lcores=0@0,1@1"), 1);
+	assert_int_equal(find_arg(&a, "t1"), 3);
+	snprintf(c->eal_args, sizeof(c->eal_args), "-l0-1 --log-level=7");
+	assert_int_equal(nm_eal_args_build(&a, c, extra, 1, true), 0);
+	assert_int_equal(find_arg(&a, "-l0-1"), -1);
+	assert_true(find_arg(&a, "--log-level=7") > 0);
+
+	/* No free hugepages: --no-huge --no-shconf -m 512, and it says so. */
+	assert_int_equal(nm_eal_args_build(&a, c, NULL, 0, false), 0);
+	assert_true(a.no_huge_added);
+	assert_true(find_arg(&a, "--no-huge") > 0);
+	assert_true(find_arg(&a, "--no-shconf") > 0);
+	assert_string_equal(a.argv[find_arg(&a, "-m") + 1], "512");
+	/* The user's --no-huge: --in-memory becomes --no-shconf, nothing is added. */
+	assert_int_equal(nm_eal_args_build(&a, c, extra_huge, 2, false), 0);
+	assert_false(a.no_huge_added);
+	assert_int_equal(find_arg(&a, "--in-memory"), -1);
+	assert_true(find_arg(&a, "--no-shconf") > 0);
+	assert_int_equal(find_arg(&a, "-m"), -1);
+
+	/* A PCI port or an allow list: no --no-pci; PCI ports go as -a. */
+	assert_int_equal(nm_eal_args_build(&a, c, extra_pci, 2, true), 0);
+	assert_int_equal(find_arg(&a, "--no-pci"), -1);
+	snprintf(c->ports[0].device, sizeof(c->ports[0].device), "0000:01:00.0");
+	assert_int_equal(nm_eal_args_build(&a, c, NULL, 0, true), 0);
+	assert_int_equal(find_arg(&a, "--no-pci"), -1);
+	assert_true(find_arg(&a, "-a0000:01:00.0") > 0);
+
+	/* Too many words is an error, not a silently shortened argv. */
+	memset(c->eal_args, 0, sizeof(c->eal_args));
+	for (int i = 0; i < 150; i++) /* 450 characters, 150 words */
+		strcat(c->eal_args, "-v ");
+	assert_int_equal(nm_eal_args_build(&a, c, NULL, 0, true), -ENOSPC);
+	free(c);
+}
+
 int
 main(void)
 {
@@ -286,6 +433,9 @@ main(void)
 		cmocka_unit_test(test_kafka_limits),
 		cmocka_unit_test(test_set_all_order),
 		cmocka_unit_test(test_outward_and_mirror_sampler),
+		cmocka_unit_test(test_lcores),
+		cmocka_unit_test(test_lcores_errors),
+		cmocka_unit_test(test_eal_args),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
