@@ -168,6 +168,12 @@ void nm_app_clock_start(struct nm_app *app);
 int nm_ports_setup(struct nm_app *app);
 void nm_ports_close(struct nm_app *app);
 
+/*
+ * The kernel side of a net_tap port (tap.c): address, link up, neighbour entry for the peer,
+ * through ip(8) without a shell. Failures are logged, not fatal (as before).
+ */
+void nm_tap_setup(const struct nm_port_cfg *pc, uint16_t port_id);
+
 /* The template cache and the per-exporter table with the config's overrides (workers.c). */
 int nm_tables_create(struct nm_app *app);
 void nm_tables_free(struct nm_app *app);

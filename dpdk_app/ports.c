@@ -148,42 +148,6 @@ port_id_of(const char *device, uint16_t *port_id)
 	return rte_eth_dev_get_port_by_name(name, port_id);
 }
 
-/* Give a net_tap's kernel side its address and a neighbour entry for the engine's own. */
-static void
-setup_tap(const struct nm_port_cfg *pc, uint16_t port_id)
-{
-	const char *ifp = strstr(pc->device, "iface=");
-	char iface[64] = "", cmd[512];
-	struct rte_ether_addr mac;
-	size_t n;
-
-	if (ifp == NULL || pc->address[0] == '\0')
-		return;
-	ifp += 6;
-	n = strcspn(ifp, ",");
-	if (n >= sizeof(iface))
-		return;
-	memcpy(iface, ifp, n);
-	iface[n] = '\0';
-	rte_eth_macaddr_get(port_id, &mac);
-	snprintf(cmd, sizeof(cmd), "ip addr replace %s dev %s && ip link set %s up", pc->address,
-		 iface, iface);
-	if (system(cmd) != 0)
-		NM_LOG(WARNING, "port %s: could not run: %s\n", pc->name, cmd);
-	if (pc->peer[0] != '\0') {
-		snprintf(cmd, sizeof(cmd),
-			 "ip neigh replace %s lladdr " RTE_ETHER_ADDR_PRT_FMT
-			 " dev %s nud permanent",
-			 pc->peer, RTE_ETHER_ADDR_BYTES(&mac), iface);
-		if (system(cmd) != 0)
-			NM_LOG(WARNING, "port %s: could not run: %s\n", pc->name, cmd);
-	}
-	NM_LOG(INFO,
-	       "port %s: kernel interface %s has %s; send exports to %s (UDP ports of "
-	       "[collector] ports)\n",
-	       pc->name, iface, pc->address, pc->peer[0] ? pc->peer : "(no peer set)");
-}
-
 static int
 setup_port(struct nm_app *app, const struct nm_port_cfg *pc, struct nm_port *port)
 {
@@ -275,7 +239,7 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, struct nm_port *por
 	if (pc->role != NM_ROLE_COLLECTOR)
 		(void)rte_eth_promiscuous_enable(port_id);
 	if (strncmp(pc->device, "net_tap", 7) == 0)
-		setup_tap(pc, port_id);
+		nm_tap_setup(pc, port_id);
 	return 0;
 }
 

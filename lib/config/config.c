@@ -222,8 +222,18 @@ set_port_key(struct nm_config *c, const char *pname, const char *key, const char
 	if (p == NULL)
 		return -EINVAL;
 	if (strcmp(key, "device") == 0) {
+		char ifname[NM_CFG_IFNAMSIZ];
+
 		if (strlen(value) >= sizeof(p->device) || value[0] == '\0')
 			goto bad_str;
+		/* The tap's interface name goes to ip(8) at start-up: check it now. */
+		if (nm_config_tap_iface(value, ifname, sizeof(ifname)) == -EINVAL) {
+			snprintf(err, errlen,
+				 "%s: [port.%s] device = \"%s\": iface= must be 1 to 15 characters "
+				 "of A-Z a-z 0-9 _ . -",
+				 src, pname, value);
+			return -EINVAL;
+		}
 		snprintf(p->device, sizeof(p->device), "%s", value);
 	} else if (strcmp(key, "role") == 0) {
 		for (i = 0; roles[i] != NULL; i++)
@@ -259,12 +269,24 @@ set_port_key(struct nm_config *c, const char *pname, const char *key, const char
 			return -EINVAL;
 		}
 	} else if (strcmp(key, "address") == 0) {
-		if (strlen(value) >= sizeof(p->address))
-			goto bad_str;
+		if (nm_config_parse_cidr(value, NULL, NULL) != 0) {
+			snprintf(err, errlen,
+				 "%s: [port.%s] address = \"%s\": expected an IPv4 or IPv6 address "
+				 "with an optional prefix length, like 169.254.20.1/24",
+				 src, pname, value);
+			return -EINVAL;
+		}
 		snprintf(p->address, sizeof(p->address), "%s", value);
 	} else if (strcmp(key, "peer") == 0) {
-		if (strlen(value) >= sizeof(p->peer))
-			goto bad_str;
+		uint8_t a[16];
+
+		if (strlen(value) >= sizeof(p->peer) ||
+		    (inet_pton(AF_INET, value, a) != 1 && inet_pton(AF_INET6, value, a) != 1)) {
+			snprintf(err, errlen,
+				 "%s: [port.%s] peer = \"%s\": expected an IPv4 or IPv6 address",
+				 src, pname, value);
+			return -EINVAL;
+		}
 		snprintf(p->peer, sizeof(p->peer), "%s", value);
 	} else if (strcmp(key, "sampler_address") == 0) {
 		if (parse_addr(value, p->sampler_addr) != 0) {
@@ -860,4 +882,67 @@ nm_config_format_lcores(const uint16_t *ids, unsigned int n, char *buf, size_t b
 			break;
 		o += (size_t)w;
 	}
+}
+
+int
+nm_config_tap_iface(const char *device, char *out, size_t outlen)
+{
+	const char *p;
+	size_t n;
+
+	if (strncmp(device, "net_tap", 7) != 0)
+		return -ENOENT;
+	/* The key starts the string's options: after a comma, never inside another value. */
+	for (p = strchr(device, ','); p != NULL; p = strchr(p + 1, ','))
+		if (strncmp(p + 1, "iface=", 6) == 0)
+			break;
+	if (p == NULL)
+		return -ENOENT;
+	p += 7;
+	n = strcspn(p, ",");
+	if (n == 0 || n >= NM_CFG_IFNAMSIZ || strspn(p, NM_CFG_IFNAME_CHARS) < n || p[0] == '-' ||
+	    (n <= 2 && p[0] == '.' && (n == 1 || p[1] == '.')))
+		return -EINVAL;
+	if (n >= outlen)
+		return -ENOSPC;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+int
+nm_config_parse_cidr(const char *text, char *addr, unsigned int *prefix)
+{
+	char buf[64];
+	uint8_t bin[16];
+	const char *slash = strchr(text, '/');
+	size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+	unsigned long len, max;
+	char *end;
+	int af;
+
+	if (n == 0 || n >= sizeof(buf))
+		return -EINVAL;
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	if (inet_pton(AF_INET, buf, bin) == 1)
+		af = AF_INET;
+	else if (inet_pton(AF_INET6, buf, bin) == 1)
+		af = AF_INET6;
+	else
+		return -EINVAL;
+	max = af == AF_INET ? 32 : 128;
+	len = max;
+	if (slash != NULL) {
+		if (slash[1] < '0' || slash[1] > '9')
+			return -EINVAL;
+		len = strtoul(slash + 1, &end, 10);
+		if (*end != '\0' || len > max || end - (slash + 1) > 3)
+			return -EINVAL;
+	}
+	if (addr != NULL)
+		memcpy(addr, buf, n + 1);
+	if (prefix != NULL)
+		*prefix = (unsigned int)len;
+	return 0;
 }

@@ -179,6 +179,26 @@ int nm_config_parse_lcores(const char *text, uint16_t *out, unsigned int max, un
 /* The list as text ("1,2,5"), for messages; always terminated. */
 void nm_config_format_lcores(const uint16_t *ids, unsigned int n, char *buf, size_t buflen);
 
+/* Interface names as the kernel takes them (IFNAMSIZ 16 with the NUL), from a safe alphabet. */
+#define NM_CFG_IFNAMSIZ 16
+#define NM_CFG_IFNAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+
+/*
+ * The kernel interface of a net_tap device string (its iface= option) into out. 0; -ENOENT when
+ * the device is no net_tap or has no iface=; -EINVAL when the name is empty, longer than 15,
+ * "." or "..", starts with '-' (an option to ip(8)), or has a character outside
+ * NM_CFG_IFNAME_CHARS; -ENOSPC when out is too small.
+ * Pure; any thread.
+ */
+int nm_config_tap_iface(const char *device, char *out, size_t outlen);
+
+/*
+ * "ADDRESS[/PREFIX]" with an IPv4 or IPv6 address (inet_pton) and a prefix length up to 32/128
+ * (absent: the full length). 0 with the address text in addr (>= 64 bytes, or NULL) and the
+ * prefix in *prefix (or NULL); -EINVAL otherwise. Pure; any thread.
+ */
+int nm_config_parse_cidr(const char *text, char *addr, unsigned int *prefix);
+
 /* Drop the ports of the config (--pcap/--mirror-pcap replace them). */
 void nm_config_clear_ports(struct nm_config *c);
 

@@ -422,6 +422,66 @@ test_eal_args(void **state)
 	free(c);
 }
 
+/* What reaches ip(8) for a tap: checked interface names and addresses, at load time too. */
+static void
+test_tap_words(void **state)
+{
+	struct nm_config c;
+	char name[NM_CFG_IFNAMSIZ], addr[64], err[512];
+	unsigned int prefix;
+	const char *set;
+
+	(void)state;
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=nm0", name, sizeof(name)), 0);
+	assert_string_equal(name, "nm0");
+	assert_int_equal(
+		nm_config_tap_iface("net_tap1,persist,iface=a.b-c_9,x=1", name, sizeof(name)), 0);
+	assert_string_equal(name, "a.b-c_9");
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=abcdefghijklmno", name, sizeof(name)),
+			 0); /* 15 characters: the most IFNAMSIZ allows */
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=abcdefghijklmnop", name, sizeof(name)),
+			 -EINVAL);
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=x;reboot", name, sizeof(name)),
+			 -EINVAL);
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=$(id)", name, sizeof(name)), -EINVAL);
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=a b", name, sizeof(name)), -EINVAL);
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=-help", name, sizeof(name)), -EINVAL);
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=..", name, sizeof(name)), -EINVAL);
+	assert_int_equal(nm_config_tap_iface("net_tap0,iface=", name, sizeof(name)), -EINVAL);
+	assert_int_equal(nm_config_tap_iface("net_tap0", name, sizeof(name)), -ENOENT);
+	assert_int_equal(nm_config_tap_iface("net_tap0,remote=xiface=a", name, sizeof(name)),
+			 -ENOENT);
+	assert_int_equal(nm_config_tap_iface("net_pcap0,iface=nm0", name, sizeof(name)), -ENOENT);
+
+	assert_int_equal(nm_config_parse_cidr("169.254.20.1/24", addr, &prefix), 0);
+	assert_string_equal(addr, "169.254.20.1");
+	assert_int_equal(prefix, 24);
+	assert_int_equal(nm_config_parse_cidr("2001:db8::1", addr, &prefix), 0);
+	assert_int_equal(prefix, 128);
+	assert_int_equal(nm_config_parse_cidr("10.0.0.1/32", NULL, NULL), 0);
+	assert_int_equal(nm_config_parse_cidr("10.0.0.1/33", NULL, NULL), -EINVAL);
+	assert_int_equal(nm_config_parse_cidr("2001:db8::1/129", NULL, NULL), -EINVAL);
+	assert_int_equal(nm_config_parse_cidr("10.0.0.1/", NULL, NULL), -EINVAL);
+	assert_int_equal(nm_config_parse_cidr("10.0.0.1/-1", NULL, NULL), -EINVAL);
+	assert_int_equal(nm_config_parse_cidr("10.0.0.1/24 dev lo", NULL, NULL), -EINVAL);
+	assert_int_equal(nm_config_parse_cidr("10.0.0.1;id", NULL, NULL), -EINVAL);
+	assert_int_equal(nm_config_parse_cidr("host.example", NULL, NULL), -EINVAL);
+
+	/* The loader refuses the same words, naming the key. */
+	nm_config_defaults(&c);
+	set = "port.tap0.device=net_tap0,iface=nm0;id";
+	assert_int_equal(nm_config_set_all(&c, &set, 1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "iface= must be 1 to 15 characters"));
+	set = "port.tap0.address=169.254.20.1/24;id";
+	assert_int_equal(nm_config_set_all(&c, &set, 1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[port.tap0] address = \"169.254.20.1/24;id\""));
+	set = "port.tap0.peer=169.254.20.2 dev lo";
+	assert_int_equal(nm_config_set_all(&c, &set, 1, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "[port.tap0] peer ="));
+	set = "port.tap0.peer=fe80::2";
+	assert_int_equal(nm_config_set_all(&c, &set, 1, err, sizeof(err)), 0);
+}
+
 int
 main(void)
 {
@@ -436,6 +496,7 @@ main(void)
 		cmocka_unit_test(test_lcores),
 		cmocka_unit_test(test_lcores_errors),
 		cmocka_unit_test(test_eal_args),
+		cmocka_unit_test(test_tap_words),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
