@@ -23,6 +23,7 @@
 #include "kafka/kafka.h"
 #include "pkt/pkt.h"
 #include "tmpl/tmpl.h"
+#include "exporter/exporter.h"
 
 #define NM_MAX_WORKERS 32
 #define NM_MAX_QUEUES_PER_WORKER 16
@@ -47,24 +48,58 @@ struct nm_rxq {
 	uint8_t sampler_addr[16]; /* SamplerAddress of mirror records (nm_config_mirror_sampler) */
 };
 
-/* Counters of one worker; written by it alone, read by telemetry and the main lcore. */
+/*
+ * Counters of one worker (lib/ctr/ctr.h): single writer, the worker's lcore (nm_ctr_*); read by
+ * telemetry and the main lcore. Its decoder's counters (the "decode" set) follow them.
+ */
+#define NM_WORKER_CTRS(X, A, c)                                                                    \
+	X(c, rx_packets, COUNTER, "packets", 0, "", "frames received")                             \
+	X(c, rx_bytes, COUNTER, "bytes", 0, "", "bytes of the frames received")                    \
+	A(c, udp_class, NM_UDP_CLASS_MAX, nm_udp_class_elem, 0, "frames", "frames", "frames",      \
+	  "class", NM_CTR_F_NONZERO | NM_CTR_F_TEXT_NOT0, "frames",                                \
+	  "collector-port frames by classification")                                               \
+	X(c, not_collector_port, COUNTER, "packets", NM_CTR_F_NONZERO, "udp to other ports",       \
+	  "UDP frames to a port that is not a collector port")                                     \
+	X(c, records, COUNTER, "records", 0, "records:", "records handed to aggregation")          \
+	X(c, records_packets, COUNTER, "packets", 0, "records:packets",                            \
+	  "Packets of those records")                                                              \
+	X(c, records_bytes, COUNTER, "bytes", 0, "records:bytes", "Bytes of those records")        \
+	X(c, late_records, COUNTER, "records", NM_CTR_F_NONZERO, "late records",                   \
+	  "records that arrived for a second already handed to the flusher")                       \
+	X(c, mirror_frames, COUNTER, "packets", NM_CTR_F_NONZERO, "mirror frames:received",        \
+	  "frames of mirror ports")                                                                \
+	X(c, mirror_sampled, COUNTER, "packets", NM_CTR_F_NONZERO, "mirror frames:sampled",        \
+	  "mirror frames that became records")                                                     \
+	X(c, mirror_parse_errors, COUNTER, "packets", NM_CTR_F_NONZERO, "mirror parse errors",     \
+	  "sampled mirror frames whose headers could not be parsed (their bytes still count)")     \
+	X(c, rotations, COUNTER, "tables", 0, "", "tables handed to the flusher")                  \
+	X(c, rotations_deferred, COUNTER, "seconds", 0, "",                                        \
+	  "second boundaries with no free table: the current one kept filling")                    \
+	X(c, multiseg, COUNTER, "packets", 0, "", "multi-segment frames linearised before decoding")
+
 struct nm_worker_stats {
-	uint64_t rx_packets;
-	uint64_t rx_bytes;
-	uint64_t udp_class[NM_UDP_CLASS_MAX]; /* collector frames by classification */
-	uint64_t not_collector_port;	      /* UDP to a port that is not a collector port */
-	uint64_t records;		      /* records handed to aggregation */
-	uint64_t records_packets;
-	uint64_t records_bytes;
-	uint64_t late_records; /* arrived for a second already handed off */
-	uint64_t mirror_frames;
-	uint64_t mirror_sampled;
-	uint64_t mirror_parse_errors;
-	uint64_t rotations;
-	uint64_t rotations_deferred; /* no free table: kept filling the current one */
-	uint64_t multiseg;	     /* frames linearised before decoding */
+	NM_WORKER_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
 	struct nm_decode_stats dec;
 } __rte_cache_aligned;
+
+/*
+ * Counters of the flusher (lib/ctr/ctr.h): single writer, the main lcore; read by telemetry.
+ */
+#define NM_FLUSHER_CTRS(X, A, c)                                                                   \
+	X(c, rows, COUNTER, "rows", 0, "rows (FlowMessages)",                                      \
+	  "aggregated entries handed to Kafka")                                                    \
+	X(c, rows_failed, COUNTER, "rows", NM_CTR_F_NONZERO, "rows refused",                       \
+	  "entries nm_kafka_add() refused")                                                        \
+	X(c, tables_drained, COUNTER, "tables", 0, "", "worker tables drained")
+
+struct nm_flusher_stats {
+	NM_FLUSHER_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
+};
+
+/* The sets of the engine's own structs (stats.c); the others are in their modules' headers. */
+extern const struct nm_ctr_set nm_worker_ctr_set;  /* "worker", keys unprefixed */
+extern const struct nm_ctr_set nm_flusher_ctr_set; /* "flusher", keys unprefixed */
+const char *nm_udp_class_elem(unsigned int i);
 
 struct nm_app;
 
@@ -136,9 +171,7 @@ struct nm_app {
 	struct nm_tmpl_cache *tmpl;
 	struct nm_exp_table *exp; /* per-exporter state, with the config's overrides */
 	struct nm_kafka *kafka;
-	uint64_t rows;	      /* aggregated entries handed to Kafka */
-	uint64_t rows_failed; /* entries nm_kafka_add() refused */
-	uint64_t tables_drained;
+	struct nm_flusher_stats fl;
 
 	uint64_t tsc_hz;
 	uint64_t start_tsc;
@@ -201,11 +234,22 @@ unsigned int nm_flusher_poll(struct nm_app *app);
  */
 int nm_flusher_run(struct nm_app *app, double duration, const char *summary_json);
 
+/* Sum every worker's counters (and its decoder's; agg: its tables', NULL: not wanted). */
+void nm_stats_sum(const struct nm_app *app, struct nm_worker_stats *out, struct nm_agg_stats *agg);
+
+/* Every counter set of the engine at one moment (each counter read relaxed). Any thread. */
+struct nm_stats_view {
+	struct nm_worker_stats s; /* summed over workers, with .dec */
+	struct nm_agg_stats a;
+	struct nm_flusher_stats fl;
+	struct nm_kafka_stats k;
+	struct nm_exp_stats e;
+};
+void nm_stats_snapshot(const struct nm_app *app, struct nm_stats_view *v);
+
 /* What the summary shows: every counter at the end of the run. */
 struct nm_summary {
-	struct nm_worker_stats s;
-	struct nm_agg_stats a;
-	struct nm_kafka_stats k;
+	struct nm_stats_view v;
 	uint64_t lost;
 	double secs;	/* whole run */
 	double rx_secs; /* from start until RX stopped */
@@ -217,8 +261,19 @@ void nm_summary_line(struct nm_app *app, double secs);
 void nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FILE *f);
 int nm_summary_json(const struct nm_app *app, const struct nm_summary *sm, const char *path);
 
-/* Sum every worker's counters. */
-void nm_stats_sum(const struct nm_app *app, struct nm_worker_stats *out, struct nm_agg_stats *agg);
+/* The sets the combined views (/netmeta/stats, JSON summary) list, in order, with their objects. */
+#define NM_STATS_SETS 5
+struct nm_stats_set {
+	const struct nm_ctr_set *set;
+	const void *obj;
+};
+void nm_stats_sets(const struct nm_stats_view *v, struct nm_stats_set out[NM_STATS_SETS]);
+
+/*
+ * The Prometheus text exposition of every counter set (sums over workers), for issue 13's
+ * server to serve. Any thread; 0 or -EIO.
+ */
+int nm_stats_prom(const struct nm_app *app, FILE *f);
 
 /*
  * The signal policy (signals.c). nm_signals_block_all: first in main(), before any thread exists;

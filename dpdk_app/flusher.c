@@ -26,9 +26,9 @@ visit(const struct nm_flow_rec *rec, uint64_t flows, void *ctx)
 	struct nm_app *app = ctx;
 
 	if (nm_kafka_add(app->kafka, rec, flows) == 0)
-		app->rows++;
+		nm_ctr_inc(&app->fl.rows);
 	else
-		app->rows_failed++;
+		nm_ctr_inc(&app->fl.rows_failed);
 }
 
 unsigned int
@@ -50,7 +50,7 @@ nm_flusher_poll(struct nm_app *app)
 			n++;
 		}
 	}
-	app->tables_drained += n;
+	nm_ctr_add(&app->fl.tables_drained, n);
 	nm_kafka_poll(app->kafka);
 	return n;
 }
@@ -144,27 +144,27 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 
 	memset(&sm, 0, sizeof(sm));
 	app->draining = true;
-	nm_kafka_get_stats(app->kafka, &sm.k);
-	if (sm.k.records_inflight + sm.k.spool_records > 0)
+	nm_kafka_get_stats(app->kafka, &sm.v.k);
+	if (sm.v.k.records_inflight + sm.v.k.spool_records > 0)
 		fprintf(stderr,
 			"netmeta: waiting up to %d ms for Kafka to acknowledge %" PRIu64
 			" records (%" PRIu64 " of them spooled); Ctrl-C/SIGTERM now "
 			"spools the rest at once\n",
-			app->cfg.kafka_drain_timeout_ms, sm.k.records_inflight + sm.k.spool_records,
-			sm.k.spool_records);
+			app->cfg.kafka_drain_timeout_ms,
+			sm.v.k.records_inflight + sm.v.k.spool_records, sm.v.k.spool_records);
 	(void)nm_kafka_drain(app->kafka, app->cfg.kafka_drain_timeout_ms, &app->drain_abort);
 	/* Every record gets its outcome before the summary, so stderr and summary agree. */
 	(void)nm_kafka_settle(app->kafka);
-	nm_stats_sum(app, &sm.s, &sm.a);
-	nm_kafka_get_stats(app->kafka, &sm.k);
+	nm_stats_snapshot(app, &sm.v);
 	sm.secs = (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz;
 	sm.rx_secs = rx_secs;
-	sm.lost = sm.a.dropped + app->rows_failed + sm.k.records_failed + sm.k.records_dropped +
-		  sm.k.records_unacked + sm.k.records_corrupt + sm.k.records_deadletter;
+	sm.lost = sm.v.a.dropped + sm.v.fl.rows_failed + sm.v.k.records_failed +
+		  sm.v.k.records_dropped + sm.v.k.records_unacked + sm.v.k.records_corrupt +
+		  sm.v.k.records_deadletter;
 	nm_summary_print(app, &sm, stdout);
 	if (summary_json != NULL)
 		(void)nm_summary_json(app, &sm, summary_json);
 	/* Spooled rows are safe on disk but not in Kafka yet: say so in the status, too. */
 	/* A corrupt spool region lost rows even when no header said how many. */
-	return sm.lost != 0 || sm.k.spool_corrupt != 0 ? 1 : sm.k.spool_records != 0 ? 4 : 0;
+	return sm.lost != 0 || sm.v.k.spool_corrupt != 0 ? 1 : sm.v.k.spool_records != 0 ? 4 : 0;
 }

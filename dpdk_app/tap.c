@@ -56,7 +56,8 @@ run_ip(const struct nm_port_cfg *pc, char **argv)
 		       pc->name, cmd);
 		return -ENOENT;
 	}
-	/* The main thread blocks every signal at this point (signals.c): ip(8) gets none blocked. */
+	/* The main thread blocks every signal at this point (signals.c): ip(8) gets none blocked.
+	 */
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&attr, &none);
@@ -85,8 +86,7 @@ nm_tap_setup(const struct nm_port_cfg *pc, uint16_t port_id)
 	struct rte_ether_addr ea;
 	unsigned int prefix;
 
-	if (pc->address[0] == '\0' ||
-	    nm_config_tap_iface(pc->device, iface, sizeof(iface)) != 0 ||
+	if (pc->address[0] == '\0' || nm_config_tap_iface(pc->device, iface, sizeof(iface)) != 0 ||
 	    nm_config_parse_cidr(pc->address, addr, &prefix) != 0)
 		return;
 	snprintf(cidr, sizeof(cidr), "%s/%u", addr, prefix);

@@ -52,7 +52,18 @@ add_str(struct rte_tel_data *c, const char *name, const char *val)
 	rte_tel_data_add_dict_string(c, name, buf);
 }
 
-/* Room under RTE_TEL_MAX_DICT_ENTRIES for the summary keys of the top-level dict. */
+/* The table's counters (the "exporter" set), as keys of the top-level dict. */
+static void
+tel_add(const char *key, uint64_t value, const struct nm_ctr_desc *d, void *ctx)
+{
+	(void)d;
+	rte_tel_data_add_dict_u64(ctx, key, value);
+}
+
+/*
+ * Room under RTE_TEL_MAX_DICT_ENTRIES for the summary keys of the top-level dict: the exporter
+ * set, default_sampling_rate and not_listed.
+ */
 #define MAX_LISTED (RTE_TEL_MAX_DICT_ENTRIES - 8)
 
 struct walk {
@@ -170,9 +181,7 @@ tel_exporters(const char *cmd, const char *params, struct rte_tel_data *d)
 	if (tel_app->exp == NULL)
 		return 0;
 	nm_exp_get_stats(tel_app->exp, &st);
-	rte_tel_data_add_dict_u64(d, "exporters", st.exporters);
-	rte_tel_data_add_dict_u64(d, "exporters_overflow", st.overflow);
-	rte_tel_data_add_dict_u64(d, "configured", st.overrides);
+	nm_ctr_foreach(&nm_exp_ctr_set, &st, "", tel_add, d);
 	rte_tel_data_add_dict_u64(d, "default_sampling_rate", tel_app->cfg.default_sampling_rate);
 	nm_exp_foreach(tel_app->exp, add_exporter, &w);
 	rte_tel_data_add_dict_u64(d, "not_listed", w.skipped);
@@ -260,8 +269,7 @@ tel_interfaces(const char *cmd, const char *params, struct rte_tel_data *d)
 	if (tel_app->exp == NULL)
 		return 0;
 	nm_exp_get_stats(tel_app->exp, &st);
-	rte_tel_data_add_dict_u64(d, "interfaces", st.ifaces);
-	rte_tel_data_add_dict_u64(d, "interfaces_overflow", st.iface_overflow);
+	nm_ctr_foreach(&nm_exp_ctr_set, &st, "", tel_add, d);
 	nm_exp_iface_foreach(tel_app->exp, add_iface, &w);
 	rte_tel_data_add_dict_u64(d, "not_listed", w.skipped);
 	return 0;
@@ -272,6 +280,10 @@ nm_tel_exporters_register(struct nm_app *app)
 {
 	int ret;
 
+#define NM_ONE(...) +1
+	RTE_BUILD_BUG_ON(0 NM_EXP_CTRS(NM_ONE, NM_ONE, _) + 2 >
+			 RTE_TEL_MAX_DICT_ENTRIES - MAX_LISTED);
+#undef NM_ONE
 	tel_app = app;
 	/* DPDK refuses help texts of RTE_TEL_MAX_STRING_LEN (128) characters or more. */
 	ret = rte_telemetry_register_cmd(

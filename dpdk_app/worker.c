@@ -30,14 +30,14 @@ rotate(struct nm_worker *w)
 	if (rte_ring_dequeue(w->free, (void **)&t) != 0) {
 		/* The flusher is behind: keep filling; keys carry their second, so nothing mixes.
 		 */
-		w->st.rotations_deferred++;
+		nm_ctr_inc(&w->st.rotations_deferred);
 		return;
 	}
 	/* The ring has room for every table this worker owns, so this cannot fail. */
 	(void)rte_ring_enqueue(w->full, w->cur);
 	w->cur = t;
 	w->handed_sec = w->cur_sec;
-	w->st.rotations++;
+	nm_ctr_inc(&w->st.rotations);
 }
 
 static void
@@ -60,11 +60,11 @@ batch_flush(struct nm_rec_batch *b, void *ctx)
 			 * stays.)
 			 */
 			r->key.time_received = w->cur_sec;
-			w->st.late_records++;
+			nm_ctr_inc(&w->st.late_records);
 		}
-		w->st.records++;
-		w->st.records_packets += r->packets;
-		w->st.records_bytes += r->bytes;
+		nm_ctr_inc(&w->st.records);
+		nm_ctr_add(&w->st.records_packets, r->packets);
+		nm_ctr_add(&w->st.records_bytes, r->bytes);
 		(void)nm_agg_add(w->cur, r); /* drops and folds are counted by the table */
 	}
 }
@@ -92,11 +92,11 @@ handle_collector(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *dat
 
 	c = likely(q->link == NM_LINK_ETHER) ? nm_pkt_udp_view(data, len, &v)
 					     : nm_pkt_udp_view_link(q->link, data, len, &v);
-	w->st.udp_class[c]++;
+	nm_ctr_inc(&w->st.udp_class[c]);
 	if (c != NM_UDP_OK)
 		return;
 	if (!(app->collector_port_map[v.dst_port >> 3] & (1u << (v.dst_port & 7)))) {
-		w->st.not_collector_port++;
+		nm_ctr_inc(&w->st.not_collector_port);
 		return;
 	}
 	memcpy(meta.exporter, v.src, NM_ADDR_LEN);
@@ -129,7 +129,7 @@ frame_bytes(struct nm_worker *w, const struct rte_mbuf *m, uint32_t *len)
 	*len = RTE_MIN(m->pkt_len, (uint32_t)sizeof(w->linear));
 	if (likely(m->nb_segs == 1))
 		return rte_pktmbuf_mtod(m, const uint8_t *);
-	w->st.multiseg++;
+	nm_ctr_inc(&w->st.multiseg);
 	return rte_pktmbuf_read(m, 0, *len, w->linear);
 }
 
@@ -174,7 +174,8 @@ mirror_record(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, 
 
 	r = mirror_slot(&w->batch);
 	if (nm_pkt_parse_eth(data, len, &r->key) < 0)
-		w->st.mirror_parse_errors++; /* keep the record: its bytes are real traffic */
+		nm_ctr_inc(&w->st.mirror_parse_errors); /* keep the record: its bytes are real
+							   traffic */
 	sec = t_ns / 1000000000ULL;
 	r->key.type = NM_FLOW_SFLOW5;
 	memcpy(r->key.sampler_addr, q->sampler_addr, NM_ADDR_LEN);
@@ -207,7 +208,7 @@ mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 	uint32_t rate = cfg->mirror_sample_rate;
 	uint16_t idx[NM_BURST], k = 0, i;
 
-	w->st.mirror_frames += n;
+	nm_ctr_add(&w->st.mirror_frames, n);
 	if (rate <= 1) {
 		for (i = 0; i < n; i++)
 			idx[k++] = i;
@@ -225,8 +226,8 @@ mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 			}
 		}
 	}
-	w->st.mirror_sampled += k;
-	q->sampled += k;
+	nm_ctr_add(&w->st.mirror_sampled, k);
+	nm_ctr_add(&q->sampled, k);
 	for (i = 0; i < k; i++) {
 		struct rte_mbuf *m = pkts[idx[i]];
 		uint32_t len;
@@ -246,11 +247,14 @@ handle_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 	     uint64_t live_ns)
 {
 	struct nm_app *app = w->app;
+	uint64_t bytes = 0;
 	uint16_t i;
 
-	w->st.rx_packets += n;
+	/* Summed here, stored once: the counter is shared with readers, a register is not. */
 	for (i = 0; i < n; i++)
-		w->st.rx_bytes += pkts[i]->pkt_len;
+		bytes += pkts[i]->pkt_len;
+	nm_ctr_add(&w->st.rx_packets, n);
+	nm_ctr_add(&w->st.rx_bytes, bytes);
 	if (q->role != NM_ROLE_COLLECTOR) {
 		mirror_burst(w, q, pkts, n, live_ns);
 	} else {
@@ -338,7 +342,7 @@ nm_worker_main(void *arg)
 
 			if (n == 0)
 				continue;
-			q->rx_pkts += n;
+			nm_ctr_add(&q->rx_pkts, n);
 			total += n;
 			handle_burst(w, q, pkts, n, live_ns);
 		}
@@ -358,7 +362,7 @@ nm_worker_main(void *arg)
 		if (rte_ring_dequeue(w->free, (void **)&t) == 0) {
 			(void)rte_ring_enqueue(w->full, w->cur);
 			w->cur = t;
-			w->st.rotations++;
+			nm_ctr_inc(&w->st.rotations);
 		} else {
 			rcu_quiescent_state();
 			rte_pause();

@@ -185,11 +185,12 @@ nm_agg_table_free(struct nm_agg_table *t)
 	free(t);
 }
 
-static void
-stat_add(uint64_t *c, uint64_t v)
-{
-	__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
-}
+static const struct nm_ctr_desc agg_desc[] = {
+	NM_AGG_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, struct nm_agg_stats)};
+
+const struct nm_ctr_set nm_agg_ctr_set =
+	NM_CTR_SET("agg", "agg_", "per aggregation table, written by the worker that fills it",
+		   SINGLE_WRITER, struct nm_agg_stats, agg_desc);
 
 /* Find or insert key; limit is how many pool entries may be in use for this insert. */
 static struct agg_entry *
@@ -237,7 +238,7 @@ nm_agg_add(struct nm_agg_table *t, const struct nm_flow_rec *rec)
 	struct agg_entry *e;
 	int isnew, ret;
 
-	stat_add(&t->st.records, 1);
+	nm_ctr_inc(&t->st.records);
 	e = lookup_or_add(t, &rec->key, t->cap - t->reserve, &isnew);
 	if (e != NULL) {
 		ret = isnew;
@@ -257,16 +258,16 @@ nm_agg_add(struct nm_agg_table *t, const struct nm_flow_rec *rec)
 		ok.flow_direction = k->flow_direction;
 		e = lookup_or_add(t, &ok, t->cap, &isnew);
 		if (e == NULL) {
-			stat_add(&t->st.dropped, 1);
-			stat_add(&t->st.dropped_packets, rec->packets);
-			stat_add(&t->st.dropped_bytes, rec->bytes);
+			nm_ctr_inc(&t->st.dropped);
+			nm_ctr_add(&t->st.dropped_packets, rec->packets);
+			nm_ctr_add(&t->st.dropped_bytes, rec->bytes);
 			return -ENOSPC;
 		}
-		stat_add(&t->st.folded, 1);
+		nm_ctr_inc(&t->st.folded);
 		ret = 2;
 	}
 	if (ret == 0)
-		stat_add(&t->st.merged, 1);
+		nm_ctr_inc(&t->st.merged);
 	e->rec.bytes += rec->bytes;
 	e->rec.packets += rec->packets;
 	e->flows++;
@@ -307,10 +308,5 @@ nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx)
 void
 nm_agg_get_stats(const struct nm_agg_table *t, struct nm_agg_stats *out)
 {
-	out->records += __atomic_load_n(&t->st.records, __ATOMIC_RELAXED);
-	out->merged += __atomic_load_n(&t->st.merged, __ATOMIC_RELAXED);
-	out->folded += __atomic_load_n(&t->st.folded, __ATOMIC_RELAXED);
-	out->dropped += __atomic_load_n(&t->st.dropped, __ATOMIC_RELAXED);
-	out->dropped_packets += __atomic_load_n(&t->st.dropped_packets, __ATOMIC_RELAXED);
-	out->dropped_bytes += __atomic_load_n(&t->st.dropped_bytes, __ATOMIC_RELAXED);
+	nm_ctr_sum(&nm_agg_ctr_set, out, &t->st);
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "../ctr/ctr.h"
 #include "../flow/flow.h"
 
 struct nm_agg_params {
@@ -27,14 +28,27 @@ struct nm_agg_params {
 		max_flows; /* distinct keys the table holds; the pool and buckets are sized by it */
 };
 
+/*
+ * Counters of one table (lib/ctr/ctr.h): single writer, the worker that fills the table (the
+ * flusher drains it but counts nothing here); any thread reads them with nm_agg_get_stats().
+ */
+#define NM_AGG_CTRS(X, A, c)                                                                       \
+	X(c, records, COUNTER, "records", 0, "", "records added")                                  \
+	X(c, merged, COUNTER, "records", 0, "aggregation:merged",                                  \
+	  "records merged into an existing entry")                                                 \
+	X(c, folded, COUNTER, "records", 0, "aggregation:folded",                                  \
+	  "records folded into an overflow entry because the pool was empty")                      \
+	X(c, dropped, COUNTER, "records", 0, "aggregation:dropped",                                \
+	  "records lost: no entry left even for the overflow key")                                 \
+	X(c, dropped_packets, COUNTER, "packets", 0, "", "Packets of the dropped records")         \
+	X(c, dropped_bytes, COUNTER, "bytes", 0, "", "Bytes of the dropped records")
+
 struct nm_agg_stats {
-	uint64_t records; /* records added */
-	uint64_t merged;  /* records merged into an existing entry */
-	uint64_t folded;  /* records folded into an overflow entry because the pool was empty */
-	uint64_t dropped; /* records lost: no entry left even for the overflow key */
-	uint64_t dropped_packets;
-	uint64_t dropped_bytes;
+	NM_AGG_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
 };
+
+/* The set of struct nm_agg_stats: "agg", keys prefixed "agg_" in combined views. */
+extern const struct nm_ctr_set nm_agg_ctr_set;
 
 struct nm_agg_table;
 

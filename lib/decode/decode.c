@@ -5,34 +5,33 @@
 #include "../base/rd.h"
 #include "../exporter/exporter.h"
 
-static void
-proto_add(struct nm_proto_stats *dst, const struct nm_proto_stats *src)
+#define NM_DECODE_PROTO_DESC(c, p, name_, kind_, unit_, flags_, text_, help_)                      \
+	{.name = #name_ "_" #p,                                                                    \
+	 .help = help_,                                                                            \
+	 .unit = unit_,                                                                            \
+	 .text = text_ ":" #p,                                                                     \
+	 .off = offsetof(c, p.name_),                                                              \
+	 .kind = NM_CTR_##kind_,                                                                   \
+	 .flags = flags_},
+#define NM_DECODE_PROTO(c, p, pname) NM_PROTO_CTRS(NM_DECODE_PROTO_DESC, c, p, pname)
+
+const char *
+nm_decode_err_elem(unsigned int i)
 {
-	dst->datagrams += src->datagrams;
-	dst->records += src->records;
-	dst->bad += src->bad;
+	return nm_decode_err_name((enum nm_decode_err)i);
 }
+
+static const struct nm_ctr_desc decode_desc[] = {
+	NM_DECODE_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, NM_DECODE_PROTO, struct nm_decode_stats)};
+
+const struct nm_ctr_set nm_decode_ctr_set =
+	NM_CTR_SET("decode", "", "per RX lcore (struct nm_decoder.stats), written by that lcore",
+		   SINGLE_WRITER, struct nm_decode_stats, decode_desc);
 
 void
 nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *src)
 {
-	unsigned int i;
-
-	proto_add(&dst->nf5, &src->nf5);
-	proto_add(&dst->nf9, &src->nf9);
-	proto_add(&dst->ipfix, &src->ipfix);
-	proto_add(&dst->sflow, &src->sflow);
-	dst->unknown += src->unknown;
-	dst->sflow_flow_samples += src->sflow_flow_samples;
-	dst->sflow_counter_samples += src->sflow_counter_samples;
-	dst->templates += src->templates;
-	dst->template_withdrawals += src->template_withdrawals;
-	dst->options_records += src->options_records;
-	dst->pending_queued += src->pending_queued;
-	dst->pending_decoded += src->pending_decoded;
-	dst->pending_dropped += src->pending_dropped;
-	for (i = 0; i < NM_DECODE_ERR_MAX; i++)
-		dst->err[i] += src->err[i];
+	nm_ctr_sum(&nm_decode_ctr_set, dst, src);
 }
 
 static int
@@ -57,7 +56,7 @@ dispatch(struct nm_decoder *d, const uint8_t *buf, size_t len, const struct nm_d
 			break;
 		}
 	}
-	d->stats->unknown++;
+	nm_ctr_inc(&d->stats->datagrams_unknown);
 	return nm_decode_fail(d, NULL, NM_DECODE_ERR_UNKNOWN_PROTO);
 }
 

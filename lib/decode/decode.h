@@ -13,7 +13,7 @@
  * outside [buf, buf + len).
  *
  * Threading: the decoders are reentrant. A struct nm_decode_stats belongs to one thread (one per
- * RX lcore); telemetry sums them. Decoders that need shared state (templates, exporters) get it
+ * RX lcore, the only writer, through nm_ctr_*); telemetry sums them. Decoders that need shared state (templates, exporters) get it
  * through struct nm_decoder, whose contract is stated with each member.
  *
  * Cost of one call (nm_decode_datagram() or a protocol decoder): no allocation, no syscall;
@@ -31,35 +31,64 @@
 
 #include "../base/dgram.h"
 #include "../base/reason.h"
+#include "../ctr/ctr.h"
 #include "../exporter/exporter.h"
 #include "../flow/flow.h"
 #include "../tmpl/tmpl.h"
 
-/* Per-protocol counters of one thread. */
+/*
+ * Counters of one decoder thread (single writer: its RX lcore, through nm_ctr_inc/add; readers
+ * use nm_ctr_get). The tables (lib/ctr/ctr.h) give the structs and every view of them.
+ * Per protocol: Y(c, proto, name, kind, unit, flags, text, help); keys are <name>_<proto>.
+ */
+#define NM_PROTO_CTRS(Y, c, p, pname)                                                              \
+	Y(c, p, datagrams, COUNTER, "datagrams", 0, "datagrams", pname " datagrams recognised")    \
+	Y(c, p, records, COUNTER, "records", 0, "", pname " flow records produced")                \
+	Y(c, p, bad, COUNTER, "datagrams", 0, "", pname " datagrams rejected whole or in part")
+
+#define NM_DECODE_CTRS(X, A, P, c)                                                                 \
+	P(c, nf5, "NetFlow v5")                                                                    \
+	P(c, nf9, "NetFlow v9")                                                                    \
+	P(c, ipfix, "IPFIX")                                                                       \
+	P(c, sflow, "sFlow v5")                                                                    \
+	X(c, datagrams_unknown, COUNTER, "datagrams", 0, "datagrams:unknown",                      \
+	  "datagrams of no known protocol")                                                        \
+	X(c, sflow_flow_samples, COUNTER, "samples", 0, "",                                        \
+	  "sFlow flow_sample + expanded_flow_sample")                                              \
+	X(c, sflow_counters_samples, COUNTER, "samples", 0, "",                                    \
+	  "sFlow counter_sample + expanded_counter_sample")                                        \
+	X(c, templates, COUNTER, "templates", 0, "",                                               \
+	  "NetFlow v9/IPFIX (options) template records accepted")                                  \
+	X(c, template_withdrawals, COUNTER, "templates", 0, "", "IPFIX template withdrawals")      \
+	X(c, options_records, COUNTER, "records", 0, "",                                           \
+	  "NetFlow v9/IPFIX options data records read")                                            \
+	X(c, pending_queued, COUNTER, "sets", 0, "",                                               \
+	  "data sets held until their template arrives")                                           \
+	X(c, pending_decoded, COUNTER, "sets", 0, "", "held data sets decoded later")              \
+	X(c, pending_dropped, COUNTER, "sets", 0, "",                                              \
+	  "held data sets dropped (queue full or expired)")                                        \
+	A(c, err, NM_DECODE_ERR_MAX, nm_decode_err_elem, 1, "decode_err", "decode_errors",         \
+	  "errors", "reason", NM_CTR_F_NONZERO, "errors",                                          \
+	  "datagrams or parts rejected, by reason (all protocols)")
+
+#define NM_PROTO_FIELD(c, p, name, kind, unit, flags, text, help) uint64_t name;
+#define NM_DECODE_PROTO_FIELD(c, p, pname) struct nm_proto_stats p;
+
 struct nm_proto_stats {
-	uint64_t datagrams; /* datagrams recognised as this protocol */
-	uint64_t records;   /* flow records produced */
-	uint64_t bad;	    /* datagrams rejected whole or in part */
+	NM_PROTO_CTRS(NM_PROTO_FIELD, _, _, "")
 };
 
 struct nm_decode_stats {
-	struct nm_proto_stats nf5;
-	struct nm_proto_stats nf9;
-	struct nm_proto_stats ipfix;
-	struct nm_proto_stats sflow;
-	uint64_t unknown;		 /* datagrams of no known protocol */
-	uint64_t sflow_flow_samples;	 /* flow_sample + expanded_flow_sample */
-	uint64_t sflow_counter_samples;	 /* counter_sample + expanded_counter_sample */
-	uint64_t templates;		 /* v9/IPFIX (options) template records accepted */
-	uint64_t template_withdrawals;	 /* IPFIX withdrawals */
-	uint64_t options_records;	 /* v9/IPFIX options data records read */
-	uint64_t pending_queued;	 /* data sets held until their template arrives */
-	uint64_t pending_decoded;	 /* held data sets decoded later */
-	uint64_t pending_dropped;	 /* held data sets dropped (queue full or expired) */
-	uint64_t err[NM_DECODE_ERR_MAX]; /* by reason, all protocols */
+	NM_DECODE_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, NM_DECODE_PROTO_FIELD, _)
 };
 
-/* Add every counter of src to dst. Any thread; plain loads, no lock. */
+/* The set of struct nm_decode_stats: "decode", keys without a prefix. */
+extern const struct nm_ctr_set nm_decode_ctr_set;
+
+/* nm_decode_err_name() for counter tables. */
+const char *nm_decode_err_elem(unsigned int i);
+
+/* Add every counter of src to dst. */
 void nm_decode_stats_add(struct nm_decode_stats *dst, const struct nm_decode_stats *src);
 
 /* Held data sets decoded per nm_tmpl_pending_take() (the per-domain bound is usually 4). */
@@ -134,9 +163,9 @@ int nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 static inline int
 nm_decode_fail(struct nm_decoder *d, struct nm_proto_stats *p, enum nm_decode_err err)
 {
-	d->stats->err[err]++;
+	nm_ctr_inc(&d->stats->err[err]);
 	if (p != NULL)
-		p->bad++;
+		nm_ctr_inc(&p->bad);
 	return -(int)err;
 }
 

@@ -19,7 +19,7 @@ nm_ipfix_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	size_t mlen;
 	int ret;
 
-	ps->datagrams++;
+	nm_ctr_inc(&ps->datagrams);
 	if (len < IPFIX_HDR_LEN)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_TRUNCATED);
 	if (nm_rd16(buf) != 10)

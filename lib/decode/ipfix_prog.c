@@ -675,7 +675,7 @@ finish_options(struct dset *ds, struct scratch *sc)
 {
 	uint64_t rate = inline_rate(sc);
 
-	ds->d->stats->options_records++;
+	nm_ctr_inc(&ds->d->stats->options_records);
 	if (rate != 0 && ds->d->tmpl != NULL)
 		(void)nm_tmpl_rate_set(ds->d->tmpl, ds->h->meta->exporter, ds->h->domain,
 				       sc->has_sampler ? sc->sampler_id : 0, rate);
@@ -782,11 +782,11 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 		nm_rec_batch_commit(out);
 		n++;
 	}
-	ps->records += n;
+	nm_ctr_add(&ps->records, n);
 	return (int)n;
 bad:
-	ps->records += n;
-	ds->d->stats->err[NM_DECODE_ERR_BAD_LENGTH]++;
+	nm_ctr_add(&ps->records, n);
+	nm_ctr_inc(&ds->d->stats->err[NM_DECODE_ERR_BAD_LENGTH]);
 	return -NM_DECODE_ERR_BAD_LENGTH;
 }
 
@@ -833,7 +833,7 @@ decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmp
 			int r;
 
 			memcpy(meta.exporter, hp->key.exporter, NM_ADDR_LEN);
-			d->stats->pending_decoded++;
+			nm_ctr_inc(&d->stats->pending_decoded);
 			r = run_set(&ds, ps, hp->data, hp->data + hp->len, out);
 			if (r > 0)
 				total += r;
@@ -845,7 +845,7 @@ decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmp
 static void
 note_err(struct nm_decoder *d, enum nm_decode_err *first, enum nm_decode_err e)
 {
-	d->stats->err[e]++;
+	nm_ctr_inc(&d->stats->err[e]);
 	if (*first == NM_DECODE_OK)
 		*first = e;
 }
@@ -961,7 +961,7 @@ ipfix_templates(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix
 		p += 4;
 		if (n == 0) {
 			/* Withdrawal (RFC 7011 8.1): id 2/3 withdraws every (options) template. */
-			d->stats->template_withdrawals++;
+			nm_ctr_inc(&d->stats->template_withdrawals);
 			if (d->tmpl == NULL)
 				continue;
 			if (tid == (options ? 3u : 2u))
@@ -1034,14 +1034,14 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 		t = nm_tmpl_lookup(d->tmpl, &k);
 	}
 	if (t == NULL) {
-		d->stats->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE]++;
+		nm_ctr_inc(&d->stats->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE]);
 		d->info.seq_unsure = 1; /* its records are not counted in data_records */
 		if (d->tmpl != NULL) {
 			struct nm_tmpl_pending *hp = &d->hold;
 			size_t len = (size_t)(end - p);
 
 			if (len > NM_TMPL_PENDING_MAX_LEN) {
-				d->stats->pending_dropped++;
+				nm_ctr_inc(&d->stats->pending_dropped);
 				return 0;
 			}
 			hp->key = k;
@@ -1056,11 +1056,12 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 			memcpy(hp->data, p, len);
 			r = nm_tmpl_pending_put(d->tmpl, hp);
 			if (r < 0) {
-				d->stats->pending_dropped++;
+				nm_ctr_inc(&d->stats->pending_dropped);
 			} else {
-				d->stats->pending_queued++;
+				nm_ctr_inc(&d->stats->pending_queued);
 				if (r == 1)
-					d->stats->pending_dropped++; /* an older one made room */
+					nm_ctr_inc(&d->stats->pending_dropped); /* an older one made
+										   room */
 			}
 		}
 		return 0;
@@ -1118,11 +1119,12 @@ nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ip
 			produced +=
 				ipfix_templates(d, ps, h, id == 3, p + 4, s_end, out, &first_err);
 		else
-			d->stats->err[NM_DECODE_ERR_UNSUPPORTED]++; /* reserved set id: skipped */
+			nm_ctr_inc(&d->stats->err[NM_DECODE_ERR_UNSUPPORTED]); /* reserved set id:
+										  skipped */
 		p = s_end;
 	}
 	if (first_err != NM_DECODE_OK) {
-		ps->bad++;
+		nm_ctr_inc(&ps->bad);
 		return -(int)first_err;
 	}
 	return produced;

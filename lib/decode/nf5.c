@@ -21,7 +21,7 @@ nm_nf5_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	const uint8_t *r;
 	unsigned int i;
 
-	ps->datagrams++;
+	nm_ctr_inc(&ps->datagrams);
 	if (len < NF5_HDR_LEN)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_TRUNCATED);
 	if (nm_rd16(buf) != 5)
@@ -89,6 +89,6 @@ nm_nf5_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		k->etype = 0x0800;
 		nm_rec_batch_commit(out);
 	}
-	ps->records += count;
+	nm_ctr_add(&ps->records, count);
 	return count;
 }

@@ -38,7 +38,7 @@ nm_nf9_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	struct nm_ipfix_hdr h = {0};
 	unsigned int count;
 
-	ps->datagrams++;
+	nm_ctr_inc(&ps->datagrams);
 	if (len < NF9_HDR_LEN)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_TRUNCATED);
 	if (nm_rd16(buf) != 9)

@@ -175,7 +175,7 @@ rec_raw_header(struct nm_decoder *d, struct cur *b, struct nm_flow_rec *rec, str
 	 * record, note the reason (not a rejected datagram, so sflow.bad stays).
 	 */
 	if (rc == -NM_DECODE_ERR_BAD_PACKET)
-		d->stats->err[NM_DECODE_ERR_BAD_PACKET]++;
+		nm_ctr_inc(&d->stats->err[NM_DECODE_ERR_BAD_PACKET]);
 	s->have_header = 1;
 	return 0;
 }
@@ -450,7 +450,7 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	uint32_t nsamples, i;
 	int produced = 0, rc;
 
-	ps->datagrams++;
+	nm_ctr_inc(&ps->datagrams);
 	if (len < 8)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_TRUNCATED);
 	if (nm_rd32(buf) != SFLOW_VERSION)
@@ -497,16 +497,16 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		switch (tag) {
 		case SF_FLOW_SAMPLE:
 		case SF_FLOW_SAMPLE_EXP:
-			d->stats->sflow_flow_samples++;
+			nm_ctr_inc(&d->stats->sflow_flow_samples);
 			rc = flow_sample(d, &sb, tag == SF_FLOW_SAMPLE_EXP, &dg, out);
 			if (rc < 0)
 				goto bad;
 			produced += rc;
-			ps->records += (uint64_t)rc;
+			nm_ctr_add(&ps->records, (uint64_t)rc);
 			break;
 		case SF_COUNTER_SAMPLE:
 		case SF_COUNTER_SAMPLE_EXP:
-			d->stats->sflow_counter_samples++;
+			nm_ctr_inc(&d->stats->sflow_counters_samples);
 			rc = counter_sample(d, &sb, tag == SF_COUNTER_SAMPLE_EXP, &dg);
 			if (rc < 0)
 				goto bad;

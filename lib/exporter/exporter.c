@@ -415,6 +415,13 @@ nm_exp_iface_foreach(const struct nm_exp_table *t,
 	}
 }
 
+static const struct nm_ctr_desc exp_desc[] = {
+	NM_EXP_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, struct nm_exp_stats)};
+
+const struct nm_ctr_set nm_exp_ctr_set =
+	NM_CTR_SET("exporter", "", "one table per engine, bumped by every RX lcore (atomic adds)",
+		   MULTI_WRITER, struct nm_exp_stats, exp_desc);
+
 void
 nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 {
@@ -422,10 +429,10 @@ nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 
 	st->exporters =
 		(n > t->p.max_exporters ? t->p.max_exporters : n) - uatomic_read(&t->wasted);
-	st->overflow = uatomic_read(&t->overflow);
-	st->ifaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
-	st->iface_overflow = uatomic_read(&t->iface_overflow);
-	st->overrides = t->n_ovr;
+	st->exporters_overflow = uatomic_read(&t->overflow);
+	st->interfaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
+	st->interfaces_overflow = uatomic_read(&t->iface_overflow);
+	st->configured = t->n_ovr;
 }
 
 uint64_t

@@ -52,6 +52,7 @@
 #include <urcu/rculfhash.h>
 
 #include "../base/dgram.h"
+#include "../ctr/ctr.h"
 #include "../base/reason.h"
 #include "../flow/flow.h"
 
@@ -158,13 +159,27 @@ struct nm_exp_iface {
 	struct nm_exp_ifcounters c; /* the latest values, as the agent sent them */
 } __attribute__((aligned(64)));
 
+/*
+ * Counters of the table as a whole (lib/ctr/ctr.h), computed by nm_exp_get_stats() from the
+ * table's own fields, which every RX lcore bumps with atomic adds (multi-writer). The per-exporter
+ * entries' counters above are multi-writer too (uatomic_add): one exporter may reach several
+ * lcores.
+ */
+#define NM_EXP_CTRS(X, A, c)                                                                       \
+	X(c, exporters, GAUGE, "exporters", 0, "", "exporter entries in use")                      \
+	X(c, exporters_overflow, COUNTER, "datagrams", 0, "",                                      \
+	  "datagrams of exporters that found no free entry")                                       \
+	X(c, configured, GAUGE, "exporters", 0, "", "exporters configured ([exporter.NAME])")      \
+	X(c, interfaces, GAUGE, "interfaces", 0, "", "sFlow interface entries in use")             \
+	X(c, interfaces_overflow, COUNTER, "records", 0, "",                                       \
+	  "counter records of interfaces that found no free entry")
+
 struct nm_exp_stats {
-	uint64_t exporters; /* entries in use */
-	uint64_t overflow;  /* datagrams of exporters that found no free entry */
-	uint64_t ifaces;
-	uint64_t iface_overflow; /* counter records of interfaces that found no free entry */
-	uint64_t overrides;	 /* configured exporters */
+	NM_EXP_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
 };
+
+/* The set of struct nm_exp_stats: "exporter". */
+extern const struct nm_ctr_set nm_exp_ctr_set;
 
 struct nm_exp_table;
 

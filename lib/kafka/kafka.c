@@ -108,9 +108,17 @@ struct nm_kafka {
 	uint64_t lost_reported; /* failed + unacked + dropped when stderr last said so */
 };
 
-#define ST_ADD(k, f, v) __atomic_fetch_add(&(k)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
-#define ST_SUB(k, f, v) __atomic_fetch_sub(&(k)->st.f, (uint64_t)(v), __ATOMIC_RELAXED)
-#define ST_GET(k, f) __atomic_load_n(&(k)->st.f, __ATOMIC_RELAXED)
+/* The sink's thread is the counters' only writer (kafka.h): nm_ctr_*, no atomic RMW. */
+#define ST_ADD(k, f, v) nm_ctr_add(&(k)->st.f, (uint64_t)(v))
+#define ST_SUB(k, f, v) nm_ctr_sub(&(k)->st.f, (uint64_t)(v))
+#define ST_GET(k, f) nm_ctr_get(&(k)->st.f)
+
+static const struct nm_ctr_desc kafka_desc[] = {
+	NM_KAFKA_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, struct nm_kafka_stats)};
+
+const struct nm_ctr_set nm_kafka_ctr_set =
+	NM_CTR_SET("kafka", "kafka_", "one per sink, written by the thread that calls the sink",
+		   SINGLE_WRITER, struct nm_kafka_stats, kafka_desc);
 
 static uint64_t
 now_ms(void)
@@ -779,28 +787,7 @@ nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out)
 		memset(out, 0, sizeof(*out));
 		return;
 	}
-#define G(f) out->f = ST_GET(k, f)
-	G(records_in);
-	G(records_acked);
-	G(records_failed);
-	G(records_unacked);
-	G(records_dropped);
-	G(records_spooled);
-	G(records_inflight);
-	G(messages_produced);
-	G(messages_acked);
-	G(messages_failed);
-	G(messages_spooled);
-	G(messages_replayed);
-	G(messages_dropped);
-	G(messages_possibly_persisted);
-	G(bytes_acked);
-	G(bytes_failed);
-	G(bytes_dropped);
-	G(packets_dropped);
-	G(flow_bytes_dropped);
-	G(queue_bytes);
-	G(encode_errors);
+	nm_ctr_copy(&nm_kafka_ctr_set, out, &k->st);
 	nm_spool_get_stats(k->spool, &ss);
 	out->records_recovered = ss.recovered_rows;
 	out->spool_records = ss.rows;
@@ -814,15 +801,10 @@ nm_kafka_get_stats(const struct nm_kafka *k, struct nm_kafka_stats *out)
 	out->spool_write_errors = ss.write_errors;
 	out->spool_sync_errors = ss.sync_errors;
 	out->spool_deadletter_bytes = ss.dead_bytes;
-	G(records_deadletter);
-	G(messages_deadletter);
-	G(messages_rejected);
-	G(outages);
-	out->spooling = __atomic_load_n(&k->spooling, __ATOMIC_RELAXED);
-#undef G
+	out->spooling = (uint64_t)__atomic_load_n(&k->spooling, __ATOMIC_RELAXED);
 	out->queue_messages = k->rk != NULL ? (uint64_t)rd_kafka_outq_len(k->rk) : 0;
 	out->broker_state = __atomic_load_n(&k->broker_state, __ATOMIC_RELAXED);
-	out->spool_enabled = k->spool != NULL;
+	out->spool_enabled = k->spool != NULL ? 1 : 0;
 }
 
 const char *

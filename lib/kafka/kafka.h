@@ -74,8 +74,8 @@
  * Use a real broker (or keep consumers close) when that matters.
  *
  * Threading: one thread (the flusher) calls everything except nm_kafka_get_stats() and
- * nm_kafka_last_error(), which any thread may call (counters are read and written with relaxed
- * atomics). Delivery reports, statistics and errors are served on the calling thread inside
+ * nm_kafka_last_error(), which any thread may call (counters are single-writer, nm_ctr_*). Delivery
+ * reports, statistics and errors are served on the calling thread inside
  * nm_kafka_add/flush/poll/drain.
  */
 
@@ -83,6 +83,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../ctr/ctr.h"
 #include "../flow/flow.h"
 
 enum nm_kafka_format {
@@ -126,55 +127,89 @@ enum {
 	NM_KAFKA_BROKER_UP = 1,	      /* at least one is */
 };
 
+/*
+ * The sink's counters and gauges (lib/ctr/ctr.h). Single writer: the thread that calls the sink
+ * (delivery reports and statistics are served on it too); nm_kafka_get_stats() reads them from
+ * any thread. The spool's, queue_messages and spool_enabled are filled in by the getter.
+ */
+#define NM_KAFKA_CTRS(X, A, c)                                                                     \
+	X(c, records_in, COUNTER, "records", 0, "", "rows handed to nm_kafka_add()")               \
+	X(c, records_recovered, COUNTER, "records", NM_CTR_F_NONZERO,                              \
+	  "kafka spool:recovered at start",                                                        \
+	  "rows in the spool left by an earlier run, found at start (corrupt ones included)")      \
+	X(c, records_acked, COUNTER, "records", 0, "kafka records:acked",                          \
+	  "rows in messages the broker acknowledged (replays included)")                           \
+	X(c, records_failed, COUNTER, "records", 0, "kafka records:failed",                        \
+	  "rows Kafka said no to: encode errors; without a spool also rows of messages whose "     \
+	  "delivery failed or that librdkafka would not take")                                     \
+	X(c, records_unacked, COUNTER, "records", 0, "kafka records:unacked",                      \
+	  "rows with no answer: in flight when the sink was settled, purged (no spool)")           \
+	X(c, records_dropped, COUNTER, "records", NM_CTR_F_NONZERO, "kafka dropped:records",       \
+	  "rows in batches the full (or failing) spool could not take")                            \
+	X(c, records_spooled, COUNTER, "records", NM_CTR_F_NONZERO,                                \
+	  "kafka spool:written this run", "rows written to the spool by this run")                 \
+	X(c, records_inflight, GAUGE, "records", 0, "",                                            \
+	  "rows in open batches or in librdkafka's queue")                                         \
+	X(c, messages_produced, COUNTER, "messages", 0, "",                                        \
+	  "messages accepted by rd_kafka_produce() (replays included)")                            \
+	X(c, messages_acked, COUNTER, "messages", 0, "kafka messages:acked",                       \
+	  "messages the broker acknowledged")                                                      \
+	X(c, messages_failed, COUNTER, "messages", 0, "",                                          \
+	  "messages whose delivery failed (then spooled, with a spool) or never accepted")         \
+	X(c, messages_spooled, COUNTER, "messages", 0, "", "messages written to the spool")        \
+	X(c, messages_replayed, COUNTER, "messages", 0, "", "messages produced from the spool")    \
+	X(c, messages_dropped, COUNTER, "messages", NM_CTR_F_NONZERO, "kafka dropped:batches",     \
+	  "batches the spool could not take")                                                      \
+	X(c, messages_possibly_persisted, COUNTER, "messages", 0, "",                              \
+	  "messages that failed after being sent: a replay may duplicate them")                    \
+	X(c, bytes_acked, COUNTER, "bytes", 0, "", "payload bytes of the acknowledged messages")   \
+	X(c, bytes_failed, COUNTER, "bytes", 0, "",                                                \
+	  "payload bytes of messages whose delivery failed")                                       \
+	X(c, bytes_dropped, COUNTER, "bytes", NM_CTR_F_NONZERO, "kafka dropped:bytes",             \
+	  "payload bytes of dropped batches")                                                      \
+	X(c, packets_dropped, COUNTER, "packets", 0, "", "sum of the dropped rows' Packets")       \
+	X(c, flow_bytes_dropped, COUNTER, "bytes", 0, "", "sum of the dropped rows' Bytes")        \
+	X(c, queue_messages, GAUGE, "messages", 0, "",                                             \
+	  "librdkafka's queue now (rd_kafka_outq_len)")                                            \
+	X(c, queue_bytes, GAUGE, "bytes", 0, "", "payload bytes in librdkafka's queue now")        \
+	X(c, spool_records, GAUGE, "records", NM_CTR_F_NONZERO | NM_CTR_F_BARE_JSON,               \
+	  "kafka spool:records wait there now", "rows in the spool now")                           \
+	X(c, spool_messages, GAUGE, "messages", 0, "", "messages in the spool now")                \
+	X(c, spool_bytes, GAUGE, "bytes", NM_CTR_F_NONZERO | NM_CTR_F_BARE_JSON,                   \
+	  "kafka spool:bytes", "size of the spool's files now")                                    \
+	X(c, spool_corrupt, COUNTER, "regions", NM_CTR_F_NONZERO | NM_CTR_F_BARE_JSON,             \
+	  "kafka spool losses:corrupt regions", "torn or corrupt spool regions skipped")           \
+	X(c, spool_corrupt_bytes, COUNTER, "bytes", NM_CTR_F_NONZERO | NM_CTR_F_BARE_JSON,         \
+	  "kafka spool losses:corrupt bytes", "bytes of the skipped spool regions")                \
+	X(c, encode_errors, COUNTER, "records", 0, "",                                             \
+	  "records that could not be encoded (in records_failed)")                                 \
+	X(c, spool_enabled, GAUGE, "", 0, "", "1 when kafka.spool_dir is set")                     \
+	X(c, records_corrupt, COUNTER, "records", NM_CTR_F_NONZERO,                                \
+	  "kafka spool losses:records in corrupt regions",                                         \
+	  "rows of spool entries found corrupt (lost; as far as their headers tell)")              \
+	X(c, records_deadletter, COUNTER, "records", NM_CTR_F_NONZERO,                             \
+	  "kafka spool losses:records dead-lettered",                                              \
+	  "rows of spooled messages Kafka refused for good, moved to the dead-letter file (lost)") \
+	X(c, messages_deadletter, COUNTER, "messages", 0, "",                                      \
+	  "messages moved to the dead-letter file")                                                \
+	X(c, messages_rejected, COUNTER, "messages", 0, "",                                        \
+	  "permanent refusals of spooled messages (each try)")                                     \
+	X(c, spool_write_errors, COUNTER, "errors", NM_CTR_F_NONZERO | NM_CTR_F_BARE_JSON,         \
+	  "kafka spool losses:write errors", "spool appends that failed on I/O (batch dropped)")   \
+	X(c, spool_sync_errors, COUNTER, "errors", NM_CTR_F_NONZERO | NM_CTR_F_BARE_JSON,          \
+	  "kafka spool losses:sync errors", "failed fsync/fdatasync/commit writes of the spool")   \
+	X(c, spool_deadletter_bytes, GAUGE, "bytes", 0, "", "size of the dead-letter file now")    \
+	X(c, outages, COUNTER, "outages", 0, "",                                                   \
+	  "times the sink switched to spooling (broker seen down)")                                \
+	X(c, spooling, GAUGE, "", 0, "", "1 while new batches go straight to the spool")
+
 struct nm_kafka_stats {
-	uint64_t records_in;	    /* handed to nm_kafka_add() */
-	uint64_t records_recovered; /* rows in the spool left by an earlier run, found at start */
-	uint64_t records_acked;	    /* in messages the broker acknowledged (replays included) */
-	uint64_t records_failed;    /* Kafka said no: encode errors; without a spool also rows of
-				     * messages whose delivery failed (a delivery report with an
-				     * error: timed out, refused) or that librdkafka would not take */
-	uint64_t records_unacked;   /* no answer: without a spool, rows still in flight when
-				     * nm_kafka_settle() (or nm_kafka_free()) gave up on them --
-				     * purged, never acknowledged, never refused */
-	uint64_t records_dropped;   /* in batches the full (or failing) spool could not take */
-	uint64_t records_spooled;   /* rows written to the spool by this run (a counter) */
-	uint64_t records_inflight;  /* in open batches or in librdkafka's queue (spooled ones being
-				     * replayed count in spool_records) */
-	uint64_t messages_produced; /* accepted by rd_kafka_produce() (replays included) */
-	uint64_t messages_acked;
-	uint64_t messages_failed;   /* delivery failed (then spooled, with a spool), or never
-				     * accepted by rd_kafka_produce() without a spool */
-	uint64_t messages_spooled;  /* written to the spool */
-	uint64_t messages_replayed; /* produced from the spool */
-	uint64_t messages_dropped;
-	uint64_t messages_possibly_persisted; /* failed after being sent: a replay may duplicate */
-	uint64_t bytes_acked;		      /* payload bytes of the acknowledged messages */
-	uint64_t bytes_failed;		      /* payload bytes of messages whose delivery failed */
-	uint64_t bytes_dropped;		      /* payload bytes of dropped batches */
-	uint64_t packets_dropped;	      /* sum of the dropped rows' Packets */
-	uint64_t flow_bytes_dropped;	      /* sum of the dropped rows' Bytes */
-	uint64_t queue_messages;	      /* librdkafka's queue now (rd_kafka_outq_len) */
-	uint64_t queue_bytes;		      /* payload bytes in it */
-	uint64_t spool_records;		      /* rows in the spool now */
-	uint64_t spool_messages;	      /* messages in the spool now */
-	uint64_t spool_bytes;		      /* size of the spool's files now */
-	uint64_t spool_corrupt;		      /* torn/corrupt regions skipped */
-	uint64_t spool_corrupt_bytes;
-	uint64_t encode_errors; /* records that could not be encoded (in records_failed) */
-	int broker_state;	/* NM_KAFKA_BROKER_* */
-	int spool_enabled;
-	/* rows of spool entries found corrupt (lost; as far as their headers tell) */
-	uint64_t records_corrupt;
-	/* rows of spooled messages Kafka refused for good, moved to the dead-letter file (lost) */
-	uint64_t records_deadletter;
-	uint64_t messages_deadletter;	 /* those messages */
-	uint64_t messages_rejected;	 /* permanent refusals of spooled messages (each try) */
-	uint64_t spool_write_errors;	 /* spool appends that failed on I/O (batch dropped) */
-	uint64_t spool_sync_errors;	 /* failed fsync/fdatasync/commit writes of the spool */
-	uint64_t spool_deadletter_bytes; /* size of the dead-letter file now */
-	uint64_t outages; /* times the sink switched to spooling (broker seen down) */
-	int spooling;	  /* 1 while new batches go straight to the spool */
+	NM_KAFKA_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
+	int broker_state; /* NM_KAFKA_BROKER_*; not a counter (a string in telemetry) */
 };
+
+/* The set of struct nm_kafka_stats: "kafka", keys prefixed "kafka_" in combined views. */
+extern const struct nm_ctr_set nm_kafka_ctr_set;
 
 struct nm_kafka;
 

@@ -274,7 +274,7 @@ test_overflow(void **state)
 	}
 	nm_exp_get_stats(f->d.exp, &st);
 	assert_int_equal(st.exporters, 2);
-	assert_int_equal(st.overflow, 1); /* the third address, once */
+	assert_int_equal(st.exporters_overflow, 1); /* the third address, once */
 	fixture_free(f);
 	rcu_unregister_thread();
 }

@@ -207,7 +207,7 @@ test_hostile(void **state)
 	assert_int_equal(f->st.err[NM_DECODE_ERR_BAD_COUNT], 3);
 	assert_int_equal(f->st.err[NM_DECODE_ERR_BAD_VERSION], 1);
 	assert_int_equal(f->st.err[NM_DECODE_ERR_UNKNOWN_PROTO], 2);
-	assert_int_equal(f->st.unknown, 2);
+	assert_int_equal(f->st.datagrams_unknown, 2);
 	free(f);
 }
 

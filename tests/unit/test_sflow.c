@@ -282,7 +282,7 @@ test_compact_sample(void **state)
 	assert_int_equal(f->st.sflow.records, 1);
 	assert_int_equal(f->st.sflow.bad, 0);
 	assert_int_equal(f->st.sflow_flow_samples, 1);
-	assert_int_equal(f->st.sflow_counter_samples, 0);
+	assert_int_equal(f->st.sflow_counters_samples, 0);
 	free(f);
 }
 
@@ -360,7 +360,7 @@ test_expanded_counters_ipv6_agent(void **state)
 	assert_int_equal(rec->key.tcp_flags, 0x18);
 	assert_int_equal(rec->key.ip_tos, 0x48);
 	assert_int_equal(f->st.sflow_flow_samples, 1);
-	assert_int_equal(f->st.sflow_counter_samples, 1);
+	assert_int_equal(f->st.sflow_counters_samples, 1);
 	assert_int_equal(f->st.sflow.records, 1);
 	assert_int_equal(f->st.sflow.bad, 0);
 	free(f);
@@ -592,7 +592,7 @@ test_hostile(void **state)
 	put32(&w, 1954);
 	close_elem(&w, s);
 	assert_int_equal(decode_err(f, &w), -NM_DECODE_ERR_BAD_LENGTH);
-	assert_int_equal(f->st.sflow_counter_samples, 1);
+	assert_int_equal(f->st.sflow_counters_samples, 1);
 
 	assert_int_equal(f->s.n, 2);
 	assert_int_equal(f->st.err[NM_DECODE_ERR_TRUNCATED], 4);
@@ -880,7 +880,7 @@ test_corpus(void **state)
 		}
 		x = find_diff(t.file);
 		other = f->st.nf5.datagrams + f->st.nf9.datagrams + f->st.ipfix.datagrams +
-			f->st.unknown;
+			f->st.datagrams_unknown;
 		print_message("%-58s truth %llu dg %llu rec %llu pkt %llu B %llu spkt %llu sB "
 			      "%llu malformed | ours %llu dg (%llu sflow) %llu rec %llu pkt %llu B "
 			      "%llu spkt %llu sB %llu bad\n",
