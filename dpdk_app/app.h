@@ -9,7 +9,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-
 #include <stdio.h>
 
 #include <rte_common.h>
@@ -22,8 +21,8 @@
 #include "agg/agg.h"
 #include "kafka/kafka.h"
 #include "pkt/pkt.h"
-#include "tmpl/tmpl.h"
 #include "exporter/exporter.h"
+#include "tmpl/tmpl.h"
 
 #define NM_MAX_WORKERS 32
 #define NM_MAX_QUEUES_PER_WORKER 16
