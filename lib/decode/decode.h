@@ -13,8 +13,9 @@
  * outside [buf, buf + len).
  *
  * Threading: the decoders are reentrant. A struct nm_decode_stats belongs to one thread (one per
- * RX lcore, the only writer, through nm_ctr_*); telemetry sums them. Decoders that need shared state (templates, exporters) get it
- * through struct nm_decoder, whose contract is stated with each member.
+ * RX lcore, the only writer, through nm_ctr_*); telemetry sums them. Decoders that need shared
+ * state (templates, exporters) get it through struct nm_decoder, whose contract is stated with each
+ * member.
  *
  * Cost of one call (nm_decode_datagram() or a protocol decoder): no allocation, no syscall;
  * work bounded by len. NetFlow v5 and sFlow take no lock. With d->exp: one lock-free override
