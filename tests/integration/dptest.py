@@ -1,16 +1,14 @@
 # SPDX-License-Identifier: BSD-3-Clause
-"""Helpers of the data-plane tests (test_dataplane_*.py): engine runs with mirror ports or a
-config file, Kafka rows read back with kcat, pcap reading/writing, mirror_truth.py, network
-namespaces. Python standard library only; builds on nmtest."""
+"""Helpers of the data-plane tests (test_dataplane_*.py) that only they need: MIRROR-TRUTH.tsv and
+mirror_truth.py, pcap reading/writing and frame building, network namespaces with a veth pair,
+the mock broker inside a namespace, replaying a capture from a raw socket, Kafka rows summed.
+Engines are started and stopped by nmtest (start_engine/run_engine, eal_args, file prefixes,
+runtime directories). Python standard library only; builds on nmtest."""
 import collections
-import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
-import tempfile
-import time
 
 import nmtest
 
@@ -99,118 +97,7 @@ def udp_frame(src, dst, sport, dport, payload_len=18, smac="020000000001", dmac=
 
 
 # --------------------------------------------------------------------------------------------
-# Engine runs
-
-class Run:
-    def __init__(self, rc, summary, output, argv, seconds, peak_rss_kb=None):
-        self.rc, self.summary, self.output, self.argv = rc, summary, output, argv
-        self.seconds, self.peak_rss_kb = seconds, peak_rss_kb
-
-    def tail(self, n=30):
-        return "\n".join(self.output.splitlines()[-n:])
-
-
-_prefix_no = 0
-
-
-def file_prefix():
-    global _prefix_no
-    _prefix_no += 1
-    return "nmdp%d_%d" % (os.getpid(), _prefix_no)
-
-
-def eal_args(huge=True, in_memory=True, prefix=None):
-    """Hugepages when the machine has free ones (faster start, as in production), else none.
-    in_memory=False keeps the runtime directory (and the telemetry socket) of the prefix."""
-    mem = ["--in-memory"] if in_memory else []
-    prefix = prefix or file_prefix()
-    if huge and nmtest_hugepages_free() >= 256:
-        return mem + ["--file-prefix=" + prefix]
-    return ["--no-huge", "-m", "512"] + (["--no-shconf"] if not in_memory else mem) + \
-        ["--file-prefix=" + prefix]
-
-
-def nmtest_hugepages_free():
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("HugePages_Free:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def start_engine(brokers, topic, mirror_pcaps=(), pcaps=(), config=None, sets=(), eal=(),
-                 huge=True, summary_path=None, netns=None, in_memory=True, prefix=None):
-    """Start the engine (inside network namespace netns if given); returns (Popen, argv,
-    summary path, tmp dir)."""
-    tmp = tempfile.mkdtemp(prefix="nmdp-")
-    summary_path = summary_path or os.path.join(tmp, "summary.json")
-    argv = (["ip", "netns", "exec", netns] if netns else []) + [nmtest.ENGINE]
-    if config is not None:
-        cfg = os.path.join(tmp, "netmeta.ini")
-        with open(cfg, "w") as f:
-            f.write(config)
-        argv += ["-c", cfg]
-    argv += ["--set", "kafka.brokers=" + brokers, "--set", "kafka.topic=" + topic,
-             "--set", "engine.stats_interval_ms=0"]
-    for s in sets:
-        argv += ["--set", s]
-    for p in pcaps:
-        argv += ["--pcap", p]
-    for p in mirror_pcaps:
-        argv += ["--mirror-pcap", p]
-    argv += ["--summary-json", summary_path, "--"] + eal_args(huge, in_memory, prefix) + list(eal)
-    out = tempfile.TemporaryFile(dir=tmp)
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    proc._nm_out = out
-    return proc, argv, summary_path, tmp
-
-
-def output_of(proc):
-    proc._nm_out.seek(0)
-    return proc._nm_out.read().decode(errors="replace")
-
-
-def wait_output(proc, text, count=1, timeout=30):
-    """Wait until the engine printed text count times; False if it exited or time ran out."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if output_of(proc).count(text) >= count:
-            return True
-        if proc.poll() is not None:
-            return False
-        time.sleep(0.1)
-    return False
-
-
-def finish_engine(proc, argv, summary_path, tmp, timeout=180, t0=None):
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        nmtest.kill_group(proc)
-        proc._nm_out.seek(0)
-        raise RuntimeError("engine did not finish within %d s: %s\n%s" % (
-            timeout, " ".join(argv), proc._nm_out.read().decode(errors="replace")[-3000:]))
-    proc._nm_out.seek(0)
-    output = proc._nm_out.read().decode(errors="replace")
-    summary = None
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-    shutil.rmtree(tmp, ignore_errors=True)
-    # EAL leaves its runtime directory behind (even --in-memory): this run's alone
-    for a in argv:
-        if a.startswith("--file-prefix="):
-            shutil.rmtree(os.path.join("/var/run/dpdk", a.split("=", 1)[1]), ignore_errors=True)
-    return Run(proc.returncode, summary, output, argv, time.time() - (t0 or time.time()))
-
-
-def run_engine(brokers, topic, timeout=180, **kw):
-    t0 = time.time()
-    proc, argv, sp, tmp = start_engine(brokers, topic, **kw)
-    return finish_engine(proc, argv, sp, tmp, timeout, t0)
-
+# Kafka rows
 
 def kafka_rows(bootstrap, topic):
     """Every FlowMessage on topic (decoded by nmtest's independent decoder)."""

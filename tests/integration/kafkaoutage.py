@@ -181,7 +181,7 @@ class LiveEngine:
             self.argv += ["--set", s]
         for p in pcaps:
             self.argv += ["--pcap", p]
-        self.argv += ["--", "--no-huge", "-m", "512", "--in-memory", "--file-prefix=" + self.prefix]
+        self.argv += ["--"] + nmtest.eal_args(prefix=self.prefix)
         self.out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(self.argv, stdout=self.out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -228,6 +228,7 @@ class LiveEngine:
             nmtest.kill_group(self.proc)
             raise RuntimeError("engine did not finish within %d s:\n%s" % (timeout, self.tail()))
         self.out.close()
+        nmtest.remove_runtime_dir(self.argv)
         summary = None
         if os.path.exists(self.summary_path):
             with open(self.summary_path) as f:
@@ -238,9 +239,11 @@ class LiveEngine:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         self.out.close()
+        nmtest.remove_runtime_dir(self.argv)
 
     def cleanup(self):
         nmtest.kill_group(self.proc)
+        nmtest.remove_runtime_dir(self.argv)
 
 
 def kcat_partitions(bootstrap, partitions, topic=nmtest.TOPIC, timeout=60):

@@ -8,7 +8,9 @@
 - reading a topic with kcat;
 - an independent protobuf decoder for length-delimited FlowMessages (field numbers of NetMeta's
   FlowMessage, written out below, not generated from proto/flow.proto), checked against protoc;
-- running the engine on pcap files and reading its --summary-json;
+- the engine: EAL arguments and file prefixes (eal_args), start and stop (start_engine ->
+  Engine, run_engine -> EngineRun), its --summary-json and output, the EAL runtime directory
+  removed after every run;
 - a private ClickHouse server through scripts/clickhouse.sh;
 - skip(reason): exit 77, meson's "skipped".
 """
@@ -399,74 +401,181 @@ def addr_text(b):
 # --------------------------------------------------------------------------------------------
 # The engine
 
-_run_no = 0
+_prefix_no = 0
 
 
-def eal_args():
-    """EAL arguments for a test run: no hugepages, nothing on disk, a unique file prefix.
-    (The engine's default [eal] args already hold -l 0-1; giving -l twice stops EAL.)"""
-    global _run_no
-    _run_no += 1
-    return ["--no-huge", "-m", "512", "--in-memory",
-            "--file-prefix=nmtest%d_%d" % (os.getpid(), _run_no)]
+def file_prefix(tag="nmtest"):
+    """A DPDK --file-prefix of its own for every engine run of this test process."""
+    global _prefix_no
+    _prefix_no += 1
+    return "%s%d_%d" % (tag, os.getpid(), _prefix_no)
+
+
+def hugepages_free():
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("HugePages_Free:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def eal_args(huge=False, in_memory=True, prefix=None):
+    """EAL arguments for a test run, with a file prefix of its own (prefix, else a new one).
+    huge: use hugepages when the machine has 256 free (faster start, as in production), else
+    --no-huge -m 512. in_memory=False keeps the runtime directory (and the telemetry socket) of
+    the prefix. (The engine's default [eal] args already hold -l 0-1; giving -l twice stops
+    EAL.)"""
+    prefix = prefix or file_prefix()
+    mem = ["--in-memory"] if in_memory else []
+    if huge and hugepages_free() >= 256:
+        return mem + ["--file-prefix=" + prefix]
+    return ["--no-huge", "-m", "512"] + (mem if in_memory else ["--no-shconf"]) + \
+        ["--file-prefix=" + prefix]
+
+
+def prefix_of(argv):
+    for a in argv:
+        if a.startswith("--file-prefix="):
+            return a.split("=", 1)[1]
+    return None
 
 
 def remove_runtime_dir(argv):
-    """EAL leaves /var/run/dpdk/<file-prefix> (telemetry socket) behind even with --no-shconf;
-    thousands of test runs would pile them up."""
-    for a in argv:
-        if a.startswith("--file-prefix="):
-            d = os.path.join("/var/run/dpdk", a.split("=", 1)[1])
-            if os.path.isdir(d):
-                shutil.rmtree(d, ignore_errors=True)
+    """EAL leaves /var/run/dpdk/<file-prefix> (telemetry socket) behind even with --in-memory
+    when a run is killed; thousands of test runs would pile them up. This run's alone."""
+    p = prefix_of(argv)
+    if p:
+        shutil.rmtree(os.path.join("/var/run/dpdk", p), ignore_errors=True)
 
 
 class EngineRun:
-    def __init__(self, rc, summary, output, seconds, argv):
+    """A finished engine run: exit status, --summary-json as a dict (None when absent), the
+    combined stdout/stderr, wall seconds, argv."""
+
+    def __init__(self, rc, summary, output, seconds, argv, peak_rss_kb=None):
         self.rc, self.summary, self.output, self.seconds, self.argv = rc, summary, output, seconds, argv
+        self.peak_rss_kb = peak_rss_kb
 
     def tail(self, n=30):
         return "\n".join(self.output.splitlines()[-n:])
 
 
-def run_engine(pcaps, brokers, fmt="protobuf", ports=None, sets=(), timeout=180, topic=TOPIC,
-               config=None):
-    """Run the engine offline on pcaps (path or list). Returns EngineRun (rc, summary dict or
-    None, combined stdout/stderr). ports: collector UDP ports ("2055" or "2055,9990").
-    config: an ini file for -c (the --set options still win)."""
-    if isinstance(pcaps, str):
-        pcaps = [pcaps]
+class Engine:
+    """A running engine (start_engine): its output goes to a file read by output() and
+    wait_output(); finish() waits for the exit and returns an EngineRun; kill() ends it."""
+
+    def __init__(self, argv, summary_path, tmp, t0=None):
+        self.argv, self.summary_path, self.tmp = argv, summary_path, tmp
+        self.prefix = prefix_of(argv)
+        self.t0 = t0 or time.time()
+        self._out = tempfile.TemporaryFile(dir=tmp)
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+
+    def output(self):
+        self._out.seek(0)
+        return self._out.read().decode(errors="replace")
+
+    def wait_output(self, text, count=1, timeout=30):
+        """Wait until the engine printed text count times; False if it exited or time ran
+        out."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.output().count(text) >= count:
+                return True
+            if self.proc.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def poll(self):
+        return self.proc.poll()
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill(self, timeout=10):
+        """SIGTERM the engine (a graceful stop), SIGKILL after timeout s."""
+        kill_group(self.proc, timeout)
+
+    def finish(self, timeout=180, t0=None):
+        """Wait for the exit (kill the group and raise after timeout s), read the summary,
+        remove the temp and EAL runtime directories. t0: start of the run's seconds (default:
+        the start of the process)."""
+        try:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc)
+                raise RuntimeError("engine did not finish within %d s: %s\n%s" % (
+                    timeout, " ".join(self.argv), self.output()[-3000:]))
+            output = self.output()
+            summary = None
+            if os.path.exists(self.summary_path):
+                with open(self.summary_path) as f:
+                    summary = json.load(f)
+        finally:
+            kill_group(self.proc)
+            self._out.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_runtime_dir(self.argv)
+        return EngineRun(self.proc.returncode, summary, output, time.time() - (t0 or self.t0),
+                         self.argv)
+
+
+def start_engine(brokers=None, topic=TOPIC, pcaps=(), mirror_pcaps=(), fmt=None, ports=None,
+                 config=None, config_text=None, sets=(), args=(), eal=(), huge=False,
+                 in_memory=True, prefix=None, netns=None, quiet=True, summary_path=None):
+    """Start the engine; returns an Engine. brokers: kafka.brokers (None: the config's);
+    pcaps/mirror_pcaps: --pcap/--mirror-pcap files; fmt: kafka.format; ports: collector UDP
+    ports ("2055" or "2055,9990"); config: an ini file for -c, config_text: the ini's text;
+    sets: --set options (they win over the config and over quiet's); args: more engine options
+    (e.g. --duration 6); eal: more EAL arguments after eal_args(huge, in_memory, prefix); netns:
+    run inside that network namespace; quiet: engine.stats_interval_ms=0 (no console stats)."""
     tmp = tempfile.mkdtemp(prefix="nmtest-engine-")
-    summary_path = os.path.join(tmp, "summary.json")
-    argv = [ENGINE] + (["-c", config] if config else [])
-    argv += ["--set", "kafka.brokers=" + brokers, "--set", "kafka.format=" + fmt,
-             "--set", "kafka.topic=" + topic]
+    summary_path = summary_path or os.path.join(tmp, "summary.json")
+    argv = (["ip", "netns", "exec", netns] if netns else []) + [ENGINE]
+    if config_text is not None:
+        config = os.path.join(tmp, "netmeta.ini")
+        with open(config, "w") as f:
+            f.write(config_text)
+    if config:
+        argv += ["-c", config]
+    opts = []
+    if brokers is not None:
+        opts.append("kafka.brokers=" + brokers)
+    if fmt is not None:
+        opts.append("kafka.format=" + fmt)
+    if topic is not None:
+        opts.append("kafka.topic=" + topic)
     if ports:
-        argv += ["--set", "collector.ports=" + ports]
-    for s in sets:
-        argv += ["--set", s]
-    for p in pcaps:
+        opts.append("collector.ports=" + ports)
+    if quiet:
+        opts.append("engine.stats_interval_ms=0")
+    for o in opts + list(sets):
+        argv += ["--set", o]
+    for p in ([pcaps] if isinstance(pcaps, str) else pcaps):
         argv += ["--pcap", p]
-    argv += ["--summary-json", summary_path, "--"] + eal_args()
-    t0 = time.time()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    for p in mirror_pcaps:
+        argv += ["--mirror-pcap", p]
+    argv += list(args) + ["--summary-json", summary_path, "--"] + \
+        eal_args(huge, in_memory, prefix) + list(eal)
     try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        out, _ = proc.communicate()
-        raise RuntimeError("engine did not finish within %d s: %s\n%s" % (
-            timeout, " ".join(argv), out.decode(errors="replace")[-3000:]))
-    finally:
-        kill_group(proc)
-        remove_runtime_dir(argv)
-    summary = None
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return EngineRun(proc.returncode, summary, out.decode(errors="replace"), time.time() - t0, argv)
+        return Engine(argv, summary_path, tmp)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def run_engine(pcaps=(), brokers=None, fmt="protobuf", ports=None, sets=(), timeout=180,
+               topic=TOPIC, config=None, **kw):
+    """Run the engine to its end (offline on pcaps, path or list; or until --duration or
+    whatever the test arranges). Returns EngineRun. The options are start_engine's."""
+    return start_engine(brokers, topic, pcaps=pcaps, fmt=fmt, ports=ports, config=config,
+                        sets=sets, **kw).finish(timeout)
 
 
 # --------------------------------------------------------------------------------------------

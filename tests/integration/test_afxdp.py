@@ -106,12 +106,12 @@ def main():
         cfg = ("[eal]\nargs = -l 0-1\n[collector]\nports = 2055,2056,4739,6343\n"
                "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
                "xdp_prog=%s\nrole = collector\n" % (ns.a, XDP_OBJ))
-        proc, argv, sp, etmp = dptest.start_engine(broker.bootstrap, "afxdp", netns=ns.name,
-                                                   config=cfg)
+        proc = nmtest.start_engine(broker.bootstrap, "afxdp", netns=ns.name, config_text=cfg,
+                                   huge=True)
         counter = None
         try:
-            if not dptest.wait_output(proc, "polls", timeout=60):
-                raise RuntimeError("engine did not start:\n" + dptest.output_of(proc)[-3000:])
+            if not proc.wait_output("polls", timeout=60):
+                raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
             counter = ns.popen(["python3", "-c", COUNT, ns.a, "10"], stdout=subprocess.PIPE,
                                text=True)
             assert counter.stdout.readline().strip() == "ready"
@@ -125,9 +125,9 @@ def main():
             time.sleep(2)
             proc.send_signal(signal.SIGTERM)
         except Exception:
-            nmtest.kill_group(proc)
+            proc.kill()
             raise
-        run = dptest.finish_engine(proc, argv, sp, etmp, timeout=120)
+        run = proc.finish(timeout=120)
         seen, seen_nf = (int(x) for x in counter.communicate(timeout=60)[0].split())
         s = run.summary
         if run.rc != 0 or s is None:

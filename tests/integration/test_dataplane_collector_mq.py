@@ -49,11 +49,11 @@ def run(ns, broker, queues, lcores, want, tmp):
            "rx_queues = %d\nlcores = %s\n" % (ns.a, queues, queues, lcores))
     # console stats on (start_engine turns them off; the later --set wins): the test waits for
     # the datagram count there
-    proc, argv, sp, etmp = dptest.start_engine(broker.bootstrap, topic, netns=ns.name, config=cfg,
-                                               sets=["engine.stats_interval_ms=500"], eal=[LCORES])
+    proc = nmtest.start_engine(broker.bootstrap, topic, netns=ns.name, config_text=cfg,
+                               sets=["engine.stats_interval_ms=500"], eal=[LCORES], huge=True)
     try:
-        if not dptest.wait_output(proc, "polls", count=len(set(lcores.split(","))), timeout=60):
-            raise RuntimeError("engine did not start:\n" + dptest.output_of(proc)[-3000:])
+        if not proc.wait_output("polls", count=len(set(lcores.split(","))), timeout=60):
+            raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
         for v in VERSIONS:
             for i in range(PER_VERSION):
                 wd = os.path.join(tmp, "sfd-%s-%d-%d" % (v, queues, i))
@@ -69,16 +69,16 @@ def run(ns, broker, queues, lcores, want, tmp):
         deadline = time.time() + 20
         expect_dgrams = sum(w["datagrams"] for w in want.values())
         while time.time() < deadline:
-            out = dptest.output_of(proc)
+            out = proc.output()
             if "datagrams %d" % expect_dgrams in out:
                 break
             time.sleep(0.5)
         time.sleep(1)
         proc.send_signal(signal.SIGTERM)
     except Exception:
-        nmtest.kill_group(proc)
+        proc.kill()
         raise
-    r = dptest.finish_engine(proc, argv, sp, etmp, timeout=120)
+    r = proc.finish(timeout=120)
     what = "%d queue(s) on lcores %s" % (queues, lcores)
     s = r.summary
     if r.rc != 0 or s is None:

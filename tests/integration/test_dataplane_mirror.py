@@ -68,8 +68,8 @@ def conservation(broker, truth, per_second):
     print("%-58s %7s %9s %6s %5s  %s" % ("capture", "frames", "bytes", "rows", "secs", "result"))
     for i, t in enumerate(truth):
         topic = "mirror-cons-%d" % i
-        run = dptest.run_engine(broker.bootstrap, topic, mirror_pcaps=[t["path"]],
-                                sets=["mirror.sample_rate=1"])
+        run = nmtest.run_engine(brokers=broker.bootstrap, topic=topic, mirror_pcaps=[t["path"]],
+                                sets=["mirror.sample_rate=1"], huge=True)
         bad = len(problems)
         if not check_run(run, t["file"]):
             continue
@@ -196,8 +196,8 @@ def fields_vs_tshark(broker):
     for i, rel in enumerate(FIELD_CASES):
         path = os.path.join(nmtest.CORPORA, rel)
         topic = "mirror-fields-%d" % i
-        run = dptest.run_engine(broker.bootstrap, topic, mirror_pcaps=[path],
-                                sets=["mirror.sample_rate=1"])
+        run = nmtest.run_engine(brokers=broker.bootstrap, topic=topic, mirror_pcaps=[path],
+                                sets=["mirror.sample_rate=1"], huge=True)
         if not check_run(run, rel):
             continue
         rows = dptest.kafka_rows(broker.bootstrap, topic)
@@ -227,7 +227,8 @@ def direction(broker):
     cfg = ("[eal]\nargs = -l 0-1\n[mirror]\nsample_rate = 1\n"
            "[port.rx]\ndevice = net_pcap10,rx_pcap=%s\nrole = mirror-rx\n"
            "[port.tx]\ndevice = net_pcap11,rx_pcap=%s\nrole = mirror-tx\n" % (path, path))
-    run = dptest.run_engine(broker.bootstrap, "mirror-dir", config=cfg)
+    run = nmtest.run_engine(brokers=broker.bootstrap, topic="mirror-dir", config_text=cfg,
+                            huge=True)
     if not check_run(run, "direction"):
         return
     rows = dptest.kafka_rows(broker.bootstrap, "mirror-dir")
@@ -248,8 +249,9 @@ def deterministic(broker):
     frames = [dptest.read_pcap(f) for f in files]
     for n in (10, 100):
         topic = "mirror-det-%d" % n
-        run = dptest.run_engine(broker.bootstrap, topic, mirror_pcaps=files,
-                                sets=["mirror.sample_rate=%d" % n, "mirror.mode=deterministic"])
+        run = nmtest.run_engine(brokers=broker.bootstrap, topic=topic, mirror_pcaps=files,
+                                sets=["mirror.sample_rate=%d" % n, "mirror.mode=deterministic"],
+                                huge=True)
         if not check_run(run, "deterministic 1:%d" % n):
             continue
         rows = dptest.kafka_rows(broker.bootstrap, topic)
@@ -272,8 +274,9 @@ def random_mode(broker):
     sq = sum(f[3] ** 2 for f in fr)
     for n in (10, 100):
         topic = "mirror-rand-%d" % n
-        run = dptest.run_engine(broker.bootstrap, topic, mirror_pcaps=[dptest.MIXED],
-                                sets=["mirror.sample_rate=%d" % n, "mirror.mode=random"])
+        run = nmtest.run_engine(brokers=broker.bootstrap, topic=topic, mirror_pcaps=[dptest.MIXED],
+                                sets=["mirror.sample_rate=%d" % n, "mirror.mode=random"],
+                                huge=True)
         if not check_run(run, "random 1:%d" % n):
             continue
         rows = dptest.kafka_rows(broker.bootstrap, topic)

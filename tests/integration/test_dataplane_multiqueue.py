@@ -50,22 +50,22 @@ def config(ns, queues, lcores, rate=1):
 
 
 def live_run(ns, broker, topic, queues, lcores, rate=1):
-    proc, argv, sp, tmp = dptest.start_engine(broker.bootstrap, topic, netns=ns.name,
-                                              config=config(ns, queues, lcores, rate),
-                                              eal=[LCORES])
+    proc = nmtest.start_engine(broker.bootstrap, topic, netns=ns.name,
+                               config_text=config(ns, queues, lcores, rate), eal=[LCORES],
+                               huge=True)
     t0 = time.time()
     try:
         n_workers = len(set(lcores.split(","))) if lcores else 2
-        if not dptest.wait_output(proc, "polls", count=n_workers, timeout=60):
-            raise RuntimeError("engine did not start:\n" + dptest.output_of(proc)[-3000:])
+        if not proc.wait_output("polls", count=n_workers, timeout=60):
+            raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
         time.sleep(0.5)
         sent = dptest.replay(ns.name, ns.b, dptest.MIXED)
         time.sleep(2)   # the last frames through the kernel and the PMD
         proc.send_signal(signal.SIGTERM)
     except Exception:
-        nmtest.kill_group(proc)
+        proc.kill()
         raise
-    run = dptest.finish_engine(proc, argv, sp, tmp, timeout=120, t0=t0)
+    run = proc.finish(timeout=120, t0=t0)
     return run, sent
 
 
@@ -108,8 +108,8 @@ def assignment(run, want, what):
 
 
 def refused(ns, broker, cfg, expect_text, what, eal=(LCORES,)):
-    run = dptest.run_engine(broker.bootstrap, "refused", netns=ns.name, config=cfg, eal=list(eal),
-                            timeout=60)
+    run = nmtest.run_engine(brokers=broker.bootstrap, topic="refused", netns=ns.name,
+                            config_text=cfg, eal=list(eal), timeout=60, huge=True)
     ok = run.rc == 3 and expect_text in run.output
     line = next((ln for ln in run.output.splitlines() if expect_text in ln), run.tail(3))
     print("  %-44s exit %s: %s" % (what, run.rc, line.strip()[:200]), flush=True)

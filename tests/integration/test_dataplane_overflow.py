@@ -58,9 +58,9 @@ def write_flood(path, sources, seed):
 
 def peak_rss_run(broker, topic, pcap):
     """Run the engine, sampling its VmHWM (peak resident set) until it exits."""
-    proc, argv, sp, tmp = dptest.start_engine(
-        broker.bootstrap, topic, mirror_pcaps=[pcap],
-        sets=["mirror.sample_rate=1", "aggregation.max_flows=%d" % MAX_FLOWS])
+    proc = nmtest.start_engine(broker.bootstrap, topic, mirror_pcaps=[pcap],
+                               sets=["mirror.sample_rate=1", "aggregation.max_flows=%d" % MAX_FLOWS],
+                               huge=True)
     peak = [0]
 
     def sample():
@@ -74,7 +74,7 @@ def peak_rss_run(broker, topic, pcap):
             time.sleep(0.02)
     th = threading.Thread(target=sample)
     th.start()
-    run = dptest.finish_engine(proc, argv, sp, tmp, timeout=170)
+    run = proc.finish(timeout=170)
     th.join()
     run.peak_rss_kb = peak[0]
     return run
@@ -135,8 +135,8 @@ def late(broker, tmpdir):
             i += 1
     dptest.write_pcap(path, frames)
     total = (len(frames), sum(len(f[2]) for f in frames))
-    run = dptest.run_engine(broker.bootstrap, "late", mirror_pcaps=[path],
-                            sets=["mirror.sample_rate=1"])
+    run = nmtest.run_engine(brokers=broker.bootstrap, topic="late", mirror_pcaps=[path],
+                            sets=["mirror.sample_rate=1"], huge=True)
     s = run.summary
     if run.rc != 0 or s is None:
         fail("late: exit %s\n%s" % (run.rc, run.tail(20)))

@@ -66,19 +66,19 @@ def main():
                                                               bytes([192, 0, 2, 1]),
                                                               1024 + i % 50000, 53, ident=i))
                              for i in range(FRAMES)])
-    prefix = dptest.file_prefix()
+    prefix = nmtest.file_prefix()
     with dptest.Netns("sh") as ns, dptest.NetnsBroker(ns.name) as broker:
         print("namespace %s, veth %s <-> %s, mock broker %s" % (ns.name, ns.a, ns.b,
                                                                broker.bootstrap), flush=True)
         cfg = ("[eal]\nargs = -l 0-1\n[mirror]\nsample_rate = 1\n[aggregation]\nmax_flows = 1024\n"
                "[port.live]\ndevice = net_af_packet0,iface=%s\nrole = mirror-rx\n" % ns.a)
         # not --in-memory: the telemetry socket lives under /var/run/dpdk/<prefix>/
-        proc, argv, sp, etmp = dptest.start_engine(broker.bootstrap, "shutdown", netns=ns.name,
-                                                   config=cfg, in_memory=False, prefix=prefix)
+        proc = nmtest.start_engine(broker.bootstrap, "shutdown", netns=ns.name, config_text=cfg,
+                                   in_memory=False, prefix=prefix, huge=True)
         replay = None
         try:
-            if not dptest.wait_output(proc, "polls", timeout=60):
-                raise RuntimeError("engine did not start:\n" + dptest.output_of(proc)[-3000:])
+            if not proc.wait_output("polls", timeout=60):
+                raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
             replay = subprocess.Popen(["ip", "netns", "exec", ns.name, "python3", "-c",
                                        dptest.REPLAY, ns.b, pcap, "1518"],
                                       stdout=subprocess.PIPE, text=True)
@@ -102,12 +102,12 @@ def main():
             proc.send_signal(signal.SIGTERM)
             t_sig = time.time()
         except Exception:
-            nmtest.kill_group(proc)
+            proc.kill()
             raise
         finally:
             if replay is not None:
                 out, _ = replay.communicate(timeout=120)
-        run = dptest.finish_engine(proc, argv, sp, etmp, timeout=120)
+        run = proc.finish(timeout=120)
         sent = tuple(int(x) for x in out.split())
         s = run.summary
         print("engine exit %s %.1f s after SIGTERM; replay sent %r" % (run.rc, time.time() - t_sig,

@@ -293,6 +293,16 @@ class CflowState:
         self.options = set()   # (exporter, domain, template id)
         self.rates = {}        # (exporter, domain, sampler id) -> rate
         self.no_template = 0   # data sets tshark could not decode
+        # oracle=primed (tshark knows every template from the start): the engine's order is
+        # modelled here. held is None until the capture's own frames begin; then the data sets
+        # of a template the capture has not sent yet wait in held, keyed by (exporter, domain,
+        # template id), and are counted when the template arrives, with the rates known then
+        # (the engine decodes held data sets when their template arrives). Sets of the frames
+        # in drop are the ones the engine's bound on held data drops.
+        self.held = None
+        self.known = set()     # (exporter, domain, template id) sent by the capture so far
+        self.frame = 0         # the capture's frame number
+        self.drop = set()
 
 
 def rate_of(f):
@@ -368,52 +378,71 @@ def cflow_records(cf, exporter, st):
         if not (k.startswith("FlowSet ") or k.startswith("Set ")):
             continue
         for s in as_list(fs):
+            defined = []
             for tk, tv in s.items():
                 if tk.startswith("Options Template (Id = "):
                     for t in as_list(tv):
                         st.options.add((exporter, domain, num(t.get("cflow.template_id"))))
+                        defined.append(num(t.get("cflow.template_id")))
+                elif tk.startswith("Template (Id = "):
+                    defined += [num(t.get("cflow.template_id")) for t in as_list(tv)]
                 if "no template found" in tk:
                     st.no_template += len(as_list(tv))
             sid = num(s.get("cflow.flowset_id"))
-            is_opt = (exporter, domain, sid) in st.options
-            for fk, fv in s.items():
-                if not fk.startswith("Flow "):
-                    continue
-                for f in as_list(fv):
-                    if is_opt:
-                        r = rate_of(f)
-                        if r:
-                            st.rates[(exporter, domain, sampler_of(f))] = r
-                        continue
-                    rate = rate_of(f)
-                    if not rate:
-                        sm = sampler_of(f)
-                        rate = st.rates.get((exporter, domain, sm), 0)
-                        if not rate and sm:
-                            rate = st.rates.get((exporter, domain, 0), 0)
-                    rate = rate or 1
+            flows = [f for fk, fv in s.items() if fk.startswith("Flow ") for f in as_list(fv)]
+            if st.held is not None and sid >= 256 and (exporter, domain, sid) not in st.known:
+                if st.frame not in st.drop:
+                    st.held.setdefault((exporter, domain, sid), []).extend(flows)
+                flows = []
+            out += cflow_flows(flows, exporter, domain, sid, st)
+            if st.held is not None:
+                for tid in defined:
+                    st.known.add((exporter, domain, tid))
+                    out += cflow_flows(st.held.pop((exporter, domain, tid), []), exporter,
+                                       domain, tid, st)
+    return out
 
-                    def addr(v4, v6):
-                        # keys in template order; the last non-zero address wins (REPEATED)
-                        vals = [x for k in f if k in (v4, v6) for x in as_list(f[k])]
-                        nz = [x for x in vals if norm_addr(x) not in (
-                            ipaddress.IPv4Address("0.0.0.0"), ipaddress.IPv6Address("::"))]
-                        return norm_addr(nz[-1] if nz else (vals[0] if vals else ""))
-                    src = addr("cflow.srcaddr", "cflow.srcaddrv6")
-                    dst = addr("cflow.dstaddr", "cflow.dstaddrv6")
-                    in_if = last(f, "cflow.inputint", "cflow.ingress_physical_interface")
-                    out_if = last(f, "cflow.outputint", "cflow.egress_physical_interface")
-                    # every port IE counts, the last non-zero one wins (ipfix_prog.c)
-                    sport = ([0] + [int(x) for x in as_list(f.get("cflow.srcport")) if int(x)])[-1]
-                    dport = ([0] + [int(x) for x in as_list(f.get("cflow.dstport")) if int(x)])[-1]
-                    proto = last(f, "cflow.protocol")
-                    sas, das = last(f, "cflow.srcas"), last(f, "cflow.dstas")
-                    (p, b), rev = counters(f)
-                    out.append((proj(exporter, src, dst, sport, dport, proto, in_if, out_if, sas,
-                                     das, rate), p, b))
-                    if rev is not None:
-                        out.append((proj(exporter, dst, src, dport, sport, proto, out_if, in_if,
-                                         das, sas, rate), rev[0], rev[1]))
+
+def cflow_flows(flows, exporter, domain, sid, st):
+    """Records of the flows of one v9/IPFIX data set (template sid) as (projection, packets,
+    bytes); options records only teach rates."""
+    out = []
+    is_opt = (exporter, domain, sid) in st.options
+    for f in flows:
+        if is_opt:
+            r = rate_of(f)
+            if r:
+                st.rates[(exporter, domain, sampler_of(f))] = r
+            continue
+        rate = rate_of(f)
+        if not rate:
+            sm = sampler_of(f)
+            rate = st.rates.get((exporter, domain, sm), 0)
+            if not rate and sm:
+                rate = st.rates.get((exporter, domain, 0), 0)
+        rate = rate or 1
+
+        def addr(v4, v6):
+            # keys in template order; the last non-zero address wins (REPEATED)
+            vals = [x for k in f if k in (v4, v6) for x in as_list(f[k])]
+            nz = [x for x in vals if norm_addr(x) not in (
+                ipaddress.IPv4Address("0.0.0.0"), ipaddress.IPv6Address("::"))]
+            return norm_addr(nz[-1] if nz else (vals[0] if vals else ""))
+        src = addr("cflow.srcaddr", "cflow.srcaddrv6")
+        dst = addr("cflow.dstaddr", "cflow.dstaddrv6")
+        in_if = last(f, "cflow.inputint", "cflow.ingress_physical_interface")
+        out_if = last(f, "cflow.outputint", "cflow.egress_physical_interface")
+        # every port IE counts, the last non-zero one wins (ipfix_prog.c)
+        sport = ([0] + [int(x) for x in as_list(f.get("cflow.srcport")) if int(x)])[-1]
+        dport = ([0] + [int(x) for x in as_list(f.get("cflow.dstport")) if int(x)])[-1]
+        proto = last(f, "cflow.protocol")
+        sas, das = last(f, "cflow.srcas"), last(f, "cflow.dstas")
+        (p, b), rev = counters(f)
+        out.append((proj(exporter, src, dst, sport, dport, proto, in_if, out_if, sas, das, rate),
+                    p, b))
+        if rev is not None:
+            out.append((proj(exporter, dst, src, dport, sport, proto, out_if, in_if, das, sas,
+                             rate), rev[0], rev[1]))
     return out
 
 
@@ -474,11 +503,18 @@ def tshark_table(path, ports, sflow_ports, oracle=None, drop_frames=()):
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    drop = {int(x) + skip for x in drop_frames}
     table = collections.defaultdict(lambda: [0, 0, 0])
     st = CflowState()
+    st.drop = {int(x) for x in drop_frames}
     no_template = 0
     for i, fr in enumerate(frames):
+        if skip and i == skip:
+            # the capture's own frames begin: the priming pass taught tshark the templates
+            # only; rates and what the engine has seen start from nothing
+            st.rates.clear()
+            st.options.clear()
+            st.held = {}
+        st.frame = i + 1 - skip
         layers = fr["_source"]["layers"]
         ip = layers.get("ip") or layers.get("ipv6") or {}
         ip = as_list(ip)[0]
@@ -492,14 +528,7 @@ def tshark_table(path, ports, sflow_ports, oracle=None, drop_frames=()):
         for cf in as_list(layers.get("cflow")):
             recs += cflow_records(cf, exporter, st)
         if i < skip:
-            # the priming pass teaches tshark the templates only: the rates of its options
-            # records are forgotten, so a held record carries the rate known when its own
-            # frame came (the engine decodes held data when the template arrives, before the
-            # options records that follow it in that message)
-            st.rates.clear()
             continue
-        if i + 1 in drop:
-            continue  # a data set the engine's bound on held data drops
         no_template += st.no_template - before
         for pj, p, b in recs:
             e = table[pj]
@@ -745,25 +774,23 @@ def check_telemetry():
                 "[port.p1]\ndevice = net_pcap1,rx_pcap=%s,infinite_rx=1\n"
                 "[exporter.loopback]\naddress = 127.0.0.1\ndescription = corpus exporters\n"
                 "interface.1073741823 = lo-sampled\n" % (sfl, nf9))
-    prefix = "nmgolden%d" % os.getpid()
-    argv = [nmtest.ENGINE, "-c", ini, "--duration", "6", "--", "--no-huge", "-m", "512",
-            "--file-prefix=" + prefix]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # not --in-memory: the telemetry socket lives under /var/run/dpdk/<prefix>/
+    eng = nmtest.start_engine(config=ini, topic=None, args=["--duration", "6"], in_memory=False)
     problems = []
     try:
         # Start-up takes 1.2-2.1 s at load 10-13 (EAL, ports, pools pre-faulted), so a fixed
         # 2 s sleep raced it: wait until the command is registered (20 s at most), then give
         # the looping ports 1 s of traffic as before.
         deadline = time.time() + 20
-        while telemetry_query(prefix, "/netmeta/exporters") is None and time.time() < deadline:
+        while telemetry_query(eng.prefix, "/netmeta/exporters") is None and \
+                time.time() < deadline:
             time.sleep(0.2)
         time.sleep(1)
-        exp = telemetry_query(prefix, "/netmeta/exporters")
-        ifs = telemetry_query(prefix, "/netmeta/interfaces,127.0.0.1")
+        exp = telemetry_query(eng.prefix, "/netmeta/exporters")
+        ifs = telemetry_query(eng.prefix, "/netmeta/interfaces,127.0.0.1")
     finally:
-        nmtest.kill_group(proc, timeout=30)
-        out = proc.communicate()[0].decode(errors="replace")
+        eng.kill(timeout=30)
+        run = eng.finish(timeout=30)
     print("telemetry /netmeta/exporters:", json.dumps(exp, indent=1)[:2500], flush=True)
     sf = exp.get("127_0_0_1/0/sflow")
     v9 = exp.get("127_0_0_1/0/nf9")
@@ -791,8 +818,8 @@ def check_telemetry():
     elif ent["if_type"] != 6 or ent["if_speed"] != 100000000 or ent["in_octets"] <= 0 or \
             ent.get("name") != "lo-sampled" or ent["counter_samples"] < 2:
         problems.append("telemetry: interface entry %r" % ent)
-    if proc.returncode not in (0,):
-        problems.append("telemetry run: exit status %r\n%s" % (proc.returncode, out[-2000:]))
+    if run.rc != 0:
+        problems.append("telemetry run: exit status %r\n%s" % (run.rc, run.tail(30)))
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)
     return problems

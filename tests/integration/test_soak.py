@@ -51,10 +51,9 @@ def main():
                      % (i, i, path))
     config = "[eal]\nargs = -l 0-1\n" + "".join(ports)
     with nmtest.MockBroker() as broker:
-        proc, argv, summ, tmp = dptest.start_engine(
-            broker.bootstrap, "soak", config=config,
-            sets=["engine.stats_interval_ms=1000", "aggregation.max_flows=65536"],
-            eal=[], huge=True)
+        proc = nmtest.start_engine(broker.bootstrap, "soak", config_text=config,
+                                   sets=["engine.stats_interval_ms=1000", "aggregation.max_flows=65536"],
+                                   eal=[], huge=True)
         # start_engine turns console stats off; the --set above comes later and wins.
         t0 = time.time()
         samples = []              # (t, rss_kb)
@@ -65,7 +64,7 @@ def main():
             r = rss_kb(proc.pid)
             if r is not None:
                 samples.append((time.time() - t0, r))
-            lines = [l for l in dptest.output_of(proc).splitlines() if re.match(r"\[\s*\d", l)]
+            lines = [l for l in proc.output().splitlines() if re.match(r"\[\s*\d", l)]
             if lines and lines[-1] != last_line:
                 last_line, last_change = lines[-1], time.time()
             elif time.time() - t0 > 10:
@@ -76,7 +75,7 @@ def main():
         # --duration is not passed through start_engine; stop with SIGTERM as an operator would.
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
-        run = dptest.finish_engine(proc, argv, summ, tmp, timeout=300, t0=t0)
+        run = proc.finish(timeout=300, t0=t0)
     s = run.summary
     if run.rc != 0 or s is None:
         print(run.tail(40))
