@@ -79,7 +79,7 @@ import nmtest  # noqa: E402
 
 EXPECTED_TSV = os.path.join(nmtest.SOURCE, "tests", "expected_differences.tsv")
 # detail keys that are not decode error reasons
-DETAIL_KEYS = ("sflow_records", "oracle", "drop_frames", "surplus")
+DETAIL_KEYS = ("sflow_records", "oracle", "drop_frames", "surplus", "cflow_frames", "record")
 
 
 def load_expected(path=EXPECTED_TSV):
@@ -481,7 +481,49 @@ def primed_capture(path, ports, tmp):
     return primed, len(frames)
 
 
-def tshark_table(path, ports, sflow_ports, oracle=None, drop_frames=()):
+def one_session_capture(path, tmp):
+    """A copy of path (classic pcap; Ethernet, Linux SLL or raw IP; IPv4 or IPv6; UDP) where every
+    datagram carries the first one's destination address and source port: one transport
+    session, as the engine sees an exporter (templates keyed by exporter address and
+    observation domain); Wireshark keys them by address and port pair. Checksums are left as
+    they are (tshark does not check them)."""
+    import struct
+    d = open(path, "rb").read()
+    magic = struct.unpack_from("<I", d)[0]
+    if magic not in (0xA1B2C3D4, 0xA1B23C4D):
+        raise RuntimeError("%s: not a little-endian classic pcap" % path)
+    link = struct.unpack_from("<I", d, 20)[0]
+    l2 = {1: 14, 113: 16, 101: 0, 12: 0, 14: 0}.get(link)
+    if l2 is None:
+        raise RuntimeError("%s: link type %d" % (path, link))
+    out, i, first_dst, first_sport = bytearray(d[:24]), 24, None, None
+    while i + 16 <= len(d):
+        cl = struct.unpack_from("<I", d, i + 8)[0]
+        fr = bytearray(d[i + 16:i + 16 + cl])
+        v = fr[l2] >> 4
+        dst, udp = ((slice(l2 + 16, l2 + 20), l2 + (fr[l2] & 15) * 4) if v == 4 else
+                    (slice(l2 + 24, l2 + 40), l2 + 40))
+        if first_dst is None:
+            first_dst, first_sport = bytes(fr[dst]), bytes(fr[udp:udp + 2])
+        fr[dst] = first_dst
+        fr[udp:udp + 2] = first_sport
+        out += d[i:i + 16] + fr
+        i += 16 + cl
+    p = os.path.join(tmp, "one-session.pcap")
+    with open(p, "wb") as f:
+        f.write(out)
+    return p
+
+
+def cflow_frames_capture(path, frames, tmp):
+    """The given frames of path alone (editcap)."""
+    p = os.path.join(tmp, "cflow-frames.pcap")
+    subprocess.run(["editcap", "-r", path, p] + [str(n) for n in frames], check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+    return p
+
+
+def tshark_table(path, ports, sflow_ports, oracle=None, drop_frames=(), cflow_frames=()):
     """{projection: [packets, bytes, records]}, tshark's no-template set count.
     oracle="primed": dissect the capture with its template frames played once before it and
     count only the capture's own frames (expected_differences.tsv); drop_frames: the capture's
@@ -496,10 +538,20 @@ def tshark_table(path, ports, sflow_ports, oracle=None, drop_frames=()):
         plain_no_template = tshark_table(path, ports, sflow_ports)[1]
         tmp = tempfile.mkdtemp(prefix="nmtest-golden-primed-")
         path, skip = primed_capture(path, ports, tmp)
+    elif oracle == "one_session":
+        plain_no_template = None
+        tmp = tempfile.mkdtemp(prefix="nmtest-golden-session-")
+        path = one_session_capture(path, tmp)
     elif oracle is not None:
         raise ValueError("unknown oracle %r" % oracle)
+    extra = []
     try:
         frames = tshark_json(path, ports, sflow_ports)
+        if cflow_frames:
+            # datagrams of another protocol on a port tshark is told is sFlow: those frames
+            # alone, dissected as NetFlow/IPFIX
+            tmp = tmp or tempfile.mkdtemp(prefix="nmtest-golden-cflow-")
+            extra = tshark_json(cflow_frames_capture(path, cflow_frames, tmp), ports, set())
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -507,7 +559,7 @@ def tshark_table(path, ports, sflow_ports, oracle=None, drop_frames=()):
     st = CflowState()
     st.drop = {int(x) for x in drop_frames}
     no_template = 0
-    for i, fr in enumerate(frames):
+    for i, fr in enumerate(frames + extra):
         if skip and i == skip:
             # the capture's own frames begin: the priming pass taught tshark the templates
             # only; rates and what the engine has seen start from nothing
@@ -688,6 +740,14 @@ def check_case(truth, fmt, run, payloads, tsh):
         problems.append("summary records %r, tshark shows %d%s" % (
             s.get("records"), n_tsh, " + surplus %d" % sur[0] if sur else ""))
     table_e = engine_table(rows)
+    if d and "record" in d["detail"]:
+        # a record another decoder shows (the row's source): src>dst/packets/bytes
+        addrs, rp, rb = d["detail"]["record"].split("/")
+        rs, rd = (norm_addr(a) for a in addrs.split(">"))
+        got_r = [(e[0], e[1]) for pj, e in table_e.items() if pj[1:3] == (str(rs), str(rd))]
+        if got_r != [(int(rp), int(rb))]:
+            problems.append("the record %s of the expected difference's source: engine rows %r"
+                            % (d["detail"]["record"], got_r))
     if f in FIELDS:
         # a field cannot match (FIELDS' reason): tshark's record totals must
         t_pk = sum(e[0] for e in table_t.values())
@@ -851,8 +911,9 @@ def main():
         ports = r["udp_ports"].split(",")
         det = DIFF[r["file"]]["detail"] if r["file"] in DIFF else {}
         drop = det["drop_frames"].split(",") if "drop_frames" in det else ()
+        cfl = det["cflow_frames"].split(",") if "cflow_frames" in det else ()
         return tshark_table(r["path"], ports, sflow_ports_of(r["path"], ports),
-                            oracle=det.get("oracle"), drop_frames=drop)
+                            oracle=det.get("oracle"), drop_frames=drop, cflow_frames=cfl)
 
     tsh_futs = {r["file"]: bg.submit(dissect, r) for r in rows}
     results, failed = [], []
