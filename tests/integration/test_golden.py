@@ -796,7 +796,10 @@ def check_override(broker, truth):
     return problems
 
 
-def telemetry_query(prefix, cmd, timeout=10):
+def telemetry_query(prefix, cmd, timeout=20):
+    """The answer to cmd on the engine's telemetry socket. The socket exists once EAL is up,
+    before the engine has registered its /netmeta commands (DPDK answers null to an unknown
+    command): both are waited for, up to timeout s."""
     import socket
     path = "/var/run/dpdk/%s/dpdk_telemetry.v2" % prefix
     deadline = time.time() + timeout
@@ -805,16 +808,18 @@ def telemetry_query(prefix, cmd, timeout=10):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             s.settimeout(5)
             s.connect(path)
-            break
+            s.recv(16384)
+            s.send(cmd.encode())
+            data = s.recv(1 << 20)
+            s.close()
+            ans = json.loads(data.decode())[cmd.split(",")[0]]
+            if ans is not None:
+                return ans
         except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.2)
-    s.recv(16384)
-    s.send(cmd.encode())
-    data = s.recv(1 << 20)
-    s.close()
-    return json.loads(data.decode())[cmd.split(",")[0]]
+            pass
+        if time.time() > deadline:
+            raise RuntimeError("telemetry %s on %s: no answer within %d s" % (cmd, path, timeout))
+        time.sleep(0.2)
 
 
 def check_telemetry():
