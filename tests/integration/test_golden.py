@@ -844,12 +844,9 @@ def check_telemetry():
     problems = []
     try:
         # Start-up takes 1.2-2.1 s at load 10-13 (EAL, ports, pools pre-faulted), so a fixed
-        # 2 s sleep raced it: wait until the command is registered (20 s at most), then give
-        # the looping ports 1 s of traffic as before.
-        deadline = time.time() + 20
-        while telemetry_query(eng.prefix, "/netmeta/exporters") is None and \
-                time.time() < deadline:
-            time.sleep(0.2)
+        # 2 s sleep raced it: telemetry_query waits until the command is registered (20 s at
+        # most), then the looping ports get 1 s of traffic as before.
+        telemetry_query(eng.prefix, "/netmeta/exporters")
         time.sleep(1)
         exp = telemetry_query(eng.prefix, "/netmeta/exporters")
         ifs = telemetry_query(eng.prefix, "/netmeta/interfaces,127.0.0.1")
