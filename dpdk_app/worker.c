@@ -44,12 +44,19 @@ static void
 batch_flush(struct nm_rec_batch *b, void *ctx)
 {
 	struct nm_worker *w = ctx;
-	unsigned int i;
+	unsigned int i, from = 0;
 
+	/*
+	 * Records go to the table in runs (nm_agg_add_burst hashes and prefetches a run ahead of
+	 * its updates); a run ends where the second changes and the table is rotated.
+	 */
 	for (i = 0; i < b->n; i++) {
 		struct nm_flow_rec *r = &b->recs[i];
 
 		if (r->key.time_received > w->cur_sec) {
+			if (i > from)
+				(void)nm_agg_add_burst(w->cur, b->recs + from, i - from);
+			from = i;
 			rotate(w);
 			w->cur_sec = r->key.time_received;
 		} else if (r->key.time_received <= w->handed_sec) {
@@ -65,8 +72,10 @@ batch_flush(struct nm_rec_batch *b, void *ctx)
 		nm_ctr_inc(&w->st.records);
 		nm_ctr_add(&w->st.records_packets, r->packets);
 		nm_ctr_add(&w->st.records_bytes, r->bytes);
-		(void)nm_agg_add(w->cur, r); /* drops and folds are counted by the table */
 	}
+	/* Drops and folds are counted by the table. */
+	if (b->n > from)
+		(void)nm_agg_add_burst(w->cur, b->recs + from, b->n - from);
 }
 
 static inline uint64_t

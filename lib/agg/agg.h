@@ -6,15 +6,28 @@
  * Per-second aggregation table: merges records with identical keys (every FlowMessage dimension
  * plus the second), adding bytes, packets and a count of merged records.
  *
- * A table is a liburcu cds_lfht sized at creation (no resizing) with its entries taken from a
- * pool preallocated (and faulted in) at creation, so nm_agg_add() never allocates nor faults. A
- * small direct-mapped cache of recently used entries sits in front of the cds_lfht. One table
- * belongs to one RX lcore while it fills; the lcore then hands it to the flusher (through a queue
- * that orders memory), which drains and resets it and hands it back.
+ * Layout, sized at creation and never resized (memory is committed and faulted in then, so
+ * adding never allocates nor faults):
+ *  - entries live in an arena, each the record's counters and its key in a canonical compact
+ *    form: a 64-bit header saying which 32-bit words of the 216-byte nm_flow_key are non-zero
+ *    (and which addresses are IPv4-mapped), then only those words. A softflowd IPFIX record
+ *    takes 17-20 words instead of 54, so hashing and comparing touch one or two cache lines;
+ *  - an open-addressing index (linear probing, 8-byte slots: 32 bits of the hash and the entry's
+ *    place) with 1.5 slots per entry.
+ * Both together take about 128 bytes per entry at typical key sizes (NM_AGG_BYTES_PER_FLOW is
+ * the budget the arena is sized by; agg.c says how); the 216-byte key in a cds_lfht node took
+ * 280.
  *
- * Threading and RCU: a table has one writer at a time and no concurrent readers; the thread that
- * calls nm_agg_add() or nm_agg_drain() must be a registered liburcu QSBR thread (cds_lfht's read
- * side), online. The table's own counters may be read by any thread (relaxed atomics).
+ * The hash is keyed with a random per-process key (AES rounds where the CPU has them, SipHash
+ * otherwise): a sender that controls the key fields cannot craft distinct keys with one hash
+ * value and turn a probe run into a list walk, as it could with the linear CRC32C lanes before.
+ *
+ * Threading: a table belongs to one RX lcore while it fills; the lcore then hands it to the
+ * flusher (through a ring, which orders memory), which drains and resets it and hands it back.
+ * There is never a concurrent reader, so the table needs no RCU read side of its own: it is
+ * one of the per-lcore tables the design publishes and retires, not a shared one. One writer
+ * at a time calls nm_agg_add*() or nm_agg_drain(); the counters (nm_agg_get_stats) may be
+ * read by any thread (relaxed atomics).
  */
 
 #include <stdint.h>
@@ -22,6 +35,9 @@
 
 #include "../ctr/ctr.h"
 #include "../flow/flow.h"
+
+/* Memory budget per flow of max_flows, index included (see agg.c for the split). */
+#define NM_AGG_BYTES_PER_FLOW 128
 
 struct nm_agg_params {
 	unsigned int
@@ -59,27 +75,44 @@ struct nm_agg_table *nm_agg_table_create(const struct nm_agg_params *p);
 void nm_agg_table_free(struct nm_agg_table *t);
 
 /*
- * Add a record: merge it into the entry of the same key or take a new entry. When the pool is
- * empty the record is folded into an overflow entry keyed by (second, exporter, type, sampling
- * rate, interfaces, direction, protocol) so the totals stay exact while the detail degrades; a
- * few entries are kept in reserve for those. Returns 0 merged, 1 new entry, 2 folded, -ENOSPC
- * dropped (counted).
+ * Add a burst of records (the hot path): every key is encoded and hashed first and its index
+ * slot prefetched, then the entries found are prefetched, then each record is merged or takes a
+ * new entry, in order. When the table is full (max_flows keys, or the arena's bytes) a record is
+ * folded into an overflow entry keyed by (second, exporter, observation domain, type, sampling
+ * rate, interfaces, direction, ether type, protocol) so the totals stay exact while the detail
+ * degrades; a few entries are kept in reserve for those. Returns the records kept (n minus
+ * those dropped, which are counted).
  */
+unsigned int nm_agg_add_burst(struct nm_agg_table *t, const struct nm_flow_rec *recs,
+			      unsigned int n);
+
+/* Add one record. Returns 0 merged, 1 new entry, 2 folded, -ENOSPC dropped (counted). */
 int nm_agg_add(struct nm_agg_table *t, const struct nm_flow_rec *rec);
 
 /* Distinct entries in the table. */
 unsigned int nm_agg_count(const struct nm_agg_table *t);
+
+/* Bytes the table holds in memory (index, arena and bookkeeping). */
+size_t nm_agg_mem_bytes(const struct nm_agg_table *t);
 
 /* Called once per entry by nm_agg_drain(); flows is the number of records merged into it. */
 typedef void (*nm_agg_visit_fn)(const struct nm_flow_rec *rec, uint64_t flows, void *ctx);
 
 /*
  * Visit every entry (in the order they were created), then empty the table so it can be filled
- * again. Costs the entries in use, not the table's size. Returns the number of entries visited.
+ * again. Costs the entries in use plus clearing the index. Returns the number of entries visited.
  */
 unsigned int nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx);
 
 /* Add this table's counters (cumulative over every fill) into out. */
 void nm_agg_get_stats(const struct nm_agg_table *t, struct nm_agg_stats *out);
+
+/*
+ * The table's keyed hash of a key (the process-wide random key is drawn by the first
+ * nm_agg_table_create()), and the bytes an entry with this key takes in the arena. For tests
+ * and benchmarks; any thread.
+ */
+uint64_t nm_agg_key_hash(const struct nm_flow_key *k);
+size_t nm_agg_entry_bytes(const struct nm_flow_key *k);
 
 #endif /* NM_AGG_H */
