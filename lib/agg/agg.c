@@ -53,6 +53,16 @@ v4_word(void)
 	return u;
 }
 
+/* Word i of a key; memcpy, not a uint32_t lvalue over fields of other types (strict aliasing). */
+static inline uint32_t
+word_at(const struct nm_flow_key *k, unsigned int i)
+{
+	uint32_t u;
+
+	memcpy(&u, (const uint8_t *)k + 4 * i, 4);
+	return u;
+}
+
 static const unsigned int addr_unit[4] = {
 	offsetof(struct nm_flow_key, sampler_addr) / 4,
 	offsetof(struct nm_flow_key, src_addr) / 4,
@@ -145,12 +155,12 @@ static inline uint64_t key_hash(const struct nm_flow_key *k);
 static inline uint32_t
 ckey_encode(const struct nm_flow_key *k, uint64_t *out, uint64_t *h)
 {
-	const uint32_t *u = (const uint32_t *)(const void *)k;
 	const uint32_t v4 = v4_word();
 	uint64_t hdr;
 	uint8_t *p = (uint8_t *)(out + 1);
 	unsigned int a;
 #ifdef __AVX2__
+	const uint32_t *u = (const uint32_t *)(const void *)k; /* vector loads only (may_alias) */
 	const __m256i zero = _mm256_setzero_si256();
 	__m256i v[7];
 	unsigned int g;
@@ -204,11 +214,11 @@ ckey_encode(const struct nm_flow_key *k, uint64_t *out, uint64_t *h)
 
 	hdr = 0;
 	for (i = 0; i < KEY_UNITS; i++)
-		hdr |= (uint64_t)(u[i] != 0) << i;
+		hdr |= (uint64_t)(word_at(k, i) != 0) << i;
 #endif
 	for (a = 0; a < 4; a++) {
 		unsigned int b = addr_unit[a];
-		uint64_t c = (u[b] | u[b + 1]) == 0 && u[b + 2] == v4;
+		uint64_t c = (word_at(k, b) | word_at(k, b + 1)) == 0 && word_at(k, b + 2) == v4;
 
 		hdr &= ~(c << (b + 2));
 		hdr |= c << (V4_SHIFT + a);
@@ -225,7 +235,7 @@ ckey_encode(const struct nm_flow_key *k, uint64_t *out, uint64_t *h)
 	_mm256_storeu_si256((__m256i *)(void *)p, zero);
 #else
 	for (i = 0; i < KEY_UNITS; i++) {
-		memcpy(p, &u[i], 4);
+		memcpy(p, (const uint8_t *)k + 4 * i, 4);
 		p += 4 * ((hdr >> i) & 1);
 	}
 	memset(p, 0, 16);
@@ -237,20 +247,21 @@ ckey_encode(const struct nm_flow_key *k, uint64_t *out, uint64_t *h)
 static void
 ckey_decode(const uint64_t *ck, struct nm_flow_key *k)
 {
-	uint32_t *u = (uint32_t *)(void *)k;
+	uint8_t *u = (uint8_t *)k;
 	const uint8_t *p = (const uint8_t *)(ck + 1);
+	const uint32_t v4 = v4_word();
 	uint64_t hdr = ck[0], m = hdr & UNIT_MASK;
 	unsigned int a;
 
 	memset(k, 0, sizeof(*k));
 	while (m != 0) {
-		memcpy(&u[__builtin_ctzll(m)], p, 4);
+		memcpy(u + 4 * __builtin_ctzll(m), p, 4);
 		p += 4;
 		m &= m - 1;
 	}
 	for (a = 0; a < 4; a++)
 		if (hdr & (UINT64_C(1) << (V4_SHIFT + a)))
-			u[addr_unit[a] + 2] = v4_word();
+			memcpy(u + 4 * (addr_unit[a] + 2), &v4, 4);
 }
 
 static inline uint32_t
@@ -321,11 +332,12 @@ key_hash(const struct nm_flow_key *k)
 	x = _mm_aesenc_si128(x, k0);
 	return (uint64_t)_mm_cvtsi128_si64(x) ^ (uint64_t)_mm_extract_epi64(x, 1);
 #else
-	const uint64_t *w = (const uint64_t *)(const void *)k;
+	uint64_t w[sizeof(*k) / 8];
 	uint64_t v0 = hash_key[0] ^ 0x736f6d6570736575ULL, v1 = hash_key[1] ^ 0x646f72616e646f6dULL;
 	uint64_t v2 = hash_key[0] ^ 0x6c7967656e657261ULL, v3 = hash_key[1] ^ 0x7465646279746573ULL;
 	unsigned int i;
 
+	memcpy(w, k, sizeof(w));
 	for (i = 0; i < sizeof(*k) / 8; i++) {
 		v3 ^= w[i];
 		SIPROUND;

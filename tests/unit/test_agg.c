@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <time.h>
 #include <cmocka.h>
+#ifdef __SSE4_2__
+#include <nmmintrin.h>
+#endif
 
 #include <urcu-qsbr.h>
 
@@ -190,6 +193,267 @@ test_drain_big_table(void **state)
 	nm_agg_table_free(t);
 }
 
+/* Keys of every shape come back from the compact form bit for bit. */
+struct keep {
+	struct nm_flow_rec recs[64];
+	unsigned int n;
+};
+
+static void
+visit_keep(const struct nm_flow_rec *rec, uint64_t flows, void *ctx)
+{
+	struct keep *k = ctx;
+
+	(void)flows;
+	if (k->n < 64)
+		k->recs[k->n] = *rec;
+	k->n++;
+}
+
+static void
+test_key_roundtrip(void **state)
+{
+	struct nm_agg_params p = {.max_flows = 1024};
+	struct nm_agg_table *t = nm_agg_table_create(&p);
+	static struct nm_flow_rec in[64];
+	static struct keep out;
+	uint64_t x = 0x243f6a8885a308d3ULL;
+	unsigned int i, j;
+
+	(void)state;
+	assert_non_null(t);
+	for (i = 0; i < 64; i++) {
+		uint8_t *b = (uint8_t *)&in[i].key;
+
+		memset(&in[i], 0, sizeof(in[i]));
+		/* Random bytes in a random subset of the words, then address shapes. */
+		for (j = 0; j < sizeof(in[i].key) - 5; j += 4) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			if (i == 1 || (x & 3) == 0)
+				memcpy(b + j, &x, 4);
+		}
+		if (i % 4 == 1) {
+			uint8_t v4[4] = {192, 0, 2, (uint8_t)i};
+
+			nm_addr_from_v4(in[i].key.src_addr, v4);
+			nm_addr_from_v4(in[i].key.next_hop, (uint8_t[4]){0, 0, 0, 0});
+		}
+		if (i % 4 == 2)
+			memset(in[i].key.dst_addr, 0, NM_ADDR_LEN);
+		if (i % 4 == 3)
+			memset(in[i].key.sampler_addr, 0xff, NM_ADDR_LEN);
+		in[i].key.time_received = 1000 + i; /* distinct keys */
+		memset(in[i].key.pad_, 0, sizeof(in[i].key.pad_));
+		in[i].bytes = i;
+		in[i].packets = 1;
+		assert_true(nm_agg_entry_bytes(&in[i].key) <= 24 + 8 + sizeof(in[i].key));
+	}
+	assert_int_equal(nm_agg_add_burst(t, in, 64), 64);
+	assert_int_equal(nm_agg_add_burst(t, in, 64), 64); /* every one merges */
+	assert_int_equal(nm_agg_count(t), 64);
+	assert_int_equal(nm_agg_drain(t, visit_keep, &out), 64);
+	for (i = 0; i < 64; i++) {
+		assert_memory_equal(&out.recs[i].key, &in[i].key, sizeof(in[i].key));
+		assert_int_equal(out.recs[i].bytes, 2 * i);
+		assert_int_equal(out.recs[i].packets, 2);
+	}
+	nm_agg_table_free(t);
+}
+
+#ifdef __SSE4_2__
+/*
+ * The key hash before this table (commit 55dbb77): CRC32C in four lanes over the key's 27
+ * words, then a multiply mix. CRC32C without its final inversion is linear over GF(2), so a
+ * lane's state is an affine function of the words it reads; keys that keep every lane's state
+ * have one hash value.
+ */
+static void
+old_lanes(const struct nm_flow_key *k, uint64_t l[4])
+{
+	uint64_t w[sizeof(*k) / 8], a = 0x9e3779b9, b = 0x85ebca6b, c = 0xc2b2ae35, d = 0x27d4eb2f;
+	unsigned int i, n = sizeof(*k) / 8;
+
+	memcpy(w, k, sizeof(w)); /* not a uint64_t lvalue over the key's fields: strict aliasing */
+
+	for (i = 0; i + 4 <= n; i += 4) {
+		a = _mm_crc32_u64(a, w[i]);
+		b = _mm_crc32_u64(b, w[i + 1]);
+		c = _mm_crc32_u64(c, w[i + 2]);
+		d = _mm_crc32_u64(d, w[i + 3]);
+	}
+	for (; i < n; i++)
+		a = _mm_crc32_u64(a, w[i]);
+	l[0] = a;
+	l[1] = b;
+	l[2] = c;
+	l[3] = d;
+}
+
+static uint64_t
+old_hash(const struct nm_flow_key *k)
+{
+	uint64_t l[4], h;
+
+	old_lanes(k, l);
+	h = (l[0] << 32 | l[1]) ^ ((l[2] << 32 | l[3]) * 0x9e3779b97f4a7c15ULL);
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 32;
+	return h;
+}
+
+/*
+ * What a sender could do to the old hash: the first 8 bytes of an IPv6 source address go through
+ * one CRC lane, a linear map from 64 bits to 32, whose kernel has 32 dimensions or more. Source
+ * addresses that differ by kernel vectors give distinct keys with one old hash value: 1,024 of
+ * them all land in one bucket. Under the keyed hash they spread like random keys.
+ */
+static void
+test_hash_collisions_spread(void **state)
+{
+	struct nm_flow_rec base, r;
+	uint64_t w0, w, piv_x[32] = {0}, piv_c[32] = {0}, kern[64], h0, buckets[1024] = {0};
+	uint64_t hashes[1024], l0[4], l1[4];
+	unsigned int nk = 0, i, j, maxb = 0, distinct;
+	struct nm_agg_params p = {.max_flows = 2048};
+	struct nm_agg_table *t;
+
+	(void)state;
+	make(&base, 0, 443, 1700000000);
+	memset(base.key.src_addr, 0x20, NM_ADDR_LEN); /* an IPv6 source */
+	memcpy(&w0, base.key.src_addr, 8);
+	old_lanes(&base.key, l0);
+	/* The lane's response to each bit of the word, then Gaussian elimination for the kernel. */
+	for (i = 0; i < 64; i++) {
+		uint64_t x, c = UINT64_C(1) << i;
+
+		w = w0 ^ c;
+		memcpy(base.key.src_addr, &w, 8);
+		old_lanes(&base.key, l1);
+		x = l1[0] ^ l0[0];
+		assert_true(l1[1] == l0[1] && l1[2] == l0[2] && l1[3] == l0[3]);
+		for (j = 32; j-- > 0 && x != 0;) {
+			if (!(x >> j & 1))
+				continue;
+			if (piv_x[j] == 0) {
+				piv_x[j] = x;
+				piv_c[j] = c;
+				x = 0;
+				c = 0;
+				break;
+			}
+			x ^= piv_x[j];
+			c ^= piv_c[j];
+		}
+		if (c != 0)
+			kern[nk++] = c;
+	}
+	memcpy(base.key.src_addr, &w0, 8);
+	assert_true(nk >= 32);
+	h0 = old_hash(&base.key);
+	t = nm_agg_table_create(&p);
+	assert_non_null(t);
+	for (i = 0; i < 1024; i++) {
+		uint64_t d = 0;
+
+		for (j = 0; j < 10; j++) /* combination number i of the first ten kernel vectors */
+			if (i >> j & 1)
+				d ^= kern[j];
+		r = base;
+		w = w0 ^ d;
+		memcpy(r.key.src_addr, &w, 8);
+		assert_true(old_hash(&r.key) == h0); /* one old hash value for all 1,024 keys */
+		hashes[i] = nm_agg_key_hash(&r.key);
+		if (++buckets[hashes[i] % 1024] > maxb)
+			maxb = (unsigned int)buckets[hashes[i] % 1024];
+		assert_int_equal(nm_agg_add(t, &r), 1); /* 1,024 distinct keys */
+	}
+	for (i = 0, distinct = 0; i < 1024; i++) {
+		for (j = 0; j < i && hashes[j] != hashes[i]; j++)
+			;
+		distinct += j == i;
+	}
+	/* Random 64-bit values: all distinct; 1,024 balls in 1,024 bins: the fullest holds ~5. */
+	assert_int_equal(distinct, 1024);
+	assert_true(maxb <= 9);
+	assert_int_equal(nm_agg_count(t), 1024);
+	nm_agg_table_free(t);
+}
+#endif
+
+/* The burst API and one record at a time give the same rows, counters and folding. */
+static void
+test_burst_same_as_single(void **state)
+{
+	struct nm_agg_params p = {.max_flows = 500};
+	struct nm_agg_table *a = nm_agg_table_create(&p), *b = nm_agg_table_create(&p);
+	struct nm_agg_stats sa = {0}, sb = {0};
+	struct totals ta = {0}, tb = {0};
+	static struct nm_flow_rec recs[3000];
+	uint32_t x = 7;
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < 3000; i++) {
+		x = x * 1103515245u + 12345u;
+		make(&recs[i], x % 900, (uint16_t)(x % 3), 400); /* repeats and overflow */
+		recs[i].bytes = 1 + x % 1000;
+	}
+	for (i = 0; i < 3000; i++)
+		assert_true(nm_agg_add(a, &recs[i]) >= 0);
+	for (i = 0; i < 3000; i += 100)
+		assert_int_equal(nm_agg_add_burst(b, recs + i, 100), 100);
+	nm_agg_get_stats(a, &sa);
+	nm_agg_get_stats(b, &sb);
+	assert_memory_equal(&sa, &sb, sizeof(sa));
+	assert_true(sa.folded > 0);
+	assert_int_equal(nm_agg_count(a), nm_agg_count(b));
+	nm_agg_drain(a, visit, &ta);
+	nm_agg_drain(b, visit, &tb);
+	assert_memory_equal(&ta, &tb, sizeof(ta));
+	assert_int_equal(ta.flows, 3000);
+	nm_agg_table_free(a);
+	nm_agg_table_free(b);
+}
+
+/* max_flows keys of export shape fit in NM_AGG_BYTES_PER_FLOW bytes each, index included. */
+static void
+test_memory_per_flow(void **state)
+{
+	struct nm_agg_params p = {.max_flows = 100000};
+	struct nm_agg_table *t = nm_agg_table_create(&p);
+	struct nm_agg_stats st = {0};
+	struct nm_flow_rec r;
+	uint32_t i;
+
+	(void)state;
+	assert_non_null(t);
+	assert_true(nm_agg_mem_bytes(t) <= (size_t)NM_AGG_BYTES_PER_FLOW * p.max_flows);
+	for (i = 0; i < p.max_flows; i++) {
+		uint8_t v4[4] = {10, (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
+
+		make(&r, i, (uint16_t)i, 1700000000);
+		nm_addr_from_v4(r.key.sampler_addr, (uint8_t[4]){192, 0, 2, 1});
+		nm_addr_from_v4(r.key.dst_addr, v4);
+		r.key.time_flow_start = r.key.time_flow_end = 1700000000;
+		r.key.out_if = 2;
+		r.key.dst_port = 443;
+		r.key.tcp_flags = 0x18;
+		r.key.ip_tos = 1;
+		r.key.sequence_num = i;
+		r.key.observation_domain_id = 1;
+		r.key.etype = 0x0800;
+		r.key.type = NM_FLOW_IPFIX;
+		assert_int_equal(nm_agg_add(t, &r), 1);
+	}
+	nm_agg_get_stats(t, &st);
+	assert_int_equal(st.folded, 0);
+	assert_int_equal(nm_agg_count(t), p.max_flows);
+	nm_agg_table_free(t);
+}
+
 static void
 test_bad_params(void **state)
 {
@@ -209,6 +473,12 @@ main(void)
 		cmocka_unit_test(test_overflow_exact),
 		cmocka_unit_test(test_overflow_drop_counted),
 		cmocka_unit_test(test_drain_big_table),
+		cmocka_unit_test(test_key_roundtrip),
+#ifdef __SSE4_2__
+		cmocka_unit_test(test_hash_collisions_spread),
+#endif
+		cmocka_unit_test(test_burst_same_as_single),
+		cmocka_unit_test(test_memory_per_flow),
 		cmocka_unit_test(test_bad_params),
 	};
 	int ret;
