@@ -48,7 +48,7 @@ static const struct key_desc keys[] = {
 	{"mirror", "sample_rate", K_UINT, F(mirror_sample_rate), 1, 1 << 30, NULL, "1000"},
 	{"mirror", "mode", K_ENUM, F(mirror_random), 0, 0, mirror_modes, "deterministic"},
 	{"mirror", "sampler_address", K_STR, F(mirror_sampler_address), 0, 0, NULL, "127.0.0.1"},
-	{"aggregation", "max_flows", K_UINT, F(agg_max_flows), 16, 1 << 26, NULL, "262144"},
+	{"aggregation", "max_flows", K_UINT, F(agg_max_flows), 16, 1 << 26, NULL, "524288"},
 	{"kafka", "brokers", K_STR, F(kafka_brokers), 0, 0, NULL, "embedded"},
 	{"kafka", "topic", K_STR, F(kafka_topic), 0, 0, NULL, "flow-messages"},
 	{"kafka", "format", K_ENUM, F(kafka_format), 0, 0, formats, "protobuf"},

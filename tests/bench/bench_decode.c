@@ -208,7 +208,7 @@ main(int argc, char **argv)
 	const char *root = NM_CORPORA;
 	unsigned int runs = 7, r, i;
 	double seconds = 0.3;
-	int smoke = 0;
+	int smoke = 0, fail = 0;
 	struct nm_flow_rec recs[BATCH];
 
 	for (i = 1; i < (unsigned int)argc; i++) {
@@ -300,7 +300,18 @@ main(int argc, char **argv)
 
 			d.exp = r % 2 ? exp : NULL;
 			do {
-				n += pass(c, &d, &b, &s, &meta, data_only);
+				uint64_t got = pass(c, &d, &b, &s, &meta, data_only);
+
+				/* Every pass decodes the same records, or something was lost. */
+				if (got != per_pass && !fail) {
+					fprintf(stderr,
+						"bench_decode: FAIL: %s: a pass gave %llu records, "
+						"the first %llu\n",
+						c->file, (unsigned long long)got,
+						(unsigned long long)per_pass);
+					fail = 1;
+				}
+				n += got;
 				t = now();
 			} while (t - t0 < seconds);
 			if (r % 2)
@@ -316,10 +327,15 @@ main(int argc, char **argv)
 		printf("%-11s %-44s %6u %9llu %14.0f %12.0f %12.0f %8.1f %14.0f\n", c->name, name,
 		       nd, (unsigned long long)per_pass, rate[runs / 2], rate[0], rate[runs - 1],
 		       1e9 / rate[runs / 2], rate_exp[runs / 2]);
-		if (st.nf5.bad + st.nf9.bad + st.ipfix.bad + st.sflow.bad != 0)
-			printf("  (%llu datagrams rejected: the capture is not what it was)\n",
-			       (unsigned long long)(st.nf5.bad + st.nf9.bad + st.ipfix.bad +
-						    st.sflow.bad));
+		if (st.nf5.bad + st.nf9.bad + st.ipfix.bad + st.sflow.bad != 0) {
+			fprintf(stderr,
+				"bench_decode: FAIL: %s: %llu datagrams rejected (the capture is not "
+				"what it was, or a decoder regressed)\n",
+				c->file,
+				(unsigned long long)(st.nf5.bad + st.nf9.bad + st.ipfix.bad +
+						     st.sflow.bad));
+			fail = 1;
+		}
 		nm_exp_free(exp);
 		rcu_thread_offline();
 		nm_tmpl_cache_free(d.tmpl);
@@ -332,5 +348,5 @@ main(int argc, char **argv)
 		free(caps[i].len);
 		free(caps[i].has_tmpl);
 	}
-	return 0;
+	return fail;
 }
