@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Mirror-path benchmark: frames/s on one RX lcore at 1:1 and 1:N sampling.
 
-    bench_mirror.py [--runs N] [--seconds S] [--rates 1,1000] [--smoke]
+    bench_mirror.py [--runs N] [--seconds S] [--rates 1,1000] [--inputs 64,imix,mixed] [--ab ENGINE]
+                    [--smoke]
 
 Input: net_pcap with infinite_rx (the PMD replays the file from memory, copying each frame into
 a fresh mbuf), role mirror-rx, full parsing and per-second aggregation, rows to an embedded Kafka
@@ -13,6 +14,8 @@ rx_seconds (the denominator) runs from the workers' launch to the stop of RX, so
 and the final flush and Kafka drain are outside it; each run checks that every sampled frame
 became a record that was aggregated. Prints one line per (input, rate) with the median of the
 runs; --smoke does one short run and only checks that the figures are there (suite bench-smoke).
+--ab ENGINE: an A/B, the runs alternate between ENGINE (A, e.g. a build of main) and this build's
+engine (B), and each line gives both medians.
 """
 import argparse
 import json
@@ -100,7 +103,7 @@ def write_imix_pcap(path, flows=1024):
             f.write(frame)
 
 
-def run_once(pcap, rate, seconds, prefix):
+def run_once(pcap, rate, seconds, prefix, engine=ENGINE):
     with tempfile.TemporaryDirectory() as d:
         cfg = os.path.join(d, "bench.ini")
         summ = os.path.join(d, "summary.json")
@@ -109,7 +112,7 @@ def run_once(pcap, rate, seconds, prefix):
                     "[mirror]\nsample_rate = %d\n"
                     "[port.bench]\ndevice = net_pcap0,rx_pcap=%s,infinite_rx=1\nrole = mirror-rx\n"
                     % (rate, pcap))
-        cmd = [ENGINE, "-c", cfg, "--duration", str(seconds), "--summary-json", summ,
+        cmd = [engine, "-c", cfg, "--duration", str(seconds), "--summary-json", summ,
                "--", "--file-prefix=" + prefix, "--log-level=warning"]
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=seconds + 120)
         if p.returncode != 0:
@@ -126,8 +129,12 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rates", default="1,1000")
+    ap.add_argument("--inputs", default="64,imix,mixed")
+    ap.add_argument("--ab", help="engine binary A to alternate with this build's (B)")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
+    want = a.inputs.split(",")
+    engines = [("B", ENGINE)] if not a.ab else [("A", a.ab), ("B", ENGINE)]
     if a.smoke:
         a.runs, a.seconds = 1, 1
     if not os.access(ENGINE, os.X_OK):
@@ -136,12 +143,16 @@ def main():
         inputs = []
         small = os.path.join(d, "64b.pcap")
         write_64b_pcap(small)
-        inputs.append(("64-byte frames", small))
+        if "64" in want:
+            inputs.append(("64-byte frames", small))
         imix = os.path.join(d, "imix.pcap")
         write_imix_pcap(imix)
-        inputs.append(("IMIX 64/594/1518 7:4:1", imix))
+        if "imix" in want:
+            inputs.append(("IMIX 64/594/1518 7:4:1", imix))
         mixed = os.path.join(CORPORA, "generated", "inputs", "mixed.pcap")
-        if os.path.exists(mixed):
+        if "mixed" not in want:
+            pass
+        elif os.path.exists(mixed):
             cut = os.path.join(d, "mixed-le1518.pcap")
             kept, dropped = write_mixed_le1518(mixed, cut)
             print("mixed-size inputs: a generated IMIX (64/594/1518 bytes, 7:4:1) and a copy of "
@@ -154,18 +165,23 @@ def main():
         print("%-32s %8s %12s %12s %s" % ("input", "rate", "median Mpps", "min..max", "runs"))
         for name, path in inputs:
             for rate in [int(x) for x in a.rates.split(",")]:
-                figs = []
+                figs = {}
                 for r in range(a.runs):
-                    pps, s = run_once(path, rate, a.seconds, "bench%d_%d_%d" % (os.getpid(), rate, r))
-                    assert s["lost_records"] == 0, s
-                    assert s["mirror_sampled"] > 0, s
-                    # every sampled frame was parsed into a record and aggregated: it merged
-                    # into an entry, made one (a row) or folded into an overflow entry
-                    assert s["records"] == s["mirror_sampled"] == s["records_packets"], s
-                    assert s["rows"] + s["agg_merged"] + s["agg_folded"] >= s["records"], s
-                    figs.append(pps / 1e6)
-                print("%-32s %8s %12.2f %5.2f..%-5.2f %d x %.0fs" % (
-                    name, "1:%d" % rate, statistics.median(figs), min(figs), max(figs), a.runs, a.seconds))
+                    for tag, engine in engines:
+                        pps, s = run_once(path, rate, a.seconds, "bench%d_%d_%d%s" % (os.getpid(), rate, r, tag),
+                                          engine)
+                        assert s["lost_records"] == 0, s
+                        assert s["mirror_sampled"] > 0, s
+                        # every sampled frame was parsed into a record and aggregated: it merged
+                        # into an entry, made one (a row) or folded into an overflow entry
+                        assert s["records"] == s["mirror_sampled"] == s["records_packets"], s
+                        assert s["rows"] + s["agg_merged"] + s["agg_folded"] >= s["records"], s
+                        figs.setdefault(tag, []).append(pps / 1e6)
+                for tag, _ in engines:
+                    f = figs[tag]
+                    print("%-32s %8s %12.2f %5.2f..%-5.2f %d x %.0fs%s" % (
+                        name, "1:%d" % rate, statistics.median(f), min(f), max(f), a.runs, a.seconds,
+                        "  (%s)" % tag if a.ab else ""))
                 sys.stdout.flush()
         print("load average after: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
 

@@ -1,73 +1,117 @@
 #!/usr/bin/env python3
-"""NetFlow v9 collector throughput, the engine against a peer (pmacct's nfacctd) on the same input.
+"""CPU per flow record, the engine against pmacct (nfacctd, sfacctd) on the same exports.
 
-    bench_peer.py [--flows N] [--runs R] [--smoke] [--keep DIR]
+    bench_peer.py [--flows N] [--pkts P] [--copies K] [--runs R] [--protos ipfix,v9,sflow]
+                  [--smoke] [--keep DIR]
 
-Input, made here by a real exporter: a pcap of N one-packet TCP flows (distinct 5-tuples) is read
-by softflowd (-v 9), which exports every flow to 127.0.0.1:2055 inside a private network namespace
-(unshare -n: only lo, a UDP sink bound so softflowd sees no ICMP errors), captured by dumpcap.
-That export capture (about N/31 datagrams) is what both collectors read:
-  - netmeta --pcap (net_pcap, one RX lcore, decode + per-second aggregation + protobuf to the
-    embedded Kafka broker, every row acknowledged before it exits);
-  - nfacctd with pcap_savefile (pmacct 1.7.7; print plugin, CSV, aggregated by exporter and
-    protocol only: with the 5-tuple its print cache (4 KiB an entry) overflows at 1M flows and it
-    drops records, so the peer gets the easier job: every record decoded, few keys kept).
-Both must account for all N packets, or the run fails. Each runs on N/20 and on N flows; the
-marginal rate (N - N/20) / (t(N) - t(N/20)) takes out start-up and exit, which are fixed (about
-4 s for nfacctd's plugin set-up and exit; for the engine EAL and tables presized for N keys).
-Prints wall-clock seconds, the engine's time from first frame to last acknowledgement, its
-records/s over the RX loop alone, and the ratio of marginal rates, medians of R runs.
+Input: one generated traffic capture (N flows of P packets each: distinct IPv4 5-tuples, TCP
+and UDP, a few ToS values and TCP flag sets, 100,000 packets per second of capture time), turned
+into flow exports by real exporters, each in a private network namespace (unshare -n, only lo,
+a UDP sink bound on the export port so the exporter never sees ICMP errors) and captured by
+dumpcap:
+  - IPFIX:      softflowd -r traffic.pcap -v 10  (one record per flow)
+  - NetFlow v9: softflowd -r traffic.pcap -v 9
+  - sFlow v5:   pmacctd (sfprobe plugin, pcap_savefile, sampling rate 1: one sample per packet)
+Each export capture is also written K times over (copy i shifted by i times its time span) so
+that the marginal cost per record, (CPU(K copies) - CPU(1 copy)) / (records(K) - records(1)),
+leaves out start-up and exit, which are fixed.
+
+Collectors, whole processes, CPU = user + sys of the process and every descendant (this script
+is a child subreaper, so pmacct's plugin processes are reaped and counted here too):
+  - netmeta --pcap (one RX lcore, decode, per-second aggregation on every FlowMessage
+    dimension, protobuf to the embedded Kafka broker, every row acknowledged before it exits);
+  - nfacctd (IPFIX, v9) / sfacctd (sFlow) 1.7.7 with pcap_savefile, print plugin, aggregated on
+    peer_src_ip, in_iface, out_iface, src_host, dst_host, src_port, dst_port, proto, tos,
+    tcpflags: the keys the issue names, a subset of the engine's. Its cache is sized so that it
+    neither drops nor exits: print_cache_entries is a prime above four times the distinct keys
+    of one copy, plugin_pipe_size 256 MiB and plugin_buffer_size 10 MB (the core does not
+    outrun the plugin), print_refresh_time 1.
+Both sides must account for the same packets (the engine's summary; the sum of pmacct's
+PACKETS column), K copies K times those of one, or the run fails. Peak memory: the largest sum
+of VmRSS + HugetlbPages over the process tree, sampled every 20 ms. Runs alternate engine and
+peer; medians of R runs. Prints ns of CPU per record for each side and the ratio peer/engine.
 """
 import argparse
+import ctypes
 import json
 import os
+import resource
 import shutil
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BUILD = os.environ.get("NM_BUILD", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build"))
 ENGINE = os.path.join(BUILD, "dpdk_app", "netmeta")
 
 
-def write_flows(path, n):
-    """n Ethernet/IPv4/TCP SYN frames, each its own flow; 100,000 per second of capture time."""
+def write_traffic(path, flows, pkts):
+    """flows distinct 5-tuples of pkts frames each, interleaved; 100,000 frames per second."""
+    n = flows * pkts
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for i in range(n):
-            tcp = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 443, i, 0, 0x50, 0x02, 65535, 0, 0) + b"\0" * 18
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64, 6, 0,
-                             bytes([10, (i >> 16) & 255, (i >> 8) & 255, i & 255]),
-                             bytes([198, 51, 100, i % 251]))
-            fr = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + tcp
-            f.write(struct.pack("<IIII", 1700000000 + i // 100000, i % 100000 * 10, len(fr), len(fr)))
+        for j in range(n):
+            i, k = j % flows, j // flows
+            src = bytes([10, (i >> 16) & 255, (i >> 8) & 255, i & 255])
+            dst = bytes([198, 51, 100, i % 251])
+            tos = (i % 4) << 2
+            if i % 5 == 4:
+                l4 = struct.pack("!HHHH", 1024 + i % 60000, 53, 8 + 32, 0) + b"\0" * 32
+                proto = 17
+            else:
+                flags = 0x02 if k == 0 else (0x11 if k == pkts - 1 else 0x18)
+                l4 = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 443, k, 0, 0x50, flags, 65535, 0, 0) + b"\0" * 18
+                proto = 6
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + len(l4), j & 0xFFFF, 0, 64, proto, 0, src, dst)
+            fr = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + l4
+            f.write(struct.pack("<IIII", 1700000000 + j // 100000, j % 100000 * 10, len(fr), len(fr)))
             f.write(fr)
+    return n
 
 
 CAPTURE = r'''
 set -e
 ip link set lo up
-python3 -c "import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1<<24); s.bind(('127.0.0.1',2055))
+python3 -c "import socket; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1<<24); s.bind(('127.0.0.1',$2))
 while True: s.recv(65535)" & SINK=$!
-dumpcap -q -i lo -B 256 -s 0 -P -w "$1" -f "udp port 2055" 2>"$1.dumpcap.log" & DC=$!
+dumpcap -q -i lo -B 256 -s 0 -P -w "$1" -f "udp port $2" 2>"$1.dumpcap.log" & DC=$!
 sleep 1
-softflowd -d -r "$2" -n 127.0.0.1:2055 -v 9 -m "$3" -p sfd.pid -c sfd.ctl > "$1.softflowd.log" 2>&1
+shift 2
+"$@" > export.log 2>&1
 sleep 1
 kill -INT $DC; wait $DC || true
 kill $SINK
 '''
 
+SFPROBE_CONF = """daemonize: false
+pcap_savefile: {pcap}
+pcap_savefile_wait: false
+plugins: sfprobe[sf]
+sfprobe_receiver[sf]: 127.0.0.1:6343
+sfprobe_agentip[sf]: 127.0.0.1
+plugin_pipe_size[sf]: 268435456
+plugin_buffer_size[sf]: 1024000
+"""
 
-def make_export(d, n):
-    flows = os.path.join(d, "flows.pcap")
-    out = os.path.join(d, "v9.pcap")
-    write_flows(flows, n)
-    # softflowd wants relative paths for its pid and control files (see the corpus' RECIPES.md).
-    subprocess.run(["unshare", "-n", "sh", "-c", CAPTURE, "sh", out, flows, str(n + 1000)],
-                   cwd=d, check=True)
+
+def make_export(d, proto, traffic, flows):
+    out = os.path.join(d, proto + ".pcap")
+    if proto in ("ipfix", "v9"):
+        # softflowd wants relative paths for its pid and control files (corpus RECIPES.md).
+        cmd = ["softflowd", "-d", "-r", traffic, "-n", "127.0.0.1:2055", "-v", "10" if proto == "ipfix" else "9",
+               "-m", str(flows + 1000), "-p", "sfd.pid", "-c", "sfd.ctl"]
+        port = 2055
+    else:
+        conf = os.path.join(d, "sfprobe.conf")
+        with open(conf, "w") as f:
+            f.write(SFPROBE_CONF.format(pcap=traffic))
+        cmd = ["pmacctd", "-f", conf]
+        port = 6343
+    subprocess.run(["unshare", "-n", "sh", "-c", CAPTURE, "sh", out, str(port)] + cmd, cwd=d, check=True)
     log = open(out + ".dumpcap.log").read()
     if "dropped" in log and "/0 " not in log:
         raise SystemExit("dumpcap dropped export datagrams: %s" % log)
@@ -75,115 +119,232 @@ def make_export(d, n):
     return out
 
 
-def run_engine(pcap, n, prefix, max_flows):
+def replicate(src, dst, k):
+    """k copies of a pcap's records, copy i shifted by i * (span + 1) seconds."""
+    data = open(src, "rb").read()
+    hdr, body = data[:24], data[24:]
+    recs, off = [], 0
+    while off + 16 <= len(body):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", body, off)
+        recs.append((sec, usec, body[off + 16:off + 16 + incl], orig))
+        off += 16 + incl
+    span = recs[-1][0] - recs[0][0] + 1
+    with open(dst, "wb") as f:
+        f.write(hdr)
+        for c in range(k):
+            for sec, usec, fr, orig in recs:
+                f.write(struct.pack("<IIII", sec + c * span, usec, len(fr), orig))
+                f.write(fr)
+    os.chmod(dst, 0o644)
+    return dst
+
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def descendants(root):
+    kids = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                st = open("/proc/%s/stat" % p).read()
+                ppid = int(st[st.rindex(")") + 2:].split()[1])
+                kids.setdefault(ppid, []).append(int(p))
+            except (OSError, ValueError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def tree_kb(root):
+    total = 0
+    for p in descendants(root):
+        try:
+            for line in open("/proc/%d/status" % p):
+                if line.startswith(("VmRSS:", "HugetlbPages:")):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def measured(cmd, cwd=None):
+    """Run cmd; returns (returncode, output, cpu seconds of it and its descendants, peak kB)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile() as log:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+        peak, stop = [0], [False]
+
+        def sample():
+            while not stop[0]:
+                peak[0] = max(peak[0], tree_kb(p.pid))
+                time.sleep(0.02)
+
+        th = threading.Thread(target=sample)
+        th.start()
+        try:
+            rc = p.wait(timeout=900)
+        finally:
+            stop[0] = True
+            th.join()
+        # Orphaned descendants (pmacct's plugins) were reparented to us: reap them, so that
+        # their CPU time is in RUSAGE_CHILDREN.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.05)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log.seek(0)
+        out = log.read().decode(errors="replace")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return rc, out, cpu, peak[0]
+
+
+def run_engine(pcap, prefix, max_flows):
     with tempfile.TemporaryDirectory() as d:
         summ = os.path.join(d, "s.json")
         cmd = [ENGINE, "--pcap", pcap, "--set", "engine.stats_interval_ms=0",
                "--set", "aggregation.max_flows=%d" % max_flows, "--summary-json", summ,
                "--", "--file-prefix=" + prefix, "--log-level=warning"]
-        t0 = time.monotonic()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
-        wall = time.monotonic() - t0
-        if p.returncode != 0:
-            sys.stdout.write(p.stdout)
-            raise SystemExit("netmeta exited %d" % p.returncode)
+        rc, out, cpu, peak = measured(cmd)
+        if rc != 0:
+            sys.stdout.write(out[-3000:])
+            raise SystemExit("netmeta exited %d" % rc)
         s = json.load(open(summ))
-    if s["records_packets"] != n or s["lost_records"] != 0:
-        raise SystemExit("netmeta accounted %d packets of %d (lost %d)" % (s["records_packets"], n, s["lost_records"]))
-    return wall, s["seconds"], s["records"] / s["rx_seconds"]
+    if s["lost_records"] != 0:
+        raise SystemExit("netmeta lost %d records" % s["lost_records"])
+    return {"cpu": cpu, "peak": peak, "records": s["records"], "packets": s["records_packets"]}
 
 
-NFACCTD_CONF = """daemonize: false
+PEER_CONF = """daemonize: false
 pcap_savefile: {pcap}
 pcap_savefile_wait: false
 plugins: print
-aggregate: peer_src_ip, proto
+aggregate: peer_src_ip, in_iface, out_iface, src_host, dst_host, src_port, dst_port, proto, tos, tcpflags
 print_output: csv
 print_output_file: {out}
 print_output_file_append: true
 print_refresh_time: 1
+print_cache_entries: {entries}
 plugin_pipe_size: 268435456
 plugin_buffer_size: 10240000
 """
 
 
-def run_nfacctd(pcap, n):
+def prime_above(n):
+    n |= 1
+    while any(n % q == 0 for q in range(3, int(n ** 0.5) + 1, 2)):
+        n += 2
+    return n
+
+
+def run_peer(proto, pcap, entries):
+    daemon = "sfacctd" if proto == "sflow" else "nfacctd"
     with tempfile.TemporaryDirectory() as d:
-        conf = os.path.join(d, "nfacctd.conf")
+        conf = os.path.join(d, "peer.conf")
         out = os.path.join(d, "out.csv")
         with open(conf, "w") as f:
-            f.write(NFACCTD_CONF.format(pcap=pcap, out=out))
-        t0 = time.monotonic()
-        p = subprocess.run(["nfacctd", "-f", conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=600)
-        wall = time.monotonic() - t0
-        pkts = 0
+            f.write(PEER_CONF.format(pcap=pcap, out=out, entries=entries))
+        rc, log, cpu, peak = measured([daemon, "-f", conf], cwd=d)
+        pkts, rows, col = 0, 0, None
         for line in open(out) if os.path.exists(out) else []:
             f = line.rstrip("\n").split(",")
-            if f[0] != "PEER_SRC_IP" and len(f) >= 4:
-                pkts += int(f[-2])
-    if p.returncode != 0 or pkts != n:
-        sys.stdout.write(p.stdout[-3000:])
-        raise SystemExit("nfacctd exited %d and accounted %d packets of %d" % (p.returncode, pkts, n))
-    return wall
+            if "PACKETS" in f:
+                col = f.index("PACKETS")
+            elif col is not None and len(f) > col:
+                pkts += int(f[col])
+                rows += 1
+    if rc != 0 or col is None:
+        sys.stdout.write(log[-3000:])
+        raise SystemExit("%s exited %d, output %s" % (daemon, rc, "found" if col is not None else "missing"))
+    if "missing data" in log.lower() or "dropp" in log.lower():
+        sys.stdout.write(log[-3000:])
+        raise SystemExit("%s reports lost data: size its cache/pipe larger" % daemon)
+    return {"cpu": cpu, "peak": peak, "packets": pkts, "rows": rows}
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--flows", type=int, default=1000000)
+    ap.add_argument("--flows", type=int, default=100000)
+    ap.add_argument("--pkts", type=int, default=4)
+    ap.add_argument("--copies", type=int, default=8)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--protos", default="ipfix,v9,sflow")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--keep", help="keep the generated inputs in this directory")
     a = ap.parse_args()
     if a.smoke:
-        a.flows, a.runs = 40000, 1
-    for prog in ("softflowd", "dumpcap", "nfacctd", "unshare"):
+        a.flows, a.pkts, a.copies, a.runs = 3000, 2, 2, 1
+    protos = a.protos.split(",")
+    for prog in ("softflowd", "dumpcap", "nfacctd", "sfacctd", "pmacctd", "unshare"):
         if shutil.which(prog) is None:
             print("SKIP: %s not installed (scripts/setup.sh --test installs it)" % prog)
             sys.exit(77)
     if os.geteuid() != 0:
         print("SKIP: needs root (unshare -n, DPDK)")
         sys.exit(77)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
     d = a.keep or tempfile.mkdtemp(prefix="nmpeer")
     os.makedirs(d, exist_ok=True)
     try:
-        # Two sizes: start-up and exit cost the same for both, so the difference in time over the
-        # difference in records is the marginal rate, free of fixed costs (nfacctd's are ~4 s).
-        sizes = [a.flows // 20, a.flows]
-        pcaps = []
-        for n in sizes:
-            sub = os.path.join(d, str(n))
+        traffic = os.path.join(d, "traffic.pcap")
+        npkts = write_traffic(traffic, a.flows, a.pkts)
+        print("traffic: %d flows x %d packets = %d frames (%s)" % (a.flows, a.pkts, npkts, traffic))
+        rows = []
+        for proto in protos:
+            sub = os.path.join(d, proto)
             os.makedirs(sub, exist_ok=True)
-            pcaps.append(make_export(sub, n))
-            print("input: %d flows exported by softflowd -v 9 (%s, %.1f MB)"
-                  % (n, pcaps[-1], os.path.getsize(pcaps[-1]) / 1e6))
-        res = {}
-        lo, hi = sizes
-        for r in range(a.runs):
-            for n, pcap in zip(sizes, pcaps):
-                w, run, rx_rate = run_engine(pcap, n, "peer%d_%d_%d" % (os.getpid(), n, r), hi + 1024)
-                res.setdefault(("nm_wall", n), []).append(w)
-                res.setdefault(("nm_run", n), []).append(run)
-                res.setdefault(("nm_rx", n), []).append(rx_rate)
-                res.setdefault(("nf_wall", n), []).append(run_nfacctd(pcap, n))
-        med = {k: statistics.median(v) for k, v in res.items()}
-        dn = hi - lo
+            one = make_export(sub, proto, traffic, a.flows)
+            many = replicate(one, os.path.join(sub, "%s-x%d.pcap" % (proto, a.copies)), a.copies)
+            # A first engine run (not counted) gives the records of one copy: the engine's
+            # table and pmacct's cache are sized by it.
+            first = run_engine(one, "peer%d_%s_w" % (os.getpid(), proto), 1 << 20)
+            max_flows = first["records"] + 1024
+            entries = prime_above(4 * first["records"])
+            print("%s export: %s (%.1f MB, %d records, %d packets); x%d: %.1f MB; engine max_flows %d, "
+                  "pmacct print_cache_entries %d" % (proto, one, os.path.getsize(one) / 1e6, first["records"],
+                                                     first["packets"], a.copies, os.path.getsize(many) / 1e6,
+                                                     max_flows, entries))
+            res = {}
+            for r in range(a.runs):
+                for k, pcap in ((1, one), (a.copies, many)):
+                    e = run_engine(pcap, "peer%d_%s_%d_%d" % (os.getpid(), proto, k, r), max_flows)
+                    p = run_peer(proto, pcap, entries)
+                    if e["packets"] != k * first["packets"] or p["packets"] != e["packets"]:
+                        raise SystemExit("%s x%d: netmeta accounted %d packets, %s %d; expected %d"
+                                         % (proto, k, e["packets"], "sfacctd" if proto == "sflow" else "nfacctd",
+                                            p["packets"], k * first["packets"]))
+                    res.setdefault(("nm", k), []).append(e)
+                    res.setdefault(("pm", k), []).append(p)
+                    print("  run %d x%d: netmeta %.2f s CPU, %.0f MB peak; %s %.2f s CPU, %.0f MB peak"
+                          % (r + 1, k, e["cpu"], e["peak"] / 1024, "sfacctd" if proto == "sflow" else "nfacctd",
+                             p["cpu"], p["peak"] / 1024))
+                    sys.stdout.flush()
 
-        def marginal(key):
-            dt = med[(key, hi)] - med[(key, lo)]
-            return dn / dt if dt > 0 else float("inf")
+            def med(side, k, key):
+                return statistics.median(x[key] for x in res[(side, k)])
 
-        print("%-38s %10s %10s %16s" % ("collector", "wall s", "wall s", "marginal"))
-        print("%-38s %10d %10d %16s" % ("", lo, hi, "records/s"))
-        print("%-38s %10.2f %10.2f %16.0f" % ("netmeta, whole process", med[("nm_wall", lo)],
-                                              med[("nm_wall", hi)], marginal("nm_wall")))
-        print("%-38s %10.2f %10.2f %16.0f" % ("netmeta, first frame to last ack", med[("nm_run", lo)],
-                                              med[("nm_run", hi)], marginal("nm_run")))
-        print("%-38s %10s %10s %16.0f" % ("netmeta, RX loop (decode+aggregate)", "-", "-", med[("nm_rx", hi)]))
-        print("%-38s %10.2f %10.2f %16.0f" % ("nfacctd 1.7.7, whole process", med[("nf_wall", lo)],
-                                              med[("nf_wall", hi)], marginal("nf_wall")))
-        print("ratio of marginal records/s, netmeta/nfacctd (whole processes): %.2fx  (medians of %d runs)"
-              % (marginal("nm_wall") / marginal("nf_wall"), a.runs))
+            drec = (a.copies - 1) * first["records"]
+            nm_ns = (med("nm", a.copies, "cpu") - med("nm", 1, "cpu")) / drec * 1e9
+            pm_ns = (med("pm", a.copies, "cpu") - med("pm", 1, "cpu")) / drec * 1e9
+            rows.append((proto, first["records"], nm_ns, pm_ns, med("nm", a.copies, "peak"),
+                         med("pm", a.copies, "peak")))
+        print()
+        print("marginal CPU (user+sys) per record between 1 and %d copies, medians of %d runs" % (a.copies, a.runs))
+        print("%-6s %12s %14s %14s %8s %16s %16s" % ("input", "records/copy", "netmeta ns/rec", "pmacct ns/rec",
+                                                 "ratio", "netmeta peak MB", "pmacct peak MB"))
+        for proto, recs, nm_ns, pm_ns, nm_peak, pm_peak in rows:
+            ratio = pm_ns / nm_ns if nm_ns > 0 else float("inf")
+            print("%-6s %12d %14.0f %14.0f %7.1fx %16.0f %16.0f" % (proto, recs, nm_ns, pm_ns, ratio,
+                                                                  nm_peak / 1024, pm_peak / 1024))
     finally:
         if not a.keep:
             shutil.rmtree(d, ignore_errors=True)
