@@ -2,7 +2,7 @@
 """CPU per flow record, the engine against pmacct (nfacctd, sfacctd) on the same exports.
 
     bench_peer.py [--flows N] [--pkts P] [--copies K] [--runs R] [--protos ipfix,v9,sflow]
-                  [--smoke] [--keep DIR]
+                  [--pps ipfix=1500,v9=1500,sflow=1000] [--smoke] [--keep DIR]
 
 Input: one generated traffic capture (N flows of P packets each: distinct IPv4 5-tuples, TCP
 and UDP, a few ToS values and TCP flag sets, 100,000 packets per second of capture time), turned
@@ -20,15 +20,20 @@ Collectors, whole processes, CPU = user + sys of the process and every descendan
 is a child subreaper, so pmacct's plugin processes are reaped and counted here too):
   - netmeta --pcap (one RX lcore, decode, per-second aggregation on every FlowMessage
     dimension, protobuf to the embedded Kafka broker, every row acknowledged before it exits);
-  - nfacctd (IPFIX, v9) / sfacctd (sFlow) 1.7.7 with pcap_savefile, print plugin, aggregated on
-    peer_src_ip, in_iface, out_iface, src_host, dst_host, src_port, dst_port, proto, tos,
-    tcpflags: the keys the issue names, a subset of the engine's. Its cache is sized so that it
-    neither drops nor exits: print_cache_entries is a prime above 1.1 times the records of one
-    copy (more than its distinct keys; each entry costs it about 4 KiB), plugin_pipe_size 256 MiB
-    and plugin_buffer_size 10 MB (the core does not outrun the plugin), pcap_savefile_delay 3
-    (without it the plugin, still allocating a large cache, missed the data and wrote nothing;
-    the sleep costs no CPU) and print_refresh_time 3600: one purge at exit (with 1 s, a purge
-    forked at the refresh and the one at exit both wrote the whole cache: every row twice).
+  - nfacctd (IPFIX, v9) / sfacctd (sFlow) 1.7.7, print plugin, aggregated on peer_src_ip,
+    in_iface, out_iface, src_host, dst_host, src_port, dst_port, proto, tos, tcpflags: the keys
+    the issue names, a subset of the engine's. It listens on 127.0.0.1 (this script re-runs
+    itself in a private network namespace) and gets the export capture's UDP payloads sent at
+    --pps datagrams/s, below what it processes, so its socket never overflows (the netns'
+    RcvbufErrors are checked: a drop fails the run); when its processes have been idle for a
+    second it gets SIGINT and writes its cache once. pcap_savefile was tried first and is not
+    usable at this size: at the end of the file nfacctd dropped what was still in its plugin pipe
+    (half of 8 copies), and with pcap_savefile_wait it re-delivered a stale buffer.
+    Its cache is sized so that it neither drops nor exits: print_cache_entries is a prime above
+    1.1 times the records of one copy (more than its distinct keys; each entry costs it about
+    4 KiB), plugin_pipe_size 256 MiB, plugin_buffer_size 10 MB, print_refresh_time 3600 (one
+    purge at exit; with 1 s a purge forked at the refresh and the one at exit both wrote every
+    row).
 Both sides must account for the same packets (the engine's summary; the sum of pmacct's
 PACKETS column), K copies K times those of one, or the run fails. Peak memory: the largest sum
 of VmRSS + HugetlbPages over the process tree, sampled every 20 ms. Runs alternate engine and
@@ -367,7 +372,7 @@ def main():
     ap.add_argument("--flows", type=int, default=20000)
     ap.add_argument("--pkts", type=int, default=4)
     ap.add_argument("--copies", type=int, default=8)
-    ap.add_argument("--pps", default="ipfix=4000,v9=4000,sflow=2000",
+    ap.add_argument("--pps", default="ipfix=1500,v9=1500,sflow=1000",
                     help="datagrams/s sent to pmacct (its socket must not overflow)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--protos", default="ipfix,v9,sflow")
