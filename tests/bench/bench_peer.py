@@ -2,7 +2,7 @@
 """CPU per flow record, the engine against pmacct (nfacctd, sfacctd) on the same exports.
 
     bench_peer.py [--flows N] [--pkts P] [--copies K] [--runs R] [--protos ipfix,v9,sflow]
-                  [--pps ipfix=1500,v9=1500,sflow=1000] [--smoke] [--keep DIR]
+                  [--pps ipfix=4000,v9=4000,sflow=4000] [--smoke] [--keep DIR]
 
 Input: one generated traffic capture (N flows of P packets each: distinct IPv4 5-tuples, TCP
 and UDP, a few ToS values and TCP flag sets, 100,000 packets per second of capture time), turned
@@ -24,8 +24,10 @@ is a child subreaper, so pmacct's plugin processes are reaped and counted here t
     in_iface, out_iface, src_host, dst_host, src_port, dst_port, proto, tos, tcpflags: the keys
     the issue names, a subset of the engine's. It listens on 127.0.0.1 (this script re-runs
     itself in a private network namespace) and gets the export capture's UDP payloads sent at
-    --pps datagrams/s, below what it processes, so its socket never overflows (the netns'
-    RcvbufErrors are checked: a drop fails the run); when its processes have been idle for a
+    at most --pps datagrams/s and never more than 1 MiB ahead of it (its socket's receive
+    queue is read from /proc/net/udp before each 16 datagrams), into a 4 MiB socket buffer
+    (*_pipe_size; the host's rmem_max), so its socket never overflows (the netns' RcvbufErrors are checked: a
+    drop fails the run); when its processes have been idle for a
     second it gets SIGINT and writes its cache once. pcap_savefile was tried first and is not
     usable at this size: at the end of the file nfacctd dropped what was still in its plugin pipe
     (half of 8 copies), and with pcap_savefile_wait it re-delivered a stale buffer.
@@ -237,6 +239,7 @@ def run_engine(pcap, prefix, max_flows):
 PEER_CONF = """daemonize: false
 {daemon}_ip: 127.0.0.1
 {daemon}_port: {port}
+{daemon}_pipe_size: 4194304
 plugins: print
 aggregate: peer_src_ip, in_iface, out_iface, src_host, dst_host, src_port, dst_port, proto, tos, tcpflags
 print_output: csv
@@ -288,6 +291,16 @@ def udp_rcvbuf_errors():
     return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
+def udp_rx_queue(port):
+    """Bytes waiting in the receive queue of the socket bound to 127.0.0.1:port."""
+    want = "0100007F:%04X" % port
+    for line in open("/proc/net/udp").readlines()[1:]:
+        f = line.split()
+        if f[1] == want:
+            return int(f[4].split(":")[1], 16)
+    return 0
+
+
 def run_peer(proto, pcap, entries, pps):
     """pmacct's daemon on 127.0.0.1 (this script runs in a private netns), the export datagrams
     sent to it at pps; when its processes have been idle for a second, SIGINT: it writes its
@@ -318,6 +331,10 @@ def run_peer(proto, pcap, entries, pps):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             t0 = time.monotonic()
             for i in range(0, len(payloads), 16):
+                # Flow control: never more than 1 MiB waiting in its 4 MiB buffer (a loaded
+                # machine deschedules the daemon for tens of ms), and at most pps.
+                while udp_rx_queue(port) > 1 << 20:
+                    time.sleep(0.002)
                 for pl in payloads[i:i + 16]:
                     s.sendto(pl, ("127.0.0.1", port))
                 ahead = t0 + (i + 16) / pps - time.monotonic()
@@ -372,7 +389,7 @@ def main():
     ap.add_argument("--flows", type=int, default=20000)
     ap.add_argument("--pkts", type=int, default=4)
     ap.add_argument("--copies", type=int, default=8)
-    ap.add_argument("--pps", default="ipfix=1500,v9=1500,sflow=1000",
+    ap.add_argument("--pps", default="ipfix=4000,v9=4000,sflow=4000",
                     help="datagrams/s sent to pmacct (its socket must not overflow)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--protos", default="ipfix,v9,sflow")
