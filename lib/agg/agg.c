@@ -14,7 +14,7 @@
 
 /*
  * The canonical compact key. The 216-byte nm_flow_key is 54 32-bit words; a flow export record
- * sets 17-20 of them (v4 addresses are ::ffff:a.b.c.d, most optional fields are absent). The
+ * sets 14-20 of them (v4 addresses are ::ffff:a.b.c.d, most optional fields are absent). The
  * compact form is a 64-bit header, bits 0-53 saying which words are non-zero and bits 56-59
  * which of the four addresses are IPv4-mapped (their ::ffff: word is then left out too), and the
  * non-zero words in order. It is a bijection of the full key, so equality of compact keys is
@@ -32,9 +32,9 @@ _Static_assert(KEY_UNITS == 54 && sizeof(struct nm_flow_key) % 4 == 0, "key layo
 /*
  * The split of NM_AGG_BYTES_PER_FLOW: 1.5 index slots of 8 bytes (linear probing stays short at
  * a load of 2/3), 2 bytes for the overflow reserve (1/64 of the flows, 108 bytes each), and the
- * rest, 114 bytes, for the entry: 24 bytes of counters and a compact key of up to 84 bytes (an
- * IPv4 flow export record takes 72-80; IPv6 ones more, and a table of those folds before
- * max_flows keys, counted as folded like any overflow).
+ * rest, 114 bytes on average, for the entry: 24 bytes of counters and the compact key padded to
+ * 8 bytes (an IPv4 flow export record's takes 64-88; IPv6 ones more, and a table of those folds
+ * before max_flows keys, counted as folded like any overflow).
  */
 #define SLOTS_NUM 3
 #define SLOTS_DEN 2

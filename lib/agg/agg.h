@@ -10,8 +10,8 @@
  * adding never allocates nor faults):
  *  - entries live in an arena, each the record's counters and its key in a canonical compact
  *    form: a 64-bit header saying which 32-bit words of the 216-byte nm_flow_key are non-zero
- *    (and which addresses are IPv4-mapped), then only those words. A softflowd IPFIX record
- *    takes 17-20 words instead of 54, so hashing and comparing touch one or two cache lines;
+ *    (and which addresses are IPv4-mapped), then only those words. An IPv4 flow export record
+ *    takes 14-20 words instead of 54, so comparing touches one or two cache lines;
  *  - an open-addressing index (linear probing, 8-byte slots: 32 bits of the hash and the entry's
  *    place) with 1.5 slots per entry.
  * Both together take about 128 bytes per entry at typical key sizes (NM_AGG_BYTES_PER_FLOW is
