@@ -120,8 +120,7 @@ note_move(char *buf, size_t size, int p, int b)
 }
 
 /* One answer line on stdout (the test's) and the same on stderr (the log). */
-static void __attribute__((format(printf, 1, 2)))
-reply(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2))) reply(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -158,7 +157,8 @@ cmd_down(struct cluster *c, int b)
 	for (p = 0; p < c->partitions; p++) {
 		if (c->leader[p] != b)
 			continue;
-		/* the next broker after b that is up: successive partitions of b spread over them */
+		/* the next broker after b that is up: successive partitions of b spread over them
+		 */
 		next = b;
 		do
 			next = next % c->brokers + 1;
@@ -219,7 +219,8 @@ command(struct cluster *c, char *line)
 		return;
 	}
 	if (n != 2 || b < 1 || b > c->brokers || (strcmp(verb, "down") && strcmp(verb, "up"))) {
-		reply("ERR bad command '%s' (down B | up B | leaders; B in 1..%d)", line, c->brokers);
+		reply("ERR bad command '%s' (down B | up B | leaders; B in 1..%d)", line,
+		      c->brokers);
 		return;
 	}
 	if (strcmp(verb, "down") == 0)
@@ -355,7 +356,8 @@ main(int argc, char **argv)
 	while (!quit) {
 		pfd.revents = 0;
 		/* signals are taken only here; EINTR is how they arrive */
-		if (ppoll(&pfd, 1, NULL, &old) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR)) &&
+		if (ppoll(&pfd, 1, NULL, &old) > 0 &&
+		    (pfd.revents & (POLLIN | POLLHUP | POLLERR)) &&
 		    read_commands(&c, cmd, &cmd_len) < 0)
 			pfd.fd = -1; /* end of the commands: poll() then ignores the entry */
 		/* Not in the handler: librdkafka's calls are not async-signal-safe. */
