@@ -119,8 +119,11 @@ note_move(char *buf, size_t size, int p, int b)
 		snprintf(buf + len, size - len, "%s...", len ? "," : "");
 }
 
+static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* One answer line on stdout (the test's) and the same on stderr (the log). */
-static void __attribute__((format(printf, 1, 2))) reply(const char *fmt, ...)
+static void
+reply(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -157,8 +160,7 @@ cmd_down(struct cluster *c, int b)
 	for (p = 0; p < c->partitions; p++) {
 		if (c->leader[p] != b)
 			continue;
-		/* the next broker after b that is up: successive partitions of b spread over them
-		 */
+		/* the next broker up after b: the first replica in the in-sync list */
 		next = b;
 		do
 			next = next % c->brokers + 1;
