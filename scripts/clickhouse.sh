@@ -53,6 +53,8 @@
 #   scripts/clickhouse.sh prune TARGET [DAYS]
 #       Retention for servers without table TTL (18.16): drop every daily partition of flows_raw
 #       older than DAYS (default NM_CH_RETENTION_DAYS, else 7). Run it daily.
+#   scripts/clickhouse.sh cluster config|apply|sql ...
+#       The schema on a cluster (shards, replicas, Distributed): scripts/clickhouse-cluster.sh.
 #
 # TARGET is DIR (a server started by "start" in DIR) or [USER@]HOST:PORT (native TCP port,
 # usually 9000) of any server; the user may also come from NM_CH_USER (default "default"), the
@@ -76,7 +78,7 @@ CH_CLIENT="${NM_CH_CLIENT:-clickhouse-client}"
 die() { echo "clickhouse.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,72p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,70p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -405,5 +407,6 @@ case "$cmd" in
     dicts) cmd_dicts "$@" ;;
     query) cmd_query "$@" ;;
     prune) cmd_prune "$@" ;;
+    cluster) exec "$HERE/clickhouse-cluster.sh" "$@" ;;
     *) usage ;;
 esac

@@ -1,0 +1,473 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""Parts of the cluster tests (test_cluster_*.py): several appliances into one Kafka cluster, a
+sharded (and replicated) ClickHouse behind it, all on this machine.
+
+- ClusterBroker: nm_mock_broker -n 3 -p P with a pipe to its stdin, so that one broker at a time
+  goes down and up (its partitions move to the next broker up, as a controller would do);
+- Appliance: one engine ("appliance") with its own config, spool and network namespace, whose
+  exporters (one source address per corpus capture, 10.254.K.10+i inside the namespace) send
+  the captures' UDP payloads over a veth that the engine captures (as kafkaoutage.py does for
+  one engine: the veth carries nothing but the test's datagrams);
+- topic_by_partition: every message of the topic with its partition and offset (kcat -f '%p %o
+  %S'), decoded (protobuf or JSON);
+- ZooKeeper: Debian's zookeeper (QuorumPeerMain, standalone) on a loopback port of its own;
+- Server: clickhouse-server 18.16 (scripts/clickhouse.sh start) with a config.d file of the
+  cluster written before it starts (remote_servers, zookeeper, interserver port:
+  scripts/clickhouse-cluster.sh config).
+"""
+import ctypes
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kafkaoutage as ko  # noqa: E402
+import nmtest  # noqa: E402
+
+CLUSTER_SH = os.path.join(nmtest.SOURCE, "scripts", "clickhouse-cluster.sh")
+ZK_JAR = "/usr/share/java/zookeeper.jar"
+CLONE_NEWNET = 0x40000000
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka
+
+class ClusterBroker(nmtest.MockBroker):
+    """nm_mock_broker -n brokers -p partitions; down(b)/up(b)/leaders() through its stdin."""
+
+    def __init__(self, brokers=3, partitions=6, timeout=20):
+        self.brokers, self.partitions = brokers, partitions
+        # nmtest.MockBroker starts the process and lets it inherit our stdin: hand it the read
+        # end of a pipe as fd 0 for the moment of the start (single-threaded here)
+        r, w = os.pipe()
+        saved = os.dup(0)
+        os.dup2(r, 0)
+        os.close(r)
+        try:
+            super().__init__(timeout, args=["-n", str(brokers), "-p", str(partitions)])
+        finally:
+            os.dup2(saved, 0)
+            os.close(saved)
+        self.ctl = w
+
+    def command(self, line, timeout=10):
+        """Send one command; returns its answer line (raises unless it starts with OK)."""
+        os.write(self.ctl, (line + "\n").encode())
+        got, deadline = b"", time.time() + timeout
+        while not got.endswith(b"\n") and time.time() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if r:
+                c = os.read(self.proc.stdout.fileno(), 1)
+                if not c:
+                    break
+                got += c
+        answer = got.decode(errors="replace").strip()
+        if not answer.startswith("OK"):
+            raise RuntimeError("nm_mock_broker %r: %r" % (line, answer))
+        nmtest.log("%.1f: broker %s: %s" % (time.time(), line, answer))
+        return answer
+
+    def down(self, b):
+        return self.command("down %d" % b)
+
+    def up(self, b):
+        return self.command("up %d" % b)
+
+    def leaders(self):
+        """{partition: leader broker id}"""
+        words = self.command("leaders").split()
+        return {int(p): int(b) for p, b in (x.split(":") for x in words[2].split(","))}
+
+    def stop(self):
+        if getattr(self, "ctl", None) is not None:
+            try:
+                os.close(self.ctl)
+            except OSError:
+                pass
+            self.ctl = None
+        super().stop()
+
+
+def topic_by_partition(bootstrap, partitions, fmt="protobuf", topic=nmtest.TOPIC, timeout=60):
+    """{partition: [(offset, [row dict, ...]), ...]} in offset order, read with kcat per
+    partition, each message framed by kcat's own partition/offset/size header ('%p %o %S\\n')."""
+    out = {}
+    for p in range(partitions):
+        r = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-p", str(p), "-e",
+                            "-o", "beginning", "-q", "-f", "%p %o %S\n%s"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError("kcat -p %d: %s" % (p, r.stderr.decode(errors="replace")))
+        buf, off, msgs = r.stdout, 0, []
+        while off < len(buf):
+            nl = buf.index(b"\n", off)
+            part, offset, size = (int(x) for x in buf[off:nl].split())
+            if part != p:
+                raise RuntimeError("kcat -p %d printed a message of partition %d" % (p, part))
+            payload = buf[nl + 1:nl + 1 + size]
+            if len(payload) != size:
+                raise RuntimeError("kcat output truncated at partition %d offset %d" % (p, offset))
+            off = nl + 1 + size
+            rows = (nmtest.decode_delimited(payload) if fmt == "protobuf"
+                    else nmtest.decode_json_lines(payload))
+            msgs.append((offset, rows))
+        out[p] = msgs
+    return out
+
+
+def exporter_of(row, fmt):
+    return nmtest.addr_text(row["SamplerAddress"]) if fmt == "protobuf" else row["SamplerAddress"]
+
+
+def check_topic(by_part, fmt, want_rows, want_pk, want_by):
+    """Totals, one partition per exporter, each exporter's rows in order along the offsets
+    (TimeReceived never goes back). Returns (problems, {exporter: partition}, {p: rows})."""
+    problems, where, last, per_part = [], {}, {}, {}
+    rows = pk = by = 0
+    for p, msgs in sorted(by_part.items()):
+        prev_off = -1
+        for off, msg_rows in msgs:
+            if off <= prev_off:
+                problems.append("partition %d: offset %d after %d" % (p, off, prev_off))
+            prev_off = off
+            for r in msg_rows:
+                rows += 1
+                pk += int(r["Packets"])
+                by += int(r["Bytes"])
+                per_part[p] = per_part.get(p, 0) + 1
+                e = exporter_of(r, fmt)
+                where.setdefault(e, set()).add(p)
+                t = int(r["TimeReceived"])
+                if e in last and t < last[e][0]:
+                    problems.append("exporter %s: second %d at partition %d offset %d after "
+                                    "second %d at offset %d" % (e, t, p, off, last[e][0],
+                                                                last[e][1]))
+                last[e] = (t, off)
+    if (rows, pk, by) != (want_rows, want_pk, want_by):
+        problems.append("topic holds %d rows %d packets %d bytes, expected %d/%d/%d" % (
+            rows, pk, by, want_rows, want_pk, want_by))
+    for e, parts in sorted(where.items()):
+        if len(parts) != 1:
+            problems.append("exporter %s on partitions %r" % (e, sorted(parts)))
+    return problems, {e: min(p) for e, p in where.items()}, per_part
+
+
+# --------------------------------------------------------------------------------------------
+# Appliances: an engine each, its own exporters in a network namespace of its own
+
+def cases(kind):
+    """Corpus captures for an appliance: "nf5" the valid NetFlow v5 ones, "templates" the
+    generated NetFlow v9 and IPFIX ones (softflowd, pmacctd) with no malformed datagram."""
+    if kind == "nf5":
+        return ko.nf5_cases()
+    return [t for t in nmtest.truth_rows() if t["file"].startswith("generated/")
+            and t["protocols"] in ("nf9", "ipfix") and t["malformed"] == 0 and t["records"] > 0]
+
+
+def _sh(*argv):
+    p = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("%s: %s" % (" ".join(argv), p.stdout.strip()))
+
+
+class Appliance:
+    """One appliance: namespace nmc<pid>_<k> with exporters 10.254.k.(10+i) on one end of a veth,
+    the engine capturing the other end, with its own config, spool and DPDK file prefix."""
+
+    def __init__(self, k, captures, brokers, tmp, sets=()):
+        self.k, self.captures = k, captures
+        self.ns = "nmc%d_%d" % (os.getpid(), k)
+        self.a, self.b = "nmc%da%d" % (os.getpid() % 100000, k), "nmc%db%d" % (os.getpid() % 100000, k)
+        self.net = "10.254.%d." % k
+        self.collector = self.net + "2"
+        self.port = ko.free_udp_port()
+        self.engine = None
+        self.dir = os.path.join(tmp, "appliance%d" % k)
+        os.makedirs(self.dir)
+        self.spool = os.path.join(self.dir, "spool")
+        try:
+            self._veth()
+            self.engine = ko.LiveEngine(self.dir, brokers, self.port, self.spool, sets=sets,
+                                        name="appliance%d" % k, iface=self.b)
+        except Exception:
+            self.remove()
+            raise
+        self.datagrams = []
+        for i, t in enumerate(captures):
+            self.datagrams += [(i, d) for d in ko.udp_payloads(t["path"])]
+
+    def _veth(self):
+        _sh("ip", "netns", "add", self.ns)
+        _sh("ip", "link", "add", self.a, "type", "veth", "peer", "name", self.b)
+        for dev in (self.a, self.b):
+            _sh("ip", "link", "set", dev, "mtu", "9000")  # no fragments: the engine counts them
+        _sh("ip", "link", "set", self.a, "netns", self.ns)
+        with open("/proc/sys/net/ipv6/conf/%s/disable_ipv6" % self.b, "w") as f:
+            f.write("1")
+        _sh("ip", "link", "set", self.b, "up")
+        nsx = ["ip", "netns", "exec", self.ns]
+        _sh(*nsx, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/%s/disable_ipv6" % self.a)
+        _sh(*nsx, "ip", "addr", "add", self.net + "1/24", "dev", self.a)
+        for i in range(len(self.captures)):
+            _sh(*nsx, "ip", "addr", "add", "%s%d/32" % (self.net, 10 + i), "dev", self.a)
+        _sh(*nsx, "ip", "link", "set", self.a, "up")
+        _sh(*nsx, "ip", "neigh", "replace", self.collector, "lladdr", ko.NOBODY_MAC, "dev",
+            self.a, "nud", "permanent")
+
+    def exporters(self):
+        return ["::ffff:%s%d" % (self.net, 10 + i) for i in range(len(self.captures))]
+
+    def sockets(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        orig = os.open("/proc/self/ns/net", os.O_RDONLY)
+        fd = os.open("/var/run/netns/" + self.ns, os.O_RDONLY)
+        socks = []
+        try:
+            if libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns " + self.ns)
+            for i in range(len(self.captures)):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.bind(("%s%d" % (self.net, 10 + i), 0))
+                socks.append(s)
+        finally:
+            if libc.setns(orig, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+            os.close(fd)
+            os.close(orig)
+        return socks
+
+    def truth(self, rounds):
+        return (rounds * sum(t["packets"] for t in self.captures),
+                rounds * sum(t["bytes"] for t in self.captures))
+
+    def send(self, rounds, seconds):
+        """Every capture's datagrams `rounds` times, evenly over `seconds`; returns the count."""
+        socks = self.sockets()
+        total = rounds * len(self.datagrams)
+        step, t0, n = seconds / total, time.time(), 0
+        for _ in range(rounds):
+            for i, d in self.datagrams:
+                socks[i].sendto(d, (self.collector, self.port))
+                n += 1
+                delay = t0 + n * step - time.time()
+                if delay > 0:
+                    time.sleep(delay)
+        for s in socks:
+            s.close()
+        self.sent = n
+        return n
+
+    def wait_captured(self, timeout=20):
+        """Until the engine has seen every datagram sent (libpcap hands them over in blocks)."""
+        deadline, got = time.time() + timeout, None
+        while time.time() < deadline:
+            st = self.engine.telemetry("/netmeta/stats") or {}
+            got = sum(v for k, v in st.items() if k.startswith("datagrams_")
+                      and k[len("datagrams_"):] in ("nf5", "nf9", "ipfix", "sflow")
+                      and isinstance(v, int))
+            if got >= self.sent:
+                break
+            time.sleep(0.5)
+        return got
+
+    def remove(self):
+        if self.engine is not None:
+            self.engine.cleanup()
+        subprocess.run(["ip", "link", "del", self.b], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL)
+
+
+def send_all(appliances, rounds, seconds, schedule=()):
+    """Every appliance sends at once (a thread each); schedule: [(t, callable)] run at t seconds
+    from the start, in this thread. Returns the datagrams sent per appliance."""
+    threads = [threading.Thread(target=a.send, args=(rounds, seconds)) for a in appliances]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for at, fn in sorted(schedule, key=lambda x: x[0]):
+        while time.time() - t0 < at:
+            time.sleep(0.05)
+        fn()
+    for t in threads:
+        t.join()
+    nmtest.log("sent %s datagrams in %.1f s" % ([a.sent for a in appliances], time.time() - t0))
+    return [a.sent for a in appliances]
+
+
+SUMMARY_KEYS = ["records", "records_packets", "records_bytes", "rows", "kafka_records_acked",
+                "kafka_records_spooled", "kafka_messages_replayed", "kafka_records_dropped",
+                "lost_records", "spool_records"]
+
+
+def stop_and_check(appliances, rounds):
+    """SIGTERM every engine, wait for its drain; check exit 0, nothing lost or left in the spool,
+    the decoded packets/bytes equal the captures' TRUTH x rounds, every row acknowledged.
+    Returns (problems, total rows)."""
+    problems, rows = [], 0
+    for a in appliances:
+        got = a.wait_captured()
+        nmtest.log("appliance %d: engine saw %r of %d datagrams" % (a.k, got, a.sent))
+    time.sleep(2)  # the last datagrams' second closes
+    for a in appliances:
+        rc, s = a.engine.stop()
+        if s is None:
+            problems.append("appliance %d: no summary (exit %d):\n%s" % (a.k, rc, a.engine.tail()))
+            continue
+        nmtest.log("appliance %d: exit %d, %s" % (a.k, rc, ", ".join(
+            "%s %s" % (k, s.get(k)) for k in SUMMARY_KEYS)))
+        pk, by = a.truth(rounds)
+        if (s.get("records_packets"), s.get("records_bytes")) != (pk, by):
+            problems.append("appliance %d: decoded %r packets %r bytes, TRUTH x %d = %d/%d" % (
+                a.k, s.get("records_packets"), s.get("records_bytes"), rounds, pk, by))
+        if rc != 0 or s.get("lost_records") or s.get("spool_records"):
+            problems.append("appliance %d: exit %d, lost %r, left in the spool %r" % (
+                a.k, rc, s.get("lost_records"), s.get("spool_records")))
+        if s.get("kafka_records_acked") != s.get("rows"):
+            problems.append("appliance %d: acked %r of %r rows" % (
+                a.k, s.get("kafka_records_acked"), s.get("rows")))
+        rows += s.get("rows", 0)
+    return problems, rows
+
+
+# --------------------------------------------------------------------------------------------
+# ZooKeeper and ClickHouse servers
+
+def zookeeper_available():
+    return os.path.isfile(ZK_JAR) and shutil.which("java") is not None
+
+
+class ZooKeeper:
+    """Debian's zookeeper, standalone, on 127.0.0.1:port, data in a temp dir."""
+
+    def __init__(self, timeout=60):
+        self.dir = tempfile.mkdtemp(prefix="nmtest-zk-")
+        self.port = nmtest.free_port()
+        os.makedirs(os.path.join(self.dir, "data"))
+        cfg = os.path.join(self.dir, "zoo.cfg")
+        with open(cfg, "w") as f:
+            f.write("tickTime=500\ndataDir=%s/data\nclientPort=%d\nclientPortAddress=127.0.0.1\n"
+                    "admin.enableServer=false\nmaxClientCnxns=200\n"
+                    "4lw.commands.whitelist=srvr,ruok\n" % (self.dir, self.port))
+        self.log = open(os.path.join(self.dir, "zookeeper.log"), "wb")
+        cp = "/etc/zookeeper/conf:" + ZK_JAR if os.path.isdir("/etc/zookeeper/conf") else ZK_JAR
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx256m", "-cp", cp, "-Dzookeeper.log.dir=" + self.dir,
+             "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("zookeeper exited (%d); log in %s" % (self.proc.returncode,
+                                                                         self.dir))
+            if "Mode: standalone" in self.four("srvr"):
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("zookeeper did not answer on 127.0.0.1:%d" % self.port)
+
+    def four(self, word):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(word.encode())
+                data = b""
+                while True:
+                    c = s.recv(4096)
+                    if not c:
+                        break
+                    data += c
+                return data.decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        nmtest.kill_group(self.proc)
+        self.log.close()
+        if not os.environ.get("NM_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Server(nmtest.ClickHouse):
+    """clickhouse-server started by scripts/clickhouse.sh in a temp dir, as nmtest.ClickHouse,
+    with DIR/config.d/cluster.xml (written by config_xml(server)) in place before the start:
+    remote_servers, zookeeper and the interserver port are read at start-up."""
+
+    def __init__(self, name, start_timeout=90):  # noqa: super().__init__ starts at once
+        if shutil.which("clickhouse-server") is None or shutil.which("clickhouse-client") is None:
+            nmtest.skip("clickhouse-server/clickhouse-client not installed")
+        self.name = name
+        self.dir = tempfile.mkdtemp(prefix="nmtest-ch-%s-" % name)
+        self.http, self.tcp, self.interserver = (nmtest.free_port() for _ in range(3))
+        self.pid = None
+
+    def start(self, config_xml, start_timeout=90):
+        os.makedirs(os.path.join(self.dir, "config.d"))
+        with open(os.path.join(self.dir, "config.d", "cluster.xml"), "w") as f:
+            f.write(config_xml)
+        env = dict(os.environ, NM_CH_START_TIMEOUT=str(start_timeout))
+        p = subprocess.run([nmtest.CLICKHOUSE_SH, "start", self.dir, str(self.http),
+                            str(self.tcp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=env, timeout=start_timeout + 30)
+        pidfile = os.path.join(self.dir, "pid")
+        if os.path.exists(pidfile):
+            self.pid = int(open(pidfile).read().strip())
+        if p.returncode != 0:
+            raise RuntimeError("clickhouse.sh start (%s) failed: %s" % (
+                self.name, p.stderr.decode(errors="replace")))
+        self.pid = int(p.stdout.decode().split()[-1])
+
+    def kill9(self):
+        """A crash: SIGKILL to the server's process group, no shutdown."""
+        if self.pid is not None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def count(self, table):
+        return tuple(int(x) for x in self.query(
+            "SELECT count(), sum(Packets), sum(Bytes) FROM %s" % table)[0])
+
+
+def cluster_config(name, shards, zk=None, interserver=None):
+    """scripts/clickhouse-cluster.sh config: shards is a list of lists of Servers."""
+    argv = [CLUSTER_SH, "config", name]
+    argv += [",".join("127.0.0.1:%d" % s.tcp for s in shard) for shard in shards]
+    if zk is not None:
+        argv += ["--zookeeper", "127.0.0.1:%d" % zk.port]
+    if interserver is not None:
+        argv += ["--interserver-port", str(interserver)]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+    return p.stdout.decode()
+
+
+def cluster_apply(target, name, variant, brokers, group, env=None):
+    p = subprocess.run([CLUSTER_SH, "apply", target.dir, name, variant, brokers, nmtest.TOPIC,
+                        group], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300,
+                       env=dict(os.environ, **(env or {})))
+    out = p.stdout.decode(errors="replace")
+    if p.returncode != 0:
+        raise RuntimeError("clickhouse-cluster.sh apply failed: %s" % out)
+    nmtest.log(out.strip())
+
+
+def wait_totals(server, table, want, timeout):
+    """Until SELECT count(), sum(Packets), sum(Bytes) FROM table reaches want (or stops
+    changing past it); returns the last totals."""
+    deadline, got = time.time() + timeout, None
+    while time.time() < deadline:
+        try:
+            got = server.count(table)
+        except RuntimeError:
+            got = None
+        if got == want:
+            break
+        time.sleep(1)
+    return got
