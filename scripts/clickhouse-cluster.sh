@@ -27,9 +27,17 @@
 #       MergeTree per shard otherwise. The replication path is
 #       NM_CH_ZK_PATH (default /clickhouse/tables/netmeta)/DATABASE/flows_raw_local/shardN, the
 #       replica name host_port: no <macros> needed in the servers' configs.
+#       Consumers: NM_CH_CLUSTER_CONSUMERS = first (default) puts flows_queue and flows_raw_view
+#       on the first replica of each shard only (the others get their rows by replication);
+#       "all" on every replica. Why first: a consumer that leaves the group (a crash, a restart)
+#       makes the group rebalance, and 18.16's Kafka engine then inserts the block it holds for
+#       partitions it just lost while the new owner reads them again from the last commit --
+#       rows twice (seen here: 3,881 of 18,072 once, none another time). With one consumer per
+#       shard a replica may fail or restart without touching the group.
 #   scripts/clickhouse-cluster.sh sql CLUSTER VARIANT BROKERS TOPIC GROUP DATABASE SHARD REPLICA
 #                                 ENGINE
-#       Print what apply runs on one server (ENGINE replicated or plain).
+#       Print what apply runs on one server (ENGINE replicated or plain; env CONSUME=0: without
+#       the Kafka table and its view, as on a replica that does not consume).
 #
 # 18.16 (Debian 12) and current releases accept every statement (no ON CLUSTER, no macros).
 set -euo pipefail
@@ -42,7 +50,7 @@ CLUSTER_DDL="$SRC/proto/clickhouse/cluster"
 die() { echo "clickhouse-cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,38p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,41p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -126,8 +134,8 @@ subst() {
         -e "s|{{ZK_PATH}}|${NM_CH_ZK_PATH:-/clickhouse/tables/netmeta}|g" "$1"
 }
 
-# The statements for one server, separated by ";" lines, on stdout. Needs CLUSTER VARIANT
-# BROKERS TOPIC GROUP DATABASE SHARD REPLICA ENGINE set.
+# The statements for one server on stdout. Needs CLUSTER VARIANT BROKERS TOPIC GROUP DATABASE
+# SHARD REPLICA ENGINE set; CONSUME=0 leaves out the Kafka table and its view.
 emit_sql() {
     local ddl="$SRC/proto/clickhouse/$VARIANT" engine f out n
     [ -d "$ddl" ] || die "no DDL variant '$VARIANT' (json or protobuf)"
@@ -144,7 +152,11 @@ emit_sql() {
                 out="$(sed -e 's/\bflows_raw\b/flows_raw_local/g' \
                            -e "s|ENGINE = MergeTree()|ENGINE = $engine|" <<< "$out")"
                 ;;
+            *flows_queue.sql)
+                [ "${CONSUME:-1}" = 1 ] || continue
+                ;;
             *flows_raw_view.sql)
+                [ "${CONSUME:-1}" = 1 ] || continue
                 n=$(grep -c 'TO flows_raw$' <<< "$out" || true)
                 [ "$n" = 1 ] || die "$f: expected one 'TO flows_raw' line, found $n"
                 out="$(sed -e 's/\bflows_raw\b/flows_raw_local/g' <<< "$out")"
@@ -189,9 +201,13 @@ cmd_apply() {
             if [ "$zk_ok" = 1 ]; then want=replicated; else want=plain; fi
         fi
         ENGINE="$want"
+        CONSUME=1
+        [ "$rnum" = 1 ] || [ "${NM_CH_CLUSTER_CONSUMERS:-first}" = all ] || CONSUME=0
         echo "clickhouse-cluster.sh: $host:$port shard $shard replica $rnum: flows_raw_local" \
              "$( [ "$ENGINE" = replicated ] && echo "ReplicatedMergeTree (replica $REPLICA)" ||
-                 echo MergeTree), flows_queue (group $GROUP), flows_raw_view," \
+                 echo MergeTree)," \
+             "$( [ "$CONSUME" = 1 ] && echo "flows_queue (group $GROUP), flows_raw_view," ||
+                 echo "no consumer (replication only),")" \
              "flows_raw -> Distributed($CLUSTER)" >&2
         line="$(emit_sql)"
         "$CH_CLIENT" "${host_args[@]}" --multiquery --query "$line" ||

@@ -200,7 +200,7 @@ class Appliance:
         except Exception:
             self.remove()
             raise
-        self.datagrams = []
+        self.datagrams, self.sent = [], 0
         for i, t in enumerate(captures):
             self.datagrams += [(i, d) for d in ko.udp_payloads(t["path"])]
 
@@ -262,7 +262,7 @@ class Appliance:
                     time.sleep(delay)
         for s in socks:
             s.close()
-        self.sent = n
+        self.sent += n
         return n
 
     def wait_captured(self, timeout=20):
@@ -287,7 +287,7 @@ class Appliance:
 
 def send_all(appliances, rounds, seconds, schedule=()):
     """Every appliance sends at once (a thread each); schedule: [(t, callable)] run at t seconds
-    from the start, in this thread. Returns the datagrams sent per appliance."""
+    from the start, in this thread. Returns the datagrams sent per appliance so far."""
     threads = [threading.Thread(target=a.send, args=(rounds, seconds)) for a in appliances]
     t0 = time.time()
     for t in threads:
@@ -407,10 +407,13 @@ class Server(nmtest.ClickHouse):
         self.http, self.tcp, self.interserver = (nmtest.free_port() for _ in range(3))
         self.pid = None
 
-    def start(self, config_xml, start_timeout=90):
-        os.makedirs(os.path.join(self.dir, "config.d"))
-        with open(os.path.join(self.dir, "config.d", "cluster.xml"), "w") as f:
-            f.write(config_xml)
+    def start(self, config_xml=None, start_timeout=90):
+        """Start with config_xml as config.d/cluster.xml; None: again, as it was (a restart
+        after kill9(), on the same directory and ports)."""
+        if config_xml is not None:
+            os.makedirs(os.path.join(self.dir, "config.d"), exist_ok=True)
+            with open(os.path.join(self.dir, "config.d", "cluster.xml"), "w") as f:
+                f.write(config_xml)
         env = dict(os.environ, NM_CH_START_TIMEOUT=str(start_timeout))
         p = subprocess.run([nmtest.CLICKHOUSE_SH, "start", self.dir, str(self.http),
                             str(self.tcp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -458,16 +461,19 @@ def cluster_apply(target, name, variant, brokers, group, env=None):
     nmtest.log(out.strip())
 
 
-def wait_totals(server, table, want, timeout):
-    """Until SELECT count(), sum(Packets), sum(Bytes) FROM table reaches want (or stops
-    changing past it); returns the last totals."""
-    deadline, got = time.time() + timeout, None
+def wait_totals(server, table, want, timeout, still=20):
+    """Until SELECT count(), sum(Packets), sum(Bytes) FROM table reaches want, or holds as many
+    rows as want or more unchanged for `still` seconds (no use waiting); returns the last
+    totals."""
+    deadline, got, since = time.time() + timeout, None, time.time()
     while time.time() < deadline:
         try:
-            got = server.count(table)
+            now = server.count(table)
         except RuntimeError:
-            got = None
-        if got == want:
+            now = None
+        if now != got:
+            got, since = now, time.time()
+        if got == want or (got and got[0] >= want[0] and time.time() - since >= still):
             break
         time.sleep(1)
     return got
