@@ -17,7 +17,7 @@ Asserted, exactly: each engine decoded its captures' TRUTH packets/bytes x ROUND
 record lost or dropped, the spool empty, every row acknowledged; the topic, read per partition
 with kcat's partition/offset/size header, holds exactly the two engines' rows with the TRUTH
 sums (nothing lost, nothing twice); every exporter's rows are in one partition and, along the
-offsets, their seconds never go back (in order); the exporters of both appliances use more than
+offsets, their seconds never go back (in order); the exporters use more than
 one partition, and broker 2 led partitions when it went down (so the outage hit live traffic).
 Bounded: about 60 s.
 """
