@@ -66,6 +66,7 @@ def main():
         cluster.cluster_apply(servers[0], "netmeta", "json", broker.bootstrap, GROUP)
         nmtest.log(servers[0].query("SELECT cluster, shard_num, replica_num, host_name, port "
                                     "FROM system.clusters WHERE cluster = 'netmeta'"))
+        cluster.settle_group()
         for k, cs in ((1, c1), (2, c2)):
             apps.append(cluster.Appliance(k, cs, broker.bootstrap, tmp, sets=sets))
         for a in apps:

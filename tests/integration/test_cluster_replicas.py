@@ -74,6 +74,7 @@ def main():
             problems.append("apply with ZooKeeper: flows_raw_local %r, Kafka tables on %r; "
                             "expected ReplicatedMergeTree everywhere, Kafka on r1 and s2"
                             % (local, consumers))
+        cluster.settle_group()
         for k, cs in ((1, c1), (2, c2)):
             apps.append(cluster.Appliance(k, cs, broker.bootstrap, tmp, sets=sets))
         for a in apps:
