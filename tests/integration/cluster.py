@@ -18,6 +18,7 @@ sharded (and replicated) ClickHouse behind it, all on this machine.
 import ctypes
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -35,6 +36,7 @@ import nmtest  # noqa: E402
 CLUSTER_SH = os.path.join(nmtest.SOURCE, "scripts", "clickhouse-cluster.sh")
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 CLONE_NEWNET = 0x40000000
+SEND_BURST = 16  # datagrams an exporter sends back to back at most
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,6 +262,10 @@ class Appliance:
                 delay = t0 + n * step - time.time()
                 if delay > 0:
                     time.sleep(delay)
+                elif n % SEND_BURST == 0:
+                    # behind the schedule (this thread waited for a core): catch up in short
+                    # bursts, never all at once into the veth's and the capture's queues
+                    time.sleep(0.001)
         for s in socks:
             s.close()
         self.sent += n
@@ -276,6 +282,21 @@ class Appliance:
             if got >= self.sent:
                 break
             time.sleep(0.5)
+        if got is None or got < self.sent:
+            # where the datagrams went: the capture's drops (libpcap's ps_drop is the port's
+            # imissed), the veth's own counters, the engine's per-reason counters
+            eth = self.engine.telemetry("/ethdev/stats,0") or {}
+            veth = {}
+            for k in ("rx_packets", "rx_dropped", "tx_dropped"):
+                try:
+                    with open("/sys/class/net/%s/statistics/%s" % (self.b, k)) as f:
+                        veth[k] = int(f.read())
+                except OSError:
+                    pass
+            nmtest.log("appliance %d: %r of %d datagrams; port %r; veth %s %r; stats %r" % (
+                self.k, got, self.sent, {k: eth.get(k) for k in ("ipackets", "imissed",
+                                                                "ierrors", "rx_nombuf")},
+                self.b, veth, {k: v for k, v in st.items() if v}))
         return got
 
     def remove(self):
@@ -414,6 +435,16 @@ class Server(nmtest.ClickHouse):
             os.makedirs(os.path.join(self.dir, "config.d"), exist_ok=True)
             with open(os.path.join(self.dir, "config.d", "cluster.xml"), "w") as f:
                 f.write(config_xml)
+        # librdkafka's consumer group debug on the server's stderr (log/stderr.log): the test
+        # reads the group's assignment there (group_state) instead of guessing with a sleep.
+        # NM_CLUSTER_DEBUG=cgrp,topic,fetch adds more contexts and the server's trace log (the
+        # Kafka engine's "Committing N messages").
+        os.makedirs(os.path.join(self.dir, "config.d"), exist_ok=True)
+        debug = os.environ.get("NM_CLUSTER_DEBUG", "")
+        with open(os.path.join(self.dir, "config.d", "debug.xml"), "w") as f:
+            f.write("<?xml version=\"1.0\"?>\n<yandex>\n%s    <kafka><debug>%s</debug></kafka>\n"
+                    "</yandex>\n" % ("    <logger><level>trace</level></logger>\n" if debug
+                                      else "", debug or "cgrp"))
         env = dict(os.environ, NM_CH_START_TIMEOUT=str(start_timeout))
         p = subprocess.run([nmtest.CLICKHOUSE_SH, "start", self.dir, str(self.http),
                             str(self.tcp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -461,17 +492,82 @@ def cluster_apply(target, name, variant, brokers, group, env=None):
     nmtest.log(out.strip())
 
 
-# 18.16's consumers join the group one after the other; a consumer that joins while another
-# already streams makes the group rebalance, and 18.16 then inserts the open block of a partition
-# it lost while the new owner reads the same messages again (11,956 of 18,072 rows twice in one
-# run of test_cluster_clickhouse whose engines started 5 s after the tables). Let the group
-# settle before anything is produced: longer than the mock's rebalance and a session timeout.
-GROUP_SETTLE_S = 30
+# --------------------------------------------------------------------------------------------
+# The consumer group, as librdkafka inside each server sees it (cgrp debug on its stderr)
+
+_RDK_LINE = re.compile(r"%\d\|(\d+\.\d+)\|(\w+)\|[^|]*\| \[thrd:[^]]*\]: (.*)")
 
 
-def settle_group():
-    nmtest.log("waiting %d s for the consumer group to settle" % GROUP_SETTLE_S)
-    time.sleep(GROUP_SETTLE_S)
+def group_state(server):
+    """(join state, generation, frozenset of assigned partitions, [(time, rebalance reason)])
+    of the Kafka table's consumer in `server`, from librdkafka's cgrp debug lines in its
+    log/stderr.log (one consumer per server: kafka_num_consumers = 1)."""
+    state, gen, parts, want, got, rebalances = None, None, frozenset(), None, set(), []
+    try:
+        f = open(os.path.join(server.dir, "log", "stderr.log"), errors="replace")
+    except OSError:
+        return state, gen, parts, rebalances
+    with f:
+        for line in f:
+            m = _RDK_LINE.match(line)
+            if not m:
+                continue
+            ts, tag, msg = float(m.group(1)), m.group(2), m.group(3)
+            if tag == "CGRPJOINSTATE":
+                j = re.search(r"-> (\S+)", msg)
+                state = j.group(1) if j else state
+            elif tag == "JOINGROUP" and "GenerationId" in msg:
+                gen = int(re.search(r"GenerationId (-?\d+)", msg).group(1))
+            elif tag == "REBALANCE":
+                rebalances.append((ts, msg))
+            elif tag == "ASSIGNMENT" and "setting group assignment to" in msg:
+                want = int(re.search(r"to (\d+) partition", msg).group(1))
+                got = set()
+                if want == 0:
+                    parts, want = frozenset(), None
+            elif tag == "ASSIGNMENT" and "clearing group assignment" in msg:
+                parts, want = frozenset(), None
+            elif tag == "GRPASSIGNMENT" and want is not None:
+                p = re.search(r"\[(\d+)\]", msg)
+                if p:
+                    got.add(int(p.group(1)))
+                    if len(got) == want:
+                        parts, want = frozenset(got), None
+    return state, gen, parts, rebalances
+
+
+def wait_group(consumers, partitions, timeout=120, hold=4.0):
+    """Until every consumer (Server with a Kafka table) is in the group's steady state with
+    the same generation, the partitions split among them (each its own, together all), and
+    it stays so for `hold` seconds (longer than librdkafka's 3 s heartbeat, which is where a
+    pending rebalance would show). Returns {server name: sorted partitions}; raises on timeout.
+
+    Why not a sleep: 18.16's Kafka engine inserts the block it has read and commits the offsets
+    of the partitions it still holds; a rebalance while rows flow makes it insert rows of a
+    partition it just lost, which the new owner reads again from the last commit -- rows twice.
+    So nothing may be produced before the group has settled, and that is checked here."""
+    deadline, since, last = time.time() + timeout, None, None
+    while time.time() < deadline:
+        st = {s.name: group_state(s)[:3] for s in consumers}
+        gens = {g for _, g, _ in st.values()}
+        split = [p for _, _, ps in st.values() for p in ps]
+        ok = (all(j == "steady" for j, _, _ in st.values()) and len(gens) == 1
+              and None not in gens and sorted(split) == list(range(partitions))
+              and all(ps for _, _, ps in st.values()))
+        if ok and st == last and time.time() - since >= hold:
+            got = {n: sorted(ps) for n, (_, _, ps) in st.items()}
+            nmtest.log("consumer group settled: generation %d, partitions %r" % (gens.pop(),
+                                                                                  got))
+            return got
+        if not ok or st != last:
+            since, last = time.time(), st
+        time.sleep(0.5)
+    raise RuntimeError("the consumer group did not settle in %d s: %r" % (timeout, last))
+
+
+def rebalances_since(consumers, t0):
+    """Every rebalance librdkafka logged in a consumer after time t0: [(server, time, why)]."""
+    return [(s.name, ts, why) for s in consumers for ts, why in group_state(s)[3] if ts >= t0]
 
 
 def wait_totals(server, table, want, timeout, still=20):

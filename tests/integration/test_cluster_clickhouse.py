@@ -66,7 +66,9 @@ def main():
         cluster.cluster_apply(servers[0], "netmeta", "json", broker.bootstrap, GROUP)
         nmtest.log(servers[0].query("SELECT cluster, shard_num, replica_num, host_name, port "
                                     "FROM system.clusters WHERE cluster = 'netmeta'"))
-        cluster.settle_group()
+        members = servers
+        cluster.wait_group(members, PARTITIONS)
+        t_produce = time.time()
         for k, cs in ((1, c1), (2, c2)):
             apps.append(cluster.Appliance(k, cs, broker.bootstrap, tmp, sets=sets))
         for a in apps:
@@ -118,6 +120,11 @@ def main():
         nmtest.log("top talkers on the Distributed table: %r" % top[:3])
         if top != expect:
             problems.append("top talkers %r, from the topic %r" % (top, expect))
+        moved = cluster.rebalances_since(members, t_produce)
+        nmtest.log("consumer group rebalances since the engines started: %d" % len(moved))
+        if moved:
+            problems.append("the consumer group rebalanced while rows flowed (18.16 then inserts "
+                            "a lost partition's rows twice): %r" % moved)
         if problems:
             for s in servers:
                 nmtest.log("--- %s error log ---\n%s" % (s.name, s.log_tail(20)))

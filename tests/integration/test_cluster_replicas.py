@@ -74,7 +74,9 @@ def main():
             problems.append("apply with ZooKeeper: flows_raw_local %r, Kafka tables on %r; "
                             "expected ReplicatedMergeTree everywhere, Kafka on r1 and s2"
                             % (local, consumers))
-        cluster.settle_group()
+        members = [r1, s2]
+        cluster.wait_group(members, PARTITIONS)
+        t_produce = time.time()
         for k, cs in ((1, c1), (2, c2)):
             apps.append(cluster.Appliance(k, cs, broker.bootstrap, tmp, sets=sets))
         for a in apps:
@@ -122,6 +124,12 @@ def main():
         if table != topic:
             problems.append("Distributed rows differ from the topic's: %d missing, %d twice" % (
                 sum((topic - table).values()), sum((table - topic).values())))
+
+        moved = cluster.rebalances_since(members, t_produce)
+        nmtest.log("consumer group rebalances since the engines started: %d" % len(moved))
+        if moved:
+            problems.append("the consumer group rebalanced while rows flowed (18.16 then inserts "
+                            "a lost partition's rows twice): %r" % moved)
 
         # r2 back on its data directory: replication brings it level with r1
         r2.start()
