@@ -6,8 +6,11 @@ sharded (and replicated) ClickHouse behind it, all on this machine.
   goes down and up (its partitions move to the next broker up, as a controller would do);
 - Appliance: one engine ("appliance") with its own config, spool and network namespace, whose
   exporters (one source address per corpus capture, 10.254.K.10+i inside the namespace) send
-  the captures' UDP payloads over a veth that the engine captures (as kafkaoutage.py does for
-  one engine: the veth carries nothing but the test's datagrams);
+  the captures' UDP payloads over a veth that the engine captures with net_af_packet and a
+  16 MiB ring (as kafkaoutage.py does for one engine with net_pcap: the veth carries nothing but
+  the test's datagrams);
+- group_state / wait_group: each ClickHouse consumer's place in the Kafka consumer group, read
+  from librdkafka's cgrp debug lines in the server's stderr;
 - topic_by_partition: every message of the topic with its partition and offset (kcat -f '%p %o
   %S'), decoded (protobuf or JSON);
 - ZooKeeper: Debian's zookeeper (QuorumPeerMain, standalone) on a loopback port of its own;
@@ -37,6 +40,11 @@ CLUSTER_SH = os.path.join(nmtest.SOURCE, "scripts", "clickhouse-cluster.sh")
 ZK_JAR = "/usr/share/java/zookeeper.jar"
 CLONE_NEWNET = 0x40000000
 SEND_BURST = 16  # datagrams an exporter sends back to back at most
+# the capture ring of an appliance's engine: a 2,048-byte frame holds the largest datagram of
+# the captures (1,728 bytes of UDP payload, 1,770 on the wire) after the tpacket header, and its
+# data fits the engine's 2,048-byte mbufs (net_af_packet refuses frames that do not); 8,192 of
+# them (16 MiB) are 2.5 minutes of the busiest appliance's traffic (~55 datagrams/s)
+CAPTURE_BLOCK, CAPTURE_FRAME, CAPTURE_FRAMES = 4096, 2048, 8192
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,8 +205,17 @@ class Appliance:
         self.spool = os.path.join(self.dir, "spool")
         try:
             self._veth()
-            self.engine = ko.LiveEngine(self.dir, brokers, self.port, self.spool, sets=sets,
-                                        name="appliance%d" % k, iface=self.b)
+            # the capture: net_af_packet with a ring of CAPTURE_FRAMES frames instead of
+            # LiveEngine's net_pcap (libpcap's ring, whose size net_pcap does not let us set):
+            # under load (5 servers and 2 engines on 2 cores) that ring overflowed while the
+            # engine's lcore waited for a core -- 39 of 1,112 datagrams in one run, the veth
+            # having delivered all 1,112 (its rx_packets) with no drop of its own
+            dev = ("port.veth.device=net_af_packet_%s,iface=%s,qpairs=1,blocksz=%d,framesz=%d,"
+                   "framecnt=%d" % (self.b, self.b, CAPTURE_BLOCK, CAPTURE_FRAME,
+                                    CAPTURE_FRAMES))
+            self.engine = ko.LiveEngine(self.dir, brokers, self.port, self.spool,
+                                        sets=list(sets) + [dev], name="appliance%d" % k,
+                                        iface=self.b)
         except Exception:
             self.remove()
             raise
@@ -283,9 +300,16 @@ class Appliance:
                 break
             time.sleep(0.5)
         if got is None or got < self.sent:
-            # where the datagrams went: the capture's drops (libpcap's ps_drop is the port's
-            # imissed), the veth's own counters, the engine's per-reason counters
-            eth = self.engine.telemetry("/ethdev/stats,0") or {}
+            # where the datagrams went: the capture's drops (the port's imissed), the veth's
+            # own counters, the engine's per-reason counters
+            eth = {}
+            p = subprocess.run([sys.executable, ko.STATS, "--prefix", self.engine.prefix,
+                                "--json", "/ethdev/stats,0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, timeout=20)
+            try:
+                eth = next(iter(json.loads(p.stdout).values())) or {}
+            except (ValueError, StopIteration):
+                pass
             veth = {}
             for k in ("rx_packets", "rx_dropped", "tx_dropped"):
                 try:
