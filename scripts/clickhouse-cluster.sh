@@ -12,7 +12,7 @@
 #       --interserver-port adds <interserver_http_port> and <interserver_http_host>127.0.0.1
 #       (replicas fetch parts from each other there; a server's own port, so write one file per
 #       server when you use it).
-#   scripts/clickhouse-cluster.sh apply TARGET CLUSTER VARIANT BROKERS TOPIC [GROUP]
+#   scripts/clickhouse-cluster.sh apply TARGET CLUSTER VARIANT BROKERS TOPIC [GROUP [INI]]
 #       Create the schema on every server of CLUSTER, one server after the other (per host, not
 #       ON CLUSTER: distributed DDL needs ZooKeeper, and a cluster without it is a supported
 #       set-up). The servers come from TARGET's system.clusters (TARGET: DIR of a server started
@@ -20,7 +20,8 @@
 #       On each: flows_raw_local (proto/clickhouse/VARIANT/0001_flows_raw.sql, renamed, with the
 #       engine of proto/clickhouse/cluster/engine-*.sql), flows_queue (the variant's Kafka table,
 #       consumer group GROUP, default "netmeta", the same on every server so that the topic's
-#       partitions are shared among the shards), flows_raw_view (-> flows_raw_local) and flows_raw
+#       partitions are shared among the shards), flows_raw_view (-> flows_raw_local; INI's
+#       direction rules in its FlowDirection, as `clickhouse.sh apply` does) and flows_raw
 #       (proto/clickhouse/cluster/0100_flows_raw_distributed.sql, Distributed over CLUSTER).
 #       Engine: NM_CH_CLUSTER_ENGINE = replicated | plain | auto (default): auto is
 #       ReplicatedMergeTree where the server reaches ZooKeeper (system.zookeeper answers), plain
@@ -35,7 +36,7 @@
 #       rows twice (seen here: 3,881 of 18,072 once, none another time). With one consumer per
 #       shard a replica may fail or restart without touching the group.
 #   scripts/clickhouse-cluster.sh sql CLUSTER VARIANT BROKERS TOPIC GROUP DATABASE SHARD REPLICA
-#                                 ENGINE
+#                                 ENGINE [INI]
 #       Print what apply runs on one server (ENGINE replicated or plain; env CONSUME=0: without
 #       the Kafka table and its view, as on a replica that does not consume).
 #
@@ -50,7 +51,7 @@ CLUSTER_DDL="$SRC/proto/clickhouse/cluster"
 die() { echo "clickhouse-cluster.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,41p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,43p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -131,7 +132,17 @@ subst() {
         -e "s|{{KAFKA_GROUP}}|$GROUP|g" -e "s|{{RETENTION_DAYS}}|${NM_CH_RETENTION_DAYS:-7}|g" \
         -e "s|{{CLUSTER}}|$CLUSTER|g" -e "s|{{DATABASE}}|$DATABASE|g" \
         -e "s|{{SHARD}}|$SHARD|g" -e "s|{{REPLICA}}|$REPLICA|g" \
-        -e "s|{{ZK_PATH}}|${NM_CH_ZK_PATH:-/clickhouse/tables/netmeta}|g" "$1"
+        -e "s|{{ZK_PATH}}|${NM_CH_ZK_PATH:-/clickhouse/tables/netmeta}|g" \
+        -e "s|{{FLOW_DIRECTION}}|$DIR_EXPR|g" "$1"
+}
+
+# direction INI: DIR_EXPR, the view's FlowDirection (INI's direction rules, as clickhouse.sh)
+direction() {
+    DIR_EXPR="FlowDirection"
+    [ -n "${1:-}" ] || return 0
+    [ -f "$1" ] || die "no such file: $1"
+    DIR_EXPR="$(python3 "$HERE/clickhouse-dicts.py" -c "$1" --direction "$VARIANT")" ||
+        die "clickhouse-dicts.py failed on $1"
 }
 
 # The statements for one server on stdout. Needs CLUSTER VARIANT BROKERS TOPIC GROUP DATABASE
@@ -170,9 +181,10 @@ emit_sql() {
 }
 
 cmd_sql() {
-    [ $# -eq 9 ] || usage
+    [ $# -eq 9 ] || [ $# -eq 10 ] || usage
     CLUSTER="$1" VARIANT="$2" BROKERS="$3" TOPIC="$4" GROUP="$5" DATABASE="$6" SHARD="$7"
     REPLICA="$8" ENGINE="$9"
+    direction "${10:-}"
     emit_sql
 }
 
@@ -180,6 +192,7 @@ cmd_apply() {
     [ $# -ge 5 ] || usage
     local target="$1" servers host port shard rnum line host_args want zk_ok
     CLUSTER="$2" VARIANT="$3" BROKERS="$4" TOPIC="$5" GROUP="${6:-netmeta}"
+    direction "${7:-}"
     client_args "$target"
     servers="$("$CH_CLIENT" "${CH_ARGS[@]}" --query "SELECT shard_num, replica_num, host_name,
         port FROM system.clusters WHERE cluster = '$CLUSTER' ORDER BY shard_num, replica_num")" ||
