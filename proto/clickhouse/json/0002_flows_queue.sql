@@ -12,7 +12,7 @@
 --
 -- No kafka_row_delimiter: every message already ends each row with '\n'. With a delimiter, 18.16
 -- hands it to the parser as a buffer of its own before the next message, and when that message
--- arrives during the parser's last end-of-input poll (a pause of 1.5-2 s in the stream) the parser
+-- arrives during the parser's last end-of-input poll (after a pause in the stream) the parser
 -- meets the '\n' where it expects '{': "Cannot parse input: expected { before: \n". The consumer
 -- then leaves and rejoins its group; alone it only reads the block again, but in a group shared by
 -- several servers the rebalance makes the others insert rows twice (test_cluster_clickhouse).
