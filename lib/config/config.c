@@ -7,6 +7,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +32,16 @@ struct key_desc {
 	long long min, max;	  /* K_UINT/K_INT */
 	const char *const *names; /* K_ENUM: NULL-terminated; the value stored is the index */
 	const char *def;
+	int live; /* a running engine applies a change on reload (SIGHUP); 0: needs a restart */
 };
 
 static const char *const formats[] = {"protobuf", "json", NULL};
 static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
 static const char *const mirror_modes[] = {"deterministic", "random", NULL};
 static const char *const roles[] = {"collector", "mirror-rx", "mirror-tx", NULL};
+/* DPDK's levels in order: the value stored is RTE_LOG_<LEVEL> - 1. */
+static const char *const log_levels[] = {"emerg", "alert",  "crit", "err",
+					 "warning", "notice", "info", "debug", NULL};
 
 #define F(m) offsetof(struct nm_config, m), sizeof(((struct nm_config *)0)->m)
 
@@ -66,7 +71,8 @@ static const struct key_desc keys[] = {
 	{"kafka", "spool_max_rejects", K_UINT, F(kafka_spool_max_rejects), 1, 1000, NULL, "5"},
 	{"engine", "mbufs", K_UINT, F(mbuf_count), 1023, 1 << 24, NULL, "16383"},
 	{"engine", "rx_desc", K_UINT, F(rx_desc), 64, 16384, NULL, "1024"},
-	{"engine", "stats_interval_ms", K_INT, F(stats_interval_ms), 0, 3600000, NULL, "1000"},
+	{"engine", "stats_interval_ms", K_INT, F(stats_interval_ms), 0, 3600000, NULL, "1000", 1},
+	{"engine", "log_level", K_ENUM, F(log_level), 0, 0, log_levels, "info", 1},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -484,9 +490,32 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 	return 0;
 }
 
+/*
+ * Where problems go: the first one into err, and the caller stops (start-up and reload); or
+ * each one to report, and the caller goes on (--check-config wants all of them at once).
+ */
+struct sink {
+	char *err;
+	size_t errlen;
+	nm_config_report_fn report;
+	void *ctx;
+	unsigned int n;
+};
+
+/* A problem whose text is in s->err. 1: stop here (no reporter); 0: reported, go on. */
+static int
+problem(struct sink *s)
+{
+	s->n++;
+	if (s->report == NULL)
+		return 1;
+	s->report(s->ctx, s->err);
+	return 0;
+}
+
 /* Every exporter has an address, and no two have the same one. */
 static int
-validate_exporters(const struct nm_config *c, char *err, size_t errlen)
+validate_exporters(const struct nm_config *c, struct sink *sk)
 {
 	unsigned int i, j;
 
@@ -494,19 +523,24 @@ validate_exporters(const struct nm_config *c, char *err, size_t errlen)
 		const struct nm_exporter_cfg *e = &c->exporters[i];
 
 		if (!e->has_address) {
-			snprintf(err, errlen,
+			snprintf(sk->err, sk->errlen,
 				 "%s: [exporter.%s]: address is missing (the exporter's "
 				 "IPv4 or IPv6 address, e.g. address = 192.0.2.1)",
 				 c->source, e->name);
-			return -EINVAL;
+			if (problem(sk))
+				return -EINVAL;
+			continue;
 		}
 		for (j = 0; j < i; j++) {
-			if (memcmp(c->exporters[j].address, e->address, 16) == 0) {
-				snprintf(err, errlen,
+			if (c->exporters[j].has_address &&
+			    memcmp(c->exporters[j].address, e->address, 16) == 0) {
+				snprintf(sk->err, sk->errlen,
 					 "%s: [exporter.%s]: same address as "
 					 "[exporter.%s]; one section per exporter address",
 					 c->source, e->name, c->exporters[j].name);
-				return -EINVAL;
+				if (problem(sk))
+					return -EINVAL;
+				break;
 			}
 		}
 	}
@@ -614,71 +648,82 @@ nm_config_clear_ports(struct nm_config *c)
 }
 
 static int
-validate(const struct nm_config *c, char *err, size_t errlen)
+validate(const struct nm_config *c, struct sink *sk)
 {
 	unsigned int i, min_batch;
 
 	/* Every record must fit one message, whatever it holds: the sink refuses less. */
 	min_batch = c->kafka_format == NM_CFG_FORMAT_JSON ? NM_ENCODE_JSON_MAX : NM_ENCODE_PB_MAX;
 	if (c->kafka_batch_bytes < min_batch) {
-		snprintf(err, errlen,
+		snprintf(sk->err, sk->errlen,
 			 "%s: [kafka] batch_bytes = %u: format %s needs at least %u "
 			 "bytes (the longest encoding of one row)",
 			 c->source, c->kafka_batch_bytes,
 			 c->kafka_format == NM_CFG_FORMAT_JSON ? "json" : "protobuf", min_batch);
-		return -EINVAL;
+		if (problem(sk))
+			return -EINVAL;
 	}
 	if (c->kafka_queue_max_bytes < 2 * (uint64_t)c->kafka_batch_bytes) {
-		snprintf(err, errlen,
+		snprintf(sk->err, sk->errlen,
 			 "%s: [kafka] queue_max_bytes = %" PRIu64 ": must hold two "
 			 "batches of batch_bytes (%u), so at least %" PRIu64,
 			 c->source, c->kafka_queue_max_bytes, c->kafka_batch_bytes,
 			 2 * (uint64_t)c->kafka_batch_bytes);
-		return -EINVAL;
+		if (problem(sk))
+			return -EINVAL;
 	}
 	if (c->kafka_spool_dir[0] != '\0' &&
 	    c->kafka_spool_max_bytes < 2 * ((uint64_t)c->kafka_batch_bytes + 64)) {
-		snprintf(err, errlen,
+		snprintf(sk->err, sk->errlen,
 			 "%s: [kafka] spool_max_bytes = %" PRIu64 ": must hold two "
 			 "batches of batch_bytes (%u), so at least %" PRIu64,
 			 c->source, c->kafka_spool_max_bytes, c->kafka_batch_bytes,
 			 2 * ((uint64_t)c->kafka_batch_bytes + 64));
-		return -EINVAL;
+		if (problem(sk))
+			return -EINVAL;
 	}
 	if (c->kafka_spool_dir[0] != '\0' && c->kafka_spool_after_ms <= c->kafka_linger_ms) {
-		snprintf(err, errlen,
+		snprintf(sk->err, sk->errlen,
 			 "%s: [kafka] spool_after_ms = %d: must exceed linger_ms (%d), which a "
 			 "batch waits in librdkafka before it is even sent",
 			 c->source, c->kafka_spool_after_ms, c->kafka_linger_ms);
-		return -EINVAL;
+		if (problem(sk))
+			return -EINVAL;
 	}
-	if (validate_exporters(c, err, errlen) != 0)
+	if (validate_exporters(c, sk) != 0)
 		return -EINVAL;
 	{
 		uint8_t a[16];
 
 		if (parse_addr(c->mirror_sampler_address, a) != 0) {
-			snprintf(err, errlen,
+			snprintf(sk->err, sk->errlen,
 				 "%s: [mirror] sampler_address = \"%s\": expected an IPv4 or IPv6 "
 				 "address (e.g. 127.0.0.1 or 2001:db8::10)",
 				 c->source, c->mirror_sampler_address);
-			return -EINVAL;
+			if (problem(sk))
+				return -EINVAL;
 		}
 	}
 	for (i = 0; i < c->n_ports; i++) {
 		if (c->ports[i].device[0] == '\0') {
-			snprintf(err, errlen,
+			snprintf(sk->err, sk->errlen,
 				 "%s: [port.%s]: device is missing (e.g. device = "
 				 "net_tap0,iface=nm0 or a PCI address 0000:01:00.0)",
 				 c->source, c->ports[i].name);
-			return -EINVAL;
+			if (problem(sk))
+				return -EINVAL;
 		}
 	}
-	return 0;
+	return sk->n != 0 ? -EINVAL : 0;
 }
 
-int
-nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen)
+/*
+ * Parse path over c. Without a reporter it stops at the first bad key (-EINVAL, the message in
+ * sk->err); with one it reports every bad key, skips it and goes on. -ENOENT/-EINVAL when the
+ * file cannot be read at all, -ENOMEM. The checks across keys are the caller's (validate()).
+ */
+static int
+load_file(struct nm_config *c, const char *path, struct sink *sk)
 {
 	dictionary *d;
 	FILE *f;
@@ -688,13 +733,15 @@ nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen)
 	/* iniparser prints its own errors on stderr and returns NULL; check readability first. */
 	f = fopen(path, "r");
 	if (f == NULL) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		snprintf(sk->err, sk->errlen, "%s: cannot open: %s", path, strerror(errno));
+		(void)problem(sk);
 		return -ENOENT;
 	}
 	fclose(f);
 	d = iniparser_load(path);
 	if (d == NULL) {
-		snprintf(err, errlen, "%s: not a valid INI file", path);
+		snprintf(sk->err, sk->errlen, "%s: not a valid INI file", path);
+		(void)problem(sk);
 		return -EINVAL;
 	}
 	snprintf(c->source, sizeof(c->source), "%s", path);
@@ -710,8 +757,10 @@ nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen)
 			file_has_ports = 1;
 		}
 		if (nk <= 0) {
-			if (strncmp(sec, "port.", 5) == 0)
-				ret = set_any(c, sec, "role", "collector", path, err, errlen);
+			if (strncmp(sec, "port.", 5) == 0 &&
+			    set_any(c, sec, "role", "collector", path, sk->err, sk->errlen) != 0 &&
+			    problem(sk))
+				ret = -EINVAL;
 			continue;
 		}
 		ks = calloc((size_t)nk, sizeof(*ks));
@@ -728,14 +777,22 @@ nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen)
 			key = key != NULL ? key + 1 : full;
 			snprintf(val, sizeof(val), "%s", iniparser_getstring(d, full, ""));
 			trim(val);
-			ret = set_any(c, sec, key, val, path, err, errlen);
+			if (set_any(c, sec, key, val, path, sk->err, sk->errlen) != 0 && problem(sk))
+				ret = -EINVAL;
 		}
 		free(ks);
 	}
 	iniparser_freedict(d);
-	if (ret == 0)
-		ret = validate(c, err, errlen);
 	return ret;
+}
+
+int
+nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen)
+{
+	struct sink sk = {.err = err, .errlen = errlen};
+	int ret = load_file(c, path, &sk);
+
+	return ret != 0 ? ret : validate(c, &sk);
 }
 
 static int
@@ -796,16 +853,19 @@ source_with_set(struct nm_config *c)
 int
 nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t errlen)
 {
+	struct sink sk = {.err = err, .errlen = errlen};
+
 	if (apply_set(c, assignment, err, errlen) != 0)
 		return -EINVAL;
 	source_with_set(c);
-	return validate(c, err, errlen);
+	return validate(c, &sk);
 }
 
 int
 nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned int n, char *err,
 		  size_t errlen)
 {
+	struct sink sk = {.err = err, .errlen = errlen};
 	unsigned int i;
 
 	for (i = 0; i < n; i++)
@@ -814,7 +874,30 @@ nm_config_set_all(struct nm_config *c, const char *const *assignments, unsigned 
 	if (n == 0)
 		return 0;
 	source_with_set(c);
-	return validate(c, err, errlen);
+	return validate(c, &sk);
+}
+
+unsigned int
+nm_config_check(struct nm_config *c, const char *path, const char *const *assignments,
+		unsigned int n, nm_config_report_fn report, void *ctx)
+{
+	char err[1024];
+	struct sink sk = {.err = err, .errlen = sizeof(err), .report = report, .ctx = ctx};
+	unsigned int i;
+
+	nm_config_defaults(c);
+	/* A file that cannot be read leaves nothing to check across keys. */
+	if (path != NULL && load_file(c, path, &sk) == -ENOMEM) {
+		snprintf(err, sizeof(err), "%s: out of memory while reading it", path);
+		(void)problem(&sk);
+	}
+	for (i = 0; i < n; i++)
+		if (apply_set(c, assignments[i], err, sizeof(err)) != 0)
+			(void)problem(&sk);
+	if (n != 0)
+		source_with_set(c);
+	(void)validate(c, &sk);
+	return sk.n;
 }
 
 int
@@ -946,3 +1029,262 @@ nm_config_parse_cidr(const char *text, char *addr, unsigned int *prefix)
 		*prefix = (unsigned int)len;
 	return 0;
 }
+
+/* Text of a table key's value in c (as the file would spell it), for the diff's messages. */
+static void
+key_value_text(const struct nm_config *c, const struct key_desc *k, char *buf, size_t len)
+{
+	const char *p = (const char *)c + k->off;
+
+	switch (k->type) {
+	case K_UINT:
+	case K_INT:
+		if (k->size == 8)
+			snprintf(buf, len, "%" PRIu64, *(const uint64_t *)(const void *)p);
+		else if (k->type == K_INT)
+			snprintf(buf, len, "%d", *(const int32_t *)(const void *)p);
+		else
+			snprintf(buf, len, "%u", *(const uint32_t *)(const void *)p);
+		return;
+	case K_STR:
+		snprintf(buf, len, "%s", p);
+		return;
+	case K_ENUM:
+		if (k->names == compressions)
+			snprintf(buf, len, "%s", c->kafka_compression);
+		else
+			snprintf(buf, len, "%s", k->names[*(const int *)(const void *)p]);
+		return;
+	case K_UDP_PORTS: {
+		size_t o = 0;
+		unsigned int i;
+
+		buf[0] = '\0';
+		for (i = 0; i < c->n_collector_ports && o < len; i++)
+			o += (size_t)snprintf(buf + o, len - o, "%s%u", i ? "," : "",
+					      c->collector_ports[i]);
+		return;
+	}
+	}
+}
+
+struct diff {
+	struct nm_config_change *out;
+	unsigned int max;
+	unsigned int n;
+};
+
+static void
+change(struct diff *d, int restart, const char *was, const char *now, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void
+change(struct diff *d, int restart, const char *was, const char *now, const char *fmt, ...)
+{
+	struct nm_config_change *ch;
+	va_list ap;
+
+	if (d->n++ >= d->max)
+		return;
+	ch = &d->out[d->n - 1];
+	va_start(ap, fmt);
+	vsnprintf(ch->key, sizeof(ch->key), fmt, ap);
+	va_end(ap);
+	snprintf(ch->was, sizeof(ch->was), "%s", was);
+	snprintf(ch->now, sizeof(ch->now), "%s", now);
+	ch->restart = restart;
+}
+
+static const struct nm_port_cfg *
+port_find(const struct nm_config *c, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n_ports; i++)
+		if (strcmp(c->ports[i].name, name) == 0)
+			return &c->ports[i];
+	return NULL;
+}
+
+static void
+diff_ports(const struct nm_config *a, const struct nm_config *b, struct diff *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < a->n_ports; i++) {
+		const struct nm_port_cfg *p = &a->ports[i], *q = port_find(b, p->name);
+		char x[128], y[128];
+
+		if (q == NULL) {
+			change(d, 1, p->device, "", "port.%s", p->name);
+			continue;
+		}
+		if (strcmp(p->device, q->device) != 0)
+			change(d, 1, p->device, q->device, "port.%s.device", p->name);
+		if (p->role != q->role)
+			change(d, 1, roles[p->role], roles[q->role], "port.%s.role", p->name);
+		if (p->rx_queues != q->rx_queues) {
+			snprintf(x, sizeof(x), "%u", p->rx_queues);
+			snprintf(y, sizeof(y), "%u", q->rx_queues);
+			change(d, 1, x, y, "port.%s.rx_queues", p->name);
+		}
+		if (p->n_lcores != q->n_lcores ||
+		    memcmp(p->lcores, q->lcores, p->n_lcores * sizeof(p->lcores[0])) != 0) {
+			nm_config_format_lcores(p->lcores, p->n_lcores, x, sizeof(x));
+			nm_config_format_lcores(q->lcores, q->n_lcores, y, sizeof(y));
+			change(d, 1, x, y, "port.%s.lcores", p->name);
+		}
+		if (strcmp(p->address, q->address) != 0)
+			change(d, 1, p->address, q->address, "port.%s.address", p->name);
+		if (strcmp(p->peer, q->peer) != 0)
+			change(d, 1, p->peer, q->peer, "port.%s.peer", p->name);
+	}
+	for (i = 0; i < b->n_ports; i++)
+		if (port_find(a, b->ports[i].name) == NULL)
+			change(d, 1, "", b->ports[i].device, "port.%s", b->ports[i].name);
+}
+
+static void
+diff_props(const struct nm_config *a, const struct nm_config *b, struct diff *d)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < a->n_kafka_props; i++) {
+		for (j = 0; j < b->n_kafka_props; j++)
+			if (strcmp(a->kafka_prop_store[i][0], b->kafka_prop_store[j][0]) == 0)
+				break;
+		if (j == b->n_kafka_props || strcmp(a->kafka_prop_store[i][1],
+						    b->kafka_prop_store[j][1]) != 0)
+			change(d, 1, a->kafka_prop_store[i][1],
+			       j == b->n_kafka_props ? "" : b->kafka_prop_store[j][1],
+			       "kafka.property.%s", a->kafka_prop_store[i][0]);
+	}
+	for (j = 0; j < b->n_kafka_props; j++) {
+		for (i = 0; i < a->n_kafka_props; i++)
+			if (strcmp(a->kafka_prop_store[i][0], b->kafka_prop_store[j][0]) == 0)
+				break;
+		if (i == a->n_kafka_props)
+			change(d, 1, "", b->kafka_prop_store[j][1], "kafka.property.%s",
+			       b->kafka_prop_store[j][0]);
+	}
+}
+
+static const struct nm_exporter_cfg *
+exporter_find(const struct nm_config *c, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n_exporters; i++)
+		if (strcmp(c->exporters[i].name, name) == 0)
+			return &c->exporters[i];
+	return NULL;
+}
+
+static const char *
+ifname_find(const struct nm_config *c, const char *exporter, uint32_t if_index)
+{
+	unsigned int i;
+
+	for (i = 0; i < c->n_ifnames; i++)
+		if (c->ifnames[i].if_index == if_index &&
+		    strcmp(c->exporters[c->ifnames[i].exporter].name, exporter) == 0)
+			return c->ifnames[i].name;
+	return NULL;
+}
+
+/* The interface names of exporters in both configs; whole sections come and go as one change. */
+static void
+diff_ifnames(const struct nm_config *a, const struct nm_config *b, struct diff *d)
+{
+	unsigned int i;
+
+	for (i = 0; i < a->n_ifnames; i++) {
+		const struct nm_ifname_cfg *n = &a->ifnames[i];
+		const char *ex = a->exporters[n->exporter].name, *other;
+
+		if (exporter_find(b, ex) == NULL)
+			continue;
+		other = ifname_find(b, ex, n->if_index);
+		if (other == NULL || strcmp(other, n->name) != 0)
+			change(d, 0, n->name, other != NULL ? other : "",
+			       "exporter.%s.interface.%" PRIu32, ex, n->if_index);
+	}
+	for (i = 0; i < b->n_ifnames; i++) {
+		const struct nm_ifname_cfg *n = &b->ifnames[i];
+		const char *ex = b->exporters[n->exporter].name;
+
+		if (exporter_find(a, ex) != NULL && ifname_find(a, ex, n->if_index) == NULL)
+			change(d, 0, "", n->name, "exporter.%s.interface.%" PRIu32, ex,
+			       n->if_index);
+	}
+}
+
+static void
+addr_text(const uint8_t a[16], char *buf, size_t len)
+{
+	static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (memcmp(a, v4, 12) == 0 ? inet_ntop(AF_INET, a + 12, buf, (socklen_t)len) == NULL
+				   : inet_ntop(AF_INET6, a, buf, (socklen_t)len) == NULL)
+		snprintf(buf, len, "?");
+}
+
+static void
+diff_exporters(const struct nm_config *a, const struct nm_config *b, struct diff *d)
+{
+	unsigned int i;
+	char x[64], y[64];
+
+	for (i = 0; i < a->n_exporters; i++) {
+		const struct nm_exporter_cfg *e = &a->exporters[i], *f = exporter_find(b, e->name);
+
+		addr_text(e->address, x, sizeof(x));
+		if (f == NULL) {
+			change(d, 0, x, "", "exporter.%s", e->name);
+			continue;
+		}
+		if (memcmp(e->address, f->address, sizeof(e->address)) != 0) {
+			addr_text(f->address, y, sizeof(y));
+			change(d, 0, x, y, "exporter.%s.address", e->name);
+		}
+		if (e->sampling_rate != f->sampling_rate) {
+			snprintf(x, sizeof(x), "%" PRIu64, e->sampling_rate);
+			snprintf(y, sizeof(y), "%" PRIu64, f->sampling_rate);
+			change(d, 0, e->sampling_rate ? x : "", f->sampling_rate ? y : "",
+			       "exporter.%s.sampling_rate", e->name);
+		}
+		if (strcmp(e->description, f->description) != 0)
+			change(d, 0, e->description, f->description, "exporter.%s.description",
+			       e->name);
+	}
+	for (i = 0; i < b->n_exporters; i++)
+		if (exporter_find(a, b->exporters[i].name) == NULL) {
+			addr_text(b->exporters[i].address, y, sizeof(y));
+			change(d, 0, "", y, "exporter.%s", b->exporters[i].name);
+		}
+	diff_ifnames(a, b, d);
+}
+
+unsigned int
+nm_config_diff(const struct nm_config *a, const struct nm_config *b, struct nm_config_change *out,
+	       unsigned int max)
+{
+	struct diff d = {.out = out, .max = max};
+	unsigned int i;
+
+	for (i = 0; i < N_KEYS; i++) {
+		const struct key_desc *k = &keys[i];
+		char x[NM_CFG_STR], y[NM_CFG_STR];
+
+		/* Compare the text: it covers every type, the port list and compression alike. */
+		key_value_text(a, k, x, sizeof(x));
+		key_value_text(b, k, y, sizeof(y));
+		if (strcmp(x, y) != 0)
+			change(&d, !k->live, x, y, "%s.%s", k->section, k->key);
+	}
+	diff_props(a, b, &d);
+	diff_ports(a, b, &d);
+	diff_exporters(a, b, &d);
+	return d.n;
+}
+

@@ -7,7 +7,9 @@
  * to the shipped netmeta.ini, so the engine runs with no file at all. Unknown sections and keys and
  * bad values are errors that name the file, the section, the key, the value and what is allowed.
  *
- * Threading: load at start-up on the main thread; the result is read-only afterwards.
+ * Threading: load at start-up on the main thread; the result is read-only afterwards. A reload
+ * (SIGHUP) loads a new struct on the control thread and compares it with the running one
+ * (nm_config_diff); the live keys of the running struct change only under the engine's lock.
  * Cost: loading reads the file (syscalls, iniparser allocates and frees); struct nm_config itself
  * is plain data with no pointers to free. Not for the RX path.
  */
@@ -139,6 +141,7 @@ struct nm_config {
 	unsigned int mbuf_count;
 	unsigned int rx_desc;
 	int stats_interval_ms; /* console stats; 0 turns them off */
+	int log_level;	       /* the engine's log level: RTE_LOG_<LEVEL> - 1 (0 emerg .. 7 debug) */
 };
 
 /* Fill c with the compiled-in defaults. */
@@ -149,6 +152,42 @@ void nm_config_defaults(struct nm_config *c);
  * section, key, value and what is allowed.
  */
 int nm_config_load(struct nm_config *c, const char *path, char *err, size_t errlen);
+
+/* Where nm_config_check() reports each problem: one message, as nm_config_load() words it. */
+typedef void (*nm_config_report_fn)(void *ctx, const char *problem);
+
+/*
+ * --check-config: the defaults, then path (NULL: none), then the n assignments, as start-up
+ * applies them -- but a bad key is reported and skipped instead of stopping, and every check
+ * across keys runs, so one call names every problem (file, section, key, value, what is
+ * allowed), each through report. Returns the number of problems: 0 means start-up would accept
+ * the same file and options, and c is what it would run with.
+ */
+unsigned int nm_config_check(struct nm_config *c, const char *path,
+			     const char *const *assignments, unsigned int n,
+			     nm_config_report_fn report, void *ctx);
+
+/*
+ * One difference between two configs, for reload. key as --set spells it ("kafka.brokers",
+ * "port.tap0.rx_queues", "exporter.edge1.interface.17"); a section added or removed as a whole is
+ * one change named "port.NAME" or "exporter.NAME" with was or now "". was/now: the values as
+ * text, cut to fit.
+ */
+struct nm_config_change {
+	char key[160];
+	char was[96];
+	char now[96];
+	int restart; /* 1: a running engine cannot apply it (ports, queues, lcores, EAL, Kafka...) */
+};
+
+/*
+ * Every difference from a (the running config) to b (the file re-read): writes the first max
+ * into out and returns how many there are (may exceed max). Live without a restart: the
+ * [exporter.NAME] sections (overrides, descriptions, interface names), engine.log_level and
+ * engine.stats_interval_ms; every other key needs a restart. Pure; any thread.
+ */
+unsigned int nm_config_diff(const struct nm_config *a, const struct nm_config *b,
+			    struct nm_config_change *out, unsigned int max);
 
 /* Apply one "section.key=value" override (the --set option), same checks and errors as a file. */
 int nm_config_set(struct nm_config *c, const char *assignment, char *err, size_t errlen);
