@@ -482,6 +482,191 @@ test_tap_words(void **state)
 	assert_int_equal(nm_config_set_all(&c, &set, 1, err, sizeof(err)), 0);
 }
 
+/* nm_config_check's reporter: the messages in order. */
+struct reported {
+	char msg[16][512];
+	unsigned int n;
+};
+
+static void
+collect(void *ctx, const char *problem)
+{
+	struct reported *r = ctx;
+
+	if (r->n < 16)
+		snprintf(r->msg[r->n], sizeof(r->msg[0]), "%s", problem);
+	r->n++;
+}
+
+/* The r->msg that contains every one of the strings (NULL-terminated), or -1. */
+static int
+find_msg(const struct reported *r, ...)
+{
+	unsigned int i;
+
+	for (i = 0; i < r->n && i < 16; i++) {
+		va_list ap;
+		const char *s;
+		int all = 1;
+
+		va_start(ap, r);
+		while ((s = va_arg(ap, const char *)) != NULL)
+			if (strstr(r->msg[i], s) == NULL)
+				all = 0;
+		va_end(ap);
+		if (all)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* --check-config: every problem of a file and of --set is named, not only the first. */
+static void
+test_check_names_every_problem(void **state)
+{
+	struct nm_config *c = calloc(1, sizeof(*c));
+	struct reported *r = calloc(1, sizeof(*r));
+	const char *sets[] = {"kafka.topic=ok", "mirror.mode=sometimes", "noequals"};
+	const char *p;
+
+	(void)state;
+	/* The shipped file has none. */
+	assert_int_equal(nm_config_check(c, NM_SOURCE_ROOT "/netmeta.ini", NULL, 0, collect, r),
+			 0);
+	assert_int_equal(r->n, 0);
+	p = write_tmp("[kafka]\nlinger_ms = soon\nformat = xml\nbatch_bytes = 2048\n"
+		      "colour = blue\n"
+		      "[engine]\nlog_level = chatty\nmbufs = 12\n"
+		      "[port.a]\nrole = collector\n"
+		      "[port.b]\ndevice = net_pcap0,rx_pcap=x.pcap\nrx_queues = 99\n"
+		      "[exporter.r1]\nsampling_rate = 0\n"
+		      "[exporter.r2]\naddress = 192.0.2.1\n"
+		      "[exporter.r3]\naddress = 192.0.2.1\n"
+		      "[nosuch]\nkey = 1\n");
+	assert_int_equal(nm_config_check(c, p, sets, 3, collect, r), 13);
+	assert_int_equal(r->n, 13);
+	assert_true(find_msg(r, p, "[kafka] linger_ms = \"soon\"", "from 0 to 60000", NULL) >= 0);
+	assert_true(find_msg(r, p, "[kafka] format = \"xml\"", "protobuf, json", NULL) >= 0);
+	assert_true(find_msg(r, p, "[kafka] colour = \"blue\"", "unknown key", NULL) >= 0);
+	assert_true(find_msg(r, p, "[engine] log_level = \"chatty\"", "emerg", "debug", NULL) >=
+		    0);
+	assert_true(find_msg(r, p, "[engine] mbufs = \"12\"", "from 1023", NULL) >= 0);
+	assert_true(find_msg(r, p, "[port.b] rx_queues = \"99\"", "from 1 to 64", NULL) >= 0);
+	assert_true(find_msg(r, p, "[exporter.r1] sampling_rate = \"0\"", "from 1", NULL) >= 0);
+	assert_true(find_msg(r, p, "[nosuch]", "unknown section", NULL) >= 0);
+	assert_true(find_msg(r, "--set mirror.mode", NULL) < 0); /* set_key names the source */
+	assert_true(find_msg(r, "--set: [mirror] mode = \"sometimes\"", "deterministic, random",
+			     NULL) >= 0);
+	assert_true(find_msg(r, "--set noequals", "SECTION.KEY=VALUE", NULL) >= 0);
+	/* Checks across keys run too, over what was valid, naming the source with --set. */
+	assert_true(find_msg(r, "+ --set: [port.a]: device is missing", NULL) >= 0);
+	assert_true(find_msg(r, "[exporter.r1]: address is missing", NULL) >= 0);
+	assert_true(find_msg(r, "[exporter.r3]: same address as [exporter.r2]", NULL) >= 0);
+	/* The valid keys around the bad ones were applied. */
+	assert_string_equal(c->kafka_topic, "ok");
+	assert_int_equal(c->kafka_batch_bytes, 2048);
+	/* A missing file is one problem, the defaults still checked. */
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(nm_config_check(c, "/nonexistent/x.ini", NULL, 0, collect, r), 1);
+	assert_true(find_msg(r, "/nonexistent/x.ini: cannot open", NULL) >= 0);
+	unlink(p);
+	free(c);
+	free(r);
+}
+
+/* The keys a reload may change, the ones that need a restart, and sections that come and go. */
+static void
+test_diff(void **state)
+{
+	struct nm_config *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	struct nm_config_change ch[16];
+	char err[512] = "";
+	const char *p;
+	unsigned int n, i;
+
+	(void)state;
+	nm_config_defaults(a);
+	nm_config_defaults(b);
+	assert_int_equal(nm_config_diff(a, b, ch, 16), 0);
+	p = write_tmp("[exporter.r1]\naddress = 192.0.2.1\nsampling_rate = 100\n"
+		      "interface.1 = ge-0/0/1\ninterface.2 = ge-0/0/2\n"
+		      "[exporter.gone]\naddress = 2001:db8::1\n");
+	assert_int_equal(nm_config_load(a, p, err, sizeof(err)), 0);
+	/* Same exporters in another order, other values. */
+	p = write_tmp("[engine]\nlog_level = debug\nstats_interval_ms = 0\n"
+		      "[exporter.new]\naddress = 192.0.2.9\n"
+		      "[exporter.r1]\ninterface.3 = ge-0/0/3\ninterface.1 = uplink\n"
+		      "sampling_rate = 200\naddress = 192.0.2.1\ndescription = edge\n");
+	assert_int_equal(nm_config_load(b, p, err, sizeof(err)), 0);
+	n = nm_config_diff(a, b, ch, 16);
+	assert_int_equal(n, 9);
+	for (i = 0; i < n; i++)
+		assert_int_equal(ch[i].restart, 0);
+	assert_string_equal(ch[0].key, "engine.stats_interval_ms");
+	assert_string_equal(ch[0].was, "1000");
+	assert_string_equal(ch[0].now, "0");
+	assert_string_equal(ch[1].key, "engine.log_level");
+	assert_string_equal(ch[1].now, "debug");
+	assert_string_equal(ch[2].key, "exporter.r1.sampling_rate");
+	assert_string_equal(ch[2].was, "100");
+	assert_string_equal(ch[2].now, "200");
+	assert_string_equal(ch[3].key, "exporter.r1.description");
+	assert_string_equal(ch[4].key, "exporter.gone");
+	assert_string_equal(ch[4].was, "2001:db8::1");
+	assert_string_equal(ch[4].now, "");
+	assert_string_equal(ch[5].key, "exporter.new");
+	assert_string_equal(ch[5].now, "192.0.2.9");
+	assert_string_equal(ch[6].key, "exporter.r1.interface.1");
+	assert_string_equal(ch[6].was, "ge-0/0/1");
+	assert_string_equal(ch[6].now, "uplink");
+	assert_string_equal(ch[7].key, "exporter.r1.interface.2");
+	assert_string_equal(ch[7].now, "");
+	assert_string_equal(ch[8].key, "exporter.r1.interface.3");
+	/* max bounds what is written, not the count. */
+	assert_int_equal(nm_config_diff(a, b, ch, 2), 9);
+
+	/* Keys that need a restart. */
+	nm_config_defaults(b);
+	assert_int_equal(nm_config_load(b, p, err, sizeof(err)), 0);
+	memcpy(b->exporters, a->exporters, sizeof(a->exporters));
+	b->n_exporters = a->n_exporters;
+	memcpy(b->ifnames, a->ifnames, sizeof(a->ifnames));
+	b->n_ifnames = a->n_ifnames;
+	b->log_level = a->log_level;
+	b->stats_interval_ms = a->stats_interval_ms;
+	assert_int_equal(nm_config_diff(a, b, ch, 16), 0);
+	assert_int_equal(nm_config_set(b, "kafka.brokers=k1:9092", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "collector.ports=2055", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "kafka.compression=zstd", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "kafka.property.acks=1", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "port.tap0.rx_queues=2", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "port.tap0.lcores=1", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "port.x.device=net_null0", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "eal.args=-l 0-2", err, sizeof(err)), 0);
+	n = nm_config_diff(a, b, ch, 16);
+	assert_int_equal(n, 8);
+	for (i = 0; i < n; i++)
+		assert_int_equal(ch[i].restart, 1);
+	assert_string_equal(ch[0].key, "eal.args");
+	assert_string_equal(ch[0].was, "-l 0-1");
+	assert_string_equal(ch[0].now, "-l 0-2");
+	assert_string_equal(ch[1].key, "collector.ports");
+	assert_string_equal(ch[1].was, "2055,2056,4739,6343");
+	assert_string_equal(ch[1].now, "2055");
+	assert_string_equal(ch[2].key, "kafka.brokers");
+	assert_string_equal(ch[3].key, "kafka.compression");
+	assert_string_equal(ch[3].now, "zstd");
+	assert_string_equal(ch[4].key, "kafka.property.acks");
+	assert_string_equal(ch[5].key, "port.tap0.rx_queues");
+	assert_string_equal(ch[6].key, "port.tap0.lcores");
+	assert_string_equal(ch[6].was, "");
+	assert_string_equal(ch[6].now, "1");
+	assert_string_equal(ch[7].key, "port.x");
+	unlink(p);
+	free(a);
+	free(b);
+}
+
 int
 main(void)
 {
@@ -497,6 +682,8 @@ main(void)
 		cmocka_unit_test(test_lcores_errors),
 		cmocka_unit_test(test_eal_args),
 		cmocka_unit_test(test_tap_words),
+		cmocka_unit_test(test_check_names_every_problem),
+		cmocka_unit_test(test_diff),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
