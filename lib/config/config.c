@@ -40,8 +40,8 @@ static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zst
 static const char *const mirror_modes[] = {"deterministic", "random", NULL};
 static const char *const roles[] = {"collector", "mirror-rx", "mirror-tx", NULL};
 /* DPDK's levels in order: the value stored is RTE_LOG_<LEVEL> - 1. */
-static const char *const log_levels[] = {"emerg", "alert",  "crit", "err",
-					 "warning", "notice", "info", "debug", NULL};
+static const char *const log_levels[] = {"emerg",  "alert", "crit",  "err", "warning",
+					 "notice", "info",  "debug", NULL};
 
 #define F(m) offsetof(struct nm_config, m), sizeof(((struct nm_config *)0)->m)
 
@@ -777,7 +777,8 @@ load_file(struct nm_config *c, const char *path, struct sink *sk)
 			key = key != NULL ? key + 1 : full;
 			snprintf(val, sizeof(val), "%s", iniparser_getstring(d, full, ""));
 			trim(val);
-			if (set_any(c, sec, key, val, path, sk->err, sk->errlen) != 0 && problem(sk))
+			if (set_any(c, sec, key, val, path, sk->err, sk->errlen) != 0 &&
+			    problem(sk))
 				ret = -EINVAL;
 		}
 		free(ks);
@@ -1074,9 +1075,8 @@ struct diff {
 	unsigned int n;
 };
 
-static void
-change(struct diff *d, int restart, const char *was, const char *now, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+static void change(struct diff *d, int restart, const char *was, const char *now, const char *fmt,
+		   ...) __attribute__((format(printf, 5, 6)));
 
 static void
 change(struct diff *d, int restart, const char *was, const char *now, const char *fmt, ...)
@@ -1153,8 +1153,8 @@ diff_props(const struct nm_config *a, const struct nm_config *b, struct diff *d)
 		for (j = 0; j < b->n_kafka_props; j++)
 			if (strcmp(a->kafka_prop_store[i][0], b->kafka_prop_store[j][0]) == 0)
 				break;
-		if (j == b->n_kafka_props || strcmp(a->kafka_prop_store[i][1],
-						    b->kafka_prop_store[j][1]) != 0)
+		if (j == b->n_kafka_props ||
+		    strcmp(a->kafka_prop_store[i][1], b->kafka_prop_store[j][1]) != 0)
 			change(d, 1, a->kafka_prop_store[i][1],
 			       j == b->n_kafka_props ? "" : b->kafka_prop_store[j][1],
 			       "kafka.property.%s", a->kafka_prop_store[i][0]);
@@ -1287,4 +1287,3 @@ nm_config_diff(const struct nm_config *a, const struct nm_config *b, struct nm_c
 	diff_exporters(a, b, &d);
 	return d.n;
 }
-

@@ -141,7 +141,7 @@ struct nm_config {
 	unsigned int mbuf_count;
 	unsigned int rx_desc;
 	int stats_interval_ms; /* console stats; 0 turns them off */
-	int log_level;	       /* the engine's log level: RTE_LOG_<LEVEL> - 1 (0 emerg .. 7 debug) */
+	int log_level; /* the engine's log level: RTE_LOG_<LEVEL> - 1 (0 emerg .. 7 debug) */
 };
 
 /* Fill c with the compiled-in defaults. */
@@ -163,9 +163,8 @@ typedef void (*nm_config_report_fn)(void *ctx, const char *problem);
  * allowed), each through report. Returns the number of problems: 0 means start-up would accept
  * the same file and options, and c is what it would run with.
  */
-unsigned int nm_config_check(struct nm_config *c, const char *path,
-			     const char *const *assignments, unsigned int n,
-			     nm_config_report_fn report, void *ctx);
+unsigned int nm_config_check(struct nm_config *c, const char *path, const char *const *assignments,
+			     unsigned int n, nm_config_report_fn report, void *ctx);
 
 /*
  * One difference between two configs, for reload. key as --set spells it ("kafka.brokers",
@@ -177,7 +176,8 @@ struct nm_config_change {
 	char key[160];
 	char was[96];
 	char now[96];
-	int restart; /* 1: a running engine cannot apply it (ports, queues, lcores, EAL, Kafka...) */
+	int restart; /* 1: a running engine cannot apply it (ports, queues, lcores, EAL, Kafka...)
+		      */
 };
 
 /*

@@ -531,8 +531,7 @@ test_check_names_every_problem(void **state)
 
 	(void)state;
 	/* The shipped file has none. */
-	assert_int_equal(nm_config_check(c, NM_SOURCE_ROOT "/netmeta.ini", NULL, 0, collect, r),
-			 0);
+	assert_int_equal(nm_config_check(c, NM_SOURCE_ROOT "/netmeta.ini", NULL, 0, collect, r), 0);
 	assert_int_equal(r->n, 0);
 	p = write_tmp("[kafka]\nlinger_ms = soon\nformat = xml\nbatch_bytes = 2048\n"
 		      "colour = blue\n"
@@ -548,8 +547,7 @@ test_check_names_every_problem(void **state)
 	assert_true(find_msg(r, p, "[kafka] linger_ms = \"soon\"", "from 0 to 60000", NULL) >= 0);
 	assert_true(find_msg(r, p, "[kafka] format = \"xml\"", "protobuf, json", NULL) >= 0);
 	assert_true(find_msg(r, p, "[kafka] colour = \"blue\"", "unknown key", NULL) >= 0);
-	assert_true(find_msg(r, p, "[engine] log_level = \"chatty\"", "emerg", "debug", NULL) >=
-		    0);
+	assert_true(find_msg(r, p, "[engine] log_level = \"chatty\"", "emerg", "debug", NULL) >= 0);
 	assert_true(find_msg(r, p, "[engine] mbufs = \"12\"", "from 1023", NULL) >= 0);
 	assert_true(find_msg(r, p, "[port.b] rx_queues = \"99\"", "from 1 to 64", NULL) >= 0);
 	assert_true(find_msg(r, p, "[exporter.r1] sampling_rate = \"0\"", "from 1", NULL) >= 0);
