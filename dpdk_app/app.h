@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include <rte_common.h>
@@ -138,7 +140,8 @@ struct nm_options {
 	const char *mirror_pcaps[NM_MAX_PCAPS];
 	unsigned int n_mirror_pcaps;
 	const char *summary_json;
-	double duration; /* stop after this many seconds (0: run until drained/signalled) */
+	double duration;   /* stop after this many seconds (0: run until drained/signalled) */
+	bool check_config; /* --check-config: check the config and the host, run nothing */
 	char **eal_extra;
 	int n_eal_extra;
 };
@@ -150,8 +153,38 @@ struct nm_port {
 	enum nm_link link;    /* what its frames start with */
 };
 
+/* What a reload did (reload.c). */
+enum nm_reload_outcome {
+	NM_RELOAD_NONE = 0, /* no reload yet */
+	NM_RELOAD_APPLIED,  /* a new version is live */
+	NM_RELOAD_UNCHANGED,
+	NM_RELOAD_REFUSED, /* a key that needs a restart changed: the running config stays */
+	NM_RELOAD_FAILED,  /* the file could not be read or is invalid: the running config stays */
+	NM_RELOAD_OUTCOMES,
+};
+
+/*
+ * The live configuration's identity and the reload requests (reload.c). Written by the main
+ * lcore; version, loaded_ns, counts and last are read by telemetry under lock; signalled is set
+ * by the SIGHUP handler, requests by telemetry threads (atomic increment).
+ */
+struct nm_cfg_live {
+	pthread_mutex_t lock;
+	uint64_t version;   /* 1: as started; +1 per applied reload */
+	uint64_t loaded_ns; /* wall clock when that version became live */
+	uint64_t counts[NM_RELOAD_OUTCOMES];
+	enum nm_reload_outcome last_outcome;
+	uint64_t last_ns; /* when the last reload ran */
+	char last[2048];  /* what it did: the message it logged */
+	volatile sig_atomic_t signalled;
+	uint64_t requests;	       /* /netmeta/reload calls */
+	uint64_t served;	       /* requests the main lcore has answered */
+	const struct nm_options *opts; /* the command line, applied again over the file */
+};
+
 struct nm_app {
 	struct nm_config cfg;
+	struct nm_cfg_live live;
 	struct nm_port ports[NM_CFG_MAX_PORTS];
 	struct rte_mempool *pools[RTE_MAX_NUMA_NODES]; /* mbufs per NUMA socket with ports */
 	bool offline;				       /* every port is a pcap file */
@@ -277,13 +310,35 @@ int nm_stats_prom(const struct nm_app *app, FILE *f);
 /*
  * The signal policy (signals.c). nm_signals_block_all: first in main(), before any thread exists;
  * every thread created later inherits the blocked mask. nm_signals_main: once every library
- * thread exists; installs SIGINT/SIGTERM/SIGHUP (stop and drain) and ignores SIGPIPE, unblocks
+ * thread exists; installs SIGINT/SIGTERM (stop and drain) and SIGHUP (reload the config) and
+ * ignores SIGPIPE, unblocks
  * those three in the calling (main) thread only. nm_signals_worker: first on each RX lcore;
  * unblocks everything else there (PMD signals such as net_tap's). 0 or -errno.
  */
 int nm_signals_block_all(void);
 int nm_signals_main(struct nm_app *app);
 int nm_signals_worker(void);
+
+/*
+ * Live reload (reload.c). nm_reload_init: version 1 is the config main() loaded; sets the
+ * engine's log level; after EAL. nm_reload_request: from the SIGHUP handler
+ * (async-signal-safe). nm_reload_poll: on the main lcore between flusher polls; re-reads the
+ * config when asked (see reload.c) and publishes its live keys, or refuses it. Main lcore only,
+ * an online QSBR reader (the publish waits for a grace period offline).
+ */
+void nm_reload_init(struct nm_app *app, const struct nm_options *o);
+void nm_reload_request(struct nm_app *app);
+void nm_reload_poll(struct nm_app *app);
+/* Register /netmeta/config and /netmeta/reload. */
+int nm_reload_register(struct nm_app *app);
+/* The [exporter.NAME] sections of c as an exporter-table version; NULL with errno set. */
+struct nm_exp_conf *nm_reload_exp_conf(const struct nm_config *c, uint64_t version);
+
+/*
+ * --check-config (check.c): the config (every problem, not just the first) and the host it
+ * would run on, without EAL. Prints each problem to stderr; returns the exit status, 0 or 2.
+ */
+int nm_check_config(const struct nm_options *o);
 
 /* Register /netmeta/... telemetry commands (stats.c). */
 int nm_telemetry_register(struct nm_app *app);

@@ -116,6 +116,7 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 
 	next_print = rte_rdtsc() + app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
 	while (!app->quit) {
+		nm_reload_poll(app); /* SIGHUP, /netmeta/reload */
 		if (nm_flusher_poll(app) == 0) {
 			/* The main lcore is control, not data: it may sleep, offline for QSBR. */
 			rcu_thread_offline();
@@ -125,6 +126,11 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 		if (app->cfg.stats_interval_ms > 0 && rte_rdtsc() >= next_print) {
 			nm_summary_line(app, (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz);
 			next_print += app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
+			/* A reload may have turned the line on after a long time off. */
+			if (next_print < rte_rdtsc())
+				next_print =
+					rte_rdtsc() +
+					app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
 		}
 		if (app->offline && nm_workers_done(app))
 			break;

@@ -3,9 +3,10 @@
  * netmeta: parse options, then set up in order -- config, EAL, ports, shared tables, the Kafka
  * sink, workers, telemetry, signals -- run the flusher on the main lcore until the end, and tear
  * down in reverse order through one cleanup ladder. Each step lives in its own file (app.h).
+ * --check-config checks the config and the host and stops there, before EAL (check.c).
  *
  *   netmeta [-c FILE] [--set SECTION.KEY=VALUE]... [--pcap FILE]... [--mirror-pcap FILE]...
- *           [--summary-json FILE] [-- EAL args]
+ *           [--summary-json FILE] [--check-config] [-- EAL args]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,7 +27,7 @@ usage(FILE *f)
 	fprintf(f,
 		"usage: netmeta [-c FILE] [--set SECTION.KEY=VALUE]... [--pcap FILE]...\n"
 		"               [--mirror-pcap FILE]... [--summary-json FILE] [--duration S]\n"
-		"               [-- EAL args]\n"
+		"               [--check-config] [-- EAL args]\n"
 		"\n"
 		"  -c, --config FILE     configuration (default: the compiled-in defaults, which are\n"
 		"                        those of the shipped netmeta.ini)\n"
@@ -37,13 +38,19 @@ usage(FILE *f)
 		"  --mirror-pcap FILE    port-mirror (rx side) port reading FILE\n"
 		"  --summary-json FILE   also write the final summary as JSON to FILE\n"
 		"  --duration SECONDS    stop (as on SIGTERM) after this long\n"
+		"  --check-config        check the config (every problem) and the host: hugepages,\n"
+		"                        devices, lcores, spool directory; start nothing; exit 0 or 2\n"
 		"  -- ARGS               extra DPDK EAL arguments\n"
 		"\n"
 		"Exit status: 0 when every accepted record reached Kafka; 1 when records were lost\n"
 		"(no memory, not acknowledged, dropped because the Kafka spool was full, found\n"
 		"corrupt in the spool, or refused by Kafka into its dead-letter file); 2 on bad\n"
 		"usage or configuration; 3 on set-up failure; 4 when nothing was lost but records wait\n"
-		"in the Kafka spool (kafka.spool_dir) for the next start.\n");
+		"in the Kafka spool (kafka.spool_dir) for the next start.\n"
+		"\n"
+		"SIGHUP re-reads the config (-c, then --set): [exporter.NAME] sections,\n"
+		"engine.log_level and engine.stats_interval_ms change live; a change to any other\n"
+		"key is refused and logged, and the running config stays.\n");
 }
 
 static int
@@ -56,6 +63,7 @@ parse_options(int argc, char **argv, struct nm_options *o)
 		{"mirror-pcap", required_argument, NULL, 'm'},
 		{"summary-json", required_argument, NULL, 'j'},
 		{"duration", required_argument, NULL, 'd'},
+		{"check-config", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -96,6 +104,9 @@ parse_options(int argc, char **argv, struct nm_options *o)
 			}
 			break;
 		}
+		case 'C':
+			o->check_config = true;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -146,10 +157,15 @@ main(int argc, char **argv)
 
 	/* Before any thread exists, so that all of them inherit it (signals.c). */
 	(void)nm_signals_block_all();
-	if (parse_options(argc, argv, &o) != 0 || load_config(app, &o) != 0)
+	if (parse_options(argc, argv, &o) != 0)
+		return 2;
+	if (o.check_config)
+		return nm_check_config(&o);
+	if (load_config(app, &o) != 0)
 		return 2;
 	if (nm_eal_init(app, &o) != 0)
 		return 3;
+	nm_reload_init(app, &o);
 	rcu_register_thread();
 	if (nm_ports_setup(app) != 0)
 		goto out_ports;
@@ -159,7 +175,7 @@ main(int argc, char **argv)
 		goto out_tables;
 	if (nm_workers_create(app) != 0)
 		goto out_workers;
-	if (nm_telemetry_register(app) != 0)
+	if (nm_telemetry_register(app) != 0 || nm_reload_register(app) != 0)
 		NM_LOG(WARNING, "telemetry commands not registered\n");
 	/* Every thread exists now (EAL's, librdkafka's, the embedded broker's): see signals.c. */
 	if (nm_signals_main(app) != 0) {

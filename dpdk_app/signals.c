@@ -11,12 +11,12 @@
  *    created from then on inherits that mask: EAL's control, interrupt and telemetry threads,
  *    EAL's lcore threads, librdkafka's threads and the mock cluster's, and whatever those create
  *    later (librdkafka's broker threads, telemetry's per-client threads);
- *  - nm_signals_main(), once every thread exists: the main thread takes SIGINT, SIGTERM and SIGHUP
- *    (drain and stop; SIGHUP does the same until live reload exists) through sigaction with
- *    SA_RESTART; SIGPIPE is ignored, so the console writer does not kill the engine when its
- *    reader goes away (write() returns EPIPE instead). Nothing else is unblocked there: the main
- *    thread sleeps and writes to the console, and a stream of real-time signals would interrupt
- *    both;
+ *  - nm_signals_main(), once every thread exists: the main thread takes SIGINT and SIGTERM
+ *    (drain and stop) and SIGHUP (re-read the config: the handler only raises a flag, the main
+ *    lcore's loop does the reload, see reload.c) through sigaction with SA_RESTART; SIGPIPE is
+ * ignored, so the console writer does not kill the engine when its reader goes away (write()
+ * returns EPIPE instead). Nothing else is unblocked there: the main thread sleeps and writes to the
+ * console, and a stream of real-time signals would interrupt both;
  *  - nm_signals_worker(), first thing on each RX lcore: every signal except those four is
  *    unblocked. PMDs that signal (net_tap) need some thread to take their signal, and the RX
  *    lcores are the ones that never sleep in a system call: the handler costs them a few hundred
@@ -46,6 +46,15 @@ on_signal(int sig)
 	if (sig_app->quit || sig_app->draining)
 		sig_app->drain_abort = true;
 	sig_app->quit = true;
+}
+
+/* SIGHUP: systemctl reload. Async-signal-safe: a flag the main lcore's loop reads. */
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	if (sig_app != NULL)
+		nm_reload_request(sig_app);
 }
 
 /* The signals the main thread owns. */
@@ -81,8 +90,10 @@ nm_signals_main(struct nm_app *app)
 	sa.sa_handler = on_signal;
 	sa.sa_flags = SA_RESTART;
 	sigfillset(&sa.sa_mask);
-	if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0 ||
-	    sigaction(SIGHUP, &sa, NULL) != 0)
+	if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
+		return -errno;
+	sa.sa_handler = on_hup;
+	if (sigaction(SIGHUP, &sa, NULL) != 0)
 		return -errno;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;

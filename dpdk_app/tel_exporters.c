@@ -10,14 +10,20 @@
  * overrides and names) before the workers exist; nm_tel_exporters_register() only registers the
  * commands that read it. It is freed after the workers have stopped.
  *
- * The telemetry thread is not an RCU reader: it reads the table through nm_exp_foreach(), which
- * walks the preallocated pools (entries are never freed) and never the hash table.
+ * The counters are read through nm_exp_foreach(), which walks the preallocated pools (entries are
+ * never freed) and never the hash table. Names, descriptions, overrides and interface names come
+ * from the configured version the table holds now, which a reload replaces and frees after a
+ * grace period: each handler registers its thread with urcu-qsbr for its duration (DPDK runs
+ * handlers on a thread per client connection), so the version it reads stays valid until it
+ * unregisters, and one reply shows one version throughout.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <rte_telemetry.h>
+
+#include <urcu-qsbr.h>
 
 #include "app.h"
 #include "exporter/exporter.h"
@@ -68,25 +74,11 @@ tel_add(const char *key, uint64_t value, const struct nm_ctr_desc *d, void *ctx)
 
 struct walk {
 	struct rte_tel_data *d;
-	const char *filter; /* address text, or NULL */
+	const struct nm_exp_conf *conf; /* the configured version, for the whole reply */
+	const char *filter;		/* address text, or NULL */
 	unsigned int listed;
 	unsigned int skipped; /* over MAX_LISTED */
 };
-
-static const char *
-exporter_name(const struct nm_app *app, const uint8_t addr[NM_ADDR_LEN], const char **descr)
-{
-	unsigned int i;
-
-	for (i = 0; i < app->cfg.n_exporters; i++) {
-		if (memcmp(app->cfg.exporters[i].address, addr, NM_ADDR_LEN) == 0) {
-			if (descr != NULL)
-				*descr = app->cfg.exporters[i].description;
-			return app->cfg.exporters[i].name;
-		}
-	}
-	return NULL;
-}
 
 static void
 add_exporter(const struct nm_exp_entry *e, void *ctx)
@@ -94,7 +86,9 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 	struct walk *w = ctx;
 	struct rte_tel_data *c;
 	char addr[NM_ADDR_STRLEN], key[128], rates[128];
-	const char *name, *descr = NULL, *src;
+	struct nm_exp_configured cf;
+	int configured;
+	const char *src;
 	size_t o = 0;
 	unsigned int i;
 
@@ -113,11 +107,11 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 	rte_tel_data_add_dict_string(c, "protocol", nm_exp_type_name(e->key.type));
 	rte_tel_data_add_dict_u64(c, "version", e->version);
 	rte_tel_data_add_dict_u64(c, "domain", e->key.domain);
-	name = exporter_name(tel_app, e->key.addr, &descr);
-	if (name != NULL) {
-		add_str(c, "name", name);
-		if (descr != NULL && descr[0] != '\0')
-			add_str(c, "description", descr);
+	configured = nm_exp_configured(w->conf, e->key.addr, &cf);
+	if (configured) {
+		add_str(c, "name", cf.name);
+		if (cf.description[0] != '\0')
+			add_str(c, "description", cf.description);
 	}
 	rte_tel_data_add_dict_u64(c, "first_seen", e->first_seen);
 	rte_tel_data_add_dict_u64(c, "last_seen", e->last_seen);
@@ -144,8 +138,8 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 	rte_tel_data_add_dict_string(c, "sampling_source", src);
 	rte_tel_data_add_dict_u64(c, "rate_default_records", e->rate_default_records);
 	rte_tel_data_add_dict_u64(c, "rate_override_records", e->rate_override_records);
-	if (e->override_rate != 0)
-		rte_tel_data_add_dict_u64(c, "override_rate", e->override_rate);
+	if (configured && cf.rate != 0)
+		rte_tel_data_add_dict_u64(c, "override_rate", cf.rate);
 	/* NetFlow v5 and IPFIX number records, v9 and sFlow datagrams. */
 	rte_tel_data_add_dict_string(c, "seq_unit",
 				     e->key.type == NM_FLOW_NF5 || e->key.type == NM_FLOW_IPFIX
@@ -183,24 +177,13 @@ tel_exporters(const char *cmd, const char *params, struct rte_tel_data *d)
 	nm_exp_get_stats(tel_app->exp, &st);
 	nm_ctr_foreach(&nm_exp_ctr_set, &st, "", tel_add, d);
 	rte_tel_data_add_dict_u64(d, "default_sampling_rate", tel_app->cfg.default_sampling_rate);
+	rcu_register_thread();
+	w.conf = nm_exp_conf_current(tel_app->exp);
+	rte_tel_data_add_dict_u64(d, "config_version", nm_exp_conf_version(w.conf));
 	nm_exp_foreach(tel_app->exp, add_exporter, &w);
+	rcu_unregister_thread();
 	rte_tel_data_add_dict_u64(d, "not_listed", w.skipped);
 	return 0;
-}
-
-static const char *
-if_name(const struct nm_app *app, const uint8_t agent[NM_ADDR_LEN], uint32_t if_index)
-{
-	unsigned int i;
-
-	for (i = 0; i < app->cfg.n_ifnames; i++) {
-		const struct nm_ifname_cfg *n = &app->cfg.ifnames[i];
-
-		if (n->if_index == if_index &&
-		    memcmp(app->cfg.exporters[n->exporter].address, agent, NM_ADDR_LEN) == 0)
-			return n->name;
-	}
-	return NULL;
 }
 
 static void
@@ -224,7 +207,7 @@ add_iface(const struct nm_exp_iface *f, void *ctx)
 	rte_tel_data_start_dict(c);
 	rte_tel_data_add_dict_string(c, "agent", addr);
 	rte_tel_data_add_dict_u64(c, "if_index", f->c.if_index);
-	name = if_name(tel_app, f->agent, f->c.if_index);
+	name = nm_exp_ifname(w->conf, f->agent, f->c.if_index);
 	if (name != NULL)
 		add_str(c, "name", name);
 #define U(n, v) rte_tel_data_add_dict_u64(c, n, v)
@@ -270,7 +253,11 @@ tel_interfaces(const char *cmd, const char *params, struct rte_tel_data *d)
 		return 0;
 	nm_exp_get_stats(tel_app->exp, &st);
 	nm_ctr_foreach(&nm_exp_ctr_set, &st, "", tel_add, d);
+	rcu_register_thread();
+	w.conf = nm_exp_conf_current(tel_app->exp);
+	rte_tel_data_add_dict_u64(d, "config_version", nm_exp_conf_version(w.conf));
 	nm_exp_iface_foreach(tel_app->exp, add_iface, &w);
+	rcu_unregister_thread();
 	rte_tel_data_add_dict_u64(d, "not_listed", w.skipped);
 	return 0;
 }
@@ -281,7 +268,7 @@ nm_tel_exporters_register(struct nm_app *app)
 	int ret;
 
 #define NM_ONE(...) +1
-	RTE_BUILD_BUG_ON(0 NM_EXP_CTRS(NM_ONE, NM_ONE, _) + 2 >
+	RTE_BUILD_BUG_ON(0 NM_EXP_CTRS(NM_ONE, NM_ONE, _) + 3 >
 			 RTE_TEL_MAX_DICT_ENTRIES - MAX_LISTED);
 #undef NM_ONE
 	tel_app = app;

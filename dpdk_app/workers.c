@@ -28,10 +28,10 @@ nm_tables_create(struct nm_app *app)
 		.max_exporters = 4096,
 		.max_ifaces = 16384,
 		.max_overrides = NM_CFG_MAX_EXPORTERS,
+		.max_ifnames = NM_CFG_MAX_IFNAMES,
 		.default_sampling_rate = app->cfg.default_sampling_rate,
 	};
-	unsigned int i;
-	int ret;
+	struct nm_exp_conf *x;
 
 	/*
 	 * Without this table the [exporter.NAME] sampling overrides would silently not apply:
@@ -52,16 +52,14 @@ nm_tables_create(struct nm_app *app)
 		fprintf(stderr, "netmeta: cannot create the template cache: %s\n", strerror(errno));
 		return -ENOMEM;
 	}
-	for (i = 0; i < app->cfg.n_exporters; i++) {
-		const struct nm_exporter_cfg *e = &app->cfg.exporters[i];
-
-		ret = nm_exp_override_add(app->exp, e->address, e->sampling_rate, e->name);
-		if (ret != 0) {
-			fprintf(stderr, "netmeta: %s: [exporter.%s] cannot be applied: %s\n",
-				app->cfg.source, e->name, strerror(-ret));
-			return ret;
-		}
+	/* Version 1 of the exporter sections (reload.c publishes the next ones). */
+	x = nm_reload_exp_conf(&app->cfg, 1);
+	if (x == NULL) {
+		fprintf(stderr, "netmeta: %s: the [exporter.NAME] sections cannot be applied: %s\n",
+			app->cfg.source, strerror(errno));
+		return -ENOMEM;
 	}
+	nm_exp_publish(app->exp, x);
 	return 0;
 }
 

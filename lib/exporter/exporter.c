@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define _LGPL_SOURCE /* rcu_dereference() inlined: it is on the per-datagram path */
 #include <urcu-qsbr.h>
 #include <urcu/rculfhash.h>
 #include <urcu/uatomic.h>
@@ -21,11 +22,34 @@
 #include "../base/hash.h"
 #include "exporter.h"
 
+/* A configured exporter: its override, name and description. */
 struct ovr_slot {
 	uint8_t addr[NM_ADDR_LEN];
 	uint64_t rate;
 	char name[64];
+	char description[256];
 	uint8_t used;
+};
+
+/* A configured interface name, keyed by (exporter address, ifIndex). */
+struct ifn_slot {
+	uint8_t addr[NM_ADDR_LEN];
+	uint32_t if_index;
+	uint8_t used;
+	char name[64];
+};
+
+/*
+ * One version of what the configuration says about exporters. Two open-addressing arrays sized
+ * at twice their capacity (probes stay short), allocated with the header in one block. Built by
+ * the control thread, immutable once published; replaced as a whole.
+ */
+struct nm_exp_conf {
+	uint64_t version;
+	unsigned int max_ovr, n_ovr, ovr_mask;
+	unsigned int max_ifn, n_ifn, ifn_mask;
+	struct ovr_slot *ovr;
+	struct ifn_slot *ifn;
 };
 
 struct iface_key {
@@ -41,9 +65,8 @@ struct nm_exp_table {
 	struct cds_lfht *iht; /* struct nm_exp_iface */
 	struct nm_exp_iface *ipool;
 	unsigned long inext;
-	struct ovr_slot *ovr; /* open addressing, read-only once RX runs */
-	unsigned int ovr_mask;
-	unsigned int n_ovr;
+	struct nm_exp_conf *conf; /* RCU-protected: rcu_dereference to read, nm_exp_publish */
+	unsigned int configured;  /* exporters in conf, for readers that are not RCU readers */
 	uint64_t overflow;
 	uint64_t iface_overflow;
 	uint64_t wasted;  /* exporter slots lost to races */
@@ -75,6 +98,8 @@ nm_exp_create(const struct nm_exp_params *p)
 		t->p.max_ifaces = 16384;
 	if (t->p.max_overrides == 0)
 		t->p.max_overrides = 1024;
+	if (t->p.max_ifnames == 0)
+		t->p.max_ifnames = 4096;
 	if (t->p.default_sampling_rate == 0)
 		t->p.default_sampling_rate = 1;
 	size = pow2_at_least(t->p.max_exporters);
@@ -83,10 +108,9 @@ nm_exp_create(const struct nm_exp_params *p)
 	t->iht = cds_lfht_new(size, size, size, 0, NULL);
 	t->pool = aligned_alloc(64, sizeof(*t->pool) * t->p.max_exporters);
 	t->ipool = aligned_alloc(64, sizeof(*t->ipool) * t->p.max_ifaces);
-	t->ovr_mask = (unsigned int)pow2_at_least(2UL * t->p.max_overrides) - 1;
-	t->ovr = calloc((size_t)t->ovr_mask + 1, sizeof(*t->ovr));
+	t->conf = nm_exp_conf_create(t->p.max_overrides, t->p.max_ifnames, 0);
 	if (t->ht == NULL || t->iht == NULL || t->pool == NULL || t->ipool == NULL ||
-	    t->ovr == NULL) {
+	    t->conf == NULL) {
 		nm_exp_free(t);
 		errno = ENOMEM;
 		return NULL;
@@ -118,27 +142,71 @@ nm_exp_free(struct nm_exp_table *t)
 	}
 	free(t->pool);
 	free(t->ipool);
-	free(t->ovr);
+	nm_exp_conf_free(t->conf);
 	free(t);
 }
 
-int
-nm_exp_override_add(struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
-		    const char *name)
+struct nm_exp_conf *
+nm_exp_conf_create(unsigned int max_exporters, unsigned int max_ifnames, uint64_t version)
 {
-	unsigned int i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;
+	unsigned long no = pow2_at_least(2UL * (max_exporters ? max_exporters : 1));
+	unsigned long ni = pow2_at_least(2UL * (max_ifnames ? max_ifnames : 1));
+	struct nm_exp_conf *c;
+	size_t size = sizeof(*c) + no * sizeof(struct ovr_slot) + ni * sizeof(struct ifn_slot);
 
-	if (t->n_ovr >= t->p.max_overrides)
-		return -ENOSPC;
-	for (;; i = (i + 1) & t->ovr_mask) {
-		struct ovr_slot *s = &t->ovr[i];
+	c = calloc(1, size);
+	if (c == NULL)
+		return NULL;
+	c->version = version;
+	c->max_ovr = max_exporters;
+	c->ovr_mask = (unsigned int)no - 1;
+	c->max_ifn = max_ifnames;
+	c->ifn_mask = (unsigned int)ni - 1;
+	c->ovr = (struct ovr_slot *)(void *)(c + 1);
+	c->ifn = (struct ifn_slot *)(void *)(c->ovr + no);
+	return c;
+}
+
+void
+nm_exp_conf_free(struct nm_exp_conf *c)
+{
+	if (c == NULL)
+		return;
+	/*
+	 * Emptied first: a reader that outlived its grace period (a bug) then finds no exporter
+	 * configured -- its rate drops to the default, which test_exporter's readers notice --
+	 * rather than looping over slots of garbage.
+	 */
+	memset(c->ovr, 0, ((size_t)c->ovr_mask + 1) * sizeof(*c->ovr));
+	memset(c->ifn, 0, ((size_t)c->ifn_mask + 1) * sizeof(*c->ifn));
+	free(c);
+}
+
+uint64_t
+nm_exp_conf_version(const struct nm_exp_conf *c)
+{
+	return c->version;
+}
+
+int
+nm_exp_conf_add(struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
+		const char *name, const char *description)
+{
+	unsigned int i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & c->ovr_mask;
+
+	for (;; i = (i + 1) & c->ovr_mask) {
+		struct ovr_slot *s = &c->ovr[i];
 
 		if (!s->used) {
+			if (c->n_ovr >= c->max_ovr)
+				return -ENOSPC;
 			memcpy(s->addr, addr, NM_ADDR_LEN);
 			s->rate = rate;
 			snprintf(s->name, sizeof(s->name), "%s", name != NULL ? name : "");
+			snprintf(s->description, sizeof(s->description), "%s",
+				 description != NULL ? description : "");
 			s->used = 1;
-			t->n_ovr++;
+			c->n_ovr++;
 			return 0;
 		}
 		if (memcmp(s->addr, addr, NM_ADDR_LEN) == 0)
@@ -146,16 +214,82 @@ nm_exp_override_add(struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN], uin
 	}
 }
 
+static unsigned int
+ifn_hash(const uint8_t addr[NM_ADDR_LEN], uint32_t if_index)
+{
+	struct {
+		uint8_t addr[NM_ADDR_LEN];
+		uint32_t if_index;
+	} k;
+
+	memcpy(k.addr, addr, NM_ADDR_LEN);
+	k.if_index = if_index;
+	return (unsigned int)nm_hash_words(&k, sizeof(k));
+}
+
+int
+nm_exp_conf_ifname(struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN], uint32_t if_index,
+		   const char *name)
+{
+	unsigned int i = ifn_hash(addr, if_index) & c->ifn_mask;
+
+	for (;; i = (i + 1) & c->ifn_mask) {
+		struct ifn_slot *s = &c->ifn[i];
+
+		if (!s->used) {
+			if (c->n_ifn >= c->max_ifn)
+				return -ENOSPC;
+			memcpy(s->addr, addr, NM_ADDR_LEN);
+			s->if_index = if_index;
+			snprintf(s->name, sizeof(s->name), "%s", name);
+			s->used = 1;
+			c->n_ifn++;
+			return 0;
+		}
+		if (s->if_index == if_index && memcmp(s->addr, addr, NM_ADDR_LEN) == 0)
+			return -EEXIST;
+	}
+}
+
+void
+nm_exp_publish(struct nm_exp_table *t, struct nm_exp_conf *c)
+{
+	struct nm_exp_conf *old;
+
+	uatomic_set(&t->configured, c->n_ovr);
+	old = rcu_xchg_pointer(&t->conf, c);
+
+	/*
+	 * Readers (RX lcores between two quiescent states, telemetry threads while registered)
+	 * may still hold old: free it once each has passed a quiescent state. The wait is one
+	 * poll-loop iteration of each RX lcore; the caller goes offline meanwhile if it is a
+	 * registered reader itself (urcu-qsbr's synchronize_rcu does that).
+	 */
+	synchronize_rcu();
+	nm_exp_conf_free(old);
+}
+
+int
+nm_exp_override_add(struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
+		    const char *name)
+{
+	int ret = nm_exp_conf_add(t->conf, addr, rate, name, NULL);
+
+	if (ret == 0)
+		uatomic_set(&t->configured, t->conf->n_ovr);
+	return ret;
+}
+
 static const struct ovr_slot *
-ovr_find(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN])
+ovr_find(const struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN])
 {
 	unsigned int i;
 
-	if (t->n_ovr == 0)
+	if (c->n_ovr == 0)
 		return NULL;
-	for (i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & t->ovr_mask;;
-	     i = (i + 1) & t->ovr_mask) {
-		const struct ovr_slot *s = &t->ovr[i];
+	for (i = (unsigned int)nm_hash_words(addr, NM_ADDR_LEN) & c->ovr_mask;;
+	     i = (i + 1) & c->ovr_mask) {
+		const struct ovr_slot *s = &c->ovr[i];
 
 		if (!s->used)
 			return NULL;
@@ -167,9 +301,46 @@ ovr_find(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN])
 uint64_t
 nm_exp_override(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN])
 {
-	const struct ovr_slot *s = ovr_find(t, addr);
+	const struct ovr_slot *s = ovr_find(rcu_dereference(t->conf), addr);
 
 	return s != NULL ? s->rate : 0;
+}
+
+const struct nm_exp_conf *
+nm_exp_conf_current(const struct nm_exp_table *t)
+{
+	return rcu_dereference(t->conf);
+}
+
+int
+nm_exp_configured(const struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN],
+		  struct nm_exp_configured *out)
+{
+	const struct ovr_slot *s = ovr_find(c, addr);
+
+	if (s == NULL)
+		return 0;
+	out->rate = s->rate;
+	out->name = s->name;
+	out->description = s->description;
+	return 1;
+}
+
+const char *
+nm_exp_ifname(const struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN], uint32_t if_index)
+{
+	unsigned int i;
+
+	if (c->n_ifn == 0)
+		return NULL;
+	for (i = ifn_hash(addr, if_index) & c->ifn_mask;; i = (i + 1) & c->ifn_mask) {
+		const struct ifn_slot *s = &c->ifn[i];
+
+		if (!s->used)
+			return NULL;
+		if (s->if_index == if_index && memcmp(s->addr, addr, NM_ADDR_LEN) == 0)
+			return s->name;
+	}
 }
 
 static int
@@ -187,8 +358,6 @@ nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 	struct nm_exp_entry *e;
-	const struct ovr_slot *o;
-
 	cds_lfht_lookup(t->ht, h, match_entry, k, &it);
 	node = cds_lfht_iter_get_node(&it);
 	if (node != NULL)
@@ -202,11 +371,6 @@ nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
 	}
 	e = &t->pool[idx];
 	e->key = *k;
-	o = ovr_find(t, k->addr);
-	if (o != NULL) {
-		e->override_rate = o->rate;
-		e->name = o->name;
-	}
 	cds_lfht_node_init(&e->node);
 	node = cds_lfht_add_unique(t->ht, h, match_entry, k, &e->node);
 	if (node != &e->node) {
@@ -432,7 +596,7 @@ nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 	st->exporters_overflow = uatomic_read(&t->overflow);
 	st->interfaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
 	st->interfaces_overflow = uatomic_read(&t->iface_overflow);
-	st->configured = t->n_ovr;
+	st->configured = uatomic_read(&t->configured);
 }
 
 uint64_t

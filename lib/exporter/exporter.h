@@ -9,9 +9,11 @@
  * and the sFlow generic interface counters of each (agent, ifIndex).
  *
  * Three tables:
- *  - overrides: exporter address -> configured sampling rate and name ([exporter.NAME] in
- *    netmeta.ini). Filled by the control thread before the RX lcores start, read-only after:
- *    an open-addressing array probed without locks or RCU.
+ *  - the configured exporters, a struct nm_exp_conf: exporter address -> sampling rate override,
+ *    name and description, and (address, ifIndex) -> interface name ([exporter.NAME] in
+ *    netmeta.ini). One immutable version at a time, published through RCU: the control thread
+ *    builds a new version (reload), swaps it in with rcu_xchg_pointer() and frees the old one
+ *    after a grace period; readers probe open-addressing arrays without locks and never wait.
  *  - exporters, keyed by (address, observation domain / source id / sub-agent id, protocol):
  *    a liburcu QSBR cds_lfht over a pool of entries preallocated at creation. An entry is taken
  *    from the pool the first time its key is seen (one atomic increment, no allocation) and is
@@ -35,10 +37,13 @@
  *
  * Cost: nm_exp_get(), nm_exp_account() and nm_exp_iface_update() are lock-free and allocate
  * nothing: a hash, a cds_lfht lookup, relaxed atomic adds; a new key takes a pool slot (one
- * atomic increment) and a cds_lfht_add_unique(). nm_exp_override() probes a read-only array.
- * nm_exp_create() allocates everything; nothing allocates afterwards.
+ * atomic increment) and a cds_lfht_add_unique(). nm_exp_override() probes the configured
+ * version it finds through rcu_dereference(): no lock, no wait. nm_exp_create() allocates the
+ * tables; afterwards only the control thread allocates, a new configured version on reload
+ * (nm_exp_conf_create), and nm_exp_publish() waits a grace period before freeing the old one.
  *
- * Threading: create/free/override from the control thread with no RX lcore running. Lookups
+ * Threading: create/free/override_add from the control thread with no RX lcore running;
+ * nm_exp_publish from the control thread at any time (it waits for a grace period). Lookups
  * and updates from RX lcores that are registered QSBR readers, online. The readers for
  * telemetry (nm_exp_foreach, nm_exp_iface_foreach) walk the tables as QSBR readers too, or from
  * any thread when the caller accepts that it may race with insertions (entries are never freed
@@ -86,6 +91,7 @@ struct nm_exp_params {
 	unsigned int max_exporters;	/* (address, domain, protocol) entries; 0: 4096 */
 	unsigned int max_ifaces;	/* sFlow (agent, ifIndex) entries; 0: 16384 */
 	unsigned int max_overrides;	/* configured exporters; 0: 1024 */
+	unsigned int max_ifnames;	/* configured interface names; 0: 4096 */
 	uint64_t default_sampling_rate; /* what records get when an exporter announces none */
 };
 
@@ -114,8 +120,6 @@ struct nm_exp_entry {
 	uint32_t last_units_alt; /* the same without options records (IPFIX) */
 	uint32_t n_templates;	 /* templates it has in lib/tmpl now; written by the template
 				  * cache under its writer mutex, the cap is checked there */
-	const char *name;	 /* [exporter.NAME] of the config, or NULL */
-	uint64_t override_rate;	 /* configured rate, 0 when none */
 
 	uint64_t first_seen; /* time_received of the first datagram (s) */
 	uint64_t last_seen;
@@ -193,15 +197,66 @@ struct nm_exp_table *nm_exp_create(const struct nm_exp_params *p);
 void nm_exp_free(struct nm_exp_table *t);
 
 /*
- * Configure an exporter address: its sampling rate override (0: none) and its name (copied).
- * 0, -EEXIST when the address is configured already, -ENOSPC when max_overrides is reached.
- * Control thread, before the RX lcores start.
+ * One version of the configured exporters. Build it on the control thread (create, add,
+ * ifname), then publish it; it is immutable from then on and the table owns it.
+ * create: NULL when out of memory; capacities as nm_exp_params' max_overrides/max_ifnames;
+ * version is the caller's number for it (the engine's config version).
+ * add: an exporter address with its rate override (0: none), name and description (copied;
+ * NULL: ""). ifname: the name of (addr, if_index). Both 0, -EEXIST when the key is there
+ * already, -ENOSPC when the capacity is reached.
+ * free: only a version never published (the table frees the ones it held).
+ */
+struct nm_exp_conf;
+struct nm_exp_conf *nm_exp_conf_create(unsigned int max_exporters, unsigned int max_ifnames,
+				       uint64_t version);
+int nm_exp_conf_add(struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
+		    const char *name, const char *description);
+int nm_exp_conf_ifname(struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN], uint32_t if_index,
+		       const char *name);
+void nm_exp_conf_free(struct nm_exp_conf *c);
+uint64_t nm_exp_conf_version(const struct nm_exp_conf *c);
+
+/*
+ * Make c the table's configured exporters: rcu_xchg_pointer(), then synchronize_rcu() and free
+ * the version it replaced. Records decoded after the swap get c's overrides; a datagram being
+ * decoded during it gets the old or the new rate for all its records (the decoder reads the
+ * override once per datagram). Control thread, registered with urcu-qsbr (online or offline);
+ * never from an RX lcore or a thread that holds up the grace period. Waits one poll-loop
+ * iteration of every RX lcore (and of any registered telemetry thread).
+ */
+void nm_exp_publish(struct nm_exp_table *t, struct nm_exp_conf *c);
+
+/*
+ * Add an exporter to the version the table holds now, in place: start-up and tests only, with
+ * no reader running. Same returns as nm_exp_conf_add.
  */
 int nm_exp_override_add(struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN], uint64_t rate,
 			const char *name);
 
-/* The configured rate of addr, 0 when none. Any thread, lock-free. */
+/* The configured rate of addr in the current version, 0 when none. QSBR reader, online. */
 uint64_t nm_exp_override(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN]);
+
+/*
+ * The current version, for several lookups that must agree (telemetry). It stays valid until
+ * the calling thread's next quiescent state (or rcu_unregister_thread()): QSBR reader, online.
+ * Telemetry threads register around their handler for this.
+ */
+const struct nm_exp_conf *nm_exp_conf_current(const struct nm_exp_table *t);
+
+/* What a version says about one exporter; the strings belong to the version. */
+struct nm_exp_configured {
+	uint64_t rate; /* 0: no override */
+	const char *name;
+	const char *description;
+};
+
+/* 1 and *out filled when addr is configured in c, 0 when not. */
+int nm_exp_configured(const struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN],
+		      struct nm_exp_configured *out);
+
+/* The configured name of (addr, if_index) in c, or NULL. */
+const char *nm_exp_ifname(const struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN],
+			  uint32_t if_index);
 
 /*
  * The entry of k, created from the pool when new; NULL (and overflow counted) when the pool is

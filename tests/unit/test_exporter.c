@@ -4,6 +4,7 @@
  * exporters, sampling-rate sources and overrides, pool overflow, two writers on one exporter,
  * sFlow interface counters, the corpus' exporters; and the [exporter.NAME] config sections.
  */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -243,8 +244,15 @@ test_override(void **state)
 	assert_int_equal(f->last_rate, 1000);
 	assert_int_equal(f->rate_sum, 3000);
 	e = only_entry(f);
-	assert_int_equal(e->override_rate, 1000);
-	assert_string_equal(e->name, "edge1");
+	{
+		struct nm_exp_configured cf;
+
+		assert_int_equal(nm_exp_configured(nm_exp_conf_current(f->d.exp), a, &cf), 1);
+		assert_int_equal(cf.rate, 1000);
+		assert_string_equal(cf.name, "edge1");
+		assert_string_equal(cf.description, "");
+		assert_int_equal(nm_exp_configured(nm_exp_conf_current(f->d.exp), b, &cf), 0);
+	}
 	assert_int_equal(e->rate_override_records, 3);
 	assert_int_equal(e->rate_default_records, 0);
 	/* Another exporter keeps its own rate. */
@@ -655,14 +663,134 @@ test_config_example(void **state)
 	free(c);
 }
 
+/* Reload: versions published while a reader decodes (the RX lcore's view). */
+struct pub_reader {
+	struct fixture *f;
+	uint8_t addr[16];
+	volatile int stop;
+	uint64_t datagrams, inconsistent, went_back, distinct;
+	uint64_t last_rate;
+	char why[160];
+};
+
+static void *
+pub_reader_main(void *arg)
+{
+	struct pub_reader *r = arg;
+	uint8_t buf[24 + 48 * 3];
+	size_t len = nf5(buf, 3, 0, 0);
+
+	rcu_register_thread();
+	while (!r->stop) {
+		const struct nm_exp_conf *c;
+		struct nm_exp_configured cf;
+		const char *ifn;
+		char want[64];
+		uint64_t before = r->f->rate_sum;
+
+		/* Every record of one datagram has the rate of one version. */
+		(void)feed(r->f, buf, len);
+		if (r->f->rate_sum - before != 3 * r->f->last_rate) {
+			r->inconsistent++;
+			snprintf(r->why, sizeof(r->why),
+				 "datagram rates sum %" PRIu64 ", last %" PRIu64,
+				 r->f->rate_sum - before, r->f->last_rate);
+		}
+		if (r->f->last_rate < r->last_rate)
+			r->went_back++;
+		if (r->f->last_rate != r->last_rate)
+			r->distinct++;
+		r->last_rate = r->f->last_rate;
+		/* Name, description and interface name of one version agree with its rate. */
+		c = nm_exp_conf_current(r->f->d.exp);
+		if (nm_exp_configured(c, r->addr, &cf) == 1) {
+			snprintf(want, sizeof(want), "v%" PRIu64, cf.rate);
+			ifn = nm_exp_ifname(c, r->addr, 7);
+			if (strcmp(cf.name, want) != 0 || cf.description[0] != 'd' ||
+			    strcmp(cf.description + 1, want + 1) != 0 || ifn == NULL ||
+			    strcmp(ifn + 2, want + 1) != 0 ||
+			    nm_exp_conf_version(c) * 10 != cf.rate) {
+				r->inconsistent++;
+				snprintf(r->why, sizeof(r->why),
+					 "rate %" PRIu64 " name %.20s ifname %.20s", cf.rate,
+					 cf.name, ifn != NULL ? ifn : "(none)");
+			}
+		}
+		r->datagrams++;
+		rcu_quiescent_state();
+	}
+	rcu_unregister_thread();
+	return NULL;
+}
+
+static void
+test_publish(void **state)
+{
+	struct nm_exp_params p = {.max_overrides = 4, .max_ifnames = 8};
+	struct pub_reader *r = calloc(1, sizeof(*r));
+	struct nm_exp_stats st;
+	struct nm_exp_conf *c;
+	pthread_t th;
+	uint64_t v;
+	char name[32], descr[32], ifn[32];
+
+	(void)state;
+	assert_non_null(r);
+	rcu_register_thread();
+	r->f = fixture_new(&p);
+	memcpy(r->addr, r->f->meta.exporter, 16);
+	/* Capacities hold for each version. */
+	c = nm_exp_conf_create(1, 1, 1);
+	assert_int_equal(nm_exp_conf_add(c, r->addr, 10, "v10", "d10"), 0);
+	assert_int_equal(nm_exp_conf_add(c, r->addr, 20, "x", NULL), -EEXIST);
+	assert_int_equal(nm_exp_conf_ifname(c, r->addr, 7, "if10"), 0);
+	assert_int_equal(nm_exp_conf_ifname(c, r->addr, 7, "if10"), -EEXIST);
+	assert_int_equal(nm_exp_conf_ifname(c, r->addr, 8, "if10"), -ENOSPC);
+	nm_exp_publish(r->f->d.exp, c);
+	assert_int_equal(pthread_create(&th, NULL, pub_reader_main, r), 0);
+	for (v = 2; v <= 400; v++) {
+		c = nm_exp_conf_create(p.max_overrides, p.max_ifnames, v);
+		assert_non_null(c);
+		snprintf(name, sizeof(name), "v%" PRIu64, v * 10);
+		snprintf(descr, sizeof(descr), "d%" PRIu64, v * 10);
+		snprintf(ifn, sizeof(ifn), "if%" PRIu64, v * 10);
+		assert_int_equal(nm_exp_conf_add(c, r->addr, v * 10, name, descr), 0);
+		assert_int_equal(nm_exp_conf_ifname(c, r->addr, 7, ifn), 0);
+		nm_exp_publish(r->f->d.exp, c);
+		if (v % 50 == 0)
+			usleep(2000); /* let the reader decode a few datagrams per version */
+	}
+	r->stop = 1;
+	pthread_join(th, NULL);
+	printf("reader: %" PRIu64 " datagrams, %" PRIu64 " rate changes seen, last rate %" PRIu64
+	       "\n",
+	       r->datagrams, r->distinct, r->last_rate);
+	assert_true(r->inconsistent == 0 || (printf("%s\n", r->why), 0));
+	assert_int_equal(r->went_back, 0);
+	assert_true(r->distinct >= 2);
+	assert_int_equal(nm_exp_override(r->f->d.exp, r->addr), 4000);
+	assert_int_equal(nm_exp_conf_version(nm_exp_conf_current(r->f->d.exp)), 400);
+	nm_exp_get_stats(r->f->d.exp, &st);
+	assert_int_equal(st.configured, 1);
+	/* A version with no exporter: the override is gone for the next datagram. */
+	nm_exp_publish(r->f->d.exp, nm_exp_conf_create(4, 8, 401));
+	assert_int_equal(nm_exp_override(r->f->d.exp, r->addr), 0);
+	nm_exp_get_stats(r->f->d.exp, &st);
+	assert_int_equal(st.configured, 0);
+	fixture_free(r->f);
+	rcu_unregister_thread();
+	free(r);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nf5_sequence), cmocka_unit_test(test_override),
-		cmocka_unit_test(test_overflow),     cmocka_unit_test(test_two_writers),
-		cmocka_unit_test(test_corpus),	     cmocka_unit_test(test_corpus_interfaces),
-		cmocka_unit_test(test_config),	     cmocka_unit_test(test_config_example),
+		cmocka_unit_test(test_nf5_sequence),	  cmocka_unit_test(test_override),
+		cmocka_unit_test(test_publish),		  cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_two_writers),	  cmocka_unit_test(test_corpus),
+		cmocka_unit_test(test_corpus_interfaces), cmocka_unit_test(test_config),
+		cmocka_unit_test(test_config_example),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
