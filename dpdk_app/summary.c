@@ -103,6 +103,11 @@ nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FILE *f)
 		fprintf(f, "  %-28s dropped: the spool was full\n", "");
 	fprintf(f, "  %-28s %" PRIu64 "%s\n", "records lost", sm->lost,
 		sm->lost ? "  <-- see above" : "");
+	fprintf(f,
+		"  %-28s version %" PRIu64 " (%s; reloads: %" PRIu64 " applied, %" PRIu64
+		" refused, %" PRIu64 " failed)\n",
+		"config", app->live.version, app->cfg.source, app->live.counts[NM_RELOAD_APPLIED],
+		app->live.counts[NM_RELOAD_REFUSED], app->live.counts[NM_RELOAD_FAILED]);
 }
 
 int
@@ -126,6 +131,14 @@ nm_summary_json(const struct nm_app *app, const struct nm_summary *sm, const cha
 	fprintf(f, "  \"lost_records\": %" PRIu64 ",\n", sm->lost);
 	fprintf(f, "  \"seconds\": %.6f,\n", sm->secs);
 	fprintf(f, "  \"rx_seconds\": %.6f,\n", sm->rx_secs);
+	/* Which config was live at the end, and what reloads did (reload.c). */
+	fprintf(f, "  \"config_version\": %" PRIu64 ",\n", app->live.version);
+	fprintf(f, "  \"config_reloads_applied\": %" PRIu64 ",\n",
+		app->live.counts[NM_RELOAD_APPLIED]);
+	fprintf(f, "  \"config_reloads_refused\": %" PRIu64 ",\n",
+		app->live.counts[NM_RELOAD_REFUSED]);
+	fprintf(f, "  \"config_reloads_failed\": %" PRIu64 ",\n",
+		app->live.counts[NM_RELOAD_FAILED]);
 	/* Per worker: which lcore polled which queues, and what each received. */
 	fprintf(f, "  \"workers\": [");
 	for (i = 0; i < app->n_workers; i++) {
