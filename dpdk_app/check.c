@@ -505,7 +505,9 @@ check_spool(struct check *ck, const struct nm_config *c)
 		if (access(parent, W_OK | X_OK) != 0) {
 			problem(ck,
 				"%s: [kafka] spool_dir = \"%s\": does not exist and cannot be "
-				"created in %s: %s",
+				"created in %s: %s (the engine creates the directory, not its "
+				"parents; the service's StateDirectory=netmeta makes "
+				"/var/lib/netmeta)",
 				ck->src, dir, parent, strerror(errno));
 			return;
 		}
