@@ -47,8 +47,7 @@ struct check {
 	char sysfs[256];
 };
 
-static void
-problem(struct check *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(struct check *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 problem(struct check *ck, const char *fmt, ...)
@@ -63,8 +62,7 @@ problem(struct check *ck, const char *fmt, ...)
 	ck->problems++;
 }
 
-static void
-note(struct check *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct check *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 note(struct check *ck, const char *fmt, ...)
@@ -102,8 +100,7 @@ read_text(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-static void
-sys_path(const struct check *ck, char *out, size_t len, const char *fmt, ...)
+static void sys_path(const struct check *ck, char *out, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 static void
@@ -318,8 +315,8 @@ need_file(struct check *ck, const struct nm_port_cfg *pc, const char *key, int m
 	else
 		*(slash == dir ? slash + 1 : slash) = '\0';
 	if (access(dir, W_OK | X_OK) != 0)
-		problem(ck, "%s: [port.%s] device = \"%s\": %s=%s: cannot write in %s: %s",
-			ck->src, pc->name, pc->device, key, file, dir, strerror(errno));
+		problem(ck, "%s: [port.%s] device = \"%s\": %s=%s: cannot write in %s: %s", ck->src,
+			pc->name, pc->device, key, file, dir, strerror(errno));
 }
 
 static void
@@ -341,7 +338,8 @@ check_device(struct check *ck, const struct nm_port_cfg *pc)
 		n = readlink(path, link, sizeof(link) - 1);
 		link[n > 0 ? n : 0] = '\0';
 		{
-			const char *drv = strrchr(link, '/') != NULL ? strrchr(link, '/') + 1 : link;
+			const char *drv =
+				strrchr(link, '/') != NULL ? strrchr(link, '/') + 1 : link;
 
 			if (strcmp(drv, "vfio-pci") != 0 && strcmp(drv, "uio_pci_generic") != 0 &&
 			    strcmp(drv, "igb_uio") != 0 && strncmp(drv, "mlx", 3) != 0)
@@ -435,7 +433,8 @@ check_hugepages(struct check *ck, const struct nm_config *c, const struct nm_eal
 
 	for (j = 0; j < a->argc; j++) {
 		if (strcmp(a->argv[j], "--no-huge") == 0) {
-			note(ck, "[eal] args has --no-huge: no hugepages needed (not for line rate)");
+			note(ck,
+			     "[eal] args has --no-huge: no hugepages needed (not for line rate)");
 			return;
 		}
 	}
@@ -451,7 +450,8 @@ check_hugepages(struct check *ck, const struct nm_config *c, const struct nm_eal
 	need_mib = (pool >> 20) + 16 + 1;
 	free_b = huge_free(ck, desc, sizeof(desc));
 	if (desc[0] == '\0') {
-		note(ck, "no hugepage sizes under %s%s: hugepages not checked", ck->sysfs, HUGEPAGES);
+		note(ck, "no hugepage sizes under %s%s: hugepages not checked", ck->sysfs,
+		     HUGEPAGES);
 		return;
 	}
 	if (free_b < need_mib << 20)
@@ -495,7 +495,8 @@ check_spool(struct check *ck, const struct nm_config *c)
 	} else {
 		/* The engine creates the directory itself (one level, mode 0750). */
 		snprintf(parent, sizeof(parent), "%s", dir);
-		while ((slash = strrchr(parent, '/')) != NULL && slash[1] == '\0' && slash != parent)
+		while ((slash = strrchr(parent, '/')) != NULL && slash[1] == '\0' &&
+		       slash != parent)
 			*slash = '\0';
 		slash = strrchr(parent, '/');
 		if (slash == NULL)
@@ -547,7 +548,8 @@ nm_check_config(const struct nm_options *o)
 		/* --pcap/--mirror-pcap replace the config's ports: the files must be readable. */
 		nm_config_clear_ports(c);
 		for (i = 0; i < o->n_pcaps + o->n_mirror_pcaps; i++) {
-			const char *f = i < o->n_pcaps ? o->pcaps[i] : o->mirror_pcaps[i - o->n_pcaps];
+			const char *f =
+				i < o->n_pcaps ? o->pcaps[i] : o->mirror_pcaps[i - o->n_pcaps];
 
 			if (access(f, R_OK) != 0)
 				problem(&ck, "--%spcap %s: cannot read: %s",

@@ -45,7 +45,7 @@
 #define MAX_LISTED_CHANGES 64
 
 static const char *const outcomes[] = {
-	[NM_RELOAD_NONE] = "none",	       [NM_RELOAD_APPLIED] = "applied",
+	[NM_RELOAD_NONE] = "none",	     [NM_RELOAD_APPLIED] = "applied",
 	[NM_RELOAD_UNCHANGED] = "unchanged", [NM_RELOAD_REFUSED] = "refused",
 	[NM_RELOAD_FAILED] = "failed",
 };
@@ -66,7 +66,8 @@ wall_ns(void)
 struct nm_exp_conf *
 nm_reload_exp_conf(const struct nm_config *c, uint64_t version)
 {
-	struct nm_exp_conf *x = nm_exp_conf_create(NM_CFG_MAX_EXPORTERS, NM_CFG_MAX_IFNAMES, version);
+	struct nm_exp_conf *x =
+		nm_exp_conf_create(NM_CFG_MAX_EXPORTERS, NM_CFG_MAX_IFNAMES, version);
 	unsigned int i;
 	int ret = 0;
 
@@ -188,8 +189,8 @@ reload(struct nm_app *app)
 		restart += (unsigned int)ch[i].restart;
 	if (n == 0) {
 		snprintf(msg, sizeof(msg),
-			 "reload of %s: nothing changed; config version %" PRIu64 " stays live", path,
-			 version);
+			 "reload of %s: nothing changed; config version %" PRIu64 " stays live",
+			 path, version);
 		finish(app, NM_RELOAD_UNCHANGED, msg);
 		goto out;
 	}
@@ -338,8 +339,8 @@ tel_reload(const char *cmd, const char *params, struct rte_tel_data *d)
 		usleep(1000);
 	rte_tel_data_start_dict(d);
 	if (uatomic_read(&l->served) < mine) {
-		rte_tel_data_add_dict_string(d, "result", tel_app->quit ? "engine stopping"
-									: "no answer in 10 s");
+		rte_tel_data_add_dict_string(
+			d, "result", tel_app->quit ? "engine stopping" : "no answer in 10 s");
 		return 0;
 	}
 	add_live(d);

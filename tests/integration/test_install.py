@@ -156,7 +156,8 @@ def run(tmp, truth):
           "ExecStart=%s" % g("ExecStart"))
     for k, v in (("Restart", "on-failure"), ("KillSignal", "SIGTERM"), ("StateDirectory", "netmeta"),
                  ("StandardOutput", "journal"), ("StandardError", "journal"),
-                 ("SuccessExitStatus", "4"), ("RestartPreventExitStatus", "2")):
+                 ("SuccessExitStatus", "4"), ("RestartPreventExitStatus", "2"),
+                 ("ExecReload", "/bin/kill -HUP $MAINPID")):
         check(g(k) == v, "%s=%s, expected %s" % (k, g(k), v))
     check(u.get(("Install", "WantedBy")) == ["multi-user.target"], "WantedBy")
     check(inst["kafka"]["spool_dir"].startswith("/var/lib/" + g("StateDirectory") + "/"),
