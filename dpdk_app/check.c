@@ -214,8 +214,13 @@ check_lcores(struct check *ck, const struct nm_config *c, const struct nm_eal_ar
 				"%s: [eal] args = \"%s\": lcore %u is not an online CPU of this "
 				"host (online: %s, from %s)",
 				ck->src, c->eal_args, eal[i], text, path);
+	/* EAL's main lcore is the lowest id of the list unless --main-lcore says otherwise. */
 	if (main_lc < 0)
-		main_lc = n_eal > 0 ? eal[0] : 0;
+		for (i = 0; i < n_eal; i++)
+			if (main_lc < 0 || eal[i] < (unsigned int)main_lc)
+				main_lc = eal[i];
+	if (main_lc < 0)
+		main_lc = 0;
 	for (i = 0; i < n_eal; i++)
 		workers += eal[i] != (unsigned int)main_lc;
 	if (workers == 0)
