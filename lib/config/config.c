@@ -1095,6 +1095,27 @@ change(struct diff *d, int restart, const char *was, const char *now, const char
 	ch->restart = restart;
 }
 
+static void
+addr_text(const uint8_t a[16], char *buf, size_t len)
+{
+	static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (memcmp(a, v4, 12) == 0 ? inet_ntop(AF_INET, a + 12, buf, (socklen_t)len) == NULL
+				   : inet_ntop(AF_INET6, a, buf, (socklen_t)len) == NULL)
+		snprintf(buf, len, "?");
+}
+
+static void
+outward_text(const struct nm_exporter_cfg *e, char *buf, size_t len)
+{
+	size_t o = 0;
+	unsigned int i;
+
+	buf[0] = '\0';
+	for (i = 0; i < e->n_outward && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%" PRIu32, i ? "," : "", e->outward[i]);
+}
+
 static const struct nm_port_cfg *
 port_find(const struct nm_config *c, const char *name)
 {
@@ -1138,6 +1159,13 @@ diff_ports(const struct nm_config *a, const struct nm_config *b, struct diff *d)
 			change(d, 1, p->address, q->address, "port.%s.address", p->name);
 		if (strcmp(p->peer, q->peer) != 0)
 			change(d, 1, p->peer, q->peer, "port.%s.peer", p->name);
+		if (p->has_sampler_addr != q->has_sampler_addr ||
+		    memcmp(p->sampler_addr, q->sampler_addr, sizeof(p->sampler_addr)) != 0) {
+			addr_text(p->sampler_addr, x, sizeof(x));
+			addr_text(q->sampler_addr, y, sizeof(y));
+			change(d, 1, p->has_sampler_addr ? x : "", q->has_sampler_addr ? y : "",
+			       "port.%s.sampler_address", p->name);
+		}
 	}
 	for (i = 0; i < b->n_ports; i++)
 		if (port_find(a, b->ports[i].name) == NULL)
@@ -1220,16 +1248,6 @@ diff_ifnames(const struct nm_config *a, const struct nm_config *b, struct diff *
 }
 
 static void
-addr_text(const uint8_t a[16], char *buf, size_t len)
-{
-	static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-	if (memcmp(a, v4, 12) == 0 ? inet_ntop(AF_INET, a + 12, buf, (socklen_t)len) == NULL
-				   : inet_ntop(AF_INET6, a, buf, (socklen_t)len) == NULL)
-		snprintf(buf, len, "?");
-}
-
-static void
 diff_exporters(const struct nm_config *a, const struct nm_config *b, struct diff *d)
 {
 	unsigned int i;
@@ -1256,6 +1274,16 @@ diff_exporters(const struct nm_config *a, const struct nm_config *b, struct diff
 		if (strcmp(e->description, f->description) != 0)
 			change(d, 0, e->description, f->description, "exporter.%s.description",
 			       e->name);
+		/* The direction rule is the ClickHouse dictionaries' (isIncomingFlow): live here.
+		 */
+		if (e->n_outward != f->n_outward ||
+		    memcmp(e->outward, f->outward, e->n_outward * sizeof(e->outward[0])) != 0) {
+			char ox[96], oy[96];
+
+			outward_text(e, ox, sizeof(ox));
+			outward_text(f, oy, sizeof(oy));
+			change(d, 0, ox, oy, "exporter.%s.outward_interfaces", e->name);
+		}
 	}
 	for (i = 0; i < b->n_exporters; i++)
 		if (exporter_find(a, b->exporters[i].name) == NULL) {

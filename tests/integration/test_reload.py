@@ -267,6 +267,8 @@ def main():
     finally:
         if proc is not None and proc.poll() is None:
             nmtest.kill_group(proc)
+        if proc is not None:
+            nmtest.remove_runtime_dir(argv)
         if broker is not None:
             broker.stop()
         if veth is not None:

@@ -594,10 +594,11 @@ test_diff(void **state)
 	p = write_tmp("[engine]\nlog_level = debug\nstats_interval_ms = 0\n"
 		      "[exporter.new]\naddress = 192.0.2.9\n"
 		      "[exporter.r1]\ninterface.3 = ge-0/0/3\ninterface.1 = uplink\n"
-		      "sampling_rate = 200\naddress = 192.0.2.1\ndescription = edge\n");
+		      "sampling_rate = 200\naddress = 192.0.2.1\ndescription = edge\n"
+		      "outward_interfaces = 1, 3\n");
 	assert_int_equal(nm_config_load(b, p, err, sizeof(err)), 0);
 	n = nm_config_diff(a, b, ch, 16);
-	assert_int_equal(n, 9);
+	assert_int_equal(n, 10);
 	for (i = 0; i < n; i++)
 		assert_int_equal(ch[i].restart, 0);
 	assert_string_equal(ch[0].key, "engine.stats_interval_ms");
@@ -609,19 +610,23 @@ test_diff(void **state)
 	assert_string_equal(ch[2].was, "100");
 	assert_string_equal(ch[2].now, "200");
 	assert_string_equal(ch[3].key, "exporter.r1.description");
-	assert_string_equal(ch[4].key, "exporter.gone");
-	assert_string_equal(ch[4].was, "2001:db8::1");
-	assert_string_equal(ch[4].now, "");
-	assert_string_equal(ch[5].key, "exporter.new");
-	assert_string_equal(ch[5].now, "192.0.2.9");
-	assert_string_equal(ch[6].key, "exporter.r1.interface.1");
-	assert_string_equal(ch[6].was, "ge-0/0/1");
-	assert_string_equal(ch[6].now, "uplink");
-	assert_string_equal(ch[7].key, "exporter.r1.interface.2");
-	assert_string_equal(ch[7].now, "");
-	assert_string_equal(ch[8].key, "exporter.r1.interface.3");
+	/* The direction rule (ClickHouse's isIncomingFlow) is live too. */
+	assert_string_equal(ch[4].key, "exporter.r1.outward_interfaces");
+	assert_string_equal(ch[4].was, "");
+	assert_string_equal(ch[4].now, "1,3");
+	assert_string_equal(ch[5].key, "exporter.gone");
+	assert_string_equal(ch[5].was, "2001:db8::1");
+	assert_string_equal(ch[5].now, "");
+	assert_string_equal(ch[6].key, "exporter.new");
+	assert_string_equal(ch[6].now, "192.0.2.9");
+	assert_string_equal(ch[7].key, "exporter.r1.interface.1");
+	assert_string_equal(ch[7].was, "ge-0/0/1");
+	assert_string_equal(ch[7].now, "uplink");
+	assert_string_equal(ch[8].key, "exporter.r1.interface.2");
+	assert_string_equal(ch[8].now, "");
+	assert_string_equal(ch[9].key, "exporter.r1.interface.3");
 	/* max bounds what is written, not the count. */
-	assert_int_equal(nm_config_diff(a, b, ch, 2), 9);
+	assert_int_equal(nm_config_diff(a, b, ch, 2), 10);
 
 	/* Keys that need a restart. */
 	nm_config_defaults(b);
@@ -636,13 +641,15 @@ test_diff(void **state)
 	assert_int_equal(nm_config_set(b, "kafka.brokers=k1:9092", err, sizeof(err)), 0);
 	assert_int_equal(nm_config_set(b, "collector.ports=2055", err, sizeof(err)), 0);
 	assert_int_equal(nm_config_set(b, "kafka.compression=zstd", err, sizeof(err)), 0);
-	assert_int_equal(nm_config_set(b, "kafka.property.acks=1", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "kafka.property.client.id=nm1", err, sizeof(err)), 0);
 	assert_int_equal(nm_config_set(b, "port.tap0.rx_queues=2", err, sizeof(err)), 0);
 	assert_int_equal(nm_config_set(b, "port.tap0.lcores=1", err, sizeof(err)), 0);
 	assert_int_equal(nm_config_set(b, "port.x.device=net_null0", err, sizeof(err)), 0);
 	assert_int_equal(nm_config_set(b, "eal.args=-l 0-2", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "port.tap0.sampler_address=192.0.2.7", err, sizeof(err)),
+			 0);
 	n = nm_config_diff(a, b, ch, 16);
-	assert_int_equal(n, 8);
+	assert_int_equal(n, 9);
 	for (i = 0; i < n; i++)
 		assert_int_equal(ch[i].restart, 1);
 	assert_string_equal(ch[0].key, "eal.args");
@@ -654,12 +661,14 @@ test_diff(void **state)
 	assert_string_equal(ch[2].key, "kafka.brokers");
 	assert_string_equal(ch[3].key, "kafka.compression");
 	assert_string_equal(ch[3].now, "zstd");
-	assert_string_equal(ch[4].key, "kafka.property.acks");
+	assert_string_equal(ch[4].key, "kafka.property.client.id");
 	assert_string_equal(ch[5].key, "port.tap0.rx_queues");
 	assert_string_equal(ch[6].key, "port.tap0.lcores");
 	assert_string_equal(ch[6].was, "");
 	assert_string_equal(ch[6].now, "1");
-	assert_string_equal(ch[7].key, "port.x");
+	assert_string_equal(ch[7].key, "port.tap0.sampler_address");
+	assert_string_equal(ch[7].now, "192.0.2.7");
+	assert_string_equal(ch[8].key, "port.x");
 	unlink(p);
 	free(a);
 	free(b);
