@@ -160,7 +160,8 @@ def main():
         '%s: [kafka] format = "xml": expected one of protobuf, json' % bad,
         '%s: [kafka] colour = "blue": unknown key; [kafka] has brokers, topic, format, '
         'batch_bytes, linger_ms, compression, drain_timeout_ms, exporter_groups, '
-        'queue_max_bytes, spool_dir, spool_max_bytes and property.<librdkafka name>' % bad,
+        'queue_max_bytes, spool_dir, spool_max_bytes, spool_after_ms, spool_max_rejects and '
+        'property.<librdkafka name>' % bad,
         '%s: [engine] log_level = "chatty": expected one of emerg, alert, crit, err, warning, '
         'notice, info, debug' % bad,
         '%s: [port.d] rx_queues = "65": expected an integer from 1 to 64' % bad,
