@@ -76,7 +76,11 @@ struct nm_rxq {
 	X(c, rotations, COUNTER, "tables", 0, "", "tables handed to the flusher")                  \
 	X(c, rotations_deferred, COUNTER, "seconds", 0, "",                                        \
 	  "second boundaries with no free table: the current one kept filling")                    \
-	X(c, multiseg, COUNTER, "packets", 0, "", "multi-segment frames linearised before decoding")
+	X(c, multiseg, COUNTER, "packets", 0, "",                                                  \
+	  "multi-segment frames linearised before decoding")                                       \
+	X(c, polls, COUNTER, "polls", 0, "", "poll-loop iterations (every queue polled once)")     \
+	X(c, busy_polls, COUNTER, "polls", 0, "", "poll-loop iterations that received frames")     \
+	X(c, bursts, COUNTER, "bursts", 0, "", "rte_eth_rx_burst calls that returned frames")
 
 struct nm_worker_stats {
 	NM_WORKER_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
@@ -103,6 +107,20 @@ extern const struct nm_ctr_set nm_flusher_ctr_set; /* "flusher", keys unprefixed
 const char *nm_udp_class_elem(unsigned int i);
 
 struct nm_app;
+struct nm_top;
+struct nm_lograte;
+
+/*
+ * One worker's last second, from counter deltas (log_rate.c): written by the main lcore once a
+ * second with nm_ctr_set, read by telemetry. prev_* are the main lcore's own.
+ */
+struct nm_worker_rate {
+	uint64_t prev_polls, prev_busy, prev_records, prev_rx, prev_bursts;
+	uint64_t records_per_s; /* gauge */
+	uint64_t packets_per_s; /* gauge */
+	uint64_t busy_ppm;	/* gauge: busy polls per million polls over the last second */
+	uint64_t burst_milli;	/* gauge: mean frames per burst x 1000 over the last second */
+};
 
 struct nm_worker {
 	struct nm_app *app;
@@ -127,6 +145,7 @@ struct nm_worker {
 
 	volatile bool done; /* offline: every queue drained, tables handed off */
 	struct nm_worker_stats st;
+	struct nm_worker_rate rate; /* main lcore writes, telemetry reads */
 } __rte_cache_aligned;
 
 /* The command line (main.c). */
@@ -208,6 +227,9 @@ struct nm_app {
 	uint64_t tsc_hz;
 	uint64_t start_tsc;
 	uint64_t start_ns; /* wall clock at start_tsc */
+
+	struct nm_top *top;	    /* heaviest rows of the last second (top.c), NULL: off */
+	struct nm_lograte *lograte; /* per-second tick: rates and rate-limited logs (log_rate.c) */
 };
 
 /*
@@ -302,12 +324,6 @@ struct nm_stats_set {
 void nm_stats_sets(const struct nm_stats_view *v, struct nm_stats_set out[NM_STATS_SETS]);
 
 /*
- * The Prometheus text exposition of every counter set (sums over workers), for issue 13's
- * server to serve. Any thread; 0 or -EIO.
- */
-int nm_stats_prom(const struct nm_app *app, FILE *f);
-
-/*
  * The signal policy (signals.c). nm_signals_block_all: first in main(), before any thread exists;
  * every thread created later inherits the blocked mask. nm_signals_main: once every library
  * thread exists; installs SIGINT/SIGTERM (stop and drain) and SIGHUP (reload the config) and
@@ -339,6 +355,12 @@ struct nm_exp_conf *nm_reload_exp_conf(const struct nm_config *c, uint64_t versi
  * would run on, without EAL. Prints each problem to stderr; returns the exit status, 0 or 2.
  */
 int nm_check_config(const struct nm_options *o);
+
+/*
+ * The operator's view (issue 13): /netmeta/ports (tel_ports.c), /netmeta/top (top.c),
+ * /netmeta/metrics (prom.c), the per-second tick and logs (log_rate.c). Declarations in
+ * opsview.h; nm_telemetry_register registers their commands.
+ */
 
 /* Register /netmeta/... telemetry commands (stats.c). */
 int nm_telemetry_register(struct nm_app *app);

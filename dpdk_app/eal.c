@@ -16,6 +16,7 @@
 #include <rte_errno.h>
 
 #include "app.h"
+#include "opsview.h"
 #include "config/eal_args.h"
 
 static unsigned int
@@ -59,6 +60,7 @@ nm_eal_init(struct nm_app *app, const struct nm_options *o)
 		fprintf(stderr, "netmeta: WARNING: no free hugepages; running with --no-huge "
 				"--no-shconf (fine for tests, too slow for line rate; "
 				"scripts/setup.sh reserves hugepages)\n");
+	nm_log_journal_init(); /* before EAL logs anything: priorities for the journal */
 	if (rte_eal_init(a.argc, a.argv) < 0) {
 		fprintf(stderr, "netmeta: EAL initialisation failed: %s\n",
 			rte_strerror(rte_errno));

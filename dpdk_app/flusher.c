@@ -19,12 +19,14 @@
 #include <urcu-qsbr.h>
 
 #include "app.h"
+#include "opsview.h"
 
 static void
 visit(const struct nm_flow_rec *rec, uint64_t flows, void *ctx)
 {
 	struct nm_app *app = ctx;
 
+	nm_top_offer(app->top, rec); /* /netmeta/top: the flusher ranks, never an RX lcore */
 	if (nm_kafka_add(app->kafka, rec, flows) == 0)
 		nm_ctr_inc(&app->fl.rows);
 	else
@@ -114,9 +116,18 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 	uint64_t next_print;
 	double rx_secs;
 
+	nm_top_init(app);
+	nm_lograte_init(app);
+	nm_banner(app);
 	next_print = rte_rdtsc() + app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
 	while (!app->quit) {
 		nm_reload_poll(app); /* SIGHUP, /netmeta/reload */
+		uint64_t tsc = rte_rdtsc();
+
+		nm_lograte_tick(app);
+		nm_top_tick(app->top,
+			    app->start_ns + (tsc - app->start_tsc) * 1000000000ULL / app->tsc_hz,
+			    !app->offline);
 		if (nm_flusher_poll(app) == 0) {
 			/* The main lcore is control, not data: it may sleep, offline for QSBR. */
 			rcu_thread_offline();
@@ -147,6 +158,7 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 	}
 	rte_eal_mp_wait_lcore();
 	nm_flusher_poll(app);
+	nm_top_finish(app->top);
 
 	memset(&sm, 0, sizeof(sm));
 	app->draining = true;

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The engine's counters: the worker and flusher sets (their tables are in app.h), summing the
- * per-lcore ones, the /netmeta/stats and /netmeta/kafka telemetry commands and the Prometheus
- * exposition -- all walks over the counter tables (lib/ctr/ctr.h), no counter written out here.
+ * per-lcore ones, the /netmeta/stats and /netmeta/kafka telemetry commands -- walks over the
+ * counter tables (lib/ctr/ctr.h), no counter written out here. The Prometheus exposition is in
+ * prom.c, the other operator's views in the files opsview.h lists.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <rte_telemetry.h>
 
 #include "app.h"
+#include "opsview.h"
 #include "exporter/exporter.h"
 
 const char *
@@ -72,23 +74,6 @@ nm_stats_sets(const struct nm_stats_view *v, struct nm_stats_set out[NM_STATS_SE
 	out[2] = (struct nm_stats_set){&nm_agg_ctr_set, &v->a};
 	out[3] = (struct nm_stats_set){&nm_flusher_ctr_set, &v->fl};
 	out[4] = (struct nm_stats_set){&nm_kafka_ctr_set, &v->k};
-}
-
-int
-nm_stats_prom(const struct nm_app *app, FILE *f)
-{
-	struct nm_stats_view v;
-	struct nm_stats_set sets[NM_STATS_SETS];
-	unsigned int i;
-	int ret = 0;
-
-	nm_stats_snapshot(app, &v);
-	nm_stats_sets(&v, sets);
-	for (i = 0; i < NM_STATS_SETS && ret == 0; i++)
-		ret = nm_ctr_prom(sets[i].set, &sets[i].obj, NULL, 1, f);
-	if (ret == 0 && app->exp != NULL)
-		ret = nm_ctr_prom(&nm_exp_ctr_set, (const void *[]){&v.e}, NULL, 1, f);
-	return ret;
 }
 
 /* Telemetry callbacks get no user argument; the app is set once before registration. */
@@ -154,5 +139,8 @@ nm_telemetry_register(struct nm_app *app)
 			"Kafka sink: queue depth, spool, delivered/failed "
 			"messages and bytes, drops, last error, broker state.");
 	ret = nm_tel_exporters_register(app) != 0 ? -1 : ret;
+	ret = nm_tel_ports_register(app) != 0 ? -1 : ret;
+	ret = nm_top_register(app) != 0 ? -1 : ret;
+	ret = nm_prom_register(app) != 0 ? -1 : ret;
 	return ret;
 }

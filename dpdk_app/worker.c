@@ -317,6 +317,8 @@ nm_worker_main(void *arg)
 	uint64_t live_ns = 0, last_tsc = 0;
 	/* Computed once: a 64-bit division per poll cost ~25 cycles of every empty loop. */
 	const uint64_t clock_tsc = app->tsc_hz / 10000;
+	/* Test-only ([engine] test_rx_delay_us): a slow lcore, so NIC drops can be provoked. */
+	const unsigned int delay_us = app->cfg.test_rx_delay_us;
 	struct timespec ts;
 
 	(void)nm_signals_worker();
@@ -352,16 +354,22 @@ nm_worker_main(void *arg)
 			if (n == 0)
 				continue;
 			nm_ctr_add(&q->rx_pkts, n);
+			nm_ctr_inc(&w->st.bursts);
 			total += n;
 			handle_burst(w, q, pkts, n, live_ns);
 		}
 		rcu_quiescent_state();
+		/* Load for /netmeta/ports: the share of polls that found work. */
+		nm_ctr_inc(&w->st.polls);
 		if (total == 0) {
 			idle++;
 			if (app->offline && all_drained(w, idle))
 				break;
 		} else {
 			idle = 0;
+			nm_ctr_inc(&w->st.busy_polls);
+			if (unlikely(delay_us != 0))
+				rte_delay_us_block(delay_us);
 		}
 	}
 	/* Hand off what is left; the flusher drains it before the summary. */

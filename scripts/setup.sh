@@ -25,7 +25,8 @@ build_pkgs=(build-essential pkg-config meson ninja-build python3
     liburcu-dev libiniparser-dev libpcap-dev libcmocka-dev libbpf-dev iproute2)
 test_pkgs=(clang clang-format llvm systemd libclang-rt-14-dev kafkacat tshark protobuf-compiler
     clickhouse-server clickhouse-client softflowd pmacct nfdump wireshark-common
-    zookeeper)  # test_cluster_replicas: ReplicatedMergeTree needs a coordination service
+    zookeeper  # test_cluster_replicas: ReplicatedMergeTree needs a coordination service
+    dpdk-dev prometheus)  # telemetry tests: dpdk-telemetry.py (in dpdk-dev), promtool
 
 pkgs=("${build_pkgs[@]}")
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")

@@ -73,6 +73,7 @@ static const struct key_desc keys[] = {
 	{"engine", "rx_desc", K_UINT, F(rx_desc), 64, 16384, NULL, "1024"},
 	{"engine", "stats_interval_ms", K_INT, F(stats_interval_ms), 0, 3600000, NULL, "1000", 1},
 	{"engine", "log_level", K_ENUM, F(log_level), 0, 0, log_levels, "info", 1},
+	{"engine", "test_rx_delay_us", K_UINT, F(test_rx_delay_us), 0, 1000000, NULL, "0", 0},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
