@@ -26,12 +26,16 @@
 /*
  * A port's counters (rte_eth_stats_get, rte_eth_link_get_nowait), read when asked; the NIC or
  * PMD writes them. drops = imissed + rx_nombuf + ierrors: a port that drops shows at a glance.
+ * Software ports whose PMD leaves the kernel's drops out of imissed (DPDK 22.11: net_af_packet,
+ * net_tap, and net_af_xdp's full-RX-ring drops) get them added, from the kernel (tel_ports.c).
  */
 #define NM_PORT_CTRS(X, A, c)                                                                      \
 	X(c, ipackets, COUNTER, "packets", 0, "", "frames the port received (rte_eth_stats)")      \
 	X(c, ibytes, COUNTER, "bytes", 0, "", "bytes the port received")                           \
 	X(c, imissed, COUNTER, "packets", 0, "",                                                   \
 	  "frames the NIC dropped because the RX queues were full (the lcores were too slow)")     \
+	X(c, kernel_drops, COUNTER, "packets", 0, "",                                              \
+	  "of imissed: what the kernel dropped for a software port whose PMD does not count it")   \
 	X(c, rx_nombuf, COUNTER, "packets", 0, "", "frames dropped for want of an mbuf")           \
 	X(c, ierrors, COUNTER, "packets", 0, "", "erroneous frames the port received")             \
 	X(c, drops, COUNTER, "packets", 0, "", "imissed + rx_nombuf + ierrors")                    \

@@ -11,10 +11,20 @@
  * and at the top the totals: drops of every port, so a dropping engine shows in one number.
  * The port and queue counters are tables (opsview.h); the Prometheus exposition walks the same.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <net/if.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <linux/if_packet.h>
+#include <linux/if_xdp.h>
 
 #include <rte_ethdev.h>
 #include <rte_telemetry.h>
@@ -47,6 +57,137 @@ nm_port_role_name(enum nm_port_role r)
 	return "unknown";
 }
 
+/*
+ * The kernel's drops for software ports, which DPDK 22.11's PMDs leave out of imissed:
+ *  - net_af_packet: the PACKET_RX_RING overflows when the lcore is slow; the kernel counts it
+ *    in the socket's PACKET_STATISTICS tp_drops, which the PMD never reads. The sockets are
+ *    this process' own: found in /proc/self/fd (AF_PACKET, bound to the port's ifindex).
+ *    Reading the statistics resets them, so they are accumulated here, under a lock.
+ *  - net_af_xdp: the PMD adds XDP_STATISTICS rx_dropped (no free buffer) but not rx_ring_full
+ *    (the RX ring full: the lcore did not take the frames), which is added here -- when the
+ *    engine has one net_af_xdp port: an XDP socket does not say which interface it is bound to.
+ *  - net_tap: the kernel drops what it cannot queue to the tap (the lcore is slow) and counts
+ *    it as the interface's tx_dropped; read from sysfs while the interface is in this network
+ *    namespace (it is not when a test moved it away; then nothing is added).
+ * Telemetry threads only: /proc and a few getsockopt calls per port, never on an RX lcore.
+ */
+static struct {
+	pthread_mutex_t lock;
+	uint64_t tp_drops[RTE_MAX_ETHPORTS];
+} kd = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int
+iface_of(const char *device, char *buf, size_t len)
+{
+	const char *p = strstr(device, "iface=");
+	size_t n;
+
+	if (p == NULL)
+		return -ENOENT;
+	p += 6;
+	n = strcspn(p, ",");
+	if (n == 0 || n >= len)
+		return -EINVAL;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+static uint64_t
+tap_drops(const char *device, uint32_t ifindex)
+{
+	char want[IF_NAMESIZE], name[IF_NAMESIZE], path[96];
+	unsigned long long v = 0;
+	FILE *f;
+
+	if (iface_of(device, want, sizeof(want)) != 0 || if_indextoname(ifindex, name) == NULL ||
+	    strcmp(name, want) != 0)
+		return 0;
+	snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/tx_dropped", name);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+/*
+ * Sum over this process' sockets of family fam bound to ifindex. XDP sockets do not tell their
+ * interface (no getsockname): with any_xdp they all count (the engine has one net_af_xdp port).
+ */
+static uint64_t
+socket_drops(int fam, uint32_t ifindex, uint16_t port_id, bool any_xdp)
+{
+	uint64_t sum = 0;
+	struct dirent *e;
+	DIR *d = opendir("/proc/self/fd");
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name), dom = 0;
+		socklen_t len = sizeof(dom);
+		struct stat st;
+
+		if (e->d_name[0] == '.' || fd == dirfd(d) || fstat(fd, &st) != 0 ||
+		    !S_ISSOCK(st.st_mode) ||
+		    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &len) != 0 || dom != fam)
+			continue;
+		if (fam == AF_PACKET) {
+			struct sockaddr_ll sll;
+			struct tpacket_stats ts;
+
+			len = sizeof(sll);
+			if (getsockname(fd, (struct sockaddr *)&sll, &len) != 0 ||
+			    (uint32_t)sll.sll_ifindex != ifindex)
+				continue;
+			len = sizeof(ts);
+			if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &ts, &len) == 0)
+				kd.tp_drops[port_id] += ts.tp_drops; /* read resets: keep */
+		} else {
+			struct sockaddr_xdp sx;
+			struct xdp_statistics xs;
+
+			len = sizeof(sx);
+			if (getsockname(fd, (struct sockaddr *)&sx, &len) == 0
+				    ? sx.sxdp_ifindex != ifindex
+				    : !any_xdp)
+				continue;
+			len = sizeof(xs);
+			memset(&xs, 0, sizeof(xs));
+			if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &xs, &len) == 0)
+				sum += xs.rx_ring_full;
+		}
+	}
+	closedir(d);
+	return fam == AF_PACKET ? kd.tp_drops[port_id] : sum;
+}
+
+static uint64_t
+kernel_drops(const struct nm_app *app, const struct nm_port_cfg *pc, uint16_t port_id)
+{
+	struct rte_eth_dev_info info;
+	unsigned int i, n_xdp = 0;
+	uint64_t v = 0;
+
+	for (i = 0; i < app->cfg.n_ports; i++)
+		n_xdp += strncmp(app->cfg.ports[i].device, "net_af_xdp", 10) == 0;
+
+	if (rte_eth_dev_info_get(port_id, &info) != 0 || info.if_index == 0)
+		return 0;
+	pthread_mutex_lock(&kd.lock);
+	if (strcmp(info.driver_name, "net_af_packet") == 0)
+		v = socket_drops(AF_PACKET, info.if_index, port_id, false);
+	else if (strcmp(info.driver_name, "net_af_xdp") == 0)
+		v = socket_drops(AF_XDP, info.if_index, port_id, n_xdp == 1);
+	else if (strcmp(info.driver_name, "net_tap") == 0)
+		v = tap_drops(pc->device, info.if_index);
+	pthread_mutex_unlock(&kd.lock);
+	return v;
+}
+
 int
 nm_port_read(const struct nm_app *app, unsigned int i, struct nm_port_stats *ps,
 	     struct nm_queue_stats *qs, int *lcores, unsigned int max)
@@ -64,10 +205,11 @@ nm_port_read(const struct nm_app *app, unsigned int i, struct nm_port_stats *ps,
 		return ret;
 	ps->ipackets = es.ipackets;
 	ps->ibytes = es.ibytes;
-	ps->imissed = es.imissed;
+	ps->kernel_drops = kernel_drops(app, pc, pid);
+	ps->imissed = es.imissed + ps->kernel_drops;
 	ps->rx_nombuf = es.rx_nombuf;
 	ps->ierrors = es.ierrors;
-	ps->drops = es.imissed + es.rx_nombuf + es.ierrors;
+	ps->drops = ps->imissed + es.rx_nombuf + es.ierrors;
 	memset(&link, 0, sizeof(link));
 	if (rte_eth_link_get_nowait(pid, &link) == 0) {
 		ps->link_up = link.link_status == RTE_ETH_LINK_UP;
