@@ -196,8 +196,10 @@ nm_prom_write(const struct nm_app *app, FILE *f)
 		int lcores[64];
 		unsigned int qo = 0;
 
-		if (objs_init(&sq, nq) != 0)
+		if (objs_init(&sq, nq) != 0) {
+			objs_free(&sq);
 			goto out;
+		}
 		for (i = 0; i < app->cfg.n_ports; i++) {
 			const struct nm_port_cfg *pc = &app->cfg.ports[i];
 			unsigned int nmax = RTE_MIN(pc->rx_queues, RTE_DIM(lcores));
