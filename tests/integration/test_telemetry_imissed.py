@@ -101,16 +101,16 @@ DEVICES = {
 
 
 def run(ns, mac, kind, delay):
-    prefix = dptest.file_prefix()
+    prefix = nmtest.file_prefix("nmimiss")
     cfg = ("[eal]\nargs = -l 0-1\n[port.p]\ndevice = %s\nrole = collector\n"
            % (DEVICES[kind] % ns.a))
-    proc, argv, sp, etmp = dptest.start_engine(
-        "embedded", "imissed", netns=ns.name, config=cfg, in_memory=False, prefix=prefix,
-        sets=["engine.test_rx_delay_us=%d" % delay])
+    eng = nmtest.start_engine(
+        "embedded", "imissed", netns=ns.name, config_text=cfg, in_memory=False, prefix=prefix,
+        huge=True, sets=["engine.test_rx_delay_us=%d" % delay])
     seen = []
     try:
-        if not dptest.wait_output(proc, "polls", timeout=60):
-            raise RuntimeError("engine did not start:\n" + dptest.output_of(proc)[-3000:])
+        if not eng.wait_output("polls", timeout=60):
+            raise RuntimeError("engine did not start:\n" + eng.output()[-3000:])
         deadline = time.time() + 30
         while ports(prefix) is None and time.time() < deadline:
             time.sleep(0.5)
@@ -127,11 +127,11 @@ def run(ns, mac, kind, delay):
                                                           "ierrors", "drops",
                                                           "kernel_drops")},
                 r.get("lcore/1")), flush=True)
-        proc.send_signal(2)
+        eng.send_signal(2)
     except Exception:
-        nmtest.kill_group(proc)
+        eng.kill()
         raise
-    res = dptest.finish_engine(proc, argv, sp, etmp, timeout=120)
+    res = eng.finish(120)
     if res.rc != 0:
         fail("%s, delay %d: engine exit %d\n%s" % (kind, delay, res.rc, res.tail(20)))
     return seen, res.summary

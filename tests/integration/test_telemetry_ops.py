@@ -193,20 +193,19 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nmtelops-")
     many = os.path.join(tmp, "many.pcap")
     many_exporters_pcap(many)
-    prefix = dptest.file_prefix()
+    prefix = nmtest.file_prefix("nmtelops")
     cfg = ("[port.loop]\ndevice = net_pcap0,rx_pcap=%s,infinite_rx=1\n"
            "[port.many]\ndevice = net_pcap1,rx_pcap=%s,infinite_rx=1\n" % (fprobe, many))
-    proc, argv, sp, etmp = dptest.start_engine(
-        "embedded", "telops", config=cfg, in_memory=False, prefix=prefix,
+    eng = nmtest.start_engine(
+        "embedded", "telops", config_text=cfg, in_memory=False, prefix=prefix, huge=True,
         sets=["collector.default_sampling_rate=%d" % RATE])
     server = None
     try:
         deadline = time.time() + 60
         top = None
         while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError("engine exited: %d\n%s" % (proc.returncode,
-                                                              dptest.output_of(proc)[-3000:]))
+            if eng.poll() is not None:
+                raise RuntimeError("engine exited: %d\n%s" % (eng.poll(), eng.output()[-3000:]))
             top = stats_json(prefix, "/netmeta/top,10")
             if top and top.get("seconds_published", 0) >= 2:
                 break
@@ -368,13 +367,13 @@ def main():
         promtool(open(textfile).read(), "--textfile")
 
         last = stats_json(prefix, "/netmeta/stats")
-        proc.send_signal(signal.SIGTERM)
+        eng.send_signal(signal.SIGTERM)
     except Exception:
-        nmtest.kill_group(proc)
+        eng.kill()
         if server is not None:
             nmtest.kill_group(server)
         raise
-    run = dptest.finish_engine(proc, argv, sp, etmp, timeout=120)
+    run = eng.finish(120)
     print(run.tail(12))
     s = run.summary
     if run.rc != 0 or s is None:
