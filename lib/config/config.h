@@ -142,7 +142,6 @@ struct nm_config {
 	unsigned int rx_desc;
 	int stats_interval_ms; /* console stats; 0 turns them off */
 	int log_level; /* the engine's log level: RTE_LOG_<LEVEL> - 1 (0 emerg .. 7 debug) */
-	int stats_interval_ms;	       /* console stats; 0 turns them off */
 	unsigned int test_rx_delay_us; /* test only: RX lcores wait this long after a busy poll */
 };
 
