@@ -61,6 +61,8 @@ struct nm_rxq {
 	  "collector-port frames by classification")                                               \
 	X(c, not_collector_port, COUNTER, "packets", NM_CTR_F_NONZERO, "udp to other ports",       \
 	  "UDP frames to a port that is not a collector port")                                     \
+	X(c, refused, COUNTER, "datagrams", NM_CTR_F_NONZERO, "datagrams refused",                 \
+	  "datagrams from sources not in [collector] allow (not decoded)")                         \
 	X(c, records, COUNTER, "records", 0, "records:", "records handed to aggregation")          \
 	X(c, records_packets, COUNTER, "packets", 0, "records:packets",                            \
 	  "Packets of those records")                                                              \
@@ -141,7 +143,8 @@ struct nm_worker {
 	struct nm_rec_batch batch;
 	struct nm_flow_rec recs[NM_REC_BATCH];
 	struct nm_decoder dec;
-	uint8_t linear[65536]; /* multi-segment frames are copied here */
+	struct nm_exp_refused refused; /* sources [collector] allow refused; this lcore writes */
+	uint8_t linear[65536];	       /* multi-segment frames are copied here */
 
 	volatile bool done; /* offline: every queue drained, tables handed off */
 	struct nm_worker_stats st;
@@ -204,6 +207,9 @@ struct nm_cfg_live {
 struct nm_app {
 	struct nm_config cfg;
 	struct nm_cfg_live live;
+	/* Telemetry gate (nm_tel_enter/nm_tel_close): handlers in flight, and closed for good. */
+	uint32_t tel_busy;
+	uint32_t tel_closed;
 	struct nm_port ports[NM_CFG_MAX_PORTS];
 	struct rte_mempool *pools[RTE_MAX_NUMA_NODES]; /* mbufs per NUMA socket with ports */
 	bool offline;				       /* every port is a pcap file */
@@ -370,5 +376,50 @@ int nm_telemetry_register(struct nm_app *app);
  * (created by nm_tables_create). Called by nm_telemetry_register.
  */
 int nm_tel_exporters_register(struct nm_app *app);
+
+/* Sum of the workers' refused sources ([collector] allow) into r. Any thread (telemetry). */
+void nm_app_refused(const struct nm_app *app, struct nm_exp_refused *r);
+
+/*
+ * Telemetry never sees freed state. DPDK's telemetry thread calls our handlers at any time and
+ * has no unregister, so each handler runs between nm_tel_enter() (false once closed: answer
+ * nothing) and nm_tel_exit(); main calls nm_tel_close() before it frees workers, the Kafka sink,
+ * the template cache or the exporter table: it closes the gate and waits for the handlers in
+ * flight. Both sides use sequentially consistent operations (increment-then-check against
+ * store-then-check), so a handler either sees the gate closed or is waited for.
+ */
+static inline bool
+nm_tel_enter(struct nm_app *app)
+{
+	__atomic_add_fetch(&app->tel_busy, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&app->tel_closed, __ATOMIC_SEQ_CST)) {
+		__atomic_sub_fetch(&app->tel_busy, 1, __ATOMIC_SEQ_CST);
+		return false;
+	}
+	return true;
+}
+
+static inline void
+nm_tel_exit(struct nm_app *app)
+{
+	__atomic_sub_fetch(&app->tel_busy, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Close the gate and wait for the handlers in flight (main thread, before freeing). */
+void nm_tel_close(struct nm_app *app);
+
+/* A handler fn run behind the gate, registered as name (no user argument in DPDK's API). */
+#define NM_TEL_GUARDED(name, fn, app)                                                              \
+	static int name(const char *cmd, const char *params, struct rte_tel_data *d)               \
+	{                                                                                          \
+		int ret_;                                                                          \
+		if (!nm_tel_enter(app)) {                                                          \
+			rte_tel_data_start_dict(d);                                                \
+			return 0;                                                                  \
+		}                                                                                  \
+		ret_ = fn(cmd, params, d);                                                         \
+		nm_tel_exit(app);                                                                  \
+		return ret_;                                                                       \
+	}
 
 #endif /* NM_APP_H */

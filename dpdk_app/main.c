@@ -187,6 +187,8 @@ main(int argc, char **argv)
 	status = nm_flusher_run(app, o.duration, o.summary_json);
 
 out_workers:
+	/* No telemetry handler may read what is freed from here on. */
+	nm_tel_close(app);
 	nm_workers_free(app);
 	nm_sink_free(app);
 out_tables:

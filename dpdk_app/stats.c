@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <rte_cycles.h>
 #include <rte_telemetry.h>
 
 #include "app.h"
@@ -77,7 +78,7 @@ nm_stats_sets(const struct nm_stats_view *v, struct nm_stats_set out[NM_STATS_SE
 }
 
 /* Telemetry callbacks get no user argument; the app is set once before registration. */
-static const struct nm_app *tel_app;
+static struct nm_app *tel_app;
 
 static void
 tel_add(const char *key, uint64_t value, const struct nm_ctr_desc *d, void *ctx)
@@ -124,18 +125,29 @@ tel_kafka(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+NM_TEL_GUARDED(tel_stats_g, tel_stats, tel_app)
+NM_TEL_GUARDED(tel_kafka_g, tel_kafka, tel_app)
+
+void
+nm_tel_close(struct nm_app *app)
+{
+	__atomic_store_n(&app->tel_closed, 1, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&app->tel_busy, __ATOMIC_SEQ_CST) != 0)
+		rte_delay_us_sleep(1000);
+}
+
 int
 nm_telemetry_register(struct nm_app *app)
 {
 	int ret;
 
 	tel_app = app;
-	ret = rte_telemetry_register_cmd("/netmeta/stats", tel_stats,
+	ret = rte_telemetry_register_cmd("/netmeta/stats", tel_stats_g,
 					 "Engine counters: frames, datagrams by protocol, decode "
 					 "errors by reason, records, aggregation, Kafka delivery.");
 	if (ret == 0)
 		ret = rte_telemetry_register_cmd(
-			"/netmeta/kafka", tel_kafka,
+			"/netmeta/kafka", tel_kafka_g,
 			"Kafka sink: queue depth, spool, delivered/failed "
 			"messages and bytes, drops, last error, broker state.");
 	ret = nm_tel_exporters_register(app) != 0 ? -1 : ret;

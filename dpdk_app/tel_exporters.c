@@ -29,7 +29,7 @@
 #include "exporter/exporter.h"
 
 /* Telemetry callbacks get no user argument: the app is set once before registration. */
-static const struct nm_app *tel_app;
+static struct nm_app *tel_app;
 
 /*
  * Telemetry names may hold only letters, digits, '_' and '/': an address as a key becomes
@@ -70,7 +70,7 @@ tel_add(const char *key, uint64_t value, const struct nm_ctr_desc *d, void *ctx)
  * Room under RTE_TEL_MAX_DICT_ENTRIES for the summary keys of the top-level dict: the exporter
  * set, default_sampling_rate and not_listed.
  */
-#define MAX_LISTED (RTE_TEL_MAX_DICT_ENTRIES - 8)
+#define MAX_LISTED (RTE_TEL_MAX_DICT_ENTRIES - 12) /* room for the table counters */
 
 struct walk {
 	struct rte_tel_data *d;
@@ -262,6 +262,43 @@ tel_interfaces(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
+/* /netmeta/refused: datagrams [collector] allow refused, in all and by heaviest source. */
+static int
+tel_refused(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct nm_exp_refused r;
+	unsigned int i;
+
+	(void)cmd;
+	(void)params;
+	nm_app_refused(tel_app, &r);
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_u64(d, "refused", r.total);
+	for (i = 0; i < NM_EXP_REFUSED_TOP; i++) {
+		char a[NM_ADDR_STRLEN];
+
+		if (r.top[i].count == 0)
+			continue;
+		rte_tel_data_add_dict_u64(d, nm_addr_str(r.top[i].addr, a, sizeof(a)),
+					  r.top[i].count);
+	}
+	return 0;
+}
+
+void
+nm_app_refused(const struct nm_app *app, struct nm_exp_refused *r)
+{
+	unsigned int i;
+
+	memset(r, 0, sizeof(*r));
+	for (i = 0; i < app->n_workers; i++)
+		nm_exp_refused_merge(r, &app->workers[i]->refused);
+}
+
+NM_TEL_GUARDED(tel_exporters_g, tel_exporters, tel_app)
+NM_TEL_GUARDED(tel_refused_g, tel_refused, tel_app)
+NM_TEL_GUARDED(tel_interfaces_g, tel_interfaces, tel_app)
+
 int
 nm_tel_exporters_register(struct nm_app *app)
 {
@@ -274,11 +311,16 @@ nm_tel_exporters_register(struct nm_app *app)
 	tel_app = app;
 	/* DPDK refuses help texts of RTE_TEL_MAX_STRING_LEN (128) characters or more. */
 	ret = rte_telemetry_register_cmd(
-		"/netmeta/exporters", tel_exporters,
+		"/netmeta/exporters", tel_exporters_g,
 		"Per exporter: datagrams, records, sampling rates, templates, "
 		"sequence gaps, errors. Param: address");
 	if (ret == 0)
-		ret = rte_telemetry_register_cmd("/netmeta/interfaces", tel_interfaces,
+		ret = rte_telemetry_register_cmd(
+			"/netmeta/refused", tel_refused_g,
+			"Datagrams refused by [collector] allow: total and "
+			"the heaviest sources (counts may be over)");
+	if (ret == 0)
+		ret = rte_telemetry_register_cmd("/netmeta/interfaces", tel_interfaces_g,
 						 "sFlow generic interface counters per agent and "
 						 "ifIndex. Param: agent address");
 	return ret;

@@ -108,6 +108,12 @@ handle_collector(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *dat
 		nm_ctr_inc(&w->st.not_collector_port);
 		return;
 	}
+	/* [collector] allow, before any decoder reads the payload or any state is made for it. */
+	if (w->dec.exp != NULL && !nm_exp_allowed(w->dec.exp, v.src)) {
+		nm_exp_refused_note(&w->refused, v.src);
+		nm_ctr_inc(&w->st.refused);
+		return;
+	}
 	memcpy(meta.exporter, v.src, NM_ADDR_LEN);
 	meta.exporter_port = v.src_port;
 	meta.dst_port = v.dst_port;

@@ -22,16 +22,22 @@
 int
 nm_tables_create(struct nm_app *app)
 {
-	struct nm_tmpl_params tp = {
-		.max_templates_per_exporter = 1024, .max_templates = 65536, .max_exporters = 4096};
+	struct nm_tmpl_params tp = {.max_templates_per_exporter =
+					    app->cfg.max_templates_per_exporter,
+				    .max_rates_per_exporter = app->cfg.max_rates_per_exporter,
+				    .max_templates = 65536,
+				    .max_exporters = 4096};
 	struct nm_exp_params ep = {
 		.max_exporters = 4096,
 		.max_ifaces = 16384,
 		.max_overrides = NM_CFG_MAX_EXPORTERS,
 		.max_ifnames = NM_CFG_MAX_IFNAMES,
 		.default_sampling_rate = app->cfg.default_sampling_rate,
+		.agent_learn = app->cfg.sflow_agent_learn,
 	};
 	struct nm_exp_conf *x;
+	unsigned int i;
+	int ret;
 
 	/*
 	 * Without this table the [exporter.NAME] sampling overrides would silently not apply:
@@ -51,6 +57,33 @@ nm_tables_create(struct nm_app *app)
 	if (app->tmpl == NULL) {
 		fprintf(stderr, "netmeta: cannot create the template cache: %s\n", strerror(errno));
 		return -ENOMEM;
+	}
+	/* [collector] allow first: the relays of sflow_sources take what room is left. */
+	for (i = 0; i < app->cfg.n_allow; i++) {
+		ret = nm_exp_allow_add(app->exp, app->cfg.allow[i].addr, app->cfg.allow[i].len);
+		if (ret != 0) {
+			fprintf(stderr, "netmeta: %s: [collector] allow: prefix %u: %s\n",
+				app->cfg.source, i + 1, strerror(-ret));
+			return ret;
+		}
+	}
+	for (i = 0; i < app->cfg.n_exporters; i++) {
+		const struct nm_exporter_cfg *e = &app->cfg.exporters[i];
+		unsigned int j;
+
+		for (j = 0, ret = 0; ret == 0 && j < e->n_sflow_sources; j++) {
+			/* A relay named for an agent is admitted too (when allow is set). */
+			if (app->cfg.n_allow != 0)
+				ret = nm_exp_allow_add(app->exp, e->sflow_sources[j], 128);
+			if (ret == 0)
+				ret = nm_exp_agent_add(app->exp, e->address, e->sflow_sources[j]);
+		}
+		if (ret != 0) {
+			fprintf(stderr,
+				"netmeta: %s: [exporter.%s] sflow_sources cannot be applied: %s\n",
+				app->cfg.source, e->name, strerror(-ret));
+			return ret;
+		}
 	}
 	/* Version 1 of the exporter sections (reload.c publishes the next ones). */
 	x = nm_reload_exp_conf(&app->cfg, 1);

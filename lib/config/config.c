@@ -21,7 +21,7 @@
 #include "../kafka/kafka.h"
 #include "../encode/encode.h"
 
-enum key_type { K_UINT, K_INT, K_STR, K_ENUM, K_UDP_PORTS };
+enum key_type { K_UINT, K_INT, K_STR, K_ENUM, K_UDP_PORTS, K_PREFIXES };
 
 struct key_desc {
 	const char *section;
@@ -38,6 +38,7 @@ struct key_desc {
 static const char *const formats[] = {"protobuf", "json", NULL};
 static const char *const compressions[] = {"none", "gzip", "snappy", "lz4", "zstd", NULL};
 static const char *const mirror_modes[] = {"deterministic", "random", NULL};
+static const char *const yes_no[] = {"no", "yes", NULL};
 static const char *const roles[] = {"collector", "mirror-rx", "mirror-tx", NULL};
 /* DPDK's levels in order: the value stored is RTE_LOG_<LEVEL> - 1. */
 static const char *const log_levels[] = {"emerg",  "alert", "crit",  "err", "warning",
@@ -50,6 +51,12 @@ static const struct key_desc keys[] = {
 	{"collector", "ports", K_UDP_PORTS, 0, 0, 0, 0, NULL, "2055,2056,4739,6343"},
 	{"collector", "default_sampling_rate", K_UINT, F(default_sampling_rate), 1, 1LL << 32, NULL,
 	 "1"},
+	{"collector", "allow", K_PREFIXES, 0, 0, 0, 0, NULL, ""},
+	{"collector", "max_templates_per_exporter", K_UINT, F(max_templates_per_exporter), 1, 65535,
+	 NULL, "1024"},
+	{"collector", "max_rates_per_exporter", K_UINT, F(max_rates_per_exporter), 1, 65536, NULL,
+	 "256"},
+	{"collector", "sflow_agent_learn", K_ENUM, F(sflow_agent_learn), 0, 0, yes_no, "yes"},
 	{"mirror", "sample_rate", K_UINT, F(mirror_sample_rate), 1, 1 << 30, NULL, "1000"},
 	{"mirror", "mode", K_ENUM, F(mirror_random), 0, 0, mirror_modes, "deterministic"},
 	{"mirror", "sampler_address", K_STR, F(mirror_sampler_address), 0, 0, NULL, "127.0.0.1"},
@@ -82,6 +89,7 @@ static const char *const port_keys[] = {"device",  "role", "rx_queues",	      "l
 					"address", "peer", "sampler_address", NULL};
 
 static int parse_addr(const char *text, uint8_t out[16]);
+static int parse_prefix(const char *text, struct nm_cfg_prefix *out);
 
 static void
 trim(char *s)
@@ -190,6 +198,29 @@ set_key(struct nm_config *c, const struct key_desc *k, const char *value, const 
 		/* Only a fully valid list replaces the current one. */
 		memcpy(c->collector_ports, ports, n * sizeof(ports[0]));
 		c->n_collector_ports = n;
+		return 0;
+	}
+	case K_PREFIXES: {
+		char buf[NM_CFG_STR], *tok, *save = NULL;
+		struct nm_cfg_prefix pf[NM_CFG_MAX_ALLOW];
+		unsigned int n = 0;
+
+		snprintf(buf, sizeof(buf), "%s", value);
+		for (tok = strtok_r(buf, ", ", &save); tok != NULL;
+		     tok = strtok_r(NULL, ", ", &save)) {
+			if (n >= NM_CFG_MAX_ALLOW || parse_prefix(tok, &pf[n]) != 0) {
+				snprintf(
+					err, errlen,
+					"%s: [%s] %s = \"%s\": expected at most %d addresses or "
+					"prefixes (192.0.2.0/24, 2001:db8::/32) separated by commas, "
+					"or nothing (every source accepted)",
+					src, k->section, k->key, value, NM_CFG_MAX_ALLOW);
+				return -EINVAL;
+			}
+			n++;
+		}
+		memcpy(c->allow, pf, n * sizeof(pf[0]));
+		c->n_allow = n;
 		return 0;
 	}
 	}
@@ -355,6 +386,40 @@ parse_addr(const char *text, uint8_t out[16])
 	return inet_pton(AF_INET6, text, out) == 1 ? 0 : -EINVAL;
 }
 
+/* "192.0.2.0/24", "2001:db8::/32" or an address (a /32, /128) -> prefix with host bits
+ * cleared. 0 or -EINVAL. */
+static int
+parse_prefix(const char *text, struct nm_cfg_prefix *out)
+{
+	char a[64];
+	const char *slash = strchr(text, '/');
+	long len = -1;
+	int v4;
+	unsigned int i;
+
+	if ((slash ? (size_t)(slash - text) : strlen(text)) >= sizeof(a))
+		return -EINVAL;
+	snprintf(a, sizeof(a), "%.*s", (int)(slash ? slash - text : (long)strlen(text)), text);
+	if (parse_addr(a, out->addr) != 0)
+		return -EINVAL;
+	v4 = strchr(a, ':') == NULL;
+	if (slash != NULL) {
+		char *end;
+
+		errno = 0;
+		len = strtol(slash + 1, &end, 10);
+		if (errno != 0 || end == slash + 1 || *end != '\0' || len < 0 ||
+		    len > (v4 ? 32 : 128))
+			return -EINVAL;
+	} else {
+		len = v4 ? 32 : 128;
+	}
+	out->len = (uint8_t)(v4 ? len + 96 : len);
+	for (i = out->len; i < 128; i++)
+		out->addr[i / 8] &= (uint8_t) ~(0x80u >> (i % 8));
+	return 0;
+}
+
 /*
  * "17, 18" -> distinct ifIndexes. 0 or -EINVAL (empty, not a number, out of range, a
  * duplicate, more than max).
@@ -480,11 +545,29 @@ set_exporter_key(struct nm_config *c, const char *ename, const char *key, const 
 				src, ename, value, NM_CFG_MAX_OUTWARD);
 			return -EINVAL;
 		}
+	} else if (strcmp(key, "sflow_sources") == 0) {
+		char buf[NM_CFG_STR], *tok, *save = NULL;
+
+		snprintf(buf, sizeof(buf), "%s", value);
+		e->n_sflow_sources = 0;
+		for (tok = strtok_r(buf, ",", &save); tok != NULL;
+		     tok = strtok_r(NULL, ",", &save)) {
+			trim(tok);
+			if (e->n_sflow_sources >= NM_CFG_MAX_SFLOW_SOURCES ||
+			    parse_addr(tok, e->sflow_sources[e->n_sflow_sources]) != 0) {
+				snprintf(err, errlen,
+					 "%s: [exporter.%s] sflow_sources = \"%s\": expected 1 to "
+					 "%d IPv4 or IPv6 addresses separated by commas",
+					 src, ename, value, NM_CFG_MAX_SFLOW_SOURCES);
+				return -EINVAL;
+			}
+			e->n_sflow_sources++;
+		}
 	} else {
 		snprintf(err, errlen,
 			 "%s: [exporter.%s] %s = \"%s\": unknown key; an exporter has "
-			 "address, sampling_rate, description, interface.<ifIndex> and "
-			 "outward_interfaces",
+			 "address, sampling_rate, description, interface.<ifIndex>, "
+			 "outward_interfaces and sflow_sources",
 			 src, ename, key, value);
 		return -EINVAL;
 	}

@@ -77,10 +77,13 @@ struct nm_port_cfg {
  *   outward_interfaces = 17, 18  ifIndexes facing outside (transit, peering): a flow that enters
  *                                through one is incoming, every other flow of this exporter
  *                                outgoing (the ClickHouse function isIncomingFlow; optional)
+ *   sflow_sources = 192.0.2.9    UDP sources that may send sFlow for this agent address besides
+ *                                the address itself (optional; see [collector] sflow_agent_learn)
  */
 #define NM_CFG_MAX_EXPORTERS 256
 #define NM_CFG_MAX_IFNAMES 4096
-#define NM_CFG_MAX_OUTWARD 64 /* outward_interfaces per exporter */
+#define NM_CFG_MAX_OUTWARD 64	   /* outward_interfaces per exporter */
+#define NM_CFG_MAX_SFLOW_SOURCES 8 /* sflow_sources per exporter */
 
 struct nm_exporter_cfg {
 	char name[64];	     /* section name after "exporter." */
@@ -90,6 +93,15 @@ struct nm_exporter_cfg {
 	char description[256];
 	uint32_t outward[NM_CFG_MAX_OUTWARD]; /* outward_interfaces, as written */
 	unsigned int n_outward;
+	uint8_t sflow_sources[NM_CFG_MAX_SFLOW_SOURCES][16];
+	unsigned int n_sflow_sources;
+};
+
+/* [collector] allow: an address prefix, IPv4 as ::ffff:a.b.c.d/(96 + len). */
+#define NM_CFG_MAX_ALLOW 64
+struct nm_cfg_prefix {
+	uint8_t addr[16]; /* bits past len are zero */
+	uint8_t len;	  /* 0-128 */
 };
 
 struct nm_ifname_cfg {
@@ -114,6 +126,11 @@ struct nm_config {
 	uint16_t collector_ports[NM_CFG_MAX_UDP_PORTS];
 	unsigned int n_collector_ports;
 	uint64_t default_sampling_rate;
+	int sflow_agent_learn; /* 1: bind an unconfigured agent to its first UDP source */
+	unsigned int max_templates_per_exporter; /* per (address, domain, protocol) */
+	unsigned int max_rates_per_exporter;	 /* sampling-rate entries per (address, domain) */
+	struct nm_cfg_prefix allow[NM_CFG_MAX_ALLOW]; /* none: every source is accepted */
+	unsigned int n_allow;
 
 	unsigned int mirror_sample_rate;
 	int mirror_random;		 /* 0 every Nth frame per queue, 1 random 1:N */

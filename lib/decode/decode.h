@@ -47,29 +47,31 @@
 	Y(c, p, records, COUNTER, "records", 0, "", pname " flow records produced")                \
 	Y(c, p, bad, COUNTER, "datagrams", 0, "", pname " datagrams rejected whole or in part")
 
-#define NM_DECODE_CTRS(X, A, P, c)                                                                 \
-	P(c, nf5, "NetFlow v5")                                                                    \
-	P(c, nf9, "NetFlow v9")                                                                    \
-	P(c, ipfix, "IPFIX")                                                                       \
-	P(c, sflow, "sFlow v5")                                                                    \
-	X(c, datagrams_unknown, COUNTER, "datagrams", 0, "datagrams:unknown",                      \
-	  "datagrams of no known protocol")                                                        \
-	X(c, sflow_flow_samples, COUNTER, "samples", 0, "",                                        \
-	  "sFlow flow_sample + expanded_flow_sample")                                              \
-	X(c, sflow_counters_samples, COUNTER, "samples", 0, "",                                    \
-	  "sFlow counter_sample + expanded_counter_sample")                                        \
-	X(c, templates, COUNTER, "templates", 0, "",                                               \
-	  "NetFlow v9/IPFIX (options) template records accepted")                                  \
-	X(c, template_withdrawals, COUNTER, "templates", 0, "", "IPFIX template withdrawals")      \
-	X(c, options_records, COUNTER, "records", 0, "",                                           \
-	  "NetFlow v9/IPFIX options data records read")                                            \
-	X(c, pending_queued, COUNTER, "sets", 0, "",                                               \
-	  "data sets held until their template arrives")                                           \
-	X(c, pending_decoded, COUNTER, "sets", 0, "", "held data sets decoded later")              \
-	X(c, pending_dropped, COUNTER, "sets", 0, "",                                              \
-	  "held data sets dropped (queue full or expired)")                                        \
-	A(c, err, NM_DECODE_ERR_MAX, nm_decode_err_elem, 1, "decode_err", "decode_errors",         \
-	  "errors", "reason", NM_CTR_F_NONZERO, "errors",                                          \
+#define NM_DECODE_CTRS(X, A, P, c)                                                                  \
+	P(c, nf5, "NetFlow v5")                                                                     \
+	P(c, nf9, "NetFlow v9")                                                                     \
+	P(c, ipfix, "IPFIX")                                                                        \
+	P(c, sflow, "sFlow v5")                                                                     \
+	X(c, datagrams_unknown, COUNTER, "datagrams", 0, "datagrams:unknown",                       \
+	  "datagrams of no known protocol")                                                         \
+	X(c, sflow_flow_samples, COUNTER, "samples", 0, "",                                         \
+	  "sFlow flow_sample + expanded_flow_sample")                                               \
+	X(c, sflow_counters_samples, COUNTER, "samples", 0, "",                                     \
+	  "sFlow counter_sample + expanded_counter_sample")                                         \
+	X(c, sflow_agent_mismatch, COUNTER, "datagrams", 0, "sflow agent mismatch",                 \
+	  "sFlow datagrams whose agent their UDP source may not speak for: credited to the source") \
+	X(c, templates, COUNTER, "templates", 0, "",                                                \
+	  "NetFlow v9/IPFIX (options) template records accepted")                                   \
+	X(c, template_withdrawals, COUNTER, "templates", 0, "", "IPFIX template withdrawals")       \
+	X(c, options_records, COUNTER, "records", 0, "",                                            \
+	  "NetFlow v9/IPFIX options data records read")                                             \
+	X(c, pending_queued, COUNTER, "sets", 0, "",                                                \
+	  "data sets held until their template arrives")                                            \
+	X(c, pending_decoded, COUNTER, "sets", 0, "", "held data sets decoded later")               \
+	X(c, pending_dropped, COUNTER, "sets", 0, "",                                               \
+	  "held data sets dropped (queue full or expired)")                                         \
+	A(c, err, NM_DECODE_ERR_MAX, nm_decode_err_elem, 1, "decode_err", "decode_errors",          \
+	  "errors", "reason", NM_CTR_F_NONZERO, "errors",                                           \
 	  "datagrams or parts rejected, by reason (all protocols)")
 
 #define NM_PROTO_FIELD(c, p, name, kind, unit, flags, text, help) uint64_t name;

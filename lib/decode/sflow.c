@@ -471,8 +471,15 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	/* c.p: sub_agent_id, sequence_number, uptime, num_samples */
 	dg.sequence_num = nm_rd32(c.p + 4);
 	nsamples = nm_rd32(c.p + 12);
-	/* The agent is the exporter (it may send through another address); its sequence counts
-	 * datagrams of one sub-agent. */
+	/* The agent is the exporter (it may send through another address) only when its UDP
+	 * source may speak for it (lib/exporter, nm_exp_agent_check()): otherwise anybody who
+	 * reaches the port could write rows, rates and interface counters for any router. A
+	 * mismatch goes to the UDP source, counted. Its sequence counts datagrams of one
+	 * sub-agent. */
+	if (d->exp != NULL && !nm_exp_agent_check(d->exp, dg.sampler_addr, meta->exporter)) {
+		d->stats->sflow_agent_mismatch++;
+		memcpy(dg.sampler_addr, meta->exporter, NM_ADDR_LEN);
+	}
 	memcpy(d->info.agent, dg.sampler_addr, NM_ADDR_LEN);
 	d->info.has_agent = 1;
 	d->info.domain = nm_rd32(c.p);

@@ -51,6 +51,15 @@ struct nm_exp_conf {
 	struct ovr_slot *ovr;
 	struct ifn_slot *ifn;
 };
+/* state: 0 free, 1 being written, 2 published. cfg: configured (never rebound). */
+struct agent_slot {
+	uint8_t agent[NM_ADDR_LEN];
+	uint8_t src[NM_ADDR_LEN];
+	uint32_t state;
+	uint32_t cfg;
+};
+
+#define AGENT_PROBES 8
 
 struct iface_key {
 	uint8_t agent[NM_ADDR_LEN];
@@ -67,6 +76,14 @@ struct nm_exp_table {
 	unsigned long inext;
 	struct nm_exp_conf *conf; /* RCU-protected: rcu_dereference to read, nm_exp_publish */
 	unsigned int configured;  /* exporters in conf, for readers that are not RCU readers */
+	uint64_t allow[NM_EXP_MAX_ALLOW][4]; /* prefix hi, lo, mask hi, lo (host order) */
+	unsigned int n_allow;
+	struct agent_slot *agents; /* see nm_exp_agent_check() */
+	unsigned int agent_mask;
+	uint64_t n_agents;
+	uint64_t agent_mismatch;
+	uint64_t agent_full;
+	uint64_t rejected_unknown; /* datagrams rejected whole from no known exporter */
 	uint64_t overflow;
 	uint64_t iface_overflow;
 	uint64_t wasted;  /* exporter slots lost to races */
@@ -102,6 +119,10 @@ nm_exp_create(const struct nm_exp_params *p)
 		t->p.max_ifnames = 4096;
 	if (t->p.default_sampling_rate == 0)
 		t->p.default_sampling_rate = 1;
+	if (t->p.max_agents == 0)
+		t->p.max_agents = 4096;
+	t->agent_mask = (unsigned int)pow2_at_least(2UL * t->p.max_agents) - 1;
+	t->agents = calloc((size_t)t->agent_mask + 1, sizeof(*t->agents));
 	size = pow2_at_least(t->p.max_exporters);
 	t->ht = cds_lfht_new(size, size, size, 0, NULL);
 	size = pow2_at_least(t->p.max_ifaces);
@@ -110,7 +131,7 @@ nm_exp_create(const struct nm_exp_params *p)
 	t->ipool = aligned_alloc(64, sizeof(*t->ipool) * t->p.max_ifaces);
 	t->conf = nm_exp_conf_create(t->p.max_overrides, t->p.max_ifnames, 0);
 	if (t->ht == NULL || t->iht == NULL || t->pool == NULL || t->ipool == NULL ||
-	    t->conf == NULL) {
+	    t->conf == NULL || t->agents == NULL) {
 		nm_exp_free(t);
 		errno = ENOMEM;
 		return NULL;
@@ -143,6 +164,7 @@ nm_exp_free(struct nm_exp_table *t)
 	free(t->pool);
 	free(t->ipool);
 	nm_exp_conf_free(t->conf);
+	free(t->agents);
 	free(t);
 }
 
@@ -343,12 +365,189 @@ nm_exp_ifname(const struct nm_exp_conf *c, const uint8_t addr[NM_ADDR_LEN], uint
 	}
 }
 
+static void
+addr_words(const uint8_t a[NM_ADDR_LEN], uint64_t *hi, uint64_t *lo)
+{
+	unsigned int i;
+
+	*hi = *lo = 0;
+	for (i = 0; i < 8; i++) {
+		*hi = *hi << 8 | a[i];
+		*lo = *lo << 8 | a[8 + i];
+	}
+}
+
+int
+nm_exp_allow_add(struct nm_exp_table *t, const uint8_t prefix[NM_ADDR_LEN], unsigned int len)
+{
+	uint64_t *e, hi, lo;
+
+	if (len > 128)
+		return -EINVAL;
+	if (t->n_allow >= NM_EXP_MAX_ALLOW)
+		return -ENOSPC;
+	e = t->allow[t->n_allow];
+	e[2] = len >= 64 ? ~0ULL : len == 0 ? 0 : ~0ULL << (64 - len);
+	e[3] = len <= 64 ? 0 : len == 128 ? ~0ULL : ~0ULL << (128 - len);
+	addr_words(prefix, &hi, &lo);
+	e[0] = hi & e[2];
+	e[1] = lo & e[3];
+	t->n_allow++;
+	return 0;
+}
+
+int
+nm_exp_allowed(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN])
+{
+	uint64_t hi, lo;
+	unsigned int i;
+
+	if (t->n_allow == 0)
+		return 1;
+	addr_words(addr, &hi, &lo);
+	for (i = 0; i < t->n_allow; i++) {
+		const uint64_t *e = t->allow[i];
+
+		if ((hi & e[2]) == e[0] && (lo & e[3]) == e[1])
+			return 1;
+	}
+	return ovr_find(rcu_dereference(t->conf), addr) != NULL;
+}
+
+void
+nm_exp_refused_note(struct nm_exp_refused *r, const uint8_t addr[NM_ADDR_LEN])
+{
+	unsigned int i, min = 0;
+
+	r->total++;
+	for (i = 0; i < NM_EXP_REFUSED_TOP; i++) {
+		if (r->top[i].count != 0 && memcmp(r->top[i].addr, addr, NM_ADDR_LEN) == 0) {
+			r->top[i].count++;
+			return;
+		}
+		if (r->top[i].count < r->top[min].count)
+			min = i;
+	}
+	memcpy(r->top[min].addr, addr, NM_ADDR_LEN);
+	r->top[min].count++;
+}
+
+void
+nm_exp_refused_merge(struct nm_exp_refused *dst, const struct nm_exp_refused *src)
+{
+	unsigned int i, j, min;
+
+	dst->total += src->total;
+	for (i = 0; i < NM_EXP_REFUSED_TOP; i++) {
+		if (src->top[i].count == 0)
+			continue;
+		for (j = 0, min = 0; j < NM_EXP_REFUSED_TOP; j++) {
+			if (dst->top[j].count != 0 &&
+			    memcmp(dst->top[j].addr, src->top[i].addr, NM_ADDR_LEN) == 0)
+				break;
+			if (dst->top[j].count < dst->top[min].count)
+				min = j;
+		}
+		if (j == NM_EXP_REFUSED_TOP) {
+			j = min;
+			memcpy(dst->top[j].addr, src->top[i].addr, NM_ADDR_LEN);
+		}
+		dst->top[j].count += src->top[i].count;
+	}
+}
+
+/*
+ * Claim a free slot in agent's probe window for (agent, src). 1 done, 0 no room (or a racing
+ * lcore took the last slot: that datagram is a mismatch, the next one finds the pair).
+ */
+static int
+agent_claim(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
+	    const uint8_t src[NM_ADDR_LEN], uint32_t cfg)
+{
+	unsigned int i = (unsigned int)nm_hash_words(agent, NM_ADDR_LEN), n;
+
+	for (n = 0; n < AGENT_PROBES; n++, i++) {
+		struct agent_slot *s = &t->agents[i & t->agent_mask];
+		uint32_t expect = 0;
+
+		if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 0)
+			continue;
+		if (!__atomic_compare_exchange_n(&s->state, &expect, 1, 0, __ATOMIC_ACQUIRE,
+						 __ATOMIC_RELAXED))
+			continue;
+		memcpy(s->agent, agent, NM_ADDR_LEN);
+		memcpy(s->src, src, NM_ADDR_LEN);
+		s->cfg = cfg;
+		__atomic_store_n(&s->state, 2, __ATOMIC_RELEASE);
+		uatomic_inc(&t->n_agents);
+		return 1;
+	}
+	uatomic_inc(&t->agent_full);
+	return 0;
+}
+
+int
+nm_exp_agent_add(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
+		 const uint8_t src[NM_ADDR_LEN])
+{
+	if (t->n_agents >= t->p.max_agents)
+		return -ENOSPC;
+	return agent_claim(t, agent, src, 1) ? 0 : -ENOSPC;
+}
+
+int
+nm_exp_agent_check(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
+		   const uint8_t src[NM_ADDR_LEN])
+{
+	unsigned int i = (unsigned int)nm_hash_words(agent, NM_ADDR_LEN), n;
+	struct agent_slot *learned = NULL;
+	int known = 0, self = memcmp(agent, src, NM_ADDR_LEN) == 0;
+
+	for (n = 0; n < AGENT_PROBES; n++, i++) {
+		struct agent_slot *s = &t->agents[i & t->agent_mask];
+
+		if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) != 2 ||
+		    memcmp(s->agent, agent, NM_ADDR_LEN) != 0)
+			continue;
+		known = 1;
+		if (memcmp(s->src, src, NM_ADDR_LEN) == 0)
+			return 1;
+		if (!s->cfg)
+			learned = s;
+	}
+	if (self) {
+		/* The agent speaks from its own address: a stranger's learned claim ends here.
+		 * Rebinding is a plain store of 16 bytes: a reader racing with it may see a mix
+		 * and count one mismatch, never read out of bounds. */
+		if (learned != NULL)
+			memcpy(learned->src, src, NM_ADDR_LEN);
+		else if (!known && t->p.agent_learn)
+			(void)agent_claim(t, agent, src, 0); /* so no stranger learns it later */
+		return 1;
+	}
+	if (!known && t->p.agent_learn && agent_claim(t, agent, src, 0))
+		return 1;
+	uatomic_inc(&t->agent_mismatch);
+	return 0;
+}
+
 static int
 match_entry(struct cds_lfht_node *node, const void *key)
 {
 	const struct nm_exp_entry *e = caa_container_of(node, struct nm_exp_entry, node);
 
 	return memcmp(&e->key, key, sizeof(e->key)) == 0;
+}
+
+struct nm_exp_entry *
+nm_exp_find(struct nm_exp_table *t, const struct nm_exp_key *k)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *node;
+
+	cds_lfht_lookup(t->ht, nm_hash_words(k, sizeof(*k)), match_entry, k, &it);
+	node = cds_lfht_iter_get_node(&it);
+	return node != NULL ? caa_container_of(node, struct nm_exp_entry, node) : NULL;
 }
 
 struct nm_exp_entry *
@@ -467,7 +666,21 @@ nm_exp_account(struct nm_exp_table *t, const struct nm_dgram_info *info,
 	memcpy(k.addr, info->has_agent ? info->agent : meta->exporter, NM_ADDR_LEN);
 	k.domain = info->domain;
 	k.type = info->type;
-	e = nm_exp_get(t, &k);
+	/*
+	 * A datagram rejected whole (nothing decoded from it) is counted on its exporter's entry
+	 * only when there is one already: garbage from a stranger (a bad NetFlow v5 count, a wrong
+	 * version...) must not take pool slots that later exporters need. Its reason is counted
+	 * in the decode stats all the same; dropped_unknown counts it here.
+	 */
+	if (ret < 0 && info->records == 0 && info->templates == 0) {
+		e = nm_exp_find(t, &k);
+		if (e == NULL) {
+			uatomic_inc(&t->rejected_unknown);
+			return;
+		}
+	} else {
+		e = nm_exp_get(t, &k);
+	}
 	if (e == NULL)
 		return;
 	if (e->first_seen == 0)
@@ -597,6 +810,10 @@ nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 	st->interfaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
 	st->interfaces_overflow = uatomic_read(&t->iface_overflow);
 	st->configured = uatomic_read(&t->configured);
+	st->sflow_agents = uatomic_read(&t->n_agents);
+	st->sflow_agent_mismatch = uatomic_read(&t->agent_mismatch);
+	st->sflow_agents_full = uatomic_read(&t->agent_full);
+	st->rejected_unknown = uatomic_read(&t->rejected_unknown);
 }
 
 uint64_t

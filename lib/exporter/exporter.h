@@ -93,6 +93,8 @@ struct nm_exp_params {
 	unsigned int max_overrides;	/* configured exporters; 0: 1024 */
 	unsigned int max_ifnames;	/* configured interface names; 0: 4096 */
 	uint64_t default_sampling_rate; /* what records get when an exporter announces none */
+	unsigned int max_agents;	/* sFlow (agent, UDP source) pairs; 0: 4096 */
+	int agent_learn; /* bind an sFlow agent to the first UDP source that speaks for it */
 };
 
 /* Identity of an exporter entry. Hashed and compared as raw bytes: zero it before filling. */
@@ -115,11 +117,15 @@ struct nm_exp_entry {
 	uint8_t late_run;  /* late datagrams in a row */
 	uint8_t seq_post;  /* the exporter counts the current datagram's records */
 	uint8_t pad2_[3];
-	uint32_t last_seq;	 /* sequence number of the last in-order datagram */
-	uint32_t last_units;	 /* what it added to the sequence (datagram or records) */
-	uint32_t last_units_alt; /* the same without options records (IPFIX) */
-	uint32_t n_templates;	 /* templates it has in lib/tmpl now; written by the template
-				  * cache under its writer mutex, the cap is checked there */
+	uint32_t last_seq;	   /* sequence number of the last in-order datagram */
+	uint32_t last_units;	   /* what it added to the sequence (datagram or records) */
+	uint32_t last_units_alt;   /* the same without options records (IPFIX) */
+	uint32_t n_templates;	   /* templates it has in lib/tmpl now; written by the template
+				    * cache under its writer mutex, the cap is checked there */
+	uint32_t n_rates;	   /* sampling-rate entries of lib/tmpl it holds (IPFIX entry
+				    * first, else v9); written under lib/tmpl's writer mutex */
+	struct nm_tmpl *tmpl_list; /* those templates, linked by lib/tmpl under its writer
+				    * mutex (a withdrawal walks them, not the whole cache) */
 
 	uint64_t first_seen; /* time_received of the first datagram (s) */
 	uint64_t last_seen;
@@ -176,7 +182,15 @@ struct nm_exp_iface {
 	X(c, configured, GAUGE, "exporters", 0, "", "exporters configured ([exporter.NAME])")      \
 	X(c, interfaces, GAUGE, "interfaces", 0, "", "sFlow interface entries in use")             \
 	X(c, interfaces_overflow, COUNTER, "records", 0, "",                                       \
-	  "counter records of interfaces that found no free entry")
+	  "counter records of interfaces that found no free entry")                                \
+	X(c, sflow_agents, GAUGE, "agents", 0, "",                                                 \
+	  "sFlow (agent, UDP source) pairs, configured and learned")                               \
+	X(c, sflow_agent_mismatch, COUNTER, "datagrams", 0, "",                                    \
+	  "sFlow datagrams credited to their UDP source: the agent was not theirs to claim")       \
+	X(c, sflow_agents_full, COUNTER, "datagrams", 0, "",                                       \
+	  "sFlow agents that found no slot to be learned in")                                      \
+	X(c, rejected_unknown, COUNTER, "datagrams", 0, "",                                        \
+	  "datagrams rejected whole from no known exporter: counted, no entry made")
 
 struct nm_exp_stats {
 	NM_EXP_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
@@ -186,6 +200,7 @@ struct nm_exp_stats {
 extern const struct nm_ctr_set nm_exp_ctr_set;
 
 struct nm_exp_table;
+struct nm_tmpl;
 
 /* Create the tables; NULL with errno set. Control thread. */
 struct nm_exp_table *nm_exp_create(const struct nm_exp_params *p);
@@ -259,15 +274,80 @@ const char *nm_exp_ifname(const struct nm_exp_conf *c, const uint8_t addr[NM_ADD
 			  uint32_t if_index);
 
 /*
+ * sFlow agent attribution. A datagram's agent address is a claim anybody can write; a row is
+ * credited to the agent only when the datagram's UDP source may speak for it:
+ *  - the source is the agent itself (and that rebinds a learned pair to the agent: the agent's
+ *    own address always wins over a stranger that claimed it first);
+ *  - the pair was configured (nm_exp_agent_add(), from [exporter.NAME] sflow_sources);
+ *  - with agent_learn, the pair was learned: the first source seen for an agent that is neither
+ *    configured nor seen sending from its own address is bound to it (trust on first use).
+ * Otherwise the decoder attributes the datagram to its UDP source and counts agent_mismatch.
+ *
+ * The table: open addressing over max_agents * 2 slots, bounded probes (8). A slot is claimed
+ * with a compare-and-swap and published with a release store, so RX lcores learn without a
+ * lock; a reader that meets a slot being written treats the agent as unknown (a mismatch, once).
+ * Configured pairs may be added only before the RX lcores start (control thread).
+ */
+int nm_exp_agent_add(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
+		     const uint8_t src[NM_ADDR_LEN]);
+
+/*
+ * 1 when src may speak for agent (learning the pair when allowed), 0 when not (agent_mismatch
+ * counted). Any RX lcore; lock-free, no allocation, at most 8 slots probed.
+ */
+int nm_exp_agent_check(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
+		       const uint8_t src[NM_ADDR_LEN]);
+
+/*
+ * Admission ([collector] allow): which UDP sources may have their datagrams decoded at all.
+ * With no prefix added every source is admitted; once one is, a source is admitted when it lies
+ * in an added prefix or is a configured exporter address (nm_exp_override_add()). The check
+ * runs before any decoder reads the payload, so a refused datagram costs a linear walk of at
+ * most max_allow prefixes (two masked 64-bit compares each) and one override probe, and
+ * creates no state. Prefixes are added by the control thread before the RX lcores start;
+ * nm_exp_allowed() is then read-only, any thread.
+ */
+#define NM_EXP_MAX_ALLOW 64
+int nm_exp_allow_add(struct nm_exp_table *t, const uint8_t prefix[NM_ADDR_LEN], unsigned int len);
+int nm_exp_allowed(const struct nm_exp_table *t, const uint8_t addr[NM_ADDR_LEN]);
+
+/*
+ * Refused sources of one RX lcore: a total and the heaviest sources, kept with the
+ * space-saving algorithm in NM_EXP_REFUSED_TOP slots (a new source takes the least-counted
+ * slot and inherits its count + 1: a count may be over, never under, and a source that sent
+ * more than total / NM_EXP_REFUSED_TOP is always listed). Bounded memory whatever the number of
+ * sources; nm_exp_refused_note() costs at most NM_EXP_REFUSED_TOP compares.
+ * Threading: one writer (the lcore that owns it), plain stores; a reader on another thread may
+ * see one slot half-updated (telemetry only).
+ */
+#define NM_EXP_REFUSED_TOP 16
+struct nm_exp_refused {
+	uint64_t total;
+	struct {
+		uint8_t addr[NM_ADDR_LEN];
+		uint64_t count; /* 0: free */
+	} top[NM_EXP_REFUSED_TOP];
+};
+
+void nm_exp_refused_note(struct nm_exp_refused *r, const uint8_t addr[NM_ADDR_LEN]);
+
+/* Add src's total and sources into dst (same algorithm; for telemetry's sum over lcores). */
+void nm_exp_refused_merge(struct nm_exp_refused *dst, const struct nm_exp_refused *src);
+
+/*
  * The entry of k, created from the pool when new; NULL (and overflow counted) when the pool is
  * empty. QSBR reader; the pointer stays valid for the table's life.
  */
 struct nm_exp_entry *nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k);
 
+/* The entry of k when there is one, NULL otherwise (nothing created). QSBR reader. */
+struct nm_exp_entry *nm_exp_find(struct nm_exp_table *t, const struct nm_exp_key *k);
+
 /*
  * Account one decoded datagram: info as the decoder filled it, ret what it returned (records or
- * a negative reason), errs the decode errors the datagram added by reason (NULL: none). QSBR
- * reader on an RX lcore; no lock, no allocation.
+ * a negative reason), errs the decode errors the datagram added by reason (NULL: none). A
+ * datagram rejected whole (ret < 0, no record, no template) creates no entry: it is counted on
+ * an existing one, else in rejected_unknown. QSBR reader on an RX lcore; no lock, no allocation.
  */
 void nm_exp_account(struct nm_exp_table *t, const struct nm_dgram_info *info,
 		    const struct nm_dgram_meta *meta, int ret, const uint64_t *errs);

@@ -205,6 +205,8 @@ nm_tmpl_cache_create(const struct nm_tmpl_params *p)
 		c->p.max_pending_per_domain = 4;
 	if (c->p.max_rates == 0)
 		c->p.max_rates = 65536;
+	if (c->p.max_rates_per_exporter == 0)
+		c->p.max_rates_per_exporter = 256;
 	if (c->p.pool_bytes == 0)
 		c->p.pool_bytes = POOL_DEFAULT_BYTES;
 	c->exp = c->p.exp;
@@ -340,6 +342,29 @@ exp_of(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 	return nm_exp_get(c->exp, &ek);
 }
 
+/* Link t into / out of its exporter entry's list (withdrawals walk it). Under wlock. */
+static void
+exp_link(struct nm_exp_entry *e, struct nm_tmpl *t)
+{
+	t->exp_prev = NULL;
+	t->exp_next = e->tmpl_list;
+	if (e->tmpl_list != NULL)
+		e->tmpl_list->exp_prev = t;
+	e->tmpl_list = t;
+}
+
+static void
+exp_unlink(struct nm_exp_entry *e, struct nm_tmpl *t)
+{
+	if (t->exp_prev != NULL)
+		t->exp_prev->exp_next = t->exp_next;
+	else if (e->tmpl_list == t)
+		e->tmpl_list = t->exp_next;
+	if (t->exp_next != NULL)
+		t->exp_next->exp_prev = t->exp_prev;
+	t->exp_next = t->exp_prev = NULL;
+}
+
 void
 nm_tmpl_note_refresh(struct nm_tmpl_cache *c)
 {
@@ -402,8 +427,17 @@ nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
 		c->st.templates++;
 	}
 	rep = cds_lfht_add_replace(c->ht, h, tmpl_match, &nt->key, &nt->node);
-	if (rep != NULL)
-		call_rcu(&caa_container_of(rep, struct nm_tmpl, node)->rcu, tmpl_free_rcu);
+	if (e == NULL)
+		e = exp_of(c, &nt->key); /* a replacement: the entry exists */
+	if (rep != NULL) {
+		struct nm_tmpl *ot = caa_container_of(rep, struct nm_tmpl, node);
+
+		if (e != NULL)
+			exp_unlink(e, ot);
+		call_rcu(&ot->rcu, tmpl_free_rcu);
+	}
+	if (e != NULL)
+		exp_link(e, nt);
 	c->st.published++;
 	ret = 1;
 out:
@@ -420,6 +454,8 @@ tmpl_remove(struct nm_tmpl_cache *c, struct nm_tmpl *t)
 	if (cds_lfht_del(c->ht, &t->node) != 0)
 		return;
 	e = exp_of(c, &t->key);
+	if (e != NULL)
+		exp_unlink(e, t);
 	if (e != NULL && e->n_templates > 0 && --e->n_templates == 0)
 		c->st.exporters--;
 	c->st.templates--;
@@ -448,23 +484,27 @@ int
 nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
 		     uint8_t proto, int options)
 {
-	struct cds_lfht_iter it;
-	struct cds_lfht_node *n_;
-	struct nm_tmpl *t;
+	struct nm_tmpl_key k;
+	struct nm_exp_entry *e;
+	struct nm_tmpl *t, *next;
 	int n = 0;
 
+	memset(&k, 0, sizeof(k));
+	memcpy(k.exporter, exporter, NM_ADDR_LEN);
+	k.domain = domain;
+	k.proto = proto;
 	pthread_mutex_lock(&c->wlock);
 	c->st.writer_entries++;
 	/*
-	 * Not cds_lfht_for_each_entry(): it forms container_of(NULL) at the end, which UBSan
-	 * (rightly) reports; walk the nodes and convert only non-NULL ones.
+	 * One walk of this (exporter, domain)'s own templates (at most max_templates_per_exporter),
+	 * not of the whole cache: a datagram full of 4-byte withdraw-all records used to walk every
+	 * exporter's templates once per record under this mutex. No entry: it has no template.
 	 */
-	for (cds_lfht_first(c->ht, &it); (n_ = cds_lfht_iter_get_node(&it)) != NULL;
-	     cds_lfht_next(c->ht, &it)) {
-		t = caa_container_of(n_, struct nm_tmpl, node);
-		if (t->key.domain == domain && t->key.proto == proto &&
-		    !!t->is_options == !!options &&
-		    memcmp(t->key.exporter, exporter, NM_ADDR_LEN) == 0) {
+	e = exp_of(c, &k);
+	for (t = e != NULL ? e->tmpl_list : NULL; t != NULL; t = next) {
+		next = t->exp_next;
+		c->st.withdraw_visited++;
+		if (!!t->is_options == !!options) {
 			tmpl_remove(c, t);
 			n++;
 		}
@@ -516,10 +556,35 @@ nm_tmpl_rate_lookup(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN]
 	return r == NULL ? 0 : CMM_LOAD_SHARED(r->rate);
 }
 
+/*
+ * The exporter entry a rate counts against. Rates are keyed (address, domain) for both
+ * protocols; options data only decodes under an options template, whose publication made the
+ * IPFIX or v9 entry of (address, domain), so one of them exists (IPFIX looked up first). NULL
+ * when neither does (the exporter table was full): the rate is refused, as its template was.
+ */
+static struct nm_exp_entry *
+rate_owner(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain)
+{
+	struct nm_exp_key ek;
+	struct nm_exp_entry *e;
+
+	memset(&ek, 0, sizeof(ek));
+	memcpy(ek.addr, exporter, NM_ADDR_LEN);
+	ek.domain = domain;
+	ek.type = NM_FLOW_IPFIX;
+	e = nm_exp_find(c->exp, &ek);
+	if (e == NULL) {
+		ek.type = NM_FLOW_NF9;
+		e = nm_exp_find(c->exp, &ek);
+	}
+	return e;
+}
+
 int
 nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
 		 uint32_t sampler_id, uint64_t rate)
 {
+	struct nm_exp_entry *e;
 	struct rate_ent *r;
 	struct rate_key k;
 	int ret = 0;
@@ -535,10 +600,17 @@ nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], u
 	if (r != NULL) {
 		/* A changed rate: one aligned store, readers see the old or the new value. */
 		CMM_STORE_SHARED(r->rate, rate);
+	} else if ((e = rate_owner(c, exporter, domain)) == NULL ||
+		   e->n_rates >= c->p.max_rates_per_exporter) {
+		/* One exporter's options data (65,536 sampler ids) must not fill the table that
+		 * every exporter's rates live in. */
+		c->st.rates_refused_exporter++;
+		ret = -ENOSPC;
 	} else if (c->st.rates >= c->p.max_rates) {
 		c->st.rates_refused++;
 		ret = -ENOSPC;
 	} else {
+		e->n_rates++;
 		r = &c->rpool[c->st.rates];
 		r->key = k;
 		r->rate = rate;

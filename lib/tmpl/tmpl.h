@@ -63,6 +63,7 @@ struct nm_tmpl_params {
 	unsigned int max_pending;   /* held data sets in total; 0: 256 */
 	unsigned int max_pending_per_domain; /* held per (exporter, domain); 0: 4 */
 	unsigned int max_rates;		     /* sampling-rate entries; 0: 65536 */
+	unsigned int max_rates_per_exporter; /* per (address, domain); 0: 256 */
 	size_t pool_bytes; /* memory for compiled templates, allocated and touched at creation;
 			    * 0: 16 MiB (about 25,000 templates of 32 fields) */
 	/*
@@ -128,6 +129,8 @@ struct nm_tmpl {
 	uint8_t has_frame;	      /* dataLinkFrameSection (IE 315) */
 	uint8_t pad_;		      /* zero */
 	uint32_t flags;		      /* compiler's summary bits (enum nm_ipfix_tflag) */
+	struct nm_tmpl *exp_next;     /* the exporter entry's templates (tmpl_list), writer */
+	struct nm_tmpl *exp_prev;     /* mutex only; never followed by readers */
 	struct nm_tmpl_field *fields; /* points into the same memory, after the steps */
 	struct nm_tmpl_step steps[];
 };
@@ -166,23 +169,26 @@ struct nm_tmpl_cache;
 
 /* Counters of the shared cache (sums, read racily by telemetry). */
 struct nm_tmpl_cache_stats {
-	uint64_t templates; /* live templates */
-	uint64_t exporters; /* exporter addresses seen */
-	uint64_t published; /* new or changed templates published */
-	uint64_t refreshed; /* identical template received again (nothing published) */
-	uint64_t withdrawn; /* templates removed by withdrawal */
+	uint64_t templates;	   /* live templates */
+	uint64_t exporters;	   /* exporter addresses seen */
+	uint64_t published;	   /* new or changed templates published */
+	uint64_t refreshed;	   /* identical template received again (nothing published) */
+	uint64_t withdrawn;	   /* templates removed by withdrawal */
+	uint64_t withdraw_visited; /* templates a withdraw-all looked at (its cost) */
 	uint64_t
 		refused_exporter; /* refused: the exporter already has max_templates_per_exporter */
 	uint64_t refused_total;	  /* refused: max_templates reached */
-	uint64_t refused_exporters; /* refused: max_exporters addresses already known */
-	uint64_t rates;		    /* sampling-rate entries */
-	uint64_t rates_refused;	    /* rate entries refused: max_rates reached */
-	uint64_t pending;	    /* data sets held now */
-	uint64_t pending_evicted;   /* held sets pushed out by newer ones of the same domain */
-	uint64_t refused_memory;    /* refused: no pool slot of the template's size left */
-	uint64_t writer_entries;    /* times the writer mutex was taken (templates and rates) */
-	uint64_t pool_takes;	    /* template slots taken from the pool */
-	uint64_t pool_bytes;	    /* pool memory handed to size classes so far */
+	uint64_t refused_exporters;	 /* refused: max_exporters addresses already known */
+	uint64_t rates;			 /* sampling-rate entries */
+	uint64_t rates_refused;		 /* rate entries refused: max_rates reached */
+	uint64_t rates_refused_exporter; /* refused: the (address, domain) has
+					  * max_rates_per_exporter, or no exporter entry */
+	uint64_t pending;		 /* data sets held now */
+	uint64_t pending_evicted;	 /* held sets pushed out by newer ones of the same domain */
+	uint64_t refused_memory;	 /* refused: no pool slot of the template's size left */
+	uint64_t writer_entries; /* times the writer mutex was taken (templates and rates) */
+	uint64_t pool_takes;	 /* template slots taken from the pool */
+	uint64_t pool_bytes;	 /* pool memory handed to size classes so far */
 };
 
 /*

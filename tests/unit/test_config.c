@@ -80,6 +80,45 @@ test_set(void **state)
 	assert_string_equal(c.kafka_compression, "zstd");
 }
 
+/* [collector] allow and [exporter.NAME] sflow_sources: parsed, host bits cleared, errors named. */
+static void
+test_allow(void **state)
+{
+	static const uint8_t v4net[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 0};
+	struct nm_config c;
+	char err[512] = "";
+
+	(void)state;
+	nm_config_defaults(&c);
+	assert_int_equal(c.n_allow, 0);
+	assert_int_equal(c.sflow_agent_learn, 1);
+	assert_int_equal(nm_config_set(&c, "collector.allow=192.0.2.77/24, 2001:db8::/32 ,10.0.0.1",
+				       err, sizeof(err)),
+			 0);
+	assert_int_equal(c.n_allow, 3);
+	assert_memory_equal(c.allow[0].addr, v4net, 16);
+	assert_int_equal(c.allow[0].len, 120);
+	assert_int_equal(c.allow[1].len, 32);
+	assert_int_equal(c.allow[2].len, 128);
+	assert_int_equal(nm_config_set(&c, "collector.allow=192.0.2.0/33", err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "[collector] allow = \"192.0.2.0/33\""));
+	assert_int_equal(c.n_allow, 3); /* a bad list replaces nothing */
+	assert_int_equal(nm_config_set(&c, "collector.allow=", err, sizeof(err)), 0);
+	assert_int_equal(c.n_allow, 0);
+	assert_int_equal(nm_config_set(&c, "collector.sflow_agent_learn=no", err, sizeof(err)), 0);
+	assert_int_equal(c.sflow_agent_learn, 0);
+	assert_int_equal(nm_config_set(&c, "exporter.e1.address=192.0.2.1", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(&c, "exporter.e1.sflow_sources=192.0.2.7, 2001:db8::7", err,
+				       sizeof(err)),
+			 0);
+	assert_int_equal(c.exporters[0].n_sflow_sources, 2);
+	assert_int_equal(
+		nm_config_set(&c, "exporter.e1.sflow_sources=192.0.2.0/24", err, sizeof(err)),
+		-EINVAL);
+	assert_non_null(strstr(err, "sflow_sources"));
+}
+
 static void
 test_errors_name_everything(void **state)
 {
@@ -680,6 +719,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shipped_file_is_the_defaults),
 		cmocka_unit_test(test_set),
+		cmocka_unit_test(test_allow),
 		cmocka_unit_test(test_errors_name_everything),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_kafka_limits),

@@ -32,6 +32,7 @@ struct fixture {
 	struct nm_flow_rec recs[64];
 	struct nm_dgram_meta meta;
 	uint64_t n, rate_sum, last_rate;
+	uint8_t last_sampler[16];
 };
 
 static void
@@ -43,6 +44,7 @@ sink(struct nm_rec_batch *b, void *ctx)
 	for (i = 0; i < b->n; i++) {
 		f->rate_sum += b->recs[i].key.sampling_rate;
 		f->last_rate = b->recs[i].key.sampling_rate;
+		memcpy(f->last_sampler, b->recs[i].key.sampler_addr, 16);
 	}
 	f->n += b->n;
 }
@@ -127,6 +129,24 @@ nf5(uint8_t *buf, uint16_t n, uint32_t seq, uint16_t rate)
 		r[38] = 6;
 	}
 	return 24 + 48 * (size_t)n;
+}
+
+/* An sFlow v5 datagram claiming agent v4, one compact flow sample of rate `rate`, no record. */
+static size_t
+sflow1(uint8_t *buf, const uint8_t agent[4], uint32_t seq, uint32_t rate)
+{
+	memset(buf, 0, 68);
+	be32(buf, 5);
+	be32(buf + 4, 1); /* IPv4 agent */
+	memcpy(buf + 8, agent, 4);
+	be32(buf + 16, seq);
+	be32(buf + 24, 1);    /* samples */
+	be32(buf + 28, 1);    /* flow_sample */
+	be32(buf + 32, 32);   /* its length */
+	be32(buf + 36, seq);  /* sample seq */
+	be32(buf + 44, rate); /* sampling rate */
+	be32(buf + 56, 7);    /* input ifIndex */
+	return 68;
 }
 
 struct collect {
@@ -261,6 +281,220 @@ test_override(void **state)
 	assert_int_equal(f->last_rate, 64);
 	fixture_free(f);
 	rcu_unregister_thread();
+}
+
+/*
+ * sFlow attribution: a stranger that writes a configured router's address as its agent gets
+ * its rows credited to its own UDP source, never the router's override rate, counted; a
+ * configured (agent, source) pair and a learned one are credited to the agent; the agent's
+ * own address takes a learned agent back from a stranger that claimed it first.
+ */
+static void
+test_sflow_agent(void **state)
+{
+	static const uint8_t router4[4] = {192, 0, 2, 1}, relay4[4] = {192, 0, 2, 7},
+			     evil4[4] = {198, 51, 100, 66}, lone4[4] = {192, 0, 2, 50};
+	struct nm_exp_params p = {.agent_learn = 1};
+	uint8_t router[16], relay[16], evil[16], lone[16], buf[68];
+	struct nm_exp_stats st;
+	struct fixture *f;
+	size_t len;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	nm_addr_from_v4(router, router4);
+	nm_addr_from_v4(relay, relay4);
+	nm_addr_from_v4(evil, evil4);
+	nm_addr_from_v4(lone, lone4);
+	assert_int_equal(nm_exp_override_add(f->d.exp, router, 1000, "edge1"), 0);
+	assert_int_equal(nm_exp_agent_add(f->d.exp, router, relay), 0);
+
+	/* The router itself: its agent, its override. */
+	memcpy(f->meta.exporter, router, 16);
+	len = sflow1(buf, router4, 1, 64);
+	assert_int_equal(feed(f, buf, len), 1);
+	assert_memory_equal(f->last_sampler, router, 16);
+	assert_int_equal(f->last_rate, 1000);
+	/* Through its configured relay: still the router. */
+	memcpy(f->meta.exporter, relay, 16);
+	assert_int_equal(feed(f, buf, sflow1(buf, router4, 2, 64)), 1);
+	assert_memory_equal(f->last_sampler, router, 16);
+	assert_int_equal(f->last_rate, 1000);
+	/* A stranger claiming the router: credited to the stranger at its own rate, counted. */
+	memcpy(f->meta.exporter, evil, 16);
+	assert_int_equal(feed(f, buf, sflow1(buf, router4, 3, 64)), 1);
+	assert_memory_equal(f->last_sampler, evil, 16);
+	assert_int_equal(f->last_rate, 64);
+	assert_int_equal(f->st.sflow_agent_mismatch, 1);
+
+	/* An unconfigured agent is learned from its first source (relay)... */
+	memcpy(f->meta.exporter, relay, 16);
+	assert_int_equal(feed(f, buf, sflow1(buf, lone4, 1, 8)), 1);
+	assert_memory_equal(f->last_sampler, lone, 16);
+	/* ...a second source is refused... */
+	memcpy(f->meta.exporter, evil, 16);
+	assert_int_equal(feed(f, buf, sflow1(buf, lone4, 2, 8)), 1);
+	assert_memory_equal(f->last_sampler, evil, 16);
+	assert_int_equal(f->st.sflow_agent_mismatch, 2);
+	/* ...and the agent's own address rebinds it: the relay is refused afterwards. */
+	memcpy(f->meta.exporter, lone, 16);
+	assert_int_equal(feed(f, buf, sflow1(buf, lone4, 3, 8)), 1);
+	assert_memory_equal(f->last_sampler, lone, 16);
+	memcpy(f->meta.exporter, relay, 16);
+	assert_int_equal(feed(f, buf, sflow1(buf, lone4, 4, 8)), 1);
+	assert_memory_equal(f->last_sampler, relay, 16);
+	nm_exp_get_stats(f->d.exp, &st);
+	assert_int_equal(st.sflow_agent_mismatch, 3);
+	assert_int_equal(st.sflow_agents, 2);
+	fixture_free(f);
+
+	/* Learning off (the library default): an agent not sending from its own address and not
+	 * configured is never credited. */
+	p.agent_learn = 0;
+	f = fixture_new(&p);
+	memcpy(f->meta.exporter, relay, 16);
+	assert_int_equal(feed(f, buf, sflow1(buf, lone4, 1, 8)), 1);
+	assert_memory_equal(f->last_sampler, relay, 16);
+	assert_int_equal(f->st.sflow_agent_mismatch, 1);
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+/* The agent table is bounded: a flood of invented agents fills it, then is counted. */
+static void
+test_sflow_agent_bound(void **state)
+{
+	struct nm_exp_params p = {.agent_learn = 1, .max_agents = 16};
+	struct nm_exp_stats st;
+	uint8_t buf[68], src[16];
+	struct fixture *f;
+	unsigned int i;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	nm_addr_from_v4(src, (const uint8_t[]){198, 51, 100, 66});
+	memcpy(f->meta.exporter, src, 16);
+	for (i = 0; i < 1000; i++) {
+		uint8_t a[4] = {10, 0, (uint8_t)(i >> 8), (uint8_t)i};
+
+		assert_int_equal(feed(f, buf, sflow1(buf, a, i, 8)), 1);
+	}
+	nm_exp_get_stats(f->d.exp, &st);
+	assert_true(st.sflow_agents <= 32); /* 2 * max_agents slots */
+	assert_true(st.sflow_agents_full + st.sflow_agents >= 1000);
+	assert_int_equal(st.sflow_agent_mismatch, st.sflow_agents_full);
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+/*
+ * A NetFlow v5 datagram rejected whole (its count does not fit its length) from an unknown
+ * source makes no exporter entry, so such garbage from many sources cannot fill the pool; from
+ * a known exporter it is counted on that exporter's entry.
+ */
+static void
+test_rejected_no_entry(void **state)
+{
+	struct nm_exp_params p = {.max_exporters = 4};
+	uint8_t buf[24 + 48 * 3];
+	struct nm_exp_stats st;
+	struct fixture *f;
+	size_t len;
+	unsigned int i;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	len = nf5(buf, 3, 0, 0);
+	be16(buf + 2, 30); /* claims 30 records in a datagram of 3 */
+	for (i = 0; i < 100; i++) {
+		nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){203, 0, 113, (uint8_t)i});
+		assert_true(feed(f, buf, len) < 0);
+	}
+	nm_exp_get_stats(f->d.exp, &st);
+	assert_int_equal(st.exporters, 0);
+	assert_int_equal(st.exporters_overflow, 0);
+	assert_int_equal(st.rejected_unknown, 100);
+	/* A real exporter still gets its entry, and its own bad datagram is counted on it. */
+	nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){192, 0, 2, 1});
+	assert_int_equal(feed(f, buf, nf5(buf, 3, 0, 0)), 3);
+	be16(buf + 2, 30);
+	assert_true(feed(f, buf, len) < 0);
+	assert_int_equal(only_entry(f)->bad, 1);
+	assert_int_equal(only_entry(f)->datagrams, 2);
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+/* [collector] allow: prefixes of both families, configured exporters admitted, host bits. */
+static void
+test_allow(void **state)
+{
+	struct nm_exp_params p = {0};
+	struct nm_exp_table *t;
+	uint8_t a[16], v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+	uint8_t v6b[16];
+
+	(void)state;
+	t = nm_exp_create(&p);
+	assert_non_null(t);
+	nm_addr_from_v4(a, (const uint8_t[]){198, 51, 100, 66});
+	assert_true(nm_exp_allowed(t, a)); /* nothing configured: everyone */
+	nm_addr_from_v4(a, (const uint8_t[]){192, 0, 2, 0});
+	assert_int_equal(nm_exp_allow_add(t, a, 96 + 24), 0);
+	assert_int_equal(nm_exp_allow_add(t, v6, 32), 0);
+	assert_int_equal(nm_exp_allow_add(t, v6, 129), -EINVAL);
+	nm_addr_from_v4(a, (const uint8_t[]){192, 0, 2, 200});
+	assert_true(nm_exp_allowed(t, a));
+	nm_addr_from_v4(a, (const uint8_t[]){192, 0, 3, 1});
+	assert_false(nm_exp_allowed(t, a));
+	memcpy(v6b, v6, 16);
+	v6b[15] = 0x99;
+	v6b[8] = 0xff;
+	assert_true(nm_exp_allowed(t, v6b));
+	v6b[3] = 0xb9;
+	assert_false(nm_exp_allowed(t, v6b));
+	/* A configured exporter outside every prefix is admitted. */
+	assert_false(nm_exp_allowed(t, a));
+	assert_int_equal(nm_exp_override_add(t, a, 0, "edge"), 0);
+	assert_true(nm_exp_allowed(t, a));
+	nm_exp_free(t);
+}
+
+/* The refused-source table: bounded, heavy hitters kept, counts never under. */
+static void
+test_refused_top(void **state)
+{
+	struct nm_exp_refused r, sum;
+	uint8_t heavy[16], a[16];
+	unsigned int i, found = 0;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	nm_addr_from_v4(heavy, (const uint8_t[]){203, 0, 113, 9});
+	for (i = 0; i < 10000; i++) {
+		nm_addr_from_v4(a, (const uint8_t[]){10, 1, (uint8_t)(i >> 8), (uint8_t)i});
+		nm_exp_refused_note(&r, a); /* 10,000 distinct one-off sources */
+		if (i % 4 == 0)
+			nm_exp_refused_note(&r, heavy); /* 2,500: 20 % of the total */
+	}
+	assert_int_equal(r.total, 12500);
+	for (i = 0; i < NM_EXP_REFUSED_TOP; i++)
+		if (memcmp(r.top[i].addr, heavy, 16) == 0) {
+			assert_true(r.top[i].count >= 2500);
+			found = 1;
+		}
+	assert_true(found);
+	memset(&sum, 0, sizeof(sum));
+	nm_exp_refused_merge(&sum, &r);
+	nm_exp_refused_merge(&sum, &r);
+	assert_int_equal(sum.total, 25000);
+	for (i = 0, found = 0; i < NM_EXP_REFUSED_TOP; i++)
+		if (memcmp(sum.top[i].addr, heavy, 16) == 0 && sum.top[i].count >= 5000)
+			found = 1;
+	assert_true(found);
 }
 
 static void
@@ -786,10 +1020,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nf5_sequence),	  cmocka_unit_test(test_override),
-		cmocka_unit_test(test_publish),		  cmocka_unit_test(test_overflow),
-		cmocka_unit_test(test_two_writers),	  cmocka_unit_test(test_corpus),
-		cmocka_unit_test(test_corpus_interfaces), cmocka_unit_test(test_config),
+		cmocka_unit_test(test_nf5_sequence),
+		cmocka_unit_test(test_override),
+		cmocka_unit_test(test_publish),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_two_writers),
+		cmocka_unit_test(test_corpus),
+		cmocka_unit_test(test_corpus_interfaces),
+		cmocka_unit_test(test_config),
+		cmocka_unit_test(test_sflow_agent),
+		cmocka_unit_test(test_sflow_agent_bound),
+		cmocka_unit_test(test_allow),
+		cmocka_unit_test(test_refused_top),
+		cmocka_unit_test(test_rejected_no_entry),
 		cmocka_unit_test(test_config_example),
 	};
 

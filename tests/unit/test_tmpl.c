@@ -202,6 +202,70 @@ test_publish(void **state)
 	nm_tmpl_cache_free(c);
 }
 
+/*
+ * A withdraw-all costs a walk of its own (exporter, domain)'s templates, not of the cache: with
+ * 4,000 exporters of 8 templates each, 10,000 withdraw-all records of one exporter look at that
+ * exporter's 8 templates once (then at none), and every other exporter keeps its templates.
+ * The whole-table walk it replaces looked at 32,000 templates per record (3.2e8 here).
+ */
+static void
+test_withdraw_cost(void **state)
+{
+	struct nm_tmpl_params p = {
+		.max_templates_per_exporter = 16, .max_templates = 65536, .max_exporters = 8192};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	struct nm_tmpl_cache_stats st;
+	struct nm_tmpl_key k;
+	unsigned int e, i;
+	struct timespec t0, t1;
+
+	(void)state;
+	assert_non_null(c);
+	for (e = 0; e < 4000; e++)
+		for (i = 0; i < 8; i++) {
+			struct nm_tmpl *t;
+
+			k = key(0, 0, (uint16_t)(256 + i));
+			k.exporter[14] = (uint8_t)(e >> 8);
+			k.exporter[15] = (uint8_t)e;
+			t = make(k, 1 + i % 3);
+			t->is_options = i >= 6; /* 2 options templates each */
+			assert_int_equal(nm_tmpl_publish(c, t), 1);
+		}
+	rcu_quiescent_state();
+	k = key(0, 0, 0);
+	k.exporter[14] = 0;
+	k.exporter[15] = 7;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(nm_tmpl_withdraw_all(c, k.exporter, 0, NM_TMPL_IPFIX, 0), 6);
+	for (i = 0; i < 10000; i++)
+		assert_int_equal(nm_tmpl_withdraw_all(c, k.exporter, 0, NM_TMPL_IPFIX, 0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	nm_tmpl_cache_get_stats(c, &st);
+	print_message(
+		"10,001 withdraw-all over 32,000 templates: %llu templates visited, %.2f ms\n",
+		(unsigned long long)st.withdraw_visited,
+		(double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	assert_int_equal(st.withdrawn, 6);
+	assert_int_equal(st.templates, 32000 - 6);
+	/* 8 the first time, then the 2 options templates it keeps: the walk is per exporter. */
+	assert_true(st.withdraw_visited <= 8 + 2 * 10000);
+	/* The options ones go with an options withdraw-all; other domains/protocols untouched. */
+	assert_int_equal(nm_tmpl_withdraw_all(c, k.exporter, 1, NM_TMPL_IPFIX, 1), 0);
+	assert_int_equal(nm_tmpl_withdraw_all(c, k.exporter, 0, NM_TMPL_NF9, 1), 0);
+	assert_int_equal(nm_tmpl_withdraw_all(c, k.exporter, 0, NM_TMPL_IPFIX, 1), 2);
+	/* A replaced template (new layout) stays listed: withdraw-all still finds it. */
+	k.exporter[15] = 8;
+	k.id = 256;
+	assert_int_equal(nm_tmpl_publish(c, make(k, 7)), 1);
+	assert_int_equal(nm_tmpl_withdraw_all(c, k.exporter, 0, NM_TMPL_IPFIX, 0), 6);
+	assert_null(nm_tmpl_lookup(c, &k));
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.templates, 32000 - 14);
+	rcu_quiescent_state();
+	nm_tmpl_cache_free(c);
+}
+
 static void
 test_rates(void **state)
 {
@@ -210,6 +274,10 @@ test_rates(void **state)
 	struct nm_tmpl_key k = key(1, 0, 0);
 
 	(void)state;
+	/* Rates count against the exporter entry its options template made: none, no rate. */
+	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 0, 100), -ENOSPC);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 5, 256), 1)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 6, 256), 1)), 1);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 0), 0);
 	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 0, 100), 0);
 	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 200), 0);
@@ -218,6 +286,37 @@ test_rates(void **state)
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 0), 100);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 7), 300);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 6, 0), 0);
+	rcu_quiescent_state();
+	nm_tmpl_cache_free(c);
+}
+
+/*
+ * Per-(exporter, domain) rate cap: one exporter announcing 65,536 sampler ids keeps
+ * max_rates_per_exporter of them, and a later exporter's rate still finds room.
+ */
+static void
+test_rates_per_exporter(void **state)
+{
+	struct nm_tmpl_params p = {.max_rates = 1024, .max_rates_per_exporter = 16};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	struct nm_tmpl_cache_stats st;
+	struct nm_tmpl_key a = key(1, 0, 256), b = key(2, 0, 256);
+	unsigned int i, ok = 0;
+
+	(void)state;
+	assert_int_equal(nm_tmpl_publish(c, make(a, 1)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(b, 1)), 1);
+	for (i = 0; i < 65536; i++)
+		ok += nm_tmpl_rate_set(c, a.exporter, 0, i, 1000 + i) == 0;
+	assert_int_equal(ok, 16);
+	assert_int_equal(nm_tmpl_rate_set(c, b.exporter, 0, 1, 512), 0);
+	assert_int_equal(nm_tmpl_rate_lookup(c, b.exporter, 0, 1), 512);
+	/* A rate already held changes in place: no new entry, no refusal. */
+	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 3, 7), 0);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.rates, 17);
+	assert_int_equal(st.rates_refused_exporter, 65536 - 16);
+	assert_int_equal(st.rates_refused, 0);
 	rcu_quiescent_state();
 	nm_tmpl_cache_free(c);
 }
@@ -524,8 +623,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_publish),	     cmocka_unit_test(test_rates),
-		cmocka_unit_test(test_pending),	     cmocka_unit_test(test_race),
+		cmocka_unit_test(test_publish),
+		cmocka_unit_test(test_withdraw_cost),
+		cmocka_unit_test(test_rates_per_exporter),
+		cmocka_unit_test(test_rates),
+		cmocka_unit_test(test_pending),
+		cmocka_unit_test(test_race),
 		cmocka_unit_test(test_refresh_cost),
 	};
 
