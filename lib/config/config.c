@@ -1150,6 +1150,25 @@ key_value_text(const struct nm_config *c, const struct key_desc *k, char *buf, s
 					      c->collector_ports[i]);
 		return;
 	}
+	case K_PREFIXES: {
+		size_t o = 0;
+		unsigned int i;
+
+		buf[0] = '\0';
+		for (i = 0; i < c->n_allow && o < len; i++) {
+			const struct nm_cfg_prefix *pf = &c->allow[i];
+			char a[INET6_ADDRSTRLEN];
+			int v4 = pf->len >= 96 &&
+				 memcmp(pf->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0;
+
+			if (inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? pf->addr + 12 : pf->addr, a,
+				      sizeof(a)) == NULL)
+				a[0] = '\0';
+			o += (size_t)snprintf(buf + o, len - o, "%s%s/%u", i ? "," : "", a,
+					      v4 ? pf->len - 96u : pf->len);
+		}
+		return;
+	}
 	}
 }
 

@@ -104,6 +104,21 @@ test_allow(void **state)
 			 -EINVAL);
 	assert_non_null(strstr(err, "[collector] allow = \"192.0.2.0/33\""));
 	assert_int_equal(c.n_allow, 3); /* a bad list replaces nothing */
+	{
+		/* A reload sees the change, as text, and says it needs a restart. */
+		struct nm_config *b = malloc(sizeof(*b));
+		struct nm_config_change ch[4];
+
+		assert_non_null(b);
+		*b = c;
+		assert_int_equal(nm_config_set(b, "collector.allow=192.0.2.0/25", err, sizeof(err)),
+				 0);
+		assert_int_equal(nm_config_diff(&c, b, ch, 4), 1);
+		assert_string_equal(ch[0].key, "collector.allow");
+		assert_string_equal(ch[0].now, "192.0.2.0/25");
+		assert_int_equal(ch[0].restart, 1);
+		free(b);
+	}
 	assert_int_equal(nm_config_set(&c, "collector.allow=", err, sizeof(err)), 0);
 	assert_int_equal(c.n_allow, 0);
 	assert_int_equal(nm_config_set(&c, "collector.sflow_agent_learn=no", err, sizeof(err)), 0);
