@@ -170,9 +170,10 @@ struct nm_options {
 
 /* A configured port once EAL knows it (ports.c); same index as cfg.ports. */
 struct nm_port {
-	uint16_t id;	      /* DPDK port id */
-	uint64_t expect_pkts; /* frames in its pcap file, 0: not a file or unknown */
-	enum nm_link link;    /* what its frames start with */
+	uint16_t id;			/* DPDK port id */
+	uint64_t expect_pkts;		/* frames in its pcap file, 0: not a file or unknown */
+	enum nm_link link;		/* what its frames start with */
+	struct nm_xdp_allow *xdp_allow; /* our XDP filter's maps (xdp_allow.h), NULL: none */
 };
 
 /* What a reload did (reload.c). */

@@ -19,6 +19,7 @@
 #include <rte_mbuf_dyn.h>
 
 #include "app.h"
+#include "xdp_allow.h"
 
 /*
  * Frames in a capture file, so an offline run knows when a port is drained (0 if unknown), and
@@ -240,7 +241,8 @@ setup_port(struct nm_app *app, const struct nm_port_cfg *pc, struct nm_port *por
 		(void)rte_eth_promiscuous_enable(port_id);
 	if (strncmp(pc->device, "net_tap", 7) == 0)
 		nm_tap_setup(pc, port_id);
-	return 0;
+	/* The PMD has loaded xdp_prog= by now: fill its allow maps (net_af_xdp only). */
+	return nm_xdp_allow_open(&app->cfg, pc, &port->xdp_allow);
 }
 
 /*
@@ -414,6 +416,8 @@ nm_ports_close(struct nm_app *app)
 	for (i = 0; i < app->cfg.n_ports; i++) {
 		uint16_t pid;
 
+		nm_xdp_allow_free(app->ports[i].xdp_allow);
+		app->ports[i].xdp_allow = NULL;
 		if (port_id_of(app->cfg.ports[i].device, &pid) == 0) {
 			(void)rte_eth_dev_stop(pid);
 			(void)rte_eth_dev_close(pid);

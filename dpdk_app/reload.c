@@ -41,6 +41,7 @@
 
 #include "app.h"
 #include "exporter/exporter.h"
+#include "xdp_allow.h"
 
 #define MAX_LISTED_CHANGES 64
 
@@ -225,6 +226,19 @@ reload(struct nm_app *app)
 			 "reload of %s failed: the exporter sections: %s; the running config "
 			 "(version %" PRIu64 ") stays",
 			 path, strerror(errno), version);
+		finish(app, NM_RELOAD_FAILED, msg);
+		goto out;
+	}
+	/*
+	 * The XDP filters of net_af_xdp ports admit the new exporter addresses before the RX
+	 * path does. On failure they may admit both versions' (the RX path still refuses).
+	 */
+	if (nm_xdp_allow_reload(app, next) != 0) {
+		nm_exp_conf_free(x);
+		snprintf(msg, sizeof(msg),
+			 "reload of %s failed: the XDP filter's admitted sources could not be "
+			 "updated (see the log); the running config (version %" PRIu64 ") stays",
+			 path, version);
 		finish(app, NM_RELOAD_FAILED, msg);
 		goto out;
 	}

@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "app.h"
+#include "base/addr.h"
+#include "xdp/nm_xdp_allow.h"
+#include "xdp_allow.h"
 
 /* Index of a set in nm_stats_sets(). */
 enum { SET_WORKER, SET_DECODE, SET_AGG, SET_FLUSHER, SET_KAFKA };
@@ -72,6 +75,25 @@ nm_summary_line(struct nm_app *app, double secs)
 	fflush(stdout);
 }
 
+/* The XDP filters' [collector] allow drops (xdp_allow.h), beside the RX path's "refused". */
+static void
+xdp_print(const struct nm_app *app, FILE *f)
+{
+	struct nm_xdp_drops x;
+	unsigned int i;
+	char a[NM_ADDR_STRLEN];
+
+	if (nm_app_xdp_drops(app, &x) <= 0 || x.packets == 0)
+		return;
+	fprintf(f, "  %-28s %" PRIu64 " datagrams, %" PRIu64 " bytes, from %" PRIu64 "%s sources:",
+		"xdp allow dropped", x.packets, x.bytes, x.sources,
+		x.sources >= NM_XDP_DROP_SOURCES ? " or more" : "");
+	for (i = 0; i < x.n_top && i < 4; i++)
+		fprintf(f, " %s %" PRIu64, nm_addr_str(x.top[i].addr, a, sizeof(a)),
+			x.top[i].packets);
+	fprintf(f, "%s\n", x.n_top > 4 ? " ..." : "");
+}
+
 void
 nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FILE *f)
 {
@@ -101,6 +123,7 @@ nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FILE *f)
 			"", k->spool_records);
 	if (k->records_dropped != 0)
 		fprintf(f, "  %-28s dropped: the spool was full\n", "");
+	xdp_print(app, f);
 	fprintf(f, "  %-28s %" PRIu64 "%s\n", "records lost", sm->lost,
 		sm->lost ? "  <-- see above" : "");
 	fprintf(f,
@@ -108,6 +131,27 @@ nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FILE *f)
 		" refused, %" PRIu64 " failed)\n",
 		"config", app->live.version, app->cfg.source, app->live.counts[NM_RELOAD_APPLIED],
 		app->live.counts[NM_RELOAD_REFUSED], app->live.counts[NM_RELOAD_FAILED]);
+}
+
+/* The XDP filters' drops: totals and the heaviest sources (zero and {} without a filter). */
+static void
+xdp_json(const struct nm_app *app, FILE *f)
+{
+	struct nm_xdp_drops x;
+	unsigned int i;
+	char a[NM_ADDR_STRLEN];
+
+	if (nm_app_xdp_drops(app, &x) < 0)
+		memset(&x, 0, sizeof(x));
+	fprintf(f,
+		"  \"xdp_dropped\": %" PRIu64 ",\n  \"xdp_dropped_bytes\": %" PRIu64
+		",\n  \"xdp_dropped_sources\": %" PRIu64 ",\n  \"xdp_dropped_by_source\": {",
+		x.packets, x.bytes, x.sources);
+	for (i = 0; i < x.n_top; i++)
+		fprintf(f, "%s\"%s\": {\"packets\": %" PRIu64 ", \"bytes\": %" PRIu64 "}",
+			i ? ", " : "", nm_addr_str(x.top[i].addr, a, sizeof(a)), x.top[i].packets,
+			x.top[i].bytes);
+	fprintf(f, "},\n");
 }
 
 int
@@ -139,6 +183,7 @@ nm_summary_json(const struct nm_app *app, const struct nm_summary *sm, const cha
 		app->live.counts[NM_RELOAD_REFUSED]);
 	fprintf(f, "  \"config_reloads_failed\": %" PRIu64 ",\n",
 		app->live.counts[NM_RELOAD_FAILED]);
+	xdp_json(app, f);
 	/* Per worker: which lcore polled which queues, and what each received. */
 	fprintf(f, "  \"workers\": [");
 	for (i = 0; i < app->n_workers; i++) {

@@ -26,6 +26,7 @@
 #include <urcu-qsbr.h>
 
 #include "app.h"
+#include "xdp_allow.h"
 #include "exporter/exporter.h"
 
 /* Telemetry callbacks get no user argument: the app is set once before registration. */
@@ -262,12 +263,18 @@ tel_interfaces(const char *cmd, const char *params, struct rte_tel_data *d)
 	return 0;
 }
 
-/* /netmeta/refused: datagrams [collector] allow refused, in all and by heaviest source. */
+/*
+ * /netmeta/refused: datagrams [collector] allow refused, in all and by heaviest source: the RX
+ * path's, and with net_af_xdp ports the XDP filter's ("xdp_*" keys, "xdp_by_source" packets).
+ */
 static int
 tel_refused(const char *cmd, const char *params, struct rte_tel_data *d)
 {
 	struct nm_exp_refused r;
+	struct nm_xdp_drops x;
+	struct rte_tel_data *by;
 	unsigned int i;
+	char a[NM_ADDR_STRLEN];
 
 	(void)cmd;
 	(void)params;
@@ -275,13 +282,25 @@ tel_refused(const char *cmd, const char *params, struct rte_tel_data *d)
 	rte_tel_data_start_dict(d);
 	rte_tel_data_add_dict_u64(d, "refused", r.total);
 	for (i = 0; i < NM_EXP_REFUSED_TOP; i++) {
-		char a[NM_ADDR_STRLEN];
-
 		if (r.top[i].count == 0)
 			continue;
 		rte_tel_data_add_dict_u64(d, nm_addr_str(r.top[i].addr, a, sizeof(a)),
 					  r.top[i].count);
 	}
+	if (nm_app_xdp_drops(tel_app, &x) <= 0)
+		return 0;
+	rte_tel_data_add_dict_u64(d, "xdp_dropped", x.packets);
+	rte_tel_data_add_dict_u64(d, "xdp_dropped_bytes", x.bytes);
+	rte_tel_data_add_dict_u64(d, "xdp_sources", x.sources);
+	by = rte_tel_data_alloc();
+	if (by == NULL)
+		return 0;
+	rte_tel_data_start_dict(by);
+	for (i = 0; i < x.n_top; i++)
+		rte_tel_data_add_dict_u64(by, nm_addr_str(x.top[i].addr, a, sizeof(a)),
+					  x.top[i].packets);
+	if (rte_tel_data_add_dict_container(d, "xdp_by_source", by, 0) != 0)
+		rte_tel_data_free(by);
 	return 0;
 }
 
@@ -317,8 +336,8 @@ nm_tel_exporters_register(struct nm_app *app)
 	if (ret == 0)
 		ret = rte_telemetry_register_cmd(
 			"/netmeta/refused", tel_refused_g,
-			"Datagrams refused by [collector] allow: total and "
-			"the heaviest sources (counts may be over)");
+			"Datagrams refused by [collector] allow (RX path; xdp_*: "
+			"XDP filter): totals, heaviest sources");
 	if (ret == 0)
 		ret = rte_telemetry_register_cmd("/netmeta/interfaces", tel_interfaces_g,
 						 "sFlow generic interface counters per agent and "
