@@ -266,6 +266,7 @@ tel_interfaces(const char *cmd, const char *params, struct rte_tel_data *d)
 /*
  * /netmeta/refused: datagrams [collector] allow refused, in all and by heaviest source: the RX
  * path's, and with net_af_xdp ports the XDP filter's ("xdp_*" keys, "xdp_by_source" packets).
+ * Sources are keys as key_text() spells them (10_77_0_3).
  */
 static int
 tel_refused(const char *cmd, const char *params, struct rte_tel_data *d)
@@ -284,8 +285,10 @@ tel_refused(const char *cmd, const char *params, struct rte_tel_data *d)
 	for (i = 0; i < NM_EXP_REFUSED_TOP; i++) {
 		if (r.top[i].count == 0)
 			continue;
-		rte_tel_data_add_dict_u64(d, nm_addr_str(r.top[i].addr, a, sizeof(a)),
-					  r.top[i].count);
+		/* Unsanitised, DPDK refused the address as a key: no source was ever listed. */
+		nm_addr_str(r.top[i].addr, a, sizeof(a));
+		key_text(a);
+		rte_tel_data_add_dict_u64(d, a, r.top[i].count);
 	}
 	if (nm_app_xdp_drops(tel_app, &x) <= 0)
 		return 0;
@@ -296,9 +299,11 @@ tel_refused(const char *cmd, const char *params, struct rte_tel_data *d)
 	if (by == NULL)
 		return 0;
 	rte_tel_data_start_dict(by);
-	for (i = 0; i < x.n_top; i++)
-		rte_tel_data_add_dict_u64(by, nm_addr_str(x.top[i].addr, a, sizeof(a)),
-					  x.top[i].packets);
+	for (i = 0; i < x.n_top; i++) {
+		nm_addr_str(x.top[i].addr, a, sizeof(a));
+		key_text(a);
+		rte_tel_data_add_dict_u64(by, a, x.top[i].packets);
+	}
 	if (rte_tel_data_add_dict_container(d, "xdp_by_source", by, 0) != 0)
 		rte_tel_data_free(by);
 	return 0;

@@ -197,10 +197,10 @@ nm_xdp_allow_open(const struct nm_config *cfg, const struct nm_port_cfg *pc,
 			"lacks the map %s: [collector] allow cannot be enforced in XDP; use "
 			"nm_xdp_collector.bpf.o of this build\n",
 			pc->name, xa->iface, xa->prog_id, prog,
-			maps[xa->fd[M_ALLOW] < 0	? M_ALLOW
-			     : xa->fd[M_ON] < 0	? M_ON
+			maps[xa->fd[M_ALLOW] < 0  ? M_ALLOW
+			     : xa->fd[M_ON] < 0	  ? M_ON
 			     : xa->fd[M_DROP] < 0 ? M_DROP
-						: M_TOTAL]
+						  : M_TOTAL]
 				.name);
 		goto cleanup;
 	}
@@ -218,7 +218,8 @@ nm_xdp_allow_open(const struct nm_config *cfg, const struct nm_port_cfg *pc,
 		goto cleanup;
 	}
 	NM_LOG(INFO, "port %s: XDP filter on %s (program %u): [collector] allow %s\n", pc->name,
-	       xa->iface, xa->prog_id, cfg->n_allow != 0 ? "enforced" : "not set, every source passes");
+	       xa->iface, xa->prog_id,
+	       cfg->n_allow != 0 ? "enforced" : "not set, every source passes");
 	close(prog_fd);
 	*out = xa;
 	return 0;

@@ -15,9 +15,9 @@
 #include <linux/types.h>
 
 /* Map names as the kernel keeps them (at most BPF_OBJ_NAME_LEN - 1 = 15 characters). */
-#define NM_XDP_MAP_ALLOW "nm_allow"	       /* LPM trie of admitted sources */
-#define NM_XDP_MAP_ALLOW_ON "nm_allow_on"      /* array[1]: 1 when an allow list is set */
-#define NM_XDP_MAP_ALLOW_DROP "nm_allow_drop"  /* LRU hash: source -> dropped */
+#define NM_XDP_MAP_ALLOW "nm_allow"		/* LPM trie of admitted sources */
+#define NM_XDP_MAP_ALLOW_ON "nm_allow_on"	/* array[1]: 1 when an allow list is set */
+#define NM_XDP_MAP_ALLOW_DROP "nm_allow_drop"	/* LRU hash: source -> dropped */
 #define NM_XDP_MAP_ALLOW_TOTAL "nm_allow_total" /* per-CPU array[1]: every drop */
 
 /*

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+"""[collector] allow enforced in the XDP filter (dpdk_app/xdp/nm_xdp_collector.bpf.c, filled by
+dpdk_app/xdp_allow.c) of a net_af_xdp collector port on a veth pair in a namespace made here.
+
+The peer end (vb) has three addresses: 10.77.0.1 (softflowd, the real exporter, reading
+mixed.pcap), 10.77.0.3 and 10.77.0.4 (strangers: NetFlow v5 datagrams from a UDP socket bound to
+each, paced so veth drops none). [collector] allow = 10.77.0.1/32. The frames of mixed.pcap that
+are not collector UDP are replayed too, as in test_afxdp.py.
+
+Asserted:
+ - Kafka rows sum to TRUTH.tsv's softflowd-v9.pcap packets and bytes: the real exporter whole;
+ - the strangers never reach the engine: rx frames all NetFlow v9, no v5 datagram, the RX path's
+   refused 0 (summary and /netmeta/refused);
+ - the XDP filter counted them, per source and in total, exactly: packets = datagrams sent,
+   bytes = their frame lengths (summary xdp_dropped*, live /netmeta/refused xdp_*);
+ - nothing else changed: a packet socket on va sees every replayed frame and no collector UDP
+   (XDP_DROP, not XDP_PASS, for the strangers).
+About 20 s.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nmtest  # noqa: E402
+import dptest  # noqa: E402
+from test_afxdp import XDP_OBJ, COLLECTOR, COUNT, udp_dport  # noqa: E402
+
+STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
+STRANGERS = {"10.77.0.3": 300, "10.77.0.4": 200}
+V5_LEN = 24 + 48  # a NetFlow v5 header and one record
+FRAME_LEN = 14 + 20 + 8 + V5_LEN
+problems = []
+
+SEND = r'''
+import socket, struct, sys, time
+src, n = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+rec = struct.pack("!IIIHHIIIIHHBBBBHHBBH", 0x0a000001, 0x0a000002, 0, 1, 2, 10, 1000, 0, 0,
+                  1234, 80, 0, 0, 6, 0, 0, 0, 24, 24, 0)
+for i in range(n):
+    s.sendto(struct.pack("!HHIIIIBBH", 5, 1, 1000, int(time.time()), 0, i, 0, 0, 0) + rec,
+             ("10.77.0.2", 2055))
+    if i % 16 == 15:
+        time.sleep(0.002)
+print(n)
+'''
+
+
+def fail(msg):
+    problems.append(msg)
+    print("FAIL: " + msg, flush=True)
+
+
+def refused_live(prefix):
+    p = subprocess.run([sys.executable, STATS, "--prefix", prefix, "--json", "/netmeta/refused"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        return json.loads(p.stdout)["/netmeta/refused"]
+    except (ValueError, KeyError):
+        return None
+
+
+def main():
+    nmtest.exit_on_signals()
+    dptest.require_mirror_corpora()
+    nmtest.require_programs(nmtest.ENGINE, "kcat", "softflowd")
+    if not os.path.isfile(XDP_OBJ):
+        nmtest.skip("%s not built (needs clang and libbpf headers)" % XDP_OBJ)
+    if not dptest.have_netns():
+        nmtest.skip("needs root and ip netns")
+    truth = next((t for t in nmtest.truth_rows("nf9") if t["file"] == "generated/softflowd-v9.pcap"),
+                 None)
+    if truth is None:
+        nmtest.skip("TRUTH.tsv has no generated/softflowd-v9.pcap row")
+    tmp = tempfile.mkdtemp(prefix="nmdp-xdpa-")
+    other = [f for f in dptest.read_pcap(dptest.MIXED)
+             if len(f[2]) <= 1518 and udp_dport(f[2]) not in COLLECTOR]
+    other_pcap = os.path.join(tmp, "other.pcap")
+    dptest.write_pcap(other_pcap, [(f[0], f[1], f[2]) for f in other])
+    prefix = nmtest.file_prefix("xdpa")
+    with dptest.Netns("xa") as ns, dptest.NetnsBroker(ns.name) as broker:
+        ns.ip("addr", "add", "10.77.0.1/24", "dev", ns.b)
+        for a in STRANGERS:
+            ns.ip("addr", "add", a + "/24", "dev", ns.b)
+        mac = subprocess.run(["ip", "netns", "exec", ns.name, "cat",
+                              "/sys/class/net/%s/address" % ns.a], stdout=subprocess.PIPE,
+                             text=True, check=True).stdout.strip()
+        ns.ip("neigh", "replace", "10.77.0.2", "lladdr", mac, "dev", ns.b, "nud", "permanent")
+        cfg = ("[eal]\nargs = -l 0-1\n[collector]\nports = 2055,2056,4739,6343\n"
+               "allow = 10.77.0.1/32\n"
+               "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
+               "xdp_prog=%s\nrole = collector\n" % (ns.a, XDP_OBJ))
+        # not --in-memory: the telemetry socket lives under /var/run/dpdk/<prefix>/
+        proc = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name,
+                                   config_text=cfg, huge=True, in_memory=False, prefix=prefix)
+        counter, live = None, None
+        try:
+            if not proc.wait_output("polls", timeout=60):
+                raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
+            counter = ns.popen(["python3", "-c", COUNT, ns.a, "12"], stdout=subprocess.PIPE,
+                               text=True)
+            assert counter.stdout.readline().strip() == "ready"
+            sent = dptest.replay(ns.name, ns.b, other_pcap)
+            for a, n in STRANGERS.items():
+                out = subprocess.run(["ip", "netns", "exec", ns.name, "python3", "-c", SEND, a,
+                                      str(n)], stdout=subprocess.PIPE, text=True, check=True,
+                                     timeout=60).stdout
+                assert int(out) == n
+            sfd = subprocess.run(["ip", "netns", "exec", ns.name, "softflowd", "-d", "-r",
+                                  dptest.MIXED, "-n", "10.77.0.2:2055", "-v", "9", "-p", "sfd.pid",
+                                  "-c", "sfd.ctl"], cwd=tmp, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, timeout=120)
+            print("replayed %d other frames; strangers sent %r; softflowd exit %d" % (
+                sent[0], STRANGERS, sfd.returncode), flush=True)
+            time.sleep(2)
+            live = refused_live(prefix)
+            proc.send_signal(signal.SIGTERM)
+        except Exception:
+            proc.kill()
+            raise
+        run = proc.finish(timeout=120)
+        seen, seen_nf = (int(x) for x in counter.communicate(timeout=60)[0].split())
+        peer_drops = int(subprocess.run(
+            ["ip", "netns", "exec", ns.name, "cat", "/sys/class/net/%s/statistics/tx_dropped"
+             % ns.b], stdout=subprocess.PIPE, text=True).stdout or 0)
+        s = run.summary
+        if run.rc != 0 or s is None:
+            fail("engine exit %s\n%s" % (run.rc, run.tail(30)))
+        else:
+            rows = broker.rows("afxdpallow")
+            pk, by = dptest.sums(rows)
+            want = {a: {"packets": n, "bytes": n * FRAME_LEN} for a, n in STRANGERS.items()}
+            total = sum(n for n in STRANGERS.values())
+            print("engine: rx %d frames, nf9 datagrams %d, nf5 %d, refused (RX path) %d; Kafka "
+                  "%d rows %d packets %d bytes; lost %d" % (
+                      s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"], s["refused"],
+                      len(rows), pk, by, s["lost_records"]))
+            print("XDP: dropped %d datagrams %d bytes from %d sources: %r" % (
+                s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
+                s["xdp_dropped_by_source"]))
+            print("live /netmeta/refused: %r" % live)
+            print("kernel (packet socket on %s after XDP): %d frames, %d of them NetFlow; "
+                  "%s tx_dropped %d" % (ns.a, seen, seen_nf, ns.b, peer_drops))
+            if s["refused"] or s["datagrams_nf5"] or s["datagrams_nf9"] != s["rx_packets"] \
+                    or s["rx_packets"] == 0:
+                fail("strangers reached the engine: rx %d, nf9 %d, nf5 %d, refused %d" % (
+                    s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"], s["refused"]))
+            if s["xdp_dropped_by_source"] != want or s["xdp_dropped"] != total or \
+                    s["xdp_dropped_bytes"] != total * FRAME_LEN or \
+                    s["xdp_dropped_sources"] != len(STRANGERS):
+                fail("XDP counted %d / %d bytes / %d sources %r, sent %r" % (
+                    s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
+                    s["xdp_dropped_by_source"], want))
+            if live is None or live.get("refused") != 0 or live.get("xdp_dropped") != total or \
+                    live.get("xdp_by_source") != {a.replace(".", "_"): n for a, n in STRANGERS.items()}:
+                fail("/netmeta/refused while running: %r" % live)
+            if (pk, by) != (truth["packets"], truth["bytes"]):
+                fail("Kafka %d packets %d bytes, softflowd-v9 truth %d / %d" % (
+                    pk, by, truth["packets"], truth["bytes"]))
+            if s["lost_records"] or s["rows"] != len(rows):
+                fail("lost %d, rows %d, on the topic %d" % (s["lost_records"], s["rows"], len(rows)))
+            if seen != sent[0] or seen_nf:
+                fail("the kernel saw %d frames (%d NetFlow), the replay sent %d" % (
+                    seen, seen_nf, sent[0]))
+    print()
+    if problems:
+        print("%d problem(s)" % len(problems))
+        return 1
+    print("XDP allow: the real exporter whole, %d stranger datagrams dropped in XDP and counted "
+          "per source" % sum(STRANGERS.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
