@@ -6,17 +6,22 @@ dpdk_app/xdp_allow.c) of a net_af_xdp collector port on a veth pair in a namespa
 The peer end (vb) has three addresses: 10.77.0.1 (softflowd, the real exporter, reading
 mixed.pcap), 10.77.0.3 and 10.77.0.4 (strangers: NetFlow v5 datagrams from a UDP socket bound to
 each, paced so veth drops none). [collector] allow = 10.77.0.1/32. The frames of mixed.pcap that
-are not collector UDP are replayed too, as in test_afxdp.py.
+are not collector UDP are replayed too, as in test_afxdp.py. Then a SIGHUP adds
+[exporter.s3] address = 10.77.0.3 (an exporter's address is admitted; a reload updates the XDP
+map) and both strangers send again.
 
 Asserted:
- - Kafka rows sum to TRUTH.tsv's softflowd-v9.pcap packets and bytes: the real exporter whole;
- - the strangers never reach the engine: rx frames all NetFlow v9, no v5 datagram, the RX path's
-   refused 0 (summary and /netmeta/refused);
- - the XDP filter counted them, per source and in total, exactly: packets = datagrams sent,
-   bytes = their frame lengths (summary xdp_dropped*, live /netmeta/refused xdp_*);
+ - Kafka rows of 10.77.0.1 sum to TRUTH.tsv's softflowd-v9.pcap packets and bytes;
+ - before the reload the strangers never reach the engine (live /netmeta/refused: RX path's
+   refused 0) and the XDP filter counted them, per source and in total, exactly: packets =
+   datagrams sent (live /netmeta/refused xdp_*);
+ - after it, 10.77.0.3's datagrams all reach the engine (NetFlow v5 datagrams = those sent
+   after the reload, its rows = their packets) and 10.77.0.4's are still dropped: the summary's
+   xdp_dropped* = 10.77.0.3's first batch + both of 10.77.0.4's, bytes = their frame lengths;
+   the RX path refused none;
  - nothing else changed: a packet socket on va sees every replayed frame and no collector UDP
    (XDP_DROP, not XDP_PASS, for the strangers).
-About 20 s.
+About 25 s.
 """
 import json
 import os
@@ -33,6 +38,7 @@ from test_afxdp import XDP_OBJ, COLLECTOR, COUNT, udp_dport  # noqa: E402
 
 STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 STRANGERS = {"10.77.0.3": 300, "10.77.0.4": 200}
+AFTER = {"10.77.0.3": 100, "10.77.0.4": 50}  # sent after the reload
 V5_LEN = 24 + 48  # a NetFlow v5 header and one record
 FRAME_LEN = 14 + 20 + 8 + V5_LEN
 problems = []
@@ -93,34 +99,48 @@ def main():
                               "/sys/class/net/%s/address" % ns.a], stdout=subprocess.PIPE,
                              text=True, check=True).stdout.strip()
         ns.ip("neigh", "replace", "10.77.0.2", "lladdr", mac, "dev", ns.b, "nud", "permanent")
-        cfg = ("[eal]\nargs = -l 0-1\n[collector]\nports = 2055,2056,4739,6343\n"
-               "allow = 10.77.0.1/32\n"
-               "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
-               "xdp_prog=%s\nrole = collector\n" % (ns.a, XDP_OBJ))
+        cfg_text = ("[eal]\nargs = -l 0-1\n[collector]\nports = 2055,2056,4739,6343\n"
+                    "allow = 10.77.0.1/32\n"
+                    "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
+                    "xdp_prog=%s\nrole = collector\n" % (ns.a, XDP_OBJ))
+        cfg = os.path.join(tmp, "netmeta.ini")
+        with open(cfg, "w") as f:
+            f.write(cfg_text)
         # not --in-memory: the telemetry socket lives under /var/run/dpdk/<prefix>/
-        proc = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name,
-                                   config_text=cfg, huge=True, in_memory=False, prefix=prefix)
+        proc = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name, config=cfg,
+                                   huge=True, in_memory=False, prefix=prefix)
         counter, live = None, None
-        try:
-            if not proc.wait_output("polls", timeout=60):
-                raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
-            counter = ns.popen(["python3", "-c", COUNT, ns.a, "12"], stdout=subprocess.PIPE,
-                               text=True)
-            assert counter.stdout.readline().strip() == "ready"
-            sent = dptest.replay(ns.name, ns.b, other_pcap)
-            for a, n in STRANGERS.items():
+
+        def send(batch):
+            for a, n in batch.items():
                 out = subprocess.run(["ip", "netns", "exec", ns.name, "python3", "-c", SEND, a,
                                       str(n)], stdout=subprocess.PIPE, text=True, check=True,
                                      timeout=60).stdout
                 assert int(out) == n
+
+        try:
+            if not proc.wait_output("polls", timeout=60):
+                raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
+            counter = ns.popen(["python3", "-c", COUNT, ns.a, "16"], stdout=subprocess.PIPE,
+                               text=True)
+            assert counter.stdout.readline().strip() == "ready"
+            sent = dptest.replay(ns.name, ns.b, other_pcap)
+            send(STRANGERS)
             sfd = subprocess.run(["ip", "netns", "exec", ns.name, "softflowd", "-d", "-r",
                                   dptest.MIXED, "-n", "10.77.0.2:2055", "-v", "9", "-p", "sfd.pid",
                                   "-c", "sfd.ctl"], cwd=tmp, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, timeout=120)
             print("replayed %d other frames; strangers sent %r; softflowd exit %d" % (
                 sent[0], STRANGERS, sfd.returncode), flush=True)
-            time.sleep(2)
+            time.sleep(1)
             live = refused_live(prefix)
+            with open(cfg, "w") as f:
+                f.write(cfg_text + "[exporter.s3]\naddress = 10.77.0.3\n")
+            proc.send_signal(signal.SIGHUP)
+            if not proc.wait_output("config version 2 live", timeout=20):
+                fail("the reload did not apply:\n" + proc.output()[-2000:])
+            send(AFTER)
+            time.sleep(2)
             proc.send_signal(signal.SIGTERM)
         except Exception:
             proc.kill()
@@ -135,35 +155,49 @@ def main():
             fail("engine exit %s\n%s" % (run.rc, run.tail(30)))
         else:
             rows = broker.rows("afxdpallow")
-            pk, by = dptest.sums(rows)
-            want = {a: {"packets": n, "bytes": n * FRAME_LEN} for a, n in STRANGERS.items()}
-            total = sum(n for n in STRANGERS.values())
+            by_src = dptest.sums(rows, key=lambda r: r["SamplerAddress"])
+            sfd_sum = by_src.pop(nmtest.addr16("::ffff:10.77.0.1"), (0, 0))
+            s3_sum = by_src.pop(nmtest.addr16("::ffff:10.77.0.3"), (0, 0))
+            dropped = {"10.77.0.3": STRANGERS["10.77.0.3"],
+                       "10.77.0.4": STRANGERS["10.77.0.4"] + AFTER["10.77.0.4"]}
+            want = {a: {"packets": n, "bytes": n * FRAME_LEN} for a, n in dropped.items()}
+            total = sum(dropped.values())
             print("engine: rx %d frames, nf9 datagrams %d, nf5 %d, refused (RX path) %d; Kafka "
-                  "%d rows %d packets %d bytes; lost %d" % (
+                  "%d rows: softflowd %r, 10.77.0.3 %r, others %r; lost %d" % (
                       s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"], s["refused"],
-                      len(rows), pk, by, s["lost_records"]))
+                      len(rows), sfd_sum, s3_sum, by_src, s["lost_records"]))
             print("XDP: dropped %d datagrams %d bytes from %d sources: %r" % (
                 s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
                 s["xdp_dropped_by_source"]))
-            print("live /netmeta/refused: %r" % live)
+            print("live /netmeta/refused before the reload: %r" % live)
             print("kernel (packet socket on %s after XDP): %d frames, %d of them NetFlow; "
                   "%s tx_dropped %d" % (ns.a, seen, seen_nf, ns.b, peer_drops))
-            if s["refused"] or s["datagrams_nf5"] or s["datagrams_nf9"] != s["rx_packets"] \
-                    or s["rx_packets"] == 0:
-                fail("strangers reached the engine: rx %d, nf9 %d, nf5 %d, refused %d" % (
-                    s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"], s["refused"]))
+            if s["refused"] or s["datagrams_nf5"] != AFTER["10.77.0.3"] or \
+                    s["datagrams_nf9"] + s["datagrams_nf5"] != s["rx_packets"] or \
+                    s["datagrams_nf9"] == 0:
+                fail("rx %d frames, nf9 %d, nf5 %d (want %d: 10.77.0.3 after the reload), RX "
+                     "path refused %d (want 0)" % (s["rx_packets"], s["datagrams_nf9"],
+                                                   s["datagrams_nf5"], AFTER["10.77.0.3"],
+                                                   s["refused"]))
             if s["xdp_dropped_by_source"] != want or s["xdp_dropped"] != total or \
                     s["xdp_dropped_bytes"] != total * FRAME_LEN or \
-                    s["xdp_dropped_sources"] != len(STRANGERS):
-                fail("XDP counted %d / %d bytes / %d sources %r, sent %r" % (
+                    s["xdp_dropped_sources"] != len(want):
+                fail("XDP counted %d / %d bytes / %d sources %r, want %r" % (
                     s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
                     s["xdp_dropped_by_source"], want))
-            if live is None or live.get("refused") != 0 or live.get("xdp_dropped") != total or \
-                    live.get("xdp_by_source") != {a.replace(".", "_"): n for a, n in STRANGERS.items()}:
-                fail("/netmeta/refused while running: %r" % live)
-            if (pk, by) != (truth["packets"], truth["bytes"]):
-                fail("Kafka %d packets %d bytes, softflowd-v9 truth %d / %d" % (
-                    pk, by, truth["packets"], truth["bytes"]))
+            if live is None or live.get("refused") != 0 or \
+                    live.get("xdp_dropped") != sum(STRANGERS.values()) or \
+                    live.get("xdp_by_source") != {a.replace(".", "_"): n
+                                                  for a, n in STRANGERS.items()}:
+                fail("/netmeta/refused before the reload: %r, want refused 0 and XDP %r" % (
+                    live, STRANGERS))
+            if sfd_sum != (truth["packets"], truth["bytes"]):
+                fail("Kafka: softflowd's rows %r, softflowd-v9 truth %d / %d" % (
+                    sfd_sum, truth["packets"], truth["bytes"]))
+            n3 = AFTER["10.77.0.3"]
+            if s3_sum != (n3 * 10, n3 * 1000) or by_src:
+                fail("Kafka: 10.77.0.3's rows %r (want %r, its records after the reload), "
+                     "others %r" % (s3_sum, (n3 * 10, n3 * 1000), by_src))
             if s["lost_records"] or s["rows"] != len(rows):
                 fail("lost %d, rows %d, on the topic %d" % (s["lost_records"], s["rows"], len(rows)))
             if seen != sent[0] or seen_nf:
@@ -174,7 +208,7 @@ def main():
         print("%d problem(s)" % len(problems))
         return 1
     print("XDP allow: the real exporter whole, %d stranger datagrams dropped in XDP and counted "
-          "per source" % sum(STRANGERS.values()))
+          "per source; a reload admitted an exporter's address" % (sum(STRANGERS.values()) + AFTER["10.77.0.4"]))
     return 0
 
 
