@@ -169,6 +169,13 @@ def main():
             print("XDP: dropped %d datagrams %d bytes from %d sources: %r" % (
                 s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
                 s["xdp_dropped_by_source"]))
+            text = [ln.strip() for ln in run.output.splitlines()
+                    if "xdp allow dropped" in ln or "XDP filter on" in ln]
+            print("engine says:\n  " + "\n  ".join(text))
+            if not any(ln.startswith("xdp allow dropped") and " %d datagrams, %d bytes, from 2 "
+                       "sources: 10.77.0.3 300 10.77.0.4 250" % (total, total * FRAME_LEN) in ln
+                       for ln in text):
+                fail("the summary's text has no (right) xdp allow dropped line")
             print("live /netmeta/refused before the reload: %r" % live)
             print("kernel (packet socket on %s after XDP): %d frames, %d of them NetFlow; "
                   "%s tx_dropped %d" % (ns.a, seen, seen_nf, ns.b, peer_drops))
