@@ -8,7 +8,8 @@ mixed.pcap), 10.77.0.3 and 10.77.0.4 (strangers: NetFlow v5 datagrams from a UDP
 each, paced so veth drops none). [collector] allow = 10.77.0.1/32. The frames of mixed.pcap that
 are not collector UDP are replayed too, as in test_afxdp.py. Then a SIGHUP adds
 [exporter.s3] address = 10.77.0.3 (an exporter's address is admitted; a reload updates the XDP
-map) and both strangers send again.
+map) and both strangers send again. Last, a flood of FLOOD frames from as many source addresses
+(raw frames from vb) overflows the filter's per-source LRU table.
 
 Asserted:
  - Kafka rows of 10.77.0.1 sum to TRUTH.tsv's softflowd-v9.pcap packets and bytes;
@@ -17,11 +18,13 @@ Asserted:
    datagrams sent (live /netmeta/refused xdp_*);
  - after it, 10.77.0.3's datagrams all reach the engine (NetFlow v5 datagrams = those sent
    after the reload, its rows = their packets) and 10.77.0.4's are still dropped: the summary's
-   xdp_dropped* = 10.77.0.3's first batch + both of 10.77.0.4's, bytes = their frame lengths;
-   the RX path refused none;
+   live /netmeta/refused: 10.77.0.3's first batch and both of 10.77.0.4's, exactly;
+ - after the flood, the summary's xdp_dropped* = all of the above + FLOOD (datagrams and frame
+   bytes: the total counts what the LRU evicted), its per-source table holds at most 1,024
+   sources, and its text line says so; the RX path refused none;
  - nothing else changed: a packet socket on va sees every replayed frame and no collector UDP
    (XDP_DROP, not XDP_PASS, for the strangers).
-About 25 s.
+About 30 s.
 """
 import json
 import os
@@ -39,6 +42,7 @@ from test_afxdp import XDP_OBJ, COLLECTOR, COUNT, udp_dport  # noqa: E402
 STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 STRANGERS = {"10.77.0.3": 300, "10.77.0.4": 200}
 AFTER = {"10.77.0.3": 100, "10.77.0.4": 50}  # sent after the reload
+FLOOD = 2000  # sources, one datagram each: more than the LRU's 1,024
 V5_LEN = 24 + 48  # a NetFlow v5 header and one record
 FRAME_LEN = 14 + 20 + 8 + V5_LEN
 problems = []
@@ -109,7 +113,15 @@ def main():
         # not --in-memory: the telemetry socket lives under /var/run/dpdk/<prefix>/
         proc = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name, config=cfg,
                                    huge=True, in_memory=False, prefix=prefix)
-        counter, live = None, None
+        counter, live, live2 = None, None, None
+        mac_b = subprocess.run(["ip", "netns", "exec", ns.name, "cat",
+                                "/sys/class/net/%s/address" % ns.b], stdout=subprocess.PIPE,
+                               text=True, check=True).stdout.strip()
+        flood_pcap = os.path.join(tmp, "flood.pcap")
+        dptest.write_pcap(flood_pcap, [(1700000000, i, dptest.udp_frame(
+            bytes([10, 200, i >> 8, i & 255]), bytes([10, 77, 0, 2]), 40000, 2055, V5_LEN,
+            smac=mac_b.replace(":", ""), dmac=mac.replace(":", ""), ident=i))
+            for i in range(FLOOD)])
 
         def send(batch):
             for a, n in batch.items():
@@ -121,7 +133,7 @@ def main():
         try:
             if not proc.wait_output("polls", timeout=60):
                 raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
-            counter = ns.popen(["python3", "-c", COUNT, ns.a, "16"], stdout=subprocess.PIPE,
+            counter = ns.popen(["python3", "-c", COUNT, ns.a, "20"], stdout=subprocess.PIPE,
                                text=True)
             assert counter.stdout.readline().strip() == "ready"
             sent = dptest.replay(ns.name, ns.b, other_pcap)
@@ -140,7 +152,11 @@ def main():
             if not proc.wait_output("config version 2 live", timeout=20):
                 fail("the reload did not apply:\n" + proc.output()[-2000:])
             send(AFTER)
-            time.sleep(2)
+            time.sleep(1)
+            live2 = refused_live(prefix)
+            flood = dptest.replay(ns.name, ns.b, flood_pcap)
+            assert flood == (FLOOD, FLOOD * FRAME_LEN), flood
+            time.sleep(1)
             proc.send_signal(signal.SIGTERM)
         except Exception:
             proc.kill()
@@ -160,8 +176,7 @@ def main():
             s3_sum = by_src.pop(nmtest.addr16("::ffff:10.77.0.3"), (0, 0))
             dropped = {"10.77.0.3": STRANGERS["10.77.0.3"],
                        "10.77.0.4": STRANGERS["10.77.0.4"] + AFTER["10.77.0.4"]}
-            want = {a: {"packets": n, "bytes": n * FRAME_LEN} for a, n in dropped.items()}
-            total = sum(dropped.values())
+            total = sum(dropped.values()) + FLOOD
             print("engine: rx %d frames, nf9 datagrams %d, nf5 %d, refused (RX path) %d; Kafka "
                   "%d rows: softflowd %r, 10.77.0.3 %r, others %r; lost %d" % (
                       s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"], s["refused"],
@@ -172,11 +187,12 @@ def main():
             text = [ln.strip() for ln in run.output.splitlines()
                     if "xdp allow dropped" in ln or "XDP filter on" in ln]
             print("engine says:\n  " + "\n  ".join(text))
-            if not any(ln.startswith("xdp allow dropped") and " %d datagrams, %d bytes, from 2 "
-                       "sources: 10.77.0.3 300 10.77.0.4 250" % (total, total * FRAME_LEN) in ln
+            if not any(ln.startswith("xdp allow dropped") and " %d datagrams, %d bytes, from %d "
+                       % (total, total * FRAME_LEN, s["xdp_dropped_sources"]) in ln
                        for ln in text):
                 fail("the summary's text has no (right) xdp allow dropped line")
             print("live /netmeta/refused before the reload: %r" % live)
+            print("live /netmeta/refused before the flood: %r" % live2)
             print("kernel (packet socket on %s after XDP): %d frames, %d of them NetFlow; "
                   "%s tx_dropped %d" % (ns.a, seen, seen_nf, ns.b, peer_drops))
             if s["refused"] or s["datagrams_nf5"] != AFTER["10.77.0.3"] or \
@@ -186,12 +202,20 @@ def main():
                      "path refused %d (want 0)" % (s["rx_packets"], s["datagrams_nf9"],
                                                    s["datagrams_nf5"], AFTER["10.77.0.3"],
                                                    s["refused"]))
-            if s["xdp_dropped_by_source"] != want or s["xdp_dropped"] != total or \
-                    s["xdp_dropped_bytes"] != total * FRAME_LEN or \
-                    s["xdp_dropped_sources"] != len(want):
-                fail("XDP counted %d / %d bytes / %d sources %r, want %r" % (
-                    s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
-                    s["xdp_dropped_by_source"], want))
+            if s["xdp_dropped"] != total or s["xdp_dropped_bytes"] != total * FRAME_LEN or \
+                    not 0 < s["xdp_dropped_sources"] <= 1024 or \
+                    len(s["xdp_dropped_by_source"]) != 16:
+                fail("XDP counted %d / %d bytes / %d sources (%d listed), want %d / %d / at "
+                     "most 1,024 (16 listed)" % (
+                         s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
+                         len(s["xdp_dropped_by_source"]), total, total * FRAME_LEN))
+            if live2 is None or live2.get("refused") != 0 or \
+                    live2.get("xdp_dropped") != sum(dropped.values()) or \
+                    live2.get("xdp_dropped_bytes") != sum(dropped.values()) * FRAME_LEN or \
+                    live2.get("xdp_by_source") != {a.replace(".", "_"): n
+                                                   for a, n in dropped.items()}:
+                fail("/netmeta/refused before the flood: %r, want refused 0 and XDP %r" % (
+                    live2, dropped))
             if live is None or live.get("refused") != 0 or \
                     live.get("xdp_dropped") != sum(STRANGERS.values()) or \
                     live.get("xdp_by_source") != {a.replace(".", "_"): n
@@ -214,8 +238,9 @@ def main():
     if problems:
         print("%d problem(s)" % len(problems))
         return 1
-    print("XDP allow: the real exporter whole, %d stranger datagrams dropped in XDP and counted "
-          "per source; a reload admitted an exporter's address" % (sum(STRANGERS.values()) + AFTER["10.77.0.4"]))
+    print("XDP allow: the real exporter whole, stranger datagrams dropped in XDP and counted per "
+          "source, a reload admitted an exporter's address, a %d-source flood counted in the "
+          "total with the per-source table bounded" % FLOOD)
     return 0
 
 
