@@ -8,7 +8,8 @@ mixed.pcap), 10.77.0.3 and 10.77.0.4 (strangers: NetFlow v5 datagrams from a UDP
 each, paced so veth drops none). [collector] allow = 10.77.0.1/32. The frames of mixed.pcap that
 are not collector UDP are replayed too, as in test_afxdp.py. Then a SIGHUP adds
 [exporter.s3] address = 10.77.0.3 (an exporter's address is admitted; a reload updates the XDP
-map) and both strangers send again. Last, a flood of FLOOD frames from as many source addresses
+map) and both strangers send again, with raw IPv6 frames from 2001:db8::99 (a stranger) and
+2001:db8:1::5 (inside allow's 2001:db8:1::/48). Last, a flood of FLOOD frames from as many source addresses
 (raw frames from vb) overflows the filter's per-source LRU table.
 
 Asserted:
@@ -18,7 +19,8 @@ Asserted:
    datagrams sent (live /netmeta/refused xdp_*);
  - after it, 10.77.0.3's datagrams all reach the engine (NetFlow v5 datagrams = those sent
    after the reload, its rows = their packets) and 10.77.0.4's are still dropped: the summary's
-   live /netmeta/refused: 10.77.0.3's first batch and both of 10.77.0.4's, exactly;
+   live /netmeta/refused: 10.77.0.3's first batch, both of 10.77.0.4's and 2001:db8::99's
+   frames, exactly; 2001:db8:1::5's frames reach the engine (rx);
  - after the flood, the summary's xdp_dropped* = all of the above + FLOOD (datagrams and frame
    bytes: the total counts what the LRU evicted), its per-source table holds at most 1,024
    sources, and its text line says so; the RX path refused none;
@@ -29,6 +31,8 @@ About 30 s.
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -45,6 +49,8 @@ AFTER = {"10.77.0.3": 100, "10.77.0.4": 50}  # sent after the reload
 FLOOD = 2000  # sources, one datagram each: more than the LRU's 1,024
 V5_LEN = 24 + 48  # a NetFlow v5 header and one record
 FRAME_LEN = 14 + 20 + 8 + V5_LEN
+V6_STRANGER, V6_ADMITTED = ("2001:db8::99", 7), ("2001:db8:1::5", 5)
+FRAME6_LEN = 14 + 40 + 8 + V5_LEN
 problems = []
 
 SEND = r'''
@@ -61,6 +67,15 @@ for i in range(n):
         time.sleep(0.002)
 print(n)
 '''
+
+
+def udp6_frame(src, sport, dport, payload_len, smac, dmac):
+    """Ethernet/IPv6/UDP to 2001:db8:77::2 from src (text); the payload zeros."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + payload_len, 0) + b"\0" * payload_len
+    ip = struct.pack("!IHBB16s16s", 0x60000000, len(udp), 17, 64,
+                     socket.inet_pton(socket.AF_INET6, src),
+                     socket.inet_pton(socket.AF_INET6, "2001:db8:77::2"))
+    return bytes.fromhex(dmac.replace(":", "") + smac.replace(":", "")) + b"\x86\xdd" + ip + udp
 
 
 def fail(msg):
@@ -104,7 +119,7 @@ def main():
                              text=True, check=True).stdout.strip()
         ns.ip("neigh", "replace", "10.77.0.2", "lladdr", mac, "dev", ns.b, "nud", "permanent")
         cfg_text = ("[eal]\nargs = -l 0-1\n[collector]\nports = 2055,2056,4739,6343\n"
-                    "allow = 10.77.0.1/32\n"
+                    "allow = 10.77.0.1/32, 2001:db8:1::/48\n"
                     "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
                     "xdp_prog=%s\nrole = collector\n" % (ns.a, XDP_OBJ))
         cfg = os.path.join(tmp, "netmeta.ini")
@@ -117,6 +132,9 @@ def main():
         mac_b = subprocess.run(["ip", "netns", "exec", ns.name, "cat",
                                 "/sys/class/net/%s/address" % ns.b], stdout=subprocess.PIPE,
                                text=True, check=True).stdout.strip()
+        v6_pcap = os.path.join(tmp, "v6.pcap")
+        dptest.write_pcap(v6_pcap, [(1700000000, i, udp6_frame(a, 40000, 2055, V5_LEN, mac_b, mac))
+                                    for a, n in (V6_STRANGER, V6_ADMITTED) for i in range(n)])
         flood_pcap = os.path.join(tmp, "flood.pcap")
         dptest.write_pcap(flood_pcap, [(1700000000, i, dptest.udp_frame(
             bytes([10, 200, i >> 8, i & 255]), bytes([10, 77, 0, 2]), 40000, 2055, V5_LEN,
@@ -153,6 +171,9 @@ def main():
                 fail("the reload did not apply:\n" + proc.output()[-2000:])
             send(AFTER)
             time.sleep(1)
+            v6 = dptest.replay(ns.name, ns.b, v6_pcap)
+            assert v6[0] == V6_STRANGER[1] + V6_ADMITTED[1], v6
+            time.sleep(0.5)
             live2 = refused_live(prefix)
             flood = dptest.replay(ns.name, ns.b, flood_pcap)
             assert flood == (FLOOD, FLOOD * FRAME_LEN), flood
@@ -176,19 +197,22 @@ def main():
             s3_sum = by_src.pop(nmtest.addr16("::ffff:10.77.0.3"), (0, 0))
             dropped = {"10.77.0.3": STRANGERS["10.77.0.3"],
                        "10.77.0.4": STRANGERS["10.77.0.4"] + AFTER["10.77.0.4"]}
-            total = sum(dropped.values()) + FLOOD
+            v4 = sum(dropped.values())
+            dropped[V6_STRANGER[0]] = V6_STRANGER[1]
+            total = v4 + V6_STRANGER[1] + FLOOD
+            total_bytes = (v4 + FLOOD) * FRAME_LEN + V6_STRANGER[1] * FRAME6_LEN
             print("engine: rx %d frames, nf9 datagrams %d, nf5 %d, refused (RX path) %d; Kafka "
                   "%d rows: softflowd %r, 10.77.0.3 %r, others %r; lost %d" % (
                       s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"], s["refused"],
                       len(rows), sfd_sum, s3_sum, by_src, s["lost_records"]))
-            print("XDP: dropped %d datagrams %d bytes from %d sources: %r" % (
+            print("XDP: dropped %d datagrams %d bytes from %d sources, the heaviest: %r" % (
                 s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
-                s["xdp_dropped_by_source"]))
+                list(s["xdp_dropped_by_source"].items())[:4]))
             text = [ln.strip() for ln in run.output.splitlines()
                     if "xdp allow dropped" in ln or "XDP filter on" in ln]
             print("engine says:\n  " + "\n  ".join(text))
             if not any(ln.startswith("xdp allow dropped") and " %d datagrams, %d bytes, from %d "
-                       % (total, total * FRAME_LEN, s["xdp_dropped_sources"]) in ln
+                       % (total, total_bytes, s["xdp_dropped_sources"]) in ln
                        for ln in text):
                 fail("the summary's text has no (right) xdp allow dropped line")
             print("live /netmeta/refused before the reload: %r" % live)
@@ -196,23 +220,24 @@ def main():
             print("kernel (packet socket on %s after XDP): %d frames, %d of them NetFlow; "
                   "%s tx_dropped %d" % (ns.a, seen, seen_nf, ns.b, peer_drops))
             if s["refused"] or s["datagrams_nf5"] != AFTER["10.77.0.3"] or \
-                    s["datagrams_nf9"] + s["datagrams_nf5"] != s["rx_packets"] or \
-                    s["datagrams_nf9"] == 0:
-                fail("rx %d frames, nf9 %d, nf5 %d (want %d: 10.77.0.3 after the reload), RX "
-                     "path refused %d (want 0)" % (s["rx_packets"], s["datagrams_nf9"],
-                                                   s["datagrams_nf5"], AFTER["10.77.0.3"],
-                                                   s["refused"]))
-            if s["xdp_dropped"] != total or s["xdp_dropped_bytes"] != total * FRAME_LEN or \
+                    s["datagrams_nf9"] + s["datagrams_nf5"] + V6_ADMITTED[1] != s["rx_packets"] \
+                    or s["datagrams_nf9"] == 0:
+                fail("rx %d frames, nf9 %d, nf5 %d (want %d: 10.77.0.3 after the reload; and %d "
+                     "IPv6 frames from %s), RX path refused %d (want 0)" % (
+                         s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"],
+                         AFTER["10.77.0.3"], V6_ADMITTED[1], V6_ADMITTED[0], s["refused"]))
+            if s["xdp_dropped"] != total or s["xdp_dropped_bytes"] != total_bytes or \
                     not 0 < s["xdp_dropped_sources"] <= 1024 or \
                     len(s["xdp_dropped_by_source"]) != 16:
                 fail("XDP counted %d / %d bytes / %d sources (%d listed), want %d / %d / at "
                      "most 1,024 (16 listed)" % (
                          s["xdp_dropped"], s["xdp_dropped_bytes"], s["xdp_dropped_sources"],
-                         len(s["xdp_dropped_by_source"]), total, total * FRAME_LEN))
+                         len(s["xdp_dropped_by_source"]), total, total_bytes))
             if live2 is None or live2.get("refused") != 0 or \
-                    live2.get("xdp_dropped") != sum(dropped.values()) or \
-                    live2.get("xdp_dropped_bytes") != sum(dropped.values()) * FRAME_LEN or \
-                    live2.get("xdp_by_source") != {a.replace(".", "_"): n
+                    live2.get("xdp_dropped") != v4 + V6_STRANGER[1] or \
+                    live2.get("xdp_dropped_bytes") != v4 * FRAME_LEN + \
+                    V6_STRANGER[1] * FRAME6_LEN or \
+                    live2.get("xdp_by_source") != {a.replace(".", "_").replace(":", "_"): n
                                                    for a, n in dropped.items()}:
                 fail("/netmeta/refused before the flood: %r, want refused 0 and XDP %r" % (
                     live2, dropped))
