@@ -9,7 +9,8 @@ each, paced so veth drops none). [collector] allow = 10.77.0.1/32. The frames of
 are not collector UDP are replayed too, as in test_afxdp.py. Then a SIGHUP adds
 [exporter.s3] address = 10.77.0.3 (an exporter's address is admitted; a reload updates the XDP
 map) and both strangers send again, with raw IPv6 frames from 2001:db8::99 (a stranger) and
-2001:db8:1::5 (inside allow's 2001:db8:1::/48). Last, a flood of FLOOD frames from as many source addresses
+2001:db8:1::5 (inside allow's 2001:db8:1::/48). A second SIGHUP takes [exporter.s3] out again
+and 10.77.0.3 sends REMOVED more. Last, a flood of FLOOD frames from as many source addresses
 (raw frames from vb) overflows the filter's per-source LRU table.
 
 Asserted:
@@ -20,13 +21,14 @@ Asserted:
  - after it, 10.77.0.3's datagrams all reach the engine (NetFlow v5 datagrams = those sent
    after the reload, its rows = their packets) and 10.77.0.4's are still dropped: the summary's
    live /netmeta/refused: 10.77.0.3's first batch, both of 10.77.0.4's and 2001:db8::99's
-   frames, exactly; 2001:db8:1::5's frames reach the engine (rx);
+   frames, exactly; 2001:db8:1::5's frames reach the engine (rx); after the second reload
+   10.77.0.3's datagrams are dropped in XDP again (its count + REMOVED);
  - after the flood, the summary's xdp_dropped* = all of the above + FLOOD (datagrams and frame
    bytes: the total counts what the LRU evicted), its per-source table holds at most 1,024
    sources, and its text line says so; the RX path refused none;
  - nothing else changed: a packet socket on va sees every replayed frame and no collector UDP
    (XDP_DROP, not XDP_PASS, for the strangers).
-About 30 s.
+About 30 s (three engine phases, one run).
 """
 import json
 import os
@@ -46,6 +48,7 @@ from test_afxdp import XDP_OBJ, COLLECTOR, COUNT, udp_dport  # noqa: E402
 STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 STRANGERS = {"10.77.0.3": 300, "10.77.0.4": 200}
 AFTER = {"10.77.0.3": 100, "10.77.0.4": 50}  # sent after the reload
+REMOVED = 20  # sent by 10.77.0.3 once its exporter section is gone again
 FLOOD = 2000  # sources, one datagram each: more than the LRU's 1,024
 V5_LEN = 24 + 48  # a NetFlow v5 header and one record
 FRAME_LEN = 14 + 20 + 8 + V5_LEN
@@ -128,7 +131,7 @@ def main():
         # not --in-memory: the telemetry socket lives under /var/run/dpdk/<prefix>/
         proc = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name, config=cfg,
                                    huge=True, in_memory=False, prefix=prefix)
-        counter, live, live2 = None, None, None
+        counter, live, live2, live3 = None, None, None, None
         mac_b = subprocess.run(["ip", "netns", "exec", ns.name, "cat",
                                 "/sys/class/net/%s/address" % ns.b], stdout=subprocess.PIPE,
                                text=True, check=True).stdout.strip()
@@ -175,6 +178,14 @@ def main():
             assert v6[0] == V6_STRANGER[1] + V6_ADMITTED[1], v6
             time.sleep(0.5)
             live2 = refused_live(prefix)
+            with open(cfg, "w") as f:
+                f.write(cfg_text)
+            proc.send_signal(signal.SIGHUP)
+            if not proc.wait_output("config version 3 live", timeout=20):
+                fail("the second reload did not apply:\n" + proc.output()[-2000:])
+            send({"10.77.0.3": REMOVED})
+            time.sleep(0.5)
+            live3 = refused_live(prefix)
             flood = dptest.replay(ns.name, ns.b, flood_pcap)
             assert flood == (FLOOD, FLOOD * FRAME_LEN), flood
             time.sleep(1)
@@ -199,8 +210,8 @@ def main():
                        "10.77.0.4": STRANGERS["10.77.0.4"] + AFTER["10.77.0.4"]}
             v4 = sum(dropped.values())
             dropped[V6_STRANGER[0]] = V6_STRANGER[1]
-            total = v4 + V6_STRANGER[1] + FLOOD
-            total_bytes = (v4 + FLOOD) * FRAME_LEN + V6_STRANGER[1] * FRAME6_LEN
+            total = v4 + V6_STRANGER[1] + REMOVED + FLOOD
+            total_bytes = (v4 + REMOVED + FLOOD) * FRAME_LEN + V6_STRANGER[1] * FRAME6_LEN
             print("engine: rx %d frames, nf9 datagrams %d, nf5 %d, refused (RX path) %d; Kafka "
                   "%d rows: softflowd %r, 10.77.0.3 %r, others %r; lost %d" % (
                       s["rx_packets"], s["datagrams_nf9"], s["datagrams_nf5"], s["refused"],
@@ -216,7 +227,8 @@ def main():
                        for ln in text):
                 fail("the summary's text has no (right) xdp allow dropped line")
             print("live /netmeta/refused before the reload: %r" % live)
-            print("live /netmeta/refused before the flood: %r" % live2)
+            print("live /netmeta/refused after the first reload: %r" % live2)
+            print("live /netmeta/refused after the second reload: %r" % live3)
             print("kernel (packet socket on %s after XDP): %d frames, %d of them NetFlow; "
                   "%s tx_dropped %d" % (ns.a, seen, seen_nf, ns.b, peer_drops))
             if s["refused"] or s["datagrams_nf5"] != AFTER["10.77.0.3"] or \
@@ -239,8 +251,15 @@ def main():
                     V6_STRANGER[1] * FRAME6_LEN or \
                     live2.get("xdp_by_source") != {a.replace(".", "_").replace(":", "_"): n
                                                    for a, n in dropped.items()}:
-                fail("/netmeta/refused before the flood: %r, want refused 0 and XDP %r" % (
+                fail("/netmeta/refused after the first reload: %r, want refused 0 and XDP %r" % (
                     live2, dropped))
+            want3 = dict(dropped, **{"10.77.0.3": dropped["10.77.0.3"] + REMOVED})
+            if live3 is None or live3.get("refused") != 0 or \
+                    live3.get("xdp_dropped") != v4 + V6_STRANGER[1] + REMOVED or \
+                    live3.get("xdp_by_source") != {a.replace(".", "_").replace(":", "_"): n
+                                                   for a, n in want3.items()}:
+                fail("/netmeta/refused after the second reload: %r, want refused 0 and XDP %r"
+                     % (live3, want3))
             if live is None or live.get("refused") != 0 or \
                     live.get("xdp_dropped") != sum(STRANGERS.values()) or \
                     live.get("xdp_by_source") != {a.replace(".", "_"): n
