@@ -13,6 +13,9 @@ map) and both strangers send again, with raw IPv6 frames from 2001:db8::99 (a st
 and 10.77.0.3 sends REMOVED more. Last, a flood of FLOOD frames from as many source addresses
 (raw frames from vb) overflows the filter's per-source LRU table.
 
+First the engine starts with xdp_prog= a program without the allow maps (xdp_noallow.bpf.c)
+and allow set: start-up must fail (exit 3) naming the port, the interface and the missing map.
+
 Asserted:
  - Kafka rows of 10.77.0.1 sum to TRUTH.tsv's softflowd-v9.pcap packets and bytes;
  - before the reload the strangers never reach the engine (live /netmeta/refused: RX path's
@@ -28,7 +31,7 @@ Asserted:
    sources, and its text line says so; the RX path refused none;
  - nothing else changed: a packet socket on va sees every replayed frame and no collector UDP
    (XDP_DROP, not XDP_PASS, for the strangers).
-About 30 s (three engine phases, one run).
+About 35 s.
 """
 import json
 import os
@@ -45,6 +48,7 @@ import nmtest  # noqa: E402
 import dptest  # noqa: E402
 from test_afxdp import XDP_OBJ, COLLECTOR, COUNT, udp_dport  # noqa: E402
 
+NOALLOW_OBJ = os.path.join(nmtest.BUILD, "tests", "integration", "xdp_noallow.bpf.o")
 STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 STRANGERS = {"10.77.0.3": 300, "10.77.0.4": 200}
 AFTER = {"10.77.0.3": 100, "10.77.0.4": 50}  # sent after the reload
@@ -99,8 +103,9 @@ def main():
     nmtest.exit_on_signals()
     dptest.require_mirror_corpora()
     nmtest.require_programs(nmtest.ENGINE, "kcat", "softflowd")
-    if not os.path.isfile(XDP_OBJ):
-        nmtest.skip("%s not built (needs clang and libbpf headers)" % XDP_OBJ)
+    for obj in (XDP_OBJ, NOALLOW_OBJ):
+        if not os.path.isfile(obj):
+            nmtest.skip("%s not built (needs clang and libbpf headers)" % obj)
     if not dptest.have_netns():
         nmtest.skip("needs root and ip netns")
     truth = next((t for t in nmtest.truth_rows("nf9") if t["file"] == "generated/softflowd-v9.pcap"),
@@ -125,6 +130,16 @@ def main():
                     "allow = 10.77.0.1/32, 2001:db8:1::/48\n"
                     "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
                     "xdp_prog=%s\nrole = collector\n" % (ns.a, XDP_OBJ))
+        # A program without our maps and an allow list: start-up stops, saying why.
+        bad = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name, huge=True,
+                                  config_text=cfg_text.replace(XDP_OBJ, NOALLOW_OBJ))
+        bad = bad.finish(timeout=120)
+        why = "[port.xdp] interface %s: the XDP program" % ns.a
+        line = next((ln for ln in bad.output.splitlines() if why in ln), "")
+        print("without the allow maps: exit %d: %s" % (bad.rc, line.strip()), flush=True)
+        if bad.rc != 3 or "lacks the map nm_allow" not in line:
+            fail("an XDP program without the allow maps: exit %d, want 3 with %r ... "
+                 "lacks the map nm_allow\n%s" % (bad.rc, why, bad.tail(15)))
         cfg = os.path.join(tmp, "netmeta.ini")
         with open(cfg, "w") as f:
             f.write(cfg_text)
