@@ -114,9 +114,9 @@ static int
 parse_ipv6(const uint8_t *p, size_t len, struct nm_flow_key *k)
 {
 	const uint8_t *end = p + len;
+	int i, frag_seen = 0;
 	uint32_t w0;
 	uint8_t nh;
-	int i;
 
 	k->etype = ETH_P_IPV6;
 	if (len < 40)
@@ -150,6 +150,15 @@ parse_ipv6(const uint8_t *p, size_t len, struct nm_flow_key *k)
 			return 0;
 		if (nh == IPPROTO_FRAGMENT_) {
 			uint16_t off = nm_rd16(p + 2);
+
+			/*
+			 * A datagram is fragmented once (RFC 8200 4.5): a second Fragment header
+			 * is hostile, and taking it would let the last one's id and offset win
+			 * over the first one's (a longer capture of the same frame would give
+			 * another key). The fields of the first stay.
+			 */
+			if (frag_seen++)
+				return -NM_DECODE_ERR_BAD_PACKET;
 
 			k->fragment_id = nm_rd32(p + 4);
 			k->fragment_offset = off >> 3;

@@ -348,6 +348,24 @@ test_ipv6_ext_headers(void **state)
 	assert_int_equal(k.proto, 6);
 	assert_int_equal(k.src_port, 0);
 
+	/*
+	 * Two Fragment headers (found by fuzz_pkt): the first, offset 0, id 0xdeadbeef; the second
+	 * another id. The frame is malformed; the first header's fields stay, whatever the capture
+	 * length: a capture cut after the first header gives the same id as the whole frame.
+	 */
+	eth(&f, 0x86dd);
+	ipv6(&f, 44);
+	ADD(&f, 44, 0, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef);
+	ADD(&f, 6, 0, 0x00, 0x00, 0x12, 0x34, 0x56, 0x78);
+	tcp(&f);
+	assert_int_equal(parse_eth(&f, f.n, &k), -NM_DECODE_ERR_BAD_PACKET);
+	assert_int_equal(k.fragment_id, 0xdeadbeef);
+	assert_int_equal(k.fragment_offset, 0);
+	assert_int_equal(k.src_port, 0);
+	assert_int_equal(parse_eth(&f, 14 + 40 + 8 + 4, &k), 0);
+	assert_int_equal(k.fragment_id, 0xdeadbeef);
+	assert_int_equal(k.proto, 44);
+
 	/* ICMPv6 echo request. */
 	eth(&f, 0x86dd);
 	ipv6(&f, 58);
