@@ -12,7 +12,8 @@
  *    plus 8 and fits in the IP length, the ports and addresses are the frame's bytes;
  *  - the link-type variants agree with the Ethernet one on the same bytes;
  *  - the L2-L4 parser returns 0 or one of its two reasons, writes only the fields its header
- *    lists, keeps values inside their wire widths, reads MACs and MPLS labels from inside the frame;
+ *    lists, keeps values inside their wire widths, reads MACs and MPLS labels from inside the
+ * frame;
  *  - it agrees with the classifier on a UDP datagram (proto 17, same ports and addresses) and with
  *    nm_pkt_parse_ip on the IP header of an untagged frame;
  *  - a prefix of the frame, copied to a buffer of exactly its length (ASan sees any read past

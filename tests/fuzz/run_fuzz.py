@@ -14,6 +14,10 @@ names a subset. Seeds come from real files:
                           datagrams as payloads: whole, torn, with a commit file, split in two
   config                  the shipped netmeta.ini, the README's [kafka] example, and both with
                           --set strings after a NUL (the target's input format)
+  pkt                     whole frames (Ethernet) of the export captures in TRUTH.tsv and of
+                          the port-mirror captures in MIRROR-TRUTH.tsv, deduplicated, at most
+                          FRAMES_PER_FILE a file: the frames the classifier and the mirror sampler
+                          see
   any other target        every UDP payload of the corpus
 A target that crashes, leaks, trips a sanitizer or runs out of memory fails the test; its
 reproducer stays in the work directory. Prints executions and coverage per target.
@@ -36,10 +40,11 @@ CORPORA = os.environ.get("NM_CORPORA", os.path.join(SOURCE, "..", "shared", "cor
 # sanitizers' reports still come through.
 QUIET_TARGETS = {"spool", "config"}
 TARGET_PROTOS = {"nf5": {"nf5"}, "nf9": {"nf9"}, "ipfix": {"ipfix"}, "sflow": {"sflow5"}}
+FRAMES_PER_FILE = 200
 
 
-def udp_payloads(path):
-    """UDP payloads of a classic pcap file (Ethernet/VLAN, Linux cooked, raw IP, BSD loopback)."""
+def pcap_frames(path):
+    """(link type, frame) of a classic pcap file."""
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 24:
@@ -55,8 +60,38 @@ def udp_payloads(path):
     off = 24
     while off + 16 <= len(data):
         caplen = struct.unpack(end + "I", data[off + 8:off + 12])[0]
-        frame = data[off + 16:off + 16 + caplen]
+        yield link, data[off + 16:off + 16 + caplen]
         off += 16 + caplen
+
+
+def write_frame_seeds(dest):
+    """Inputs of fuzz_pkt: Ethernet frames of every capture the corpus lists."""
+    files = []
+    for tsv in ("TRUTH.tsv", "MIRROR-TRUTH.tsv"):
+        path = os.path.join(CORPORA, tsv)
+        if os.path.exists(path):
+            with open(path) as f:
+                f.readline()
+                files += [line.split("\t")[0] for line in f if line.strip()]
+    seen = set()
+    for name in files:
+        n = 0
+        for link, frame in pcap_frames(os.path.join(CORPORA, name)):
+            if link != 1 or frame in seen:
+                continue
+            seen.add(frame)
+            seed = "%s.%d" % (re.sub(r"[^A-Za-z0-9_.-]", "_", name), n)
+            with open(os.path.join(dest, seed), "wb") as o:
+                o.write(frame)
+            n += 1
+            if n == FRAMES_PER_FILE:
+                break
+    return len(seen)
+
+
+def udp_payloads(path):
+    """UDP payloads of a classic pcap file (Ethernet/VLAN, Linux cooked, raw IP, BSD loopback)."""
+    for link, frame in pcap_frames(path):
         if link == 1:
             et, l3 = struct.unpack("!H", frame[12:14])[0] if len(frame) >= 14 else 0, 14
             while et in (0x8100, 0x88A8) and len(frame) >= l3 + 4:
@@ -161,6 +196,8 @@ def write_seeds(target, dest):
         return write_spool_seeds(dest)
     if target == "config":
         return write_config_seeds(dest)
+    if target == "pkt":
+        return write_frame_seeds(dest)
     truth = os.path.join(CORPORA, "TRUTH.tsv")
     with open(truth) as f:
         head = f.readline().rstrip("\n").split("\t")
