@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * What test_nf9.c and test_ipfix.c share: a decoder with its own template cache and a record sink
- * (the fixture), a byte builder for hand-made messages, a classic-pcap reader that feeds a
- * capture's UDP datagrams to the dispatcher, and the corpus test: every TRUTH.tsv row of one
- * protocol against tshark's totals, where tests/expected_differences.tsv (the table the golden
- * test reads too) gives the engine's exact numbers for the captures that legitimately differ.
+ * What the decoder tests (test_nf5.c, test_sflow.c, test_nf9.c, test_ipfix.c) share: a decoder with
+ * its own template cache and a record sink (the fixture), a byte builder for hand-made messages, a
+ * classic-pcap reader that feeds a capture's UDP datagrams to the dispatcher, and the corpus test:
+ * every TRUTH.tsv row of one protocol against tshark's totals, where tests/expected_differences.tsv
+ * (the table the golden test reads too) gives the engine's exact numbers for the captures that
+ * legitimately differ.
  *
  * Included by one test file each; everything is static. Single-threaded: the test thread is
  * the decoder's only RCU reader (setup_rcu registers it) and writer.
@@ -33,7 +34,8 @@
 /* Every record the decoder flushes: the first SINK_KEEP kept, all counted and summed. */
 struct sink {
 	struct nm_flow_rec all[SINK_KEEP];
-	unsigned int n; /* records seen */
+	unsigned int n;	      /* records seen */
+	unsigned int flushes; /* batches flushed into it */
 	unsigned long long pkts, bytes;
 };
 
@@ -42,6 +44,7 @@ sink_flush(struct nm_rec_batch *b, void *ctx)
 {
 	struct sink *s = ctx;
 
+	s->flushes++;
 	for (unsigned int i = 0; i < b->n; i++) {
 		if (s->n < SINK_KEEP)
 			s->all[s->n] = b->recs[i];

@@ -1,58 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* NetFlow v5 decoder: hand-built datagrams, hostile headers, and the corpus against TRUTH.tsv. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <cmocka.h>
-
-#include <pcap/pcap.h>
-
-#include "decode/decode.h"
-#include "pkt/pkt.h"
-
-struct sink {
-	struct nm_flow_rec all[4096];
-	unsigned int n;
-};
-
-static void
-sink_flush(struct nm_rec_batch *b, void *ctx)
-{
-	struct sink *s = ctx;
-
-	for (unsigned int i = 0; i < b->n && s->n < 4096; i++)
-		s->all[s->n++] = b->recs[i];
-}
-
-struct fixture {
-	struct nm_decode_stats st;
-	struct nm_decoder d;
-	struct nm_flow_rec recs[8];
-	struct nm_rec_batch b;
-	struct sink s;
-	struct nm_dgram_meta meta;
-};
-
-static struct fixture *
-fixture_new(void)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	f->d.stats = &f->st;
-	f->d.default_sampling_rate = 1;
-	f->b.recs = f->recs;
-	f->b.cap = 8;
-	f->b.flush = sink_flush;
-	f->b.ctx = &f->s;
-	f->meta.time_received = 1700000000;
-	nm_addr_from_v4(f->meta.exporter, (const uint8_t[]){192, 0, 2, 9});
-	return f;
-}
+/*
+ * NetFlow v5 decoder: hand-built datagrams, hostile headers, and the corpus against TRUTH.tsv.
+ * The fixture, its sink and the capture reader are decode_fixture.h's.
+ */
+#include "decode_fixture.h"
 
 static void
 put16(uint8_t *p, uint16_t v)
@@ -153,7 +104,7 @@ test_fields(void **state)
 	assert_int_equal(r->key.sampling_rate, 1); /* header says 0: the default */
 	assert_int_equal(f->st.nf5.datagrams, 1);
 	assert_int_equal(f->st.nf5.records, 3);
-	free(f);
+	fixture_free(f);
 }
 
 static void
@@ -168,7 +119,7 @@ test_sampling_interval(void **state)
 	f->d.default_sampling_rate = 7;
 	assert_int_equal(nm_decode_datagram(&f->d, buf, len, &f->meta, &f->b), 1);
 	assert_int_equal(f->recs[0].key.sampling_rate, 512);
-	free(f);
+	fixture_free(f);
 }
 
 static void
@@ -208,7 +159,7 @@ test_hostile(void **state)
 	assert_int_equal(f->st.err[NM_DECODE_ERR_BAD_VERSION], 1);
 	assert_int_equal(f->st.err[NM_DECODE_ERR_UNKNOWN_PROTO], 2);
 	assert_int_equal(f->st.datagrams_unknown, 2);
-	free(f);
+	fixture_free(f);
 }
 
 /* Every NetFlow v5 capture of the corpus, decoded EAL-free, against tshark's totals. */
@@ -229,36 +180,16 @@ test_corpus(void **state)
 	while (fgets(line, sizeof(line), truth) != NULL) {
 		char file[512], protos[64];
 		unsigned long long dgrams, records, pkts, bytes;
-		char errbuf[PCAP_ERRBUF_SIZE];
-		struct pcap_pkthdr *h;
-		const u_char *data;
 		struct fixture *f;
-		unsigned long long got_pkts = 0, got_bytes = 0;
 		bool invalid;
-		pcap_t *p;
 
 		if (sscanf(line, "%511s %63s %llu %llu %llu %llu", file, protos, &dgrams, &records,
 			   &pkts, &bytes) != 6 ||
 		    strcmp(protos, "nf5") != 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", NM_CORPORA, file);
-		p = pcap_open_offline(path, errbuf);
-		assert_non_null(p);
 		f = fixture_new();
-		while (pcap_next_ex(p, &h, &data) == 1) {
-			struct nm_udp_view v;
-
-			if (nm_pkt_udp_view(data, h->caplen, &v) != NM_UDP_OK)
-				continue;
-			memcpy(f->meta.exporter, v.src, NM_ADDR_LEN);
-			(void)nm_decode_datagram(&f->d, v.payload, v.payload_len, &f->meta, &f->b);
-		}
-		pcap_close(p);
-		nm_rec_batch_flush(&f->b);
-		for (unsigned int i = 0; i < f->s.n; i++) {
-			got_pkts += f->s.all[i].packets;
-			got_bytes += f->s.all[i].bytes;
-		}
+		feed_pcap(f, path);
 		/*
 		 * logstash's netflow5_test_invalid01/02 claim 55582 and 163 records in a datagram
 		 * that holds 30: the header is wrong, so the engine rejects them (tshark decodes
@@ -268,20 +199,20 @@ test_corpus(void **state)
 		print_message("%-60s truth %llu dgrams %llu recs %llu pkts %llu bytes | ours %llu "
 			      "dgrams %u recs %llu pkts %llu bytes%s\n",
 			      file, dgrams, records, pkts, bytes,
-			      (unsigned long long)f->st.nf5.datagrams, f->s.n, got_pkts, got_bytes,
-			      invalid ? " (invalid: rejected)" : "");
+			      (unsigned long long)f->st.nf5.datagrams, f->s.n, f->s.pkts,
+			      f->s.bytes, invalid ? " (invalid: rejected)" : "");
 		assert_int_equal(f->st.nf5.datagrams, dgrams);
 		if (invalid) {
 			assert_int_equal(f->s.n, 0);
 			assert_int_equal(f->st.err[NM_DECODE_ERR_BAD_COUNT], dgrams);
 		} else {
 			assert_int_equal(f->s.n, records);
-			assert_int_equal(got_pkts, pkts);
-			assert_int_equal(got_bytes, bytes);
+			assert_int_equal(f->s.pkts, pkts);
+			assert_int_equal(f->s.bytes, bytes);
 			assert_int_equal(f->st.nf5.bad, 0);
 		}
 		files++;
-		free(f);
+		fixture_free(f);
 	}
 	fclose(truth);
 	assert_true(files >= 5);
@@ -297,5 +228,5 @@ main(void)
 		cmocka_unit_test(test_corpus),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup_rcu, teardown_rcu);
 }
