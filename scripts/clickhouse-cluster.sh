@@ -43,9 +43,10 @@
 # 18.16 (Debian 12) and current releases accept every statement (no ON CLUSTER, no macros).
 set -euo pipefail
 
-HERE="$(cd "$(dirname "$0")" && pwd)"
-SRC="$(cd "$HERE/.." && pwd)"
-CH_CLIENT="${NM_CH_CLIENT:-clickhouse-client}"
+# clickhouse.sh's settings (HERE, SRC, CH_CLIENT) and helpers (client_args: TARGET -> CH_ARGS);
+# die and usage are this script's own, defined after it.
+# shellcheck source=scripts/clickhouse.sh
+. "$(cd "$(dirname "$0")" && pwd)/clickhouse.sh"
 CLUSTER_DDL="$SRC/proto/clickhouse/cluster"
 
 die() { echo "clickhouse-cluster.sh: $*" >&2; exit 1; }
@@ -53,26 +54,6 @@ die() { echo "clickhouse-cluster.sh: $*" >&2; exit 1; }
 usage() {
     sed -n '4,43p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
-}
-
-# client_args DIR|[USER@]HOST:PORT -> CH_ARGS, as clickhouse.sh does
-client_args() {
-    local target="$1"
-    if [ -d "$target" ]; then
-        [ -f "$target/tcp_port" ] || die "$target has no tcp_port: not started by clickhouse.sh?"
-        CH_ARGS=(--host 127.0.0.1 --port "$(cat "$target/tcp_port")")
-    elif [[ "$target" == *:* ]]; then
-        local user="${NM_CH_USER:-}" hostport="$target"
-        if [[ "$hostport" == *@* ]]; then
-            user="${hostport%%@*}"
-            hostport="${hostport#*@}"
-        fi
-        CH_ARGS=(--host "${hostport%:*}" --port "${hostport##*:}")
-        [ -z "$user" ] || CH_ARGS+=(--user "$user")
-        [ -z "${NM_CH_PASSWORD:-}" ] || CH_ARGS+=(--password "$NM_CH_PASSWORD")
-    else
-        die "not a directory nor HOST:PORT: $target"
-    fi
 }
 
 xml_host() {

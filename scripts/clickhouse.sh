@@ -86,7 +86,7 @@ usage() {
 client_args() {
     local target="$1"
     if [ -d "$target" ]; then
-        [ -f "$target/tcp_port" ] || die "$target has no tcp_port: not started by this script?"
+        [ -f "$target/tcp_port" ] || die "$target has no tcp_port: not started by clickhouse.sh?"
         CH_ARGS=(--host 127.0.0.1 --port "$(cat "$target/tcp_port")")
     elif [[ "$target" == *:* ]]; then
         local user="${NM_CH_USER:-}" hostport="$target"
@@ -397,6 +397,8 @@ cmd_prune() {
     done
 }
 
+# Sourced (scripts/clickhouse-cluster.sh does, for client_args): the helpers only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 [ $# -ge 1 ] || usage
 cmd="$1"; shift
 case "$cmd" in
