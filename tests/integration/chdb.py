@@ -22,6 +22,7 @@ import ctypes
 import os
 import shutil
 import tempfile
+import time
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SOURCE = os.path.abspath(os.path.join(_HERE, "..", ".."))
@@ -197,6 +198,32 @@ def split_script(text):
     if rest and not all(l.strip().startswith("--") or not l.strip() for l in cur):
         out.append(rest)
     return out
+
+
+def teardown(ch=None, broker=None, tmp=None):
+    """The end of a chDB test, whatever happened: close the session, stop the mock broker, remove
+    the test's temporary directory (each may be None)."""
+    try:
+        if ch is not None:
+            ch.close()
+    finally:
+        if broker is not None:
+            broker.stop()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def verdict(problems, passed, t_start=None):
+    """A chDB test's exit status: "took N s" (with t_start), then a FAIL line per problem and 1,
+    or the PASS line and 0."""
+    if t_start is not None:
+        print("took %.0f s" % (time.time() - t_start))
+    if problems:
+        for p in problems:
+            print("FAIL: " + p)
+        return 1
+    print("PASS: " + passed)
+    return 0
 
 
 def _tsv_unescape(v):

@@ -160,13 +160,9 @@ def main():
             problems.append("bad autnums file: exit %d, %r" % (rc, err[-300:]))
         print("refused: a bad outward_interfaces, a bad autnums file", flush=True)
     finally:
-        subprocess.run(["rm", "-rf", tmp])
-    if problems:
-        for p in problems:
-            print("FAIL: " + p)
-        return 1
-    print("PASS: clickhouse.sh apply/dicts/query/sql for protobuf on ClickHouse 26.5")
-    return 0
+        chdb.teardown(tmp=tmp)
+    return chdb.verdict(problems, "clickhouse.sh apply/dicts/query/sql for protobuf on ClickHouse "
+                        "26.5")
 
 
 if __name__ == "__main__":

@@ -236,18 +236,9 @@ def main():
         if n_panels < 10:
             problems.append("only %d panels" % n_panels)
     finally:
-        if ch is not None:
-            ch.close()
-        if broker is not None:
-            broker.stop()
-        subprocess.run(["rm", "-rf", tmp])
-    print("took %.0f s" % (time.time() - t_start))
-    if problems:
-        for p in problems:
-            print("FAIL: " + p)
-        return 1
-    print("PASS: every panel's SQL runs on ClickHouse 26.5; traffic, packets and records as TRUTH")
-    return 0
+        chdb.teardown(ch, broker, tmp)
+    return chdb.verdict(problems, "every panel's SQL runs on ClickHouse 26.5; traffic, packets and "
+                        "records as TRUTH", t_start)
 
 
 if __name__ == "__main__":

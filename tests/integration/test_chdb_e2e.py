@@ -390,20 +390,10 @@ def main():
             if left != keep or keep == rows:
                 problems.append("TTL: %d rows left, want %d of %d" % (left, keep, rows))
     finally:
-        if ch is not None:
-            ch.close()
-        if broker is not None:
-            broker.stop()
-        subprocess.run(["rm", "-rf", tmp])
-
-    print("took %.0f s" % (time.time() - t_start))
-    if problems:
-        for p in problems:
-            print("FAIL: " + p)
-        return 1
-    print("PASS: protobuf on ClickHouse 26.5 (chDB): %d rows, %d packets, %d bytes, %d records "
-          "of %d captures, row by row as the topic" % (rows, want_pk, want_by, want_rec, len(cases)))
-    return 0
+        chdb.teardown(ch, broker, tmp)
+    return chdb.verdict(problems, "protobuf on ClickHouse 26.5 (chDB): %d rows, %d packets, %d "
+                        "bytes, %d records of %d captures, row by row as the topic" % (
+                            rows, want_pk, want_by, want_rec, len(cases)), t_start)
 
 
 if __name__ == "__main__":
