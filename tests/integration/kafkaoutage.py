@@ -334,6 +334,22 @@ def tmpdir():
     return tempfile.mkdtemp(prefix="nmtest-kafka-")
 
 
+def teardown(tmp, problems, engines=(), broker=None, veth=None):
+    """The end of an outage test, whatever happened: every engine cleaned up, the broker stopped,
+    the veth pair removed (each may be None); tmp (the spool) kept when there are problems."""
+    try:
+        for e in engines:
+            if e is not None:
+                e.cleanup()
+    finally:
+        if broker is not None:
+            broker.stop()
+        if veth is not None:
+            veth.remove()
+        if not problems:
+            subprocess.run(["rm", "-rf", tmp])
+
+
 def outage_run(tiny_spool):
     """The live outage scenario. Sends the nf5 captures for SEND_S seconds; the broker is down
     from DOWN_AT to UP_AT; then SIGTERM and the drain. Returns a list of problems (empty: pass)."""
@@ -453,14 +469,7 @@ def outage_run(tiny_spool):
         if problems:
             nmtest.log("--- engine output (tail) ---\n" + eng.tail(40))
     finally:
-        if eng is not None:
-            eng.cleanup()
-        if broker is not None:
-            broker.stop()
-        if veth is not None:
-            veth.remove()
-        if not problems:
-            subprocess.run(["rm", "-rf", tmp])
+        teardown(tmp, problems, [eng], broker, veth)
     return problems
 
 

@@ -17,7 +17,6 @@ whose Packets and Bytes equal the TRUTH.tsv sums of all the captures read in bot
 """
 import glob
 import os
-import subprocess
 import sys
 import time
 
@@ -113,13 +112,7 @@ def main():
         if problems:
             nmtest.log("--- run 2 output (tail) ---\n" + e2.tail(40))
     finally:
-        for e in (e1, e2):
-            if e is not None:
-                e.cleanup()
-        if broker is not None:
-            broker.stop()
-        if not problems:
-            subprocess.run(["rm", "-rf", tmp])
+        ko.teardown(tmp, problems, [e1, e2], broker)
     return problems
 
 

@@ -20,7 +20,6 @@ BOUND_S seconds of phase 2 (the second being aggregated, its flush, linger_ms; s
 About 60 s.
 """
 import os
-import subprocess
 import sys
 import time
 
@@ -135,15 +134,7 @@ def main():
             nmtest.log("--- run 1 output (tail) ---\n" + e1.tail(30))
             nmtest.log("--- run 2 output (tail) ---\n" + e2.tail(30))
     finally:
-        for e in (e1, e2):
-            if e is not None:
-                e.cleanup()
-        if broker is not None:
-            broker.stop()
-        if veth is not None:
-            veth.remove()
-        if not problems:
-            subprocess.run(["rm", "-rf", tmp])
+        ko.teardown(tmp, problems, [e1, e2], broker, veth)
     return problems
 
 
