@@ -182,6 +182,15 @@ def cases(kind):
             and t["protocols"] in ("nf9", "ipfix") and t["malformed"] == 0 and t["records"] > 0]
 
 
+def require_cases():
+    """The captures of the two appliances every cluster test runs (cases("nf5"),
+    cases("templates")); skips the test when the corpus lacks either."""
+    c1, c2 = cases("nf5"), cases("templates")
+    if not c1 or not c2:
+        nmtest.skip("the corpus lacks nf5 or generated nf9/IPFIX captures")
+    return c1, c2
+
+
 def _sh(*argv):
     p = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if p.returncode != 0:
@@ -328,6 +337,38 @@ class Appliance:
             self.engine.cleanup()
         subprocess.run(["ip", "link", "del", self.b], stderr=subprocess.DEVNULL)
         subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL)
+
+
+def start_appliances(apps, case_lists, brokers, tmp, sets=()):
+    """Appliance k+1 for case_lists[k], appended to apps as each is made (so that the caller's
+    teardown removes those made before a failure), then each engine ready."""
+    for k, cs in enumerate(case_lists, 1):
+        apps.append(Appliance(k, cs, brokers, tmp, sets=sets))
+    for a in apps:
+        a.engine.wait_ready()
+
+
+def truth_totals(apps, rows, rounds):
+    """(rows, packets, bytes) the topic and the tables must hold: the engines' rows, the
+    captures' TRUTH x rounds."""
+    return (rows, sum(a.truth(rounds)[0] for a in apps), sum(a.truth(rounds)[1] for a in apps))
+
+
+def teardown(tmp, problems, apps=(), broker=None, servers=(), zk=None):
+    """The end of a cluster test, whatever happened: appliances removed, broker, servers and
+    ZooKeeper stopped (each may be absent); tmp kept on problems or with NM_KEEP_TMP."""
+    try:
+        for a in apps:
+            a.remove()
+    finally:
+        if broker is not None:
+            broker.stop()
+        for s in servers:
+            s.stop()
+        if zk is not None:
+            zk.stop()
+        if not problems and not os.environ.get("NM_KEEP_TMP"):
+            subprocess.run(["rm", "-rf", tmp])
 
 
 def send_all(appliances, rounds, seconds, schedule=()):
@@ -492,6 +533,14 @@ class Server(nmtest.ClickHouse):
     def count(self, table):
         return tuple(int(x) for x in self.query(
             "SELECT count(), sum(Packets), sum(Bytes) FROM %s" % table)[0])
+
+
+def start_servers(servers, config_of):
+    """Start each server with the config.d XML config_of(server) gives, logging where it runs."""
+    for s in servers:
+        s.start(config_of(s))
+        nmtest.log("%s: clickhouse-server pid %d on 127.0.0.1:%d, interserver %d (dir %s)" % (
+            s.name, s.pid, s.tcp, s.interserver, s.dir))
 
 
 def cluster_config(name, shards, zk=None, interserver=None):

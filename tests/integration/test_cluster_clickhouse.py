@@ -47,9 +47,7 @@ LIMIT 10"""
 
 def main():
     ko.require()
-    c1, c2 = cluster.cases("nf5"), cluster.cases("templates")
-    if not c1 or not c2:
-        nmtest.skip("the corpus lacks nf5 or generated nf9/IPFIX captures")
+    c1, c2 = cluster.require_cases()
     tmp = ko.tmpdir()
     sets = ["kafka.format=json", "kafka.compression=lz4", "kafka.exporter_groups=16",
             "kafka.linger_ms=100"]
@@ -57,10 +55,7 @@ def main():
     try:
         servers = [cluster.Server("shard1"), cluster.Server("shard2")]
         xml = cluster.cluster_config("netmeta", [[servers[0]], [servers[1]]])
-        for s in servers:
-            s.start(xml)
-            nmtest.log("%s: clickhouse-server pid %d on 127.0.0.1:%d (dir %s)" % (
-                s.name, s.pid, s.tcp, s.dir))
+        cluster.start_servers(servers, lambda s: xml)
         broker = cluster.ClusterBroker(BROKERS, PARTITIONS)
         nmtest.log("mock cluster %s" % broker.bootstrap)
         cluster.cluster_apply(servers[0], "netmeta", "json", broker.bootstrap, GROUP)
@@ -69,14 +64,11 @@ def main():
         members = servers
         cluster.wait_group(members, PARTITIONS)
         t_produce = time.time()
-        for k, cs in ((1, c1), (2, c2)):
-            apps.append(cluster.Appliance(k, cs, broker.bootstrap, tmp, sets=sets))
-        for a in apps:
-            a.engine.wait_ready()
+        cluster.start_appliances(apps, (c1, c2), broker.bootstrap, tmp, sets=sets)
         cluster.send_all(apps, ROUNDS, SEND_S)
         p, rows = cluster.stop_and_check(apps, ROUNDS)
         problems += p
-        want = (rows, sum(a.truth(ROUNDS)[0] for a in apps), sum(a.truth(ROUNDS)[1] for a in apps))
+        want = cluster.truth_totals(apps, rows, ROUNDS)
         by_part = cluster.topic_by_partition(broker.bootstrap, PARTITIONS, fmt="json")
         p, where, per_part = cluster.check_topic(by_part, "json", *want)
         problems += p
@@ -129,14 +121,7 @@ def main():
             for s in servers:
                 nmtest.log("--- %s error log ---\n%s" % (s.name, s.log_tail(20)))
     finally:
-        for a in apps:
-            a.remove()
-        if broker is not None:
-            broker.stop()
-        for s in servers:
-            s.stop()
-        if not problems and not os.environ.get("NM_KEEP_TMP"):
-            ko.subprocess.run(["rm", "-rf", tmp])
+        cluster.teardown(tmp, problems, apps, broker, servers)
     return ko.report(problems, "two appliances, 3 brokers, 2 shards: the Distributed table holds "
                      "the TRUTH exactly, each shard a share, none twice")
 

@@ -37,9 +37,7 @@ DOWN_AT, UP_AT, VICTIM = 8.0, 20.0, 2
 
 def main():
     ko.require()
-    c1, c2 = cluster.cases("nf5"), cluster.cases("templates")
-    if not c1 or not c2:
-        nmtest.skip("the corpus lacks nf5 or generated nf9/IPFIX captures")
+    c1, c2 = cluster.require_cases()
     tmp = ko.tmpdir()
     sets = ["kafka.exporter_groups=16", "kafka.linger_ms=100",
             "kafka.property.reconnect.backoff.max.ms=1000"]
@@ -48,10 +46,8 @@ def main():
         broker = cluster.ClusterBroker(BROKERS, PARTITIONS)
         before = broker.leaders()
         nmtest.log("mock cluster %s, leaders %r" % (broker.bootstrap, before))
-        for k, cs in ((1, c1), (2, c2)):
-            apps.append(cluster.Appliance(k, cs, broker.bootstrap, tmp, sets=sets))
+        cluster.start_appliances(apps, (c1, c2), broker.bootstrap, tmp, sets=sets)
         for a in apps:
-            a.engine.wait_ready()
             nmtest.log("appliance %d: %d captures (%s), exporters %s, engine on %s port %d" % (
                 a.k, len(a.captures), ",".join(sorted({t["protocols"] for t in a.captures})),
                 " ".join(a.exporters()), a.b, a.port))
@@ -76,11 +72,10 @@ def main():
         if VICTIM not in before.values() or "moved -" in moved.get("down", "moved -"):
             problems.append("broker %d led no partition when it went down: %r" % (VICTIM, moved))
 
-        want_pk = sum(a.truth(ROUNDS)[0] for a in apps)
-        want_by = sum(a.truth(ROUNDS)[1] for a in apps)
         t = time.time()
         by_part = cluster.topic_by_partition(broker.bootstrap, PARTITIONS)
-        p, where, per_part = cluster.check_topic(by_part, "protobuf", rows, want_pk, want_by)
+        p, where, per_part = cluster.check_topic(by_part, "protobuf",
+                                                 *cluster.truth_totals(apps, rows, ROUNDS))
         problems += p
         nmtest.log("topic read in %.1f s: rows per partition %r" % (time.time() - t, per_part))
         for a in apps:
@@ -96,12 +91,7 @@ def main():
                 nmtest.log("--- appliance %d engine output (tail) ---\n%s" % (a.k, a.engine.tail(30)))
             nmtest.log("--- broker log ---\n" + broker.log()[-2000:])
     finally:
-        for a in apps:
-            a.remove()
-        if broker is not None:
-            broker.stop()
-        if not problems and not os.environ.get("NM_KEEP_TMP"):
-            ko.subprocess.run(["rm", "-rf", tmp])
+        cluster.teardown(tmp, problems, apps, broker)
     return ko.report(problems, "two appliances, 3 brokers, broker %d down %.0f s mid-run: "
                      "nothing lost or twice, one partition per exporter, in order"
                      % (VICTIM, UP_AT - DOWN_AT))

@@ -45,9 +45,7 @@ def main():
     ko.require()
     if not cluster.zookeeper_available():
         nmtest.skip("Debian's zookeeper is not installed (apt-get install zookeeper)")
-    c1, c2 = cluster.cases("nf5"), cluster.cases("templates")
-    if not c1 or not c2:
-        nmtest.skip("the corpus lacks nf5 or generated nf9/IPFIX captures")
+    c1, c2 = cluster.require_cases()
     tmp = ko.tmpdir()
     sets = ["kafka.format=json", "kafka.compression=lz4", "kafka.exporter_groups=16",
             "kafka.linger_ms=100"]
@@ -58,10 +56,8 @@ def main():
         r1, r2, s2 = (cluster.Server(n) for n in ("r1", "r2", "s2"))
         servers = [r1, r2, s2]
         shards = [[r1, r2], [s2]]
-        for s in servers:
-            s.start(cluster.cluster_config("netmeta", shards, zk=zk, interserver=s.interserver))
-            nmtest.log("%s: clickhouse-server pid %d on 127.0.0.1:%d, interserver %d (dir %s)" % (
-                s.name, s.pid, s.tcp, s.interserver, s.dir))
+        cluster.start_servers(servers, lambda s: cluster.cluster_config(
+            "netmeta", shards, zk=zk, interserver=s.interserver))
         broker = cluster.ClusterBroker(BROKERS, PARTITIONS)
         nmtest.log("mock cluster %s" % broker.bootstrap)
         cluster.cluster_apply(r1, "netmeta", "json", broker.bootstrap, GROUP)
@@ -77,10 +73,7 @@ def main():
         members = [r1, s2]
         cluster.wait_group(members, PARTITIONS)
         t_produce = time.time()
-        for k, cs in ((1, c1), (2, c2)):
-            apps.append(cluster.Appliance(k, cs, broker.bootstrap, tmp, sets=sets))
-        for a in apps:
-            a.engine.wait_ready()
+        cluster.start_appliances(apps, (c1, c2), broker.bootstrap, tmp, sets=sets)
         killed = {}
 
         def kill():
@@ -99,7 +92,7 @@ def main():
         cluster.send_all(apps, ROUNDS - ROUNDS // 2, SEND_S / 2)
         p, rows = cluster.stop_and_check(apps, ROUNDS)
         problems += p
-        want = (rows, sum(a.truth(ROUNDS)[0] for a in apps), sum(a.truth(ROUNDS)[1] for a in apps))
+        want = cluster.truth_totals(apps, rows, ROUNDS)
         by_part = cluster.topic_by_partition(broker.bootstrap, PARTITIONS, fmt="json")
         p, where, per_part = cluster.check_topic(by_part, "json", *want)
         problems += p
@@ -143,16 +136,7 @@ def main():
             for s in servers:
                 nmtest.log("--- %s error log ---\n%s" % (s.name, s.log_tail(15)))
     finally:
-        for a in apps:
-            a.remove()
-        if broker is not None:
-            broker.stop()
-        for s in servers:
-            s.stop()
-        if zk is not None:
-            zk.stop()
-        if not problems and not os.environ.get("NM_KEEP_TMP"):
-            ko.subprocess.run(["rm", "-rf", tmp])
+        cluster.teardown(tmp, problems, apps, broker, servers, zk)
     return ko.report(problems, "shard 1 on two replicas, r2 killed mid-run: the Distributed table "
                      "holds the TRUTH exactly, nothing twice; r2 catches up after its restart")
 
