@@ -678,7 +678,8 @@ finish_options(struct dset *ds, struct scratch *sc)
 	nm_ctr_inc(&ds->d->stats->options_records);
 	if (rate != 0 && ds->d->tmpl != NULL)
 		(void)nm_tmpl_rate_set(ds->d->tmpl, ds->h->meta->exporter, ds->h->domain,
-				       sc->has_sampler ? sc->sampler_id : 0, rate);
+				       sc->has_sampler ? sc->sampler_id : 0, rate,
+				       ds->h->meta->time_received);
 }
 
 #define SWAP(a, b)                                                                                 \
@@ -806,13 +807,13 @@ make_key(const struct nm_ipfix_hdr *h, uint16_t id)
 /* Template k was just published: decode the data sets that waited for it. */
 static int
 decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmpl_key *k,
-	    const struct nm_tmpl *t, struct nm_rec_batch *out)
+	    const struct nm_tmpl *t, uint64_t now, struct nm_rec_batch *out)
 {
 	struct nm_tmpl_pending *held = d->held;
 	unsigned int i, n;
 	int total = 0;
 
-	while ((n = nm_tmpl_pending_take(d->tmpl, k, held, NM_DECODER_HELD_MAX)) > 0) {
+	while ((n = nm_tmpl_pending_take(d->tmpl, k, now, held, NM_DECODER_HELD_MAX)) > 0) {
 		for (i = 0; i < n; i++) {
 			struct nm_tmpl_pending *hp = &held[i];
 			struct nm_dgram_meta meta = {
@@ -870,7 +871,7 @@ take_template(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_i
 
 	pub = nm_tmpl_lookup(d->tmpl, &k);
 	if (pub != NULL && nm_tmpl_same_fields(pub, f, n, n_scope, options)) {
-		nm_tmpl_note_refresh(d->tmpl);
+		nm_tmpl_note_refresh(d->tmpl, pub, h->meta->time_received);
 	} else {
 		t = nm_ipfix_compile(&k, f, n, n_scope, options, d->tmpl_scratch,
 				     sizeof(d->tmpl_scratch), &e);
@@ -878,7 +879,7 @@ take_template(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_i
 			note_err(d, first_err, e);
 			return 0;
 		}
-		r = nm_tmpl_publish(d->tmpl, t);
+		r = nm_tmpl_publish(d->tmpl, t, h->meta->time_received);
 		if (r < 0) {
 			note_err(d, first_err, NM_DECODE_ERR_TEMPLATE_LIMIT);
 			return 0;
@@ -889,7 +890,7 @@ take_template(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_i
 	d->info.templates++;
 	if (pub == NULL)
 		return 0;
-	return decode_held(d, ps, &k, pub, out);
+	return decode_held(d, ps, &k, pub, h->meta->time_received, out);
 }
 
 /* v9 template flowset (id 0) or options template flowset (id 1). */

@@ -16,6 +16,12 @@
  * mix that shifts between sizes can strand at most what it used at its peak in the old classes.
  * Held data sets live in a fixed pool touched only when a data set has no template or a
  * template arrives while sets are held.
+ *
+ * Idle expiry walks the storage, not the hash tables: the arena is a sequence of slots whose
+ * header gives their size, and the rate entries an array, so the sweep resumes at an offset and
+ * an index (a cds_lfht iterator cannot be kept across quiescent states). Each call looks at
+ * `budget` entries under the writer mutex: 4,096 slot headers and last_seen words, a few
+ * microseconds, however many exporters there are.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -32,6 +38,9 @@
 #define POOL_MIN_SHIFT 8 /* 256 B */
 #define POOL_CLASSES 7	 /* 256 B .. 16 KiB */
 #define POOL_DEFAULT_BYTES (16u << 20)
+#define TIMEOUT_DEFAULT_S 1800
+#define HOLD_DEFAULT_S 10
+#define CHANGE_LOG_DEFAULT 64
 
 _Static_assert(NM_TMPL_MAX_SIZE + 64 <= (1u << (POOL_MIN_SHIFT + POOL_CLASSES - 1)),
 	       "largest template does not fit the largest pool class");
@@ -41,7 +50,8 @@ struct slot {
 	struct nm_tmpl_cache *c; /* for the call_rcu callback */
 	struct slot *next;	 /* free list */
 	uint32_t cls;
-	uint8_t pad_[64 - 2 * sizeof(void *) - 4];
+	uint8_t live; /* holds a template in the table (the sweep's test); under wlock */
+	uint8_t pad_[64 - 2 * sizeof(void *) - 5];
 	uint64_t t[]; /* struct nm_tmpl */
 };
 
@@ -56,7 +66,13 @@ struct rate_key {
 struct rate_ent {
 	struct cds_lfht_node node;
 	struct rate_key key;
-	uint64_t rate; /* stored in place when it changes: readers load it atomically */
+	uint64_t rate;	    /* stored in place when it changes: readers load it atomically */
+	uint64_t last_seen; /* time_received (s) it was last set or received unchanged */
+	struct rcu_head rcu;
+	struct nm_tmpl_cache *c; /* for the call_rcu callback */
+	struct rate_ent *next;	 /* free list, under wlock */
+	uint8_t live;		 /* in the table; under wlock */
+	uint8_t owner_type;	 /* enum nm_flow_type of the exporter entry whose n_rates it is */
 };
 
 struct pend_slot {
@@ -78,7 +94,19 @@ struct nm_tmpl_cache {
 	size_t arena_used;
 	struct slot *free_slots[POOL_CLASSES];
 
-	struct rate_ent *rpool; /* max_rates entries, handed out in order, never freed */
+	struct rate_ent *rpool; /* max_rates entries: fresh ones in order, then the free list */
+	unsigned int rate_used; /* rpool entries handed out at least once */
+	struct rate_ent *rate_free;
+
+	/* The idle sweep: where it resumes (under wlock) and the data's clock. */
+	size_t sweep_off;	 /* arena offset of the next template slot */
+	unsigned int sweep_rate; /* next rpool index */
+	uint64_t clock;		 /* newest time_received given; relaxed, racy max */
+
+	/* Layout changes for the app's log: a ring under wlock; changes_n read without it. */
+	struct nm_tmpl_change *chg;
+	unsigned int chg_head;
+	unsigned long changes_n;
 
 	pthread_mutex_t plock; /* the held-set pool */
 	struct pend_slot *pend;
@@ -88,6 +116,20 @@ struct nm_tmpl_cache {
 
 _Static_assert(sizeof(struct nm_tmpl_key) == 24, "nm_tmpl_key layout");
 _Static_assert(sizeof(struct rate_key) == 24, "rate_key layout");
+
+static const struct nm_ctr_desc tmpl_desc[] = {
+	NM_TMPL_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, struct nm_tmpl_cache_stats)};
+const struct nm_ctr_set nm_tmpl_ctr_set = NM_CTR_SET(
+	"tmpl", "tmpl_", "the template cache (struct nm_tmpl_cache.st), written under its mutexes",
+	SINGLE_WRITER, struct nm_tmpl_cache_stats, tmpl_desc);
+
+/* The data's clock moves forward only; a racing older value may win once (harmless). */
+static inline void
+clock_note(struct nm_tmpl_cache *c, uint64_t now)
+{
+	if (now > CMM_LOAD_SHARED(c->clock))
+		CMM_STORE_SHARED(c->clock, now);
+}
 
 struct nm_tmpl *
 nm_tmpl_init(void *buf, size_t size, unsigned int n_steps, unsigned int n_fields)
@@ -209,6 +251,12 @@ nm_tmpl_cache_create(const struct nm_tmpl_params *p)
 		c->p.max_rates_per_exporter = 256;
 	if (c->p.pool_bytes == 0)
 		c->p.pool_bytes = POOL_DEFAULT_BYTES;
+	if (c->p.template_timeout_s == 0)
+		c->p.template_timeout_s = TIMEOUT_DEFAULT_S;
+	if (c->p.hold_s == 0)
+		c->p.hold_s = HOLD_DEFAULT_S;
+	if (c->p.change_log == 0)
+		c->p.change_log = CHANGE_LOG_DEFAULT;
 	c->exp = c->p.exp;
 	if (c->exp == NULL) {
 		struct nm_exp_params ep = {.max_exporters = c->p.max_exporters, .max_ifaces = 1};
@@ -230,8 +278,9 @@ nm_tmpl_cache_create(const struct nm_tmpl_params *p)
 	c->rpool =
 		aligned_alloc(64, ((size_t)c->p.max_rates * sizeof(*c->rpool) + 63) & ~(size_t)63);
 	c->pend = calloc(c->p.max_pending, sizeof(*c->pend));
+	c->chg = calloc(c->p.change_log, sizeof(*c->chg));
 	if (c->exp == NULL || c->ht == NULL || c->rates == NULL || c->arena == NULL ||
-	    c->rpool == NULL || c->pend == NULL) {
+	    c->rpool == NULL || c->pend == NULL || c->chg == NULL) {
 		nm_tmpl_cache_free(c);
 		errno = ENOMEM;
 		return NULL;
@@ -297,6 +346,7 @@ nm_tmpl_cache_free(struct nm_tmpl_cache *c)
 	free(c->arena);
 	free(c->rpool);
 	free(c->pend);
+	free(c->chg);
 	pthread_mutex_destroy(&c->wlock);
 	pthread_mutex_destroy(&c->plock);
 	free(c);
@@ -305,8 +355,7 @@ nm_tmpl_cache_free(struct nm_tmpl_cache *c)
 void
 nm_tmpl_cache_get_stats(const struct nm_tmpl_cache *c, struct nm_tmpl_cache_stats *st)
 {
-	*st = c->st;
-	st->refreshed = uatomic_read(&c->st.refreshed);
+	nm_ctr_copy(&nm_tmpl_ctr_set, st, &c->st);
 	st->pending = CMM_LOAD_SHARED(c->pend_count);
 }
 
@@ -366,13 +415,57 @@ exp_unlink(struct nm_exp_entry *e, struct nm_tmpl *t)
 }
 
 void
-nm_tmpl_note_refresh(struct nm_tmpl_cache *c)
+nm_tmpl_note_refresh(struct nm_tmpl_cache *c, const struct nm_tmpl *t, uint64_t now)
 {
 	uatomic_inc(&c->st.refreshed);
+	/*
+	 * The template is immutable but for its idle clock: one relaxed store, and only when the
+	 * second moved, so a template refreshed many times a second dirties its line once.
+	 */
+	if (now > CMM_LOAD_SHARED(t->last_seen))
+		CMM_STORE_SHARED(((struct nm_tmpl *)(uintptr_t)t)->last_seen, now);
+	clock_note(c, now);
+}
+
+/* Queue k's first layout change for the app's log. Under wlock. */
+static int
+change_queue(struct nm_tmpl_cache *c, const struct nm_tmpl *old, const struct nm_tmpl *nt,
+	     uint64_t now)
+{
+	struct nm_tmpl_change *ch;
+
+	if (c->changes_n >= c->p.change_log) {
+		c->st.changes_unlogged++;
+		return 0;
+	}
+	ch = &c->chg[(c->chg_head + c->changes_n) % c->p.change_log];
+	ch->key = nt->key;
+	ch->time_received = now;
+	ch->old_fields = old->n_fields;
+	ch->new_fields = nt->n_fields;
+	CMM_STORE_SHARED(c->changes_n, c->changes_n + 1);
+	return 1;
+}
+
+unsigned int
+nm_tmpl_changes_take(struct nm_tmpl_cache *c, struct nm_tmpl_change *out, unsigned int max)
+{
+	unsigned int n = 0;
+
+	if (CMM_LOAD_SHARED(c->changes_n) == 0)
+		return 0;
+	pthread_mutex_lock(&c->wlock);
+	while (n < max && c->changes_n > 0) {
+		out[n++] = c->chg[c->chg_head];
+		c->chg_head = (c->chg_head + 1) % c->p.change_log;
+		CMM_STORE_SHARED(c->changes_n, c->changes_n - 1);
+	}
+	pthread_mutex_unlock(&c->wlock);
+	return n;
 }
 
 int
-nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
+nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t, uint64_t now)
 {
 	unsigned long h = nm_hash_words(&t->key, sizeof(t->key));
 	/*
@@ -387,12 +480,15 @@ nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
 	struct slot *s;
 	int ret;
 
+	clock_note(c, now);
 	pthread_mutex_lock(&c->wlock);
 	c->st.writer_entries++;
 	old = nm_tmpl_lookup(c, &t->key);
 	if (old != NULL &&
 	    nm_tmpl_same_fields(old, t->fields, t->n_fields, t->n_scope, t->is_options)) {
 		uatomic_inc(&c->st.refreshed);
+		if (now > old->last_seen)
+			CMM_STORE_SHARED(((struct nm_tmpl *)(uintptr_t)old)->last_seen, now);
 		ret = 0;
 		goto out;
 	}
@@ -421,6 +517,18 @@ nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
 	memcpy(nt, t, hdr);
 	nt->fields = (struct nm_tmpl_field *)((uint8_t *)nt + hdr);
 	memcpy(nt->fields, t->fields, (size_t)t->n_fields * sizeof(*t->fields));
+	nt->last_seen = now;
+	nt->change_logged = 0;
+	if (old != NULL) {
+		/*
+		 * Same id, another layout: legitimate after an exporter's reconfiguration, and
+		 * what a spoofer does to poison a router's decoding. Counted each time, queued for
+		 * the log the first time per key (the flag travels with the replacements).
+		 */
+		c->st.changed++;
+		nt->change_logged = old->change_logged || change_queue(c, old, nt, now);
+	}
+	s->live = 1;
 	if (e != NULL) {
 		if (e->n_templates++ == 0)
 			c->st.exporters++;
@@ -434,6 +542,7 @@ nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t)
 
 		if (e != NULL)
 			exp_unlink(e, ot);
+		slot_of(ot)->live = 0;
 		call_rcu(&ot->rcu, tmpl_free_rcu);
 	}
 	if (e != NULL)
@@ -445,7 +554,7 @@ out:
 	return ret;
 }
 
-/* Remove t from the table and account for it. Under wlock. */
+/* Remove t from the table and account for it (the caller counts why). Under wlock. */
 static void
 tmpl_remove(struct nm_tmpl_cache *c, struct nm_tmpl *t)
 {
@@ -453,13 +562,13 @@ tmpl_remove(struct nm_tmpl_cache *c, struct nm_tmpl *t)
 
 	if (cds_lfht_del(c->ht, &t->node) != 0)
 		return;
+	slot_of(t)->live = 0;
 	e = exp_of(c, &t->key);
 	if (e != NULL)
 		exp_unlink(e, t);
 	if (e != NULL && e->n_templates > 0 && --e->n_templates == 0)
 		c->st.exporters--;
 	c->st.templates--;
-	c->st.withdrawn++;
 	call_rcu(&t->rcu, tmpl_free_rcu);
 }
 
@@ -474,6 +583,7 @@ nm_tmpl_withdraw(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k)
 	t = (struct nm_tmpl *)nm_tmpl_lookup(c, k);
 	if (t != NULL) {
 		tmpl_remove(c, t);
+		c->st.withdrawn++;
 		ret = 1;
 	}
 	pthread_mutex_unlock(&c->wlock);
@@ -506,6 +616,7 @@ nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN
 		c->st.withdraw_visited++;
 		if (!!t->is_options == !!options) {
 			tmpl_remove(c, t);
+			c->st.withdrawn++;
 			n++;
 		}
 	}
@@ -580,9 +691,50 @@ rate_owner(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_
 	return e;
 }
 
+/* The entry r was counted against (the same key, not a lookup that may now find another). */
+static struct nm_exp_entry *
+rate_owner_of(struct nm_tmpl_cache *c, const struct rate_ent *r)
+{
+	struct nm_exp_key ek;
+
+	memset(&ek, 0, sizeof(ek));
+	memcpy(ek.addr, r->key.exporter, NM_ADDR_LEN);
+	ek.domain = r->key.domain;
+	ek.type = r->owner_type;
+	return nm_exp_find(c->exp, &ek);
+}
+
+/* call_rcu callback: no reader sees the rate entry any more; back to the free list. */
+static void
+rate_free_rcu(struct rcu_head *h)
+{
+	struct rate_ent *r = caa_container_of(h, struct rate_ent, rcu);
+	struct nm_tmpl_cache *c = r->c;
+
+	pthread_mutex_lock(&c->wlock);
+	r->next = c->rate_free;
+	c->rate_free = r;
+	pthread_mutex_unlock(&c->wlock);
+}
+
+/* A rate entry from the free list, else a fresh one; NULL when every entry is in use. */
+static struct rate_ent *
+rate_take(struct nm_tmpl_cache *c)
+{
+	struct rate_ent *r = c->rate_free;
+
+	if (r != NULL) {
+		c->rate_free = r->next;
+		return r;
+	}
+	if (c->rate_used >= c->p.max_rates)
+		return NULL;
+	return &c->rpool[c->rate_used++];
+}
+
 int
 nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
-		 uint32_t sampler_id, uint64_t rate)
+		 uint32_t sampler_id, uint64_t rate, uint64_t now)
 {
 	struct nm_exp_entry *e;
 	struct rate_ent *r;
@@ -591,29 +743,39 @@ nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], u
 
 	rate_key_fill(&k, exporter, domain, sampler_id);
 	/* Exporters repeat their options data every few seconds: unchanged rates cost no lock. */
+	clock_note(c, now);
 	r = rate_find(c, &k);
-	if (r != NULL && CMM_LOAD_SHARED(r->rate) == rate)
+	if (r != NULL && CMM_LOAD_SHARED(r->rate) == rate) {
+		if (now > CMM_LOAD_SHARED(r->last_seen))
+			CMM_STORE_SHARED(r->last_seen, now);
 		return 0;
+	}
 	pthread_mutex_lock(&c->wlock);
 	c->st.writer_entries++;
 	r = rate_find(c, &k);
 	if (r != NULL) {
 		/* A changed rate: one aligned store, readers see the old or the new value. */
 		CMM_STORE_SHARED(r->rate, rate);
+		if (now > r->last_seen)
+			CMM_STORE_SHARED(r->last_seen, now);
 	} else if ((e = rate_owner(c, exporter, domain)) == NULL ||
 		   e->n_rates >= c->p.max_rates_per_exporter) {
 		/* One exporter's options data (65,536 sampler ids) must not fill the table that
 		 * every exporter's rates live in. */
 		c->st.rates_refused_exporter++;
 		ret = -ENOSPC;
-	} else if (c->st.rates >= c->p.max_rates) {
+	} else if (c->st.rates >= c->p.max_rates || (r = rate_take(c)) == NULL) {
+		/* Entries expired in the last grace period are not back yet: refused too. */
 		c->st.rates_refused++;
 		ret = -ENOSPC;
 	} else {
 		e->n_rates++;
-		r = &c->rpool[c->st.rates];
 		r->key = k;
 		r->rate = rate;
+		r->last_seen = now;
+		r->c = c;
+		r->live = 1;
+		r->owner_type = e->key.type;
 		cds_lfht_node_init(&r->node);
 		cds_lfht_add(c->rates, nm_hash_words(&k, sizeof(k)), &r->node);
 		CMM_STORE_SHARED(c->st.rates, c->st.rates + 1);
@@ -629,6 +791,22 @@ same_domain(const struct nm_tmpl_key *a, const struct nm_tmpl_key *b)
 	       memcmp(a->exporter, b->exporter, NM_ADDR_LEN) == 0;
 }
 
+/* Held longer than hold_s at now (a set from a later second than now is not). */
+static int
+pend_stale(const struct nm_tmpl_cache *c, const struct pend_slot *s, uint64_t now)
+{
+	return now > s->p.time_received && now - s->p.time_received > c->p.hold_s;
+}
+
+/* Drop a stale held set. Under plock. */
+static void
+pend_expire(struct nm_tmpl_cache *c, struct pend_slot *s)
+{
+	s->age = 0;
+	CMM_STORE_SHARED(c->pend_count, c->pend_count - 1);
+	c->st.pending_expired++;
+}
+
 int
 nm_tmpl_pending_put(struct nm_tmpl_cache *c, const struct nm_tmpl_pending *p)
 {
@@ -638,10 +816,13 @@ nm_tmpl_pending_put(struct nm_tmpl_cache *c, const struct nm_tmpl_pending *p)
 
 	if (p->len > NM_TMPL_PENDING_MAX_LEN)
 		return -EMSGSIZE;
+	clock_note(c, p->time_received);
 	pthread_mutex_lock(&c->plock);
 	for (i = 0; i < c->p.max_pending; i++) {
 		struct pend_slot *s = &c->pend[i];
 
+		if (s->age != 0 && pend_stale(c, s, p->time_received))
+			pend_expire(c, s);
 		if (s->age == 0) {
 			if (free_slot == NULL)
 				free_slot = s;
@@ -660,6 +841,7 @@ nm_tmpl_pending_put(struct nm_tmpl_cache *c, const struct nm_tmpl_pending *p)
 		c->st.pending_evicted++;
 		ret = 1;
 	} else if (free_slot == NULL) {
+		c->st.pending_refused++;
 		pthread_mutex_unlock(&c->plock);
 		return -ENOSPC;
 	}
@@ -671,7 +853,7 @@ nm_tmpl_pending_put(struct nm_tmpl_cache *c, const struct nm_tmpl_pending *p)
 }
 
 unsigned int
-nm_tmpl_pending_take(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k,
+nm_tmpl_pending_take(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k, uint64_t now,
 		     struct nm_tmpl_pending *out, unsigned int max)
 {
 	unsigned int n = 0;
@@ -686,8 +868,14 @@ nm_tmpl_pending_take(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k,
 		for (i = 0; i < c->p.max_pending; i++) {
 			struct pend_slot *s = &c->pend[i];
 
-			if (s->age != 0 && memcmp(&s->p.key, k, sizeof(*k)) == 0 &&
-			    (best == NULL || s->age < best->age))
+			if (s->age == 0 || memcmp(&s->p.key, k, sizeof(*k)) != 0)
+				continue;
+			/* Its template came too late: decoding it now would be a guess. */
+			if (pend_stale(c, s, now)) {
+				pend_expire(c, s);
+				continue;
+			}
+			if (best == NULL || s->age < best->age)
 				best = s;
 		}
 		if (best == NULL)
@@ -704,4 +892,87 @@ unsigned int
 nm_tmpl_pending_per_domain(const struct nm_tmpl_cache *c)
 {
 	return c->p.max_pending_per_domain;
+}
+
+/* The template sweep's share of one call: up to budget slots from sweep_off. Under wlock. */
+static unsigned int
+sweep_templates(struct nm_tmpl_cache *c, uint64_t cutoff, unsigned int budget,
+		unsigned int *visited)
+{
+	unsigned int removed = 0;
+
+	while (*visited < budget && c->sweep_off < c->arena_used) {
+		struct slot *s = (struct slot *)(c->arena + c->sweep_off);
+		struct nm_tmpl *t = (struct nm_tmpl *)s->t;
+
+		c->sweep_off += (size_t)1 << (POOL_MIN_SHIFT + s->cls);
+		(*visited)++;
+		if (s->live && CMM_LOAD_SHARED(t->last_seen) <= cutoff) {
+			tmpl_remove(c, t);
+			c->st.expired++;
+			removed++;
+		}
+	}
+	return removed;
+}
+
+/* The rate sweep's share, from sweep_rate. Under wlock. */
+static unsigned int
+sweep_rates(struct nm_tmpl_cache *c, uint64_t cutoff, unsigned int budget, unsigned int *visited)
+{
+	unsigned int removed = 0;
+
+	while (*visited < budget && c->sweep_rate < c->rate_used) {
+		struct rate_ent *r = &c->rpool[c->sweep_rate++];
+		struct nm_exp_entry *e;
+
+		(*visited)++;
+		if (!r->live || CMM_LOAD_SHARED(r->last_seen) > cutoff)
+			continue;
+		if (cds_lfht_del(c->rates, &r->node) != 0)
+			continue;
+		r->live = 0;
+		e = rate_owner_of(c, r);
+		if (e != NULL && e->n_rates > 0)
+			e->n_rates--;
+		CMM_STORE_SHARED(c->st.rates, c->st.rates - 1);
+		c->st.rates_expired++;
+		call_rcu(&r->rcu, rate_free_rcu);
+		removed++;
+	}
+	return removed;
+}
+
+unsigned int
+nm_tmpl_expire(struct nm_tmpl_cache *c, uint64_t now, unsigned int budget)
+{
+	uint64_t clk = CMM_LOAD_SHARED(c->clock), cutoff;
+	unsigned int removed = 0, visited = 0, i;
+
+	if (clk < now)
+		now = clk;
+	if (CMM_LOAD_SHARED(c->pend_count) != 0) {
+		pthread_mutex_lock(&c->plock);
+		for (i = 0; i < c->p.max_pending; i++)
+			if (c->pend[i].age != 0 && pend_stale(c, &c->pend[i], now)) {
+				pend_expire(c, &c->pend[i]);
+				removed++;
+			}
+		pthread_mutex_unlock(&c->plock);
+	}
+	if (now < c->p.template_timeout_s || budget == 0)
+		return removed;
+	cutoff = now - c->p.template_timeout_s; /* idle since cutoff or before: expired */
+	pthread_mutex_lock(&c->wlock);
+	c->st.writer_entries++;
+	/* Templates, then rates; at the end of a lap the next call starts again. */
+	removed += sweep_templates(c, cutoff, budget, &visited);
+	removed += sweep_rates(c, cutoff, budget, &visited);
+	if (c->sweep_off >= c->arena_used && c->sweep_rate >= c->rate_used) {
+		c->sweep_off = 0;
+		c->sweep_rate = 0;
+	}
+	c->st.expire_visited += visited;
+	pthread_mutex_unlock(&c->wlock);
+	return removed;
 }

@@ -53,6 +53,7 @@
 #include <urcu-qsbr.h>
 #include <urcu/rculfhash.h>
 
+#include "../ctr/ctr.h"
 #include "../exporter/exporter.h"
 #include "../flow/flow.h"
 
@@ -66,6 +67,17 @@ struct nm_tmpl_params {
 	unsigned int max_rates_per_exporter; /* per (address, domain); 0: 256 */
 	size_t pool_bytes; /* memory for compiled templates, allocated and touched at creation;
 			    * 0: 16 MiB (about 25,000 templates of 32 fields) */
+	/*
+	 * Idle expiry (seconds of time_received). A template or rate not received again for
+	 * template_timeout_s is removed by nm_tmpl_expire(); 0: 1800 (RFC 7011 s8.4 and RFC 3954
+	 * s9: over UDP a template lives until it times out, the exporter resends it periodically).
+	 * A held data set older than hold_s is dropped, never decoded; 0: 10 (RFC 7011 s8: a
+	 * collector may drop data sets of templates it does not know).
+	 */
+	unsigned int template_timeout_s;
+	unsigned int hold_s;
+	/* Template layout changes remembered for the app to log by key (a ring); 0: 64. */
+	unsigned int change_log;
 	/*
 	 * The owner of per-exporter state (shared with accounting and telemetry), which must
 	 * outlive the cache. NULL: the cache creates a private exporter table of max_exporters
@@ -127,8 +139,10 @@ struct nm_tmpl {
 	uint8_t is_options;
 	uint8_t has_var;	      /* at least one variable-length field: walk with a cursor */
 	uint8_t has_frame;	      /* dataLinkFrameSection (IE 315) */
-	uint8_t pad_;		      /* zero */
+	uint8_t change_logged;	      /* its key's layout change was queued for the log */
 	uint32_t flags;		      /* compiler's summary bits (enum nm_ipfix_tflag) */
+	uint64_t last_seen;	      /* time_received (s) it was last published or refreshed:
+				       * relaxed loads and stores, the idle sweep reads it */
 	struct nm_tmpl *exp_next;     /* the exporter entry's templates (tmpl_list), writer */
 	struct nm_tmpl *exp_prev;     /* mutex only; never followed by readers */
 	struct nm_tmpl_field *fields; /* points into the same memory, after the steps */
@@ -167,29 +181,67 @@ int nm_tmpl_same_fields(const struct nm_tmpl *t, const struct nm_tmpl_field *f, 
 
 struct nm_tmpl_cache;
 
-/* Counters of the shared cache (sums, read racily by telemetry). */
+/*
+ * Counters of the shared cache, one table (lib/ctr/ctr.h): the struct, /netmeta/stats (keys
+ * "tmpl_..."), the summary (text and JSON) and /netmeta/metrics (netmeta_tmpl_...) all come from
+ * it. Writers bump them under the writer mutex (templates, rates) or the held-set mutex (held
+ * sets), refreshed with an atomic add; readers copy them racily (nm_tmpl_cache_get_stats()).
+ */
+#define NM_TMPL_CTRS(X, A, c)                                                                      \
+	X(c, templates, GAUGE, "templates", 0, "templates:live", "templates in the cache")         \
+	X(c, exporters, GAUGE, "exporters", 0, "", "(exporter, domain, protocol) with templates")  \
+	X(c, published, COUNTER, "templates", 0, "templates:published",                            \
+	  "new or changed templates published")                                                    \
+	X(c, refreshed, COUNTER, "templates", 0, "",                                               \
+	  "identical template received again (nothing published)")                                 \
+	X(c, changed, COUNTER, "templates", 0, "templates:changed",                                \
+	  "templates replaced by another layout under the same id")                                \
+	X(c, withdrawn, COUNTER, "templates", 0, "templates:withdrawn",                            \
+	  "templates removed by an exporter's withdrawal")                                         \
+	X(c, expired, COUNTER, "templates", 0, "templates:expired",                                \
+	  "templates removed because not refreshed for template_timeout_s")                        \
+	X(c, withdraw_visited, COUNTER, "templates", 0, "",                                        \
+	  "templates a withdraw-all looked at (its cost)")                                         \
+	X(c, refused_exporter, COUNTER, "templates", NM_CTR_F_NONZERO,                             \
+	  "templates refused:per-exporter",                                                        \
+	  "templates refused: the exporter has max_templates_per_exporter")                        \
+	X(c, refused_total, COUNTER, "templates", NM_CTR_F_NONZERO, "templates refused:total",     \
+	  "templates refused: the cache holds max_templates")                                      \
+	X(c, refused_exporters, COUNTER, "templates", NM_CTR_F_NONZERO,                            \
+	  "templates refused:no-exporter-entry",                                                   \
+	  "templates refused: no exporter entry left for their exporter")                          \
+	X(c, refused_memory, COUNTER, "templates", NM_CTR_F_NONZERO, "templates refused:memory",   \
+	  "templates refused: no pool memory of their size left")                                  \
+	X(c, rates, GAUGE, "rates", 0, "sampling rates:live",                                      \
+	  "sampling-rate entries learned from options data")                                       \
+	X(c, rates_refused, COUNTER, "rates", 0, "sampling rates:refused-total",                   \
+	  "rates refused: the cache holds max_rates")                                              \
+	X(c, rates_refused_exporter, COUNTER, "rates", 0, "sampling rates:refused-per-exporter",   \
+	  "rates refused: the (exporter, domain) has max_rates_per_exporter, or no entry")         \
+	X(c, rates_expired, COUNTER, "rates", 0, "sampling rates:expired",                         \
+	  "rates removed because not received again for template_timeout_s")                       \
+	X(c, pending, GAUGE, "sets", 0, "held data sets:now", "data sets held for their template") \
+	X(c, pending_evicted, COUNTER, "sets", 0, "held data sets:evicted",                        \
+	  "held sets pushed out by newer ones of the same (exporter, domain)")                     \
+	X(c, pending_refused, COUNTER, "sets", 0, "held data sets:refused",                        \
+	  "data sets not held: every held-set slot in use")                                        \
+	X(c, pending_expired, COUNTER, "sets", 0, "held data sets:expired",                        \
+	  "held sets dropped: older than template_hold_s, never decoded")                          \
+	X(c, changes_unlogged, COUNTER, "templates", NM_CTR_F_NONZERO, "",                         \
+	  "layout changes not logged by key: the log queue was full")                              \
+	X(c, expire_visited, COUNTER, "entries", 0, "",                                            \
+	  "templates and rates the idle sweep looked at (its cost)")                               \
+	X(c, writer_entries, COUNTER, "calls", 0, "",                                              \
+	  "times the writer mutex was taken (templates, rates, sweeps)")                           \
+	X(c, pool_takes, COUNTER, "templates", 0, "", "template slots taken from the pool")        \
+	X(c, pool_bytes, GAUGE, "bytes", 0, "", "pool memory handed to size classes so far")
+
 struct nm_tmpl_cache_stats {
-	uint64_t templates;	   /* live templates */
-	uint64_t exporters;	   /* exporter addresses seen */
-	uint64_t published;	   /* new or changed templates published */
-	uint64_t refreshed;	   /* identical template received again (nothing published) */
-	uint64_t withdrawn;	   /* templates removed by withdrawal */
-	uint64_t withdraw_visited; /* templates a withdraw-all looked at (its cost) */
-	uint64_t
-		refused_exporter; /* refused: the exporter already has max_templates_per_exporter */
-	uint64_t refused_total;	  /* refused: max_templates reached */
-	uint64_t refused_exporters;	 /* refused: max_exporters addresses already known */
-	uint64_t rates;			 /* sampling-rate entries */
-	uint64_t rates_refused;		 /* rate entries refused: max_rates reached */
-	uint64_t rates_refused_exporter; /* refused: the (address, domain) has
-					  * max_rates_per_exporter, or no exporter entry */
-	uint64_t pending;		 /* data sets held now */
-	uint64_t pending_evicted;	 /* held sets pushed out by newer ones of the same domain */
-	uint64_t refused_memory;	 /* refused: no pool slot of the template's size left */
-	uint64_t writer_entries; /* times the writer mutex was taken (templates and rates) */
-	uint64_t pool_takes;	 /* template slots taken from the pool */
-	uint64_t pool_bytes;	 /* pool memory handed to size classes so far */
+	NM_TMPL_CTRS(NM_CTR_FIELD, NM_CTR_FIELD_ARRAY, _)
 };
+
+/* The set of struct nm_tmpl_cache_stats: "tmpl", keys prefixed "tmpl_" in combined views. */
+extern const struct nm_ctr_set nm_tmpl_ctr_set;
 
 /*
  * Create the cache; NULL with errno set on failure. Control thread. Allocates (and touches)
@@ -215,19 +267,25 @@ const struct nm_tmpl *nm_tmpl_lookup(struct nm_tmpl_cache *c, const struct nm_tm
 
 /*
  * Count a template received again unchanged (the caller found it with nm_tmpl_lookup() and
- * checked it with nm_tmpl_same_fields()). Reader: one relaxed atomic add, no lock.
+ * checked it with nm_tmpl_same_fields()) at now (the datagram's time_received, seconds): its
+ * idle clock restarts. Reader: one relaxed atomic add, and at most once a second per template
+ * one relaxed store into it (and into the cache's clock); no lock. t stays the caller's
+ * (valid until its next quiescent state): a refresh racing with the template's expiry is lost,
+ * the exporter's next refresh publishes it again.
  */
-void nm_tmpl_note_refresh(struct nm_tmpl_cache *c);
+void nm_tmpl_note_refresh(struct nm_tmpl_cache *c, const struct nm_tmpl *t, uint64_t now);
 
 /*
  * Publish a copy of t (key filled in; the caller keeps t, e.g. a scratch buffer). Returns 1 when
  * a new template or a changed layout was published, 0 when an identical template was already
  * there (a refresh that raced with another writer; nothing copied), -ENOSPC when a limit or the
- * pool refused it (counted). Writer: takes the mutex, takes a pool slot, looks up or creates the
- * exporter's entry in the exporter table (lock-free); the replaced template's slot goes back to
- * the pool after a grace period. No allocation.
+ * pool refused it (counted). now: the carrying datagram's time_received (s), the template's
+ * last_seen. A changed layout is counted (changed) and, the first time its key changes, queued
+ * for the app to log (nm_tmpl_changes_take()). Writer: takes the mutex, takes a pool slot, looks up
+ * or creates the exporter's entry in the exporter table (lock-free); the replaced template's slot
+ * goes back to the pool after a grace period. No allocation.
  */
-int nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t);
+int nm_tmpl_publish(struct nm_tmpl_cache *c, const struct nm_tmpl *t, uint64_t now);
 
 /* Withdraw one template (1 removed, 0 unknown). Writer, no allocation. */
 int nm_tmpl_withdraw(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k);
@@ -248,12 +306,14 @@ uint64_t nm_tmpl_rate_lookup(struct nm_tmpl_cache *c, const uint8_t exporter[NM_
 			     uint32_t domain, uint32_t sampler_id);
 
 /*
- * Set that rate (rate > 0). 0, or -ENOSPC when max_rates is reached. An unchanged rate (options
- * data repeats every few seconds) costs a reader lookup and no lock; a changed or new one is a
- * writer: mutex, then an in-place store or an entry from the preallocated array. No allocation.
+ * Set that rate (rate > 0) at now (the datagram's time_received, s: the entry's idle clock).
+ * 0, or -ENOSPC when max_rates or the exporter's cap is reached (counted). An unchanged rate
+ * (options data repeats every few seconds) costs a reader lookup, at most one relaxed store a
+ * second, and no lock; a changed or new one is a writer: mutex, then an in-place store or an entry
+ * from the preallocated array. No allocation.
  */
 int nm_tmpl_rate_set(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN], uint32_t domain,
-		     uint32_t sampler_id, uint64_t rate);
+		     uint32_t sampler_id, uint64_t rate, uint64_t now);
 
 /* A data set held until its template arrives, with what is needed to decode it later. */
 struct nm_tmpl_pending {
@@ -272,20 +332,59 @@ struct nm_tmpl_pending {
 /*
  * Hold a copy of p (p->len <= NM_TMPL_PENDING_MAX_LEN). Returns 0 when held, 1 when held after
  * evicting the oldest set of the same (exporter, domain, proto), -ENOSPC when the global pool is
- * full and -EMSGSIZE when the set is too long (not held). Slow path: takes the held-set mutex,
- * scans the pool (max_pending slots), copies p->len bytes. No allocation.
+ * full and -EMSGSIZE when the set is too long (not held). Sets older than hold_s by
+ * p->time_received are dropped on the way (pending_expired), so expired sets never keep a
+ * newer one out. Slow path: takes the held-set mutex, scans the pool (max_pending slots),
+ * copies p->len bytes. No allocation.
  */
 int nm_tmpl_pending_put(struct nm_tmpl_cache *c, const struct nm_tmpl_pending *p);
 
 /*
  * Move up to max held sets waiting for template k into out[] (oldest first) and forget them.
- * Returns how many were moved. One relaxed load when nothing is held anywhere; otherwise takes
- * the held-set mutex and scans the pool once per set moved. No allocation.
+ * now is the time_received (s) of the datagram that brought the template: sets older than
+ * hold_s by it are dropped and counted (pending_expired), not returned, so no set is decoded
+ * with a template that came long after it. Returns how many were moved. One relaxed load when
+ * nothing is held anywhere; otherwise takes the held-set mutex and scans the pool once per set
+ * moved. No allocation.
  */
 unsigned int nm_tmpl_pending_take(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k,
-				  struct nm_tmpl_pending *out, unsigned int max);
+				  uint64_t now, struct nm_tmpl_pending *out, unsigned int max);
 
 /* The per-(exporter, domain) bound of held sets (callers size their take buffer with it). */
 unsigned int nm_tmpl_pending_per_domain(const struct nm_tmpl_cache *c);
+
+/*
+ * The idle sweep: remove templates whose last_seen is template_timeout_s behind now (counted
+ * in expired, their exporter's cap slot freed), rates likewise (rates_expired, the exporter's
+ * rate cap freed) and held sets older than hold_s (pending_expired). now is the caller's clock
+ * in seconds of time_received; the sweep uses the smaller of now and the newest time_received
+ * the cache has been given, so a replay of an old capture (time_received from the file) or a
+ * quiet spell with no datagram at all ages nothing the data has not aged.
+ * Bounded cost: visits at most budget template slots and rate entries per call, resuming where
+ * the last call stopped (a full pass over N entries takes N / budget calls); held sets are a
+ * walk of max_pending slots when any is held. Returns the entries removed.
+ * Writer: takes the writer mutex once (and the held-set mutex once); no allocation; removed
+ * templates and rates are freed after a grace period (call_rcu). Call it off the hot path, from
+ * one thread that is a registered QSBR reader, online (the engine: the main lcore, once a
+ * second).
+ */
+unsigned int nm_tmpl_expire(struct nm_tmpl_cache *c, uint64_t now, unsigned int budget);
+
+/* A template layout change for the log: where it happened and how often since it was queued. */
+struct nm_tmpl_change {
+	struct nm_tmpl_key key;
+	uint64_t time_received; /* of the first change */
+	uint16_t old_fields, new_fields;
+};
+
+/*
+ * Move up to max queued layout changes into out[] (oldest first). A key is queued the first
+ * time its template changes layout (a flag the replacing template inherits), so the app logs it
+ * once however often the exporter flips it; when the ring is full the change is counted in
+ * changes_unlogged instead. lib/ never prints: the app's once-a-second tick calls this.
+ * Takes the writer mutex (only when a change is queued: one relaxed load otherwise). Any thread.
+ */
+unsigned int nm_tmpl_changes_take(struct nm_tmpl_cache *c, struct nm_tmpl_change *out,
+				  unsigned int max);
 
 #endif /* NM_TMPL_H */

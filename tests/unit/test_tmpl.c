@@ -153,10 +153,10 @@ test_publish(void **state)
 
 	(void)state;
 	assert_null(nm_tmpl_lookup(c, &k));
-	assert_int_equal(nm_tmpl_publish(c, make(k, 2)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(k, 2), 0), 1);
 	assert_int_equal(nm_tmpl_lookup(c, &k)->n_fields, 2);
-	assert_int_equal(nm_tmpl_publish(c, make(k, 2)), 0); /* refresh */
-	assert_int_equal(nm_tmpl_publish(c, make(k, 5)), 1); /* new layout */
+	assert_int_equal(nm_tmpl_publish(c, make(k, 2), 0), 0); /* refresh */
+	assert_int_equal(nm_tmpl_publish(c, make(k, 5), 0), 1); /* new layout */
 	t = nm_tmpl_lookup(c, &k);
 	assert_int_equal(t->n_fields, 5);
 	rcu_quiescent_state();
@@ -166,18 +166,18 @@ test_publish(void **state)
 	 */
 	k.proto = NM_TMPL_NF9;
 	assert_null(nm_tmpl_lookup(c, &k));
-	assert_int_equal(nm_tmpl_publish(c, make(k, 1)), 1);
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 257), 1)), 1);
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 258), 1)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(k, 1), 0), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 257), 1), 0), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 258), 1), 0), 1);
 	/* Per-exporter bound (3 for (1, 0, IPFIX)), the exporter table (2), the total (4). */
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 259), 1)), -ENOSPC);
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 1, 256), 1)), -ENOSPC);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 259), 1), 0), -ENOSPC);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 1, 256), 1), 0), -ENOSPC);
 	assert_int_equal(nm_tmpl_withdraw(c, &k), 1);
 	assert_int_equal(nm_tmpl_withdraw(c, &k), 0);
 	k.id = 257;
-	assert_int_equal(nm_tmpl_publish(c, make(k, 1)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(k, 1), 0), 1);
 	k.id = 258;
-	assert_int_equal(nm_tmpl_publish(c, make(k, 1)), -ENOSPC);
+	assert_int_equal(nm_tmpl_publish(c, make(k, 1), 0), -ENOSPC);
 	assert_int_equal(nm_tmpl_withdraw_all(c, key(1, 0, 0).exporter, 0, NM_TMPL_IPFIX, 0), 3);
 	nm_tmpl_cache_get_stats(c, &st);
 	assert_int_equal(st.templates, 1);
@@ -194,7 +194,7 @@ test_publish(void **state)
 		rcu_thread_offline();
 		rcu_barrier();
 		rcu_thread_online();
-		assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 300), 1)), 1);
+		assert_int_equal(nm_tmpl_publish(c, make(key(1, 0, 300), 1), 0), 1);
 		nm_tmpl_cache_get_stats(c, &st);
 		assert_int_equal(st.pool_bytes, bytes);
 	}
@@ -230,7 +230,7 @@ test_withdraw_cost(void **state)
 			k.exporter[15] = (uint8_t)e;
 			t = make(k, 1 + i % 3);
 			t->is_options = i >= 6; /* 2 options templates each */
-			assert_int_equal(nm_tmpl_publish(c, t), 1);
+			assert_int_equal(nm_tmpl_publish(c, t, 0), 1);
 		}
 	rcu_quiescent_state();
 	k = key(0, 0, 0);
@@ -257,7 +257,7 @@ test_withdraw_cost(void **state)
 	/* A replaced template (new layout) stays listed: withdraw-all still finds it. */
 	k.exporter[15] = 8;
 	k.id = 256;
-	assert_int_equal(nm_tmpl_publish(c, make(k, 7)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(k, 7), 0), 1);
 	assert_int_equal(nm_tmpl_withdraw_all(c, k.exporter, 0, NM_TMPL_IPFIX, 0), 6);
 	assert_null(nm_tmpl_lookup(c, &k));
 	nm_tmpl_cache_get_stats(c, &st);
@@ -275,14 +275,14 @@ test_rates(void **state)
 
 	(void)state;
 	/* Rates count against the exporter entry its options template made: none, no rate. */
-	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 0, 100), -ENOSPC);
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 5, 256), 1)), 1);
-	assert_int_equal(nm_tmpl_publish(c, make(key(1, 6, 256), 1)), 1);
+	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 0, 100, 0), -ENOSPC);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 5, 256), 1), 0), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(key(1, 6, 256), 1), 0), 1);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 0), 0);
-	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 0, 100), 0);
-	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 200), 0);
-	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 300), 0); /* replaced */
-	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 6, 0, 1), -ENOSPC);
+	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 0, 100, 0), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 200, 0), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 5, 7, 300, 0), 0); /* replaced */
+	assert_int_equal(nm_tmpl_rate_set(c, k.exporter, 6, 0, 1, 0), -ENOSPC);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 0), 100);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 5, 7), 300);
 	assert_int_equal(nm_tmpl_rate_lookup(c, k.exporter, 6, 0), 0);
@@ -304,15 +304,15 @@ test_rates_per_exporter(void **state)
 	unsigned int i, ok = 0;
 
 	(void)state;
-	assert_int_equal(nm_tmpl_publish(c, make(a, 1)), 1);
-	assert_int_equal(nm_tmpl_publish(c, make(b, 1)), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(a, 1), 0), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(b, 1), 0), 1);
 	for (i = 0; i < 65536; i++)
-		ok += nm_tmpl_rate_set(c, a.exporter, 0, i, 1000 + i) == 0;
+		ok += nm_tmpl_rate_set(c, a.exporter, 0, i, 1000 + i, 0) == 0;
 	assert_int_equal(ok, 16);
-	assert_int_equal(nm_tmpl_rate_set(c, b.exporter, 0, 1, 512), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, b.exporter, 0, 1, 512, 0), 0);
 	assert_int_equal(nm_tmpl_rate_lookup(c, b.exporter, 0, 1), 512);
 	/* A rate already held changes in place: no new entry, no refusal. */
-	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 3, 7), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 3, 7, 0), 0);
 	nm_tmpl_cache_get_stats(c, &st);
 	assert_int_equal(st.rates, 17);
 	assert_int_equal(st.rates_refused_exporter, 65536 - 16);
@@ -347,11 +347,11 @@ test_pending(void **state)
 	in.len = NM_TMPL_PENDING_MAX_LEN + 1;
 	assert_int_equal(nm_tmpl_pending_put(c, &in), -EMSGSIZE);
 	in.key = key(1, 0, 300);
-	assert_int_equal(nm_tmpl_pending_take(c, &in.key, out, 4), 2);
+	assert_int_equal(nm_tmpl_pending_take(c, &in.key, 0, out, 4), 2);
 	assert_int_equal(out[0].data[0], 1);
 	assert_int_equal(out[1].data[0], 2);
 	assert_int_equal(out[0].len, 3);
-	assert_int_equal(nm_tmpl_pending_take(c, &in.key, out, 4), 0);
+	assert_int_equal(nm_tmpl_pending_take(c, &in.key, 0, out, 4), 0);
 	nm_tmpl_cache_free(c);
 }
 
@@ -373,7 +373,7 @@ writer(void *arg)
 	for (unsigned int i = 0; i < 20000; i++) {
 		unsigned int n = 1 + (i * 7 + r->seed) % 40;
 
-		(void)nm_tmpl_publish(r->c, make_in(b, key(1, 0, (uint16_t)(256 + i % 8)), n));
+		(void)nm_tmpl_publish(r->c, make_in(b, key(1, 0, (uint16_t)(256 + i % 8)), n), 0);
 		if (i % 97 == 0)
 			(void)nm_tmpl_withdraw(r->c, &(struct nm_tmpl_key){0});
 		rcu_quiescent_state();
@@ -576,14 +576,14 @@ test_refresh_cost(void **state)
 	assert_int_equal(sink.bytes, 102 * 100);
 
 	/* Sampling rates: new, unchanged (no lock), changed (lock, no allocation). */
-	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 100), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 100, 0), 0);
 	spy_start();
-	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 100), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 100, 0), 0);
 	spy_stop();
 	assert_int_equal(n_allocs + n_locks, 0);
 	spy_start();
-	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 1000), 0);
-	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 2, 10), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 1, 1000, 0), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, meta.exporter, 7, 2, 10, 0), 0);
 	spy_stop();
 	assert_int_equal(n_allocs, 0);
 	assert_int_equal(n_locks, 2);
@@ -601,6 +601,246 @@ test_refresh_cost(void **state)
 	assert_int_equal(e->templates, 102);
 	nm_tmpl_cache_free(c);
 	nm_exp_free(exp);
+}
+
+/*
+ * The counter table: every member of struct nm_tmpl_cache_stats is in the set (the struct is
+ * generated from it, so the size must match), keys are unique, and the refusals and expiries
+ * the views must show are there under the names telemetry and the summary use.
+ */
+static void
+test_ctr_set(void **state)
+{
+	const struct nm_ctr_set *s = &nm_tmpl_ctr_set;
+	static const char *const must[] = {
+		"rates_refused",    "rates_refused_exporter", "rates_expired", "pending_evicted",
+		"pending_expired",  "pending_refused",	      "expired",       "changed",
+		"withdraw_visited", "refused_exporter",	      "refused_total", "refused_exporters",
+		"refused_memory"};
+	struct nm_tmpl_params p = {.max_rates_per_exporter = 1};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	struct nm_tmpl_key a = key(1, 0, 256);
+	struct nm_tmpl_cache_stats st;
+	unsigned int i, j;
+
+	(void)state;
+	assert_int_equal(s->n * sizeof(uint64_t), s->size);
+	assert_string_equal(s->prefix, "tmpl_");
+	for (i = 0; i < s->n; i++)
+		for (j = i + 1; j < s->n; j++)
+			assert_true(strcmp(s->desc[i].name, s->desc[j].name) != 0);
+	for (i = 0; i < sizeof(must) / sizeof(must[0]); i++) {
+		for (j = 0; j < s->n && strcmp(s->desc[j].name, must[i]) != 0; j++)
+			;
+		assert_true(j < s->n);
+	}
+	/* A refusal is seen through the set, as the views read it. */
+	assert_int_equal(nm_tmpl_publish(c, make(a, 1), 5), 1);
+	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 1, 10, 5), 0);
+	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 2, 10, 5), -ENOSPC);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(nm_ctr_by_name(s, &st, "rates_refused_exporter"), 1);
+	assert_int_equal(nm_ctr_by_name(s, &st, "templates"), 1);
+	assert_int_equal(nm_ctr_by_name(s, &st, "rates"), 1);
+	rcu_quiescent_state();
+	nm_tmpl_cache_free(c);
+}
+
+/* Let the call_rcu callbacks of removed templates and rates run (slots back in the pool). */
+static void
+grace(void)
+{
+	rcu_thread_offline();
+	rcu_barrier();
+	rcu_thread_online();
+}
+
+/*
+ * Idle expiry of templates: only the ones not refreshed for template_timeout_s go, counted, and
+ * their exporter's cap slot is free again; a refresh (reader path) keeps one alive; the sweep
+ * visits at most budget entries per call and resumes; the clock is the data's (a sweep with a
+ * wall clock far ahead of every time_received expires nothing the data has not aged).
+ */
+static void
+test_expire_templates(void **state)
+{
+	struct nm_tmpl_params p = {.max_templates_per_exporter = 4, .template_timeout_s = 100};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	struct nm_tmpl_key k[4], fresh = key(1, 0, 999);
+	struct nm_tmpl_cache_stats st;
+	unsigned int i, n;
+
+	(void)state;
+	for (i = 0; i < 4; i++) {
+		k[i] = key(1, 0, (uint16_t)(256 + i));
+		assert_int_equal(nm_tmpl_publish(c, make(k[i], 2), 1000), 1);
+	}
+	assert_int_equal(nm_tmpl_publish(c, make(fresh, 2), 1000), -ENOSPC); /* cap of 4 */
+	/* k[0] refreshed by the reader path, k[1] received again through publish (a race). */
+	nm_tmpl_note_refresh(c, nm_tmpl_lookup(c, &k[0]), 1090);
+	assert_int_equal(nm_tmpl_publish(c, make(k[1], 2), 1090), 0);
+	/* Wall clock far ahead, data clock at 1090: nothing is 100 s idle by the data. */
+	assert_int_equal(nm_tmpl_expire(c, 5000000000ULL, 1000), 0);
+	assert_non_null(nm_tmpl_lookup(c, &k[2]));
+	/* An RX lcore sees second 1100: k[2] and k[3] are 100 s idle. */
+	nm_tmpl_note_refresh(c, nm_tmpl_lookup(c, &k[0]), 1100);
+	/* Budget 1: one slot per call, so the four slots take four calls (the sweep resumes). */
+	for (i = 0, n = 0; i < 4; i++)
+		n += nm_tmpl_expire(c, 1100, 1);
+	assert_int_equal(n, 2);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.expired, 2);
+	assert_int_equal(st.withdrawn, 0);
+	assert_int_equal(st.templates, 2);
+	assert_int_equal(st.expire_visited, 4 + 4); /* one lap at 1090, four calls of one */
+	assert_null(nm_tmpl_lookup(c, &k[2]));
+	assert_null(nm_tmpl_lookup(c, &k[3]));
+	assert_non_null(nm_tmpl_lookup(c, &k[0]));
+	assert_non_null(nm_tmpl_lookup(c, &k[1]));
+	/* The cap slots are free again. */
+	rcu_quiescent_state();
+	grace();
+	assert_int_equal(nm_tmpl_publish(c, make(fresh, 2), 1100), 1);
+	/* Everything idle: a whole pass removes all, then nothing is left to do. */
+	nm_tmpl_note_refresh(c, nm_tmpl_lookup(c, &fresh), 1300);
+	assert_int_equal(nm_tmpl_expire(c, 1300, 1000), 2); /* k[0], k[1]; fresh was refreshed */
+	assert_int_equal(nm_tmpl_expire(c, 1300, 1000), 0);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.templates, 1);
+	assert_int_equal(st.exporters, 1);
+	rcu_quiescent_state();
+	nm_tmpl_cache_free(c);
+}
+
+/*
+ * A sampler-id flood fills its exporter's rate cap; once it stops, its rates expire (counted),
+ * the cap is free for its real rates, and a rate received again stays.
+ */
+static void
+test_expire_rates(void **state)
+{
+	struct nm_tmpl_params p = {
+		.max_rates = 64, .max_rates_per_exporter = 8, .template_timeout_s = 60};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	struct nm_tmpl_key a = key(1, 0, 256);
+	struct nm_tmpl_cache_stats st;
+	unsigned int i, ok = 0;
+
+	(void)state;
+	assert_int_equal(nm_tmpl_publish(c, make(a, 1), 100), 1);
+	for (i = 0; i < 1000; i++)
+		ok += nm_tmpl_rate_set(c, a.exporter, 0, i, 100 + i, 100) == 0;
+	assert_int_equal(ok, 8);
+	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 5000, 42, 150), -ENOSPC);
+	/* Sampler 3 keeps being announced (unchanged: the lock-free path), the rest stop. */
+	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 3, 103, 150), 0);
+	nm_tmpl_note_refresh(c, nm_tmpl_lookup(c, &a), 160);
+	assert_int_equal(nm_tmpl_expire(c, 160, 1000), 7);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.rates_expired, 7);
+	assert_int_equal(st.rates, 1);
+	assert_int_equal(nm_tmpl_rate_lookup(c, a.exporter, 0, 3), 103);
+	assert_int_equal(nm_tmpl_rate_lookup(c, a.exporter, 0, 4), 0);
+	/* After the grace period the entries are reused: the real exporter's rate fits. */
+	rcu_quiescent_state();
+	grace();
+	assert_int_equal(nm_tmpl_rate_set(c, a.exporter, 0, 5000, 42, 160), 0);
+	assert_int_equal(nm_tmpl_rate_lookup(c, a.exporter, 0, 5000), 42);
+	for (i = 0, ok = 0; i < 1000; i++)
+		ok += nm_tmpl_rate_set(c, a.exporter, 0, 10000 + i, 9, 160) == 0;
+	assert_int_equal(ok, 6); /* 8 minus sampler 3 and 5000 */
+	rcu_quiescent_state();
+	nm_tmpl_cache_free(c);
+}
+
+/*
+ * Held sets older than hold_s are never decoded: dropped when their template comes late, when
+ * a newer set is put, or by the sweep; counted in pending_expired.
+ */
+static void
+test_pending_expire(void **state)
+{
+	struct nm_tmpl_params p = {.max_pending = 8, .max_pending_per_domain = 4, .hold_s = 10};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	static struct nm_tmpl_pending in, out[4];
+	struct nm_tmpl_cache_stats st;
+
+	(void)state;
+	in.len = 3;
+	in.key = key(1, 0, 300);
+	in.time_received = 1000;
+	in.data[0] = 1;
+	assert_int_equal(nm_tmpl_pending_put(c, &in), 0);
+	in.time_received = 1005;
+	in.data[0] = 2;
+	assert_int_equal(nm_tmpl_pending_put(c, &in), 0);
+	/* The template comes at 1011: the first set is 11 s old, the second 6 s. */
+	assert_int_equal(nm_tmpl_pending_take(c, &in.key, 1011, out, 4), 1);
+	assert_int_equal(out[0].data[0], 2);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.pending_expired, 1);
+	assert_int_equal(st.pending, 0);
+	/* Put drops stale sets of any exporter on its way. */
+	in.key = key(2, 0, 300);
+	in.time_received = 1020;
+	assert_int_equal(nm_tmpl_pending_put(c, &in), 0);
+	in.key = key(3, 0, 300);
+	in.time_received = 1031;
+	assert_int_equal(nm_tmpl_pending_put(c, &in), 0);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.pending_expired, 2);
+	assert_int_equal(st.pending, 1);
+	/* The sweep drops the last one once the data clock (1031) is 11 s ahead of it: at 1042. */
+	assert_int_equal(nm_tmpl_expire(c, 2000000000ULL, 16), 0);
+	in.key = key(4, 0, 300);
+	in.time_received = 1042;
+	assert_int_equal(nm_tmpl_pending_put(c, &in), 0); /* drops key 3's on the way */
+	in.time_received = 1053;
+	assert_int_equal(nm_tmpl_pending_take(c, &in.key, 1053, out, 4), 0);
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.pending_expired, 4);
+	assert_int_equal(st.pending, 0);
+	nm_tmpl_cache_free(c);
+}
+
+/*
+ * A layout change is counted every time and queued for the log once per key, however often
+ * the exporter (or a spoofer) flips it; the queue is bounded and its overflow counted.
+ */
+static void
+test_changed(void **state)
+{
+	struct nm_tmpl_params p = {.change_log = 2};
+	struct nm_tmpl_cache *c = nm_tmpl_cache_create(&p);
+	struct nm_tmpl_key a = key(1, 7, 256), b = key(2, 7, 300), d = key(3, 7, 301);
+	struct nm_tmpl_change ch[4];
+	struct nm_tmpl_cache_stats st;
+	unsigned int i;
+
+	(void)state;
+	assert_int_equal(nm_tmpl_publish(c, make(a, 1), 10), 1);
+	for (i = 0; i < 10; i++)
+		assert_int_equal(nm_tmpl_publish(c, make(a, 2 + (i & 1)), 11 + i), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(a, 3), 30), 0); /* unchanged: a refresh */
+	assert_int_equal(nm_tmpl_publish(c, make(b, 1), 30), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(b, 2), 31), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(d, 1), 30), 1);
+	assert_int_equal(nm_tmpl_publish(c, make(d, 2), 31), 1); /* ring of 2 full */
+	nm_tmpl_cache_get_stats(c, &st);
+	assert_int_equal(st.changed, 12);
+	assert_int_equal(st.changes_unlogged, 1);
+	assert_int_equal(nm_tmpl_changes_take(c, ch, 4), 2);
+	assert_memory_equal(&ch[0].key, &a, sizeof(a));
+	assert_int_equal(ch[0].old_fields, 1);
+	assert_int_equal(ch[0].new_fields, 2);
+	assert_int_equal(ch[0].time_received, 11);
+	assert_memory_equal(&ch[1].key, &b, sizeof(b));
+	assert_int_equal(nm_tmpl_changes_take(c, ch, 4), 0);
+	/* Once taken, a's later flips stay counted, not queued again. */
+	assert_int_equal(nm_tmpl_publish(c, make(a, 1), 40), 1);
+	assert_int_equal(nm_tmpl_changes_take(c, ch, 4), 0);
+	rcu_quiescent_state();
+	nm_tmpl_cache_free(c);
 }
 
 static int
@@ -630,6 +870,11 @@ main(void)
 		cmocka_unit_test(test_pending),
 		cmocka_unit_test(test_race),
 		cmocka_unit_test(test_refresh_cost),
+		cmocka_unit_test(test_ctr_set),
+		cmocka_unit_test(test_expire_templates),
+		cmocka_unit_test(test_expire_rates),
+		cmocka_unit_test(test_pending_expire),
+		cmocka_unit_test(test_changed),
 	};
 
 	return cmocka_run_group_tests(tests, setup_rcu, teardown_rcu);
