@@ -305,8 +305,16 @@ struct nm_stats_view {
 	struct nm_flusher_stats fl;
 	struct nm_kafka_stats k;
 	struct nm_exp_stats e;
+	struct nm_tmpl_cache_stats t; /* the template cache (lib/tmpl) */
 };
 void nm_stats_snapshot(const struct nm_app *app, struct nm_stats_view *v);
+
+/*
+ * The template cache's idle sweep (stats.c): once a second at most, nm_tmpl_expire() with the
+ * engine's clock and a bounded budget. Main lcore, an online QSBR reader; cheap when not due
+ * (one TSC read).
+ */
+void nm_tmpl_tick(struct nm_app *app);
 
 /* What the summary shows: every counter at the end of the run. */
 struct nm_summary {
@@ -323,7 +331,7 @@ void nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FIL
 int nm_summary_json(const struct nm_app *app, const struct nm_summary *sm, const char *path);
 
 /* The sets the combined views (/netmeta/stats, JSON summary) list, in order, with their objects. */
-#define NM_STATS_SETS 5
+#define NM_STATS_SETS 6
 struct nm_stats_set {
 	const struct nm_ctr_set *set;
 	const void *obj;

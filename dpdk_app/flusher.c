@@ -125,6 +125,7 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 		uint64_t tsc = rte_rdtsc();
 
 		nm_lograte_tick(app);
+		nm_tmpl_tick(app); /* template cache idle expiry, once a second (stats.c) */
 		nm_top_tick(app->top,
 			    app->start_ns + (tsc - app->start_tsc) * 1000000000ULL / app->tsc_hz,
 			    !app->offline);

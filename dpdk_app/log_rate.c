@@ -12,8 +12,11 @@
  * Which counters are "conditions" is decided by the counter tables, not a list here: every
  * element of a by-reason or by-class array of the worker and decode sets except the good one
  * (frames that are simply not IP or not UDP on a shared link are not worth a warning), and
- * every counter of the exporter table's set (entries refused for want of room). Losses the
- * summary reports (aggregation drops, Kafka drops and failures) are logged the same way.
+ * every counter of the exporter table's set (entries refused for want of room), and the template
+ * cache's refusals, evictions and expiries. Losses the summary reports (aggregation drops, Kafka
+ * drops and failures) are logged the same way. A template layout change is logged once per
+ * (exporter, domain, template id): lib/tmpl queues the first change of a key, the tick prints
+ * the queue (at most NM_LOG_CHANGES lines a second; the rest wait for the next seconds).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,6 +31,7 @@
 #include <rte_memory.h>
 
 #include "opsview.h"
+#include "base/addr.h"
 
 /* ---- systemd journal priorities ---- */
 
@@ -245,12 +249,49 @@ conditions(struct nm_lograte *lr, const struct nm_stats_view *v, const struct nm
 			cond_line(lr, "refused", d->name, nm_ctr_value(d, &v->e, 0),
 				  nm_ctr_value(d, &p->e, 0), RTE_LOG_WARNING);
 	}
+	/* The template cache: what it refused, pushed out or expired (never per datagram). */
+	for (k = 0; k < nm_tmpl_ctr_set.n; k++) {
+		const struct nm_ctr_desc *d = &nm_tmpl_ctr_set.desc[k];
+
+		if (d->n == 0 && d->kind == NM_CTR_COUNTER &&
+		    (strstr(d->name, "refused") != NULL || strstr(d->name, "expired") != NULL ||
+		     strstr(d->name, "evicted") != NULL))
+			cond_line(lr, "templates", d->name, nm_ctr_value(d, &v->t, 0),
+				  nm_ctr_value(d, &p->t, 0),
+				  strstr(d->name, "expired") != NULL ? RTE_LOG_INFO
+								     : RTE_LOG_WARNING);
+	}
 	cond_line(lr, "aggregation", "records dropped (table full)", v->a.dropped, p->a.dropped,
 		  RTE_LOG_ERR);
 	cond_line(lr, "kafka", "records failed", v->k.records_failed, p->k.records_failed,
 		  RTE_LOG_ERR);
 	cond_line(lr, "kafka", "records dropped (spool full)", v->k.records_dropped,
 		  p->k.records_dropped, RTE_LOG_ERR);
+}
+
+#define NM_LOG_CHANGES 8
+
+/* Template layout changes, once per (exporter, domain, id) (see the file comment). */
+static void
+log_changes(struct nm_lograte *lr, struct nm_tmpl_cache *c)
+{
+	struct nm_tmpl_change ch[NM_LOG_CHANGES];
+	unsigned int i, n;
+	char a[64];
+
+	if (c == NULL)
+		return;
+	n = nm_tmpl_changes_take(c, ch, NM_LOG_CHANGES);
+	for (i = 0; i < n; i++) {
+		rte_log(RTE_LOG_WARNING, nm_logtype,
+			"netmeta: templates: exporter %s domain %u %s template %u changed layout "
+			"(%u -> %u fields); further changes of it are counted only "
+			"(tmpl_changed)\n",
+			nm_addr_str(ch[i].key.exporter, a, sizeof(a)), ch[i].key.domain,
+			ch[i].key.proto == NM_TMPL_NF9 ? "NetFlow v9" : "IPFIX", ch[i].key.id,
+			ch[i].old_fields, ch[i].new_fields);
+		lr->lines++;
+	}
 }
 
 void
@@ -270,6 +311,7 @@ nm_lograte_tick(struct nm_app *app)
 	nm_stats_snapshot(app, &v);
 	if (lr->have_prev)
 		conditions(lr, &v, &lr->prev);
+	log_changes(lr, app->tmpl);
 	lr->prev = v;
 	lr->have_prev = true;
 }

@@ -181,6 +181,8 @@ nm_prom_write(const struct nm_app *app, FILE *f)
 		ret = nm_ctr_prom(&nm_kafka_ctr_set, (const void *[]){&v.k}, NULL, 1, f);
 	if (ret == 0 && app->exp != NULL)
 		ret = nm_ctr_prom(&nm_exp_ctr_set, (const void *[]){&v.e}, NULL, 1, f);
+	if (ret == 0 && app->tmpl != NULL)
+		ret = nm_ctr_prom(&nm_tmpl_ctr_set, (const void *[]){&v.t}, NULL, 1, f);
 	if (ret != 0)
 		goto out;
 

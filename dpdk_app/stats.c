@@ -64,6 +64,32 @@ nm_stats_snapshot(const struct nm_app *app, struct nm_stats_view *v)
 		nm_kafka_get_stats(app->kafka, &v->k);
 	if (app->exp != NULL)
 		nm_exp_get_stats(app->exp, &v->e);
+	if (app->tmpl != NULL)
+		nm_tmpl_cache_get_stats(app->tmpl, &v->t);
+}
+
+/*
+ * Entries the sweep looks at per second: a full pass over the largest cache (65,536 templates
+ * and as many rates) takes half a minute, against a timeout of minutes; each call holds the
+ * template writer mutex for a few microseconds.
+ */
+#define NM_TMPL_SWEEP_BUDGET 4096
+
+void
+nm_tmpl_tick(struct nm_app *app)
+{
+	static uint64_t next_tsc;
+	uint64_t tsc = rte_rdtsc();
+
+	if (app->tmpl == NULL || tsc < next_tsc)
+		return;
+	next_tsc = tsc + app->tsc_hz;
+	/* Wall-clock seconds, the scale of time_received; lib/tmpl clamps it to the data's. */
+	(void)nm_tmpl_expire(
+		app->tmpl,
+		(app->start_ns + (tsc - app->start_tsc) * 1000000000ULL / app->tsc_hz) /
+			1000000000ULL,
+		NM_TMPL_SWEEP_BUDGET);
 }
 
 /* The sets of a view, in the order every combined view lists them. */
@@ -75,6 +101,7 @@ nm_stats_sets(const struct nm_stats_view *v, struct nm_stats_set out[NM_STATS_SE
 	out[2] = (struct nm_stats_set){&nm_agg_ctr_set, &v->a};
 	out[3] = (struct nm_stats_set){&nm_flusher_ctr_set, &v->fl};
 	out[4] = (struct nm_stats_set){&nm_kafka_ctr_set, &v->k};
+	out[5] = (struct nm_stats_set){&nm_tmpl_ctr_set, &v->t};
 }
 
 /* Telemetry callbacks get no user argument; the app is set once before registration. */
@@ -144,7 +171,8 @@ nm_telemetry_register(struct nm_app *app)
 	tel_app = app;
 	ret = rte_telemetry_register_cmd("/netmeta/stats", tel_stats_g,
 					 "Engine counters: frames, datagrams by protocol, decode "
-					 "errors by reason, records, aggregation, Kafka delivery.");
+					 "errors by reason, records, aggregation, Kafka delivery, "
+					 "template cache (tmpl_*).");
 	if (ret == 0)
 		ret = rte_telemetry_register_cmd(
 			"/netmeta/kafka", tel_kafka_g,

@@ -25,6 +25,8 @@ nm_tables_create(struct nm_app *app)
 	struct nm_tmpl_params tp = {.max_templates_per_exporter =
 					    app->cfg.max_templates_per_exporter,
 				    .max_rates_per_exporter = app->cfg.max_rates_per_exporter,
+				    .template_timeout_s = app->cfg.template_timeout_s,
+				    .hold_s = app->cfg.template_hold_s,
 				    .max_templates = 65536,
 				    .max_exporters = 4096};
 	struct nm_exp_params ep = {

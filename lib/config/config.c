@@ -56,6 +56,11 @@ static const struct key_desc keys[] = {
 	 NULL, "1024"},
 	{"collector", "max_rates_per_exporter", K_UINT, F(max_rates_per_exporter), 1, 65536, NULL,
 	 "256"},
+	/* Idle expiry and the held-set age (lib/tmpl): restart only, the cache is sized at start.
+	 */
+	{"collector", "template_timeout_s", K_UINT, F(template_timeout_s), 10, 7 * 86400, NULL,
+	 "1800"},
+	{"collector", "template_hold_s", K_UINT, F(template_hold_s), 1, 3600, NULL, "10"},
 	{"collector", "sflow_agent_learn", K_ENUM, F(sflow_agent_learn), 0, 0, yes_no, "yes"},
 	{"mirror", "sample_rate", K_UINT, F(mirror_sample_rate), 1, 1 << 30, NULL, "1000"},
 	{"mirror", "mode", K_ENUM, F(mirror_random), 0, 0, mirror_modes, "deterministic"},

@@ -129,6 +129,8 @@ struct nm_config {
 	int sflow_agent_learn; /* 1: bind an unconfigured agent to its first UDP source */
 	unsigned int max_templates_per_exporter; /* per (address, domain, protocol) */
 	unsigned int max_rates_per_exporter;	 /* sampling-rate entries per (address, domain) */
+	unsigned int template_timeout_s; /* templates and rates not received again: expired */
+	unsigned int template_hold_s;	 /* data sets held for their template at most this long */
 	struct nm_cfg_prefix allow[NM_CFG_MAX_ALLOW]; /* none: every source is accepted */
 	unsigned int n_allow;
 

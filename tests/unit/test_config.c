@@ -80,6 +80,48 @@ test_set(void **state)
 	assert_string_equal(c.kafka_compression, "zstd");
 }
 
+/*
+ * [collector] template_timeout_s and template_hold_s: defaults (RFC 7011 s8.4 / s8), limits
+ * named in the error, a reload says they need a restart (the cache takes them at creation).
+ */
+static void
+test_template_expiry_keys(void **state)
+{
+	struct nm_config c, *b = malloc(sizeof(*b));
+	struct nm_config_change ch[4];
+	char err[512] = "";
+
+	(void)state;
+	assert_non_null(b);
+	nm_config_defaults(&c);
+	assert_int_equal(c.template_timeout_s, 1800);
+	assert_int_equal(c.template_hold_s, 10);
+	assert_int_equal(nm_config_set(&c, "collector.template_timeout_s=5", err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "[collector] template_timeout_s = \"5\""));
+	assert_non_null(strstr(err, "from 10 to 604800"));
+	assert_int_equal(nm_config_set(&c, "collector.template_hold_s=0", err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "[collector] template_hold_s = \"0\""));
+	assert_non_null(strstr(err, "from 1 to 3600"));
+	assert_int_equal(nm_config_set(&c, "collector.template_hold_s=abc", err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(c.template_hold_s, 10);
+	*b = c;
+	assert_int_equal(nm_config_set(b, "collector.template_timeout_s=60", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "collector.template_hold_s=3", err, sizeof(err)), 0);
+	assert_int_equal(b->template_timeout_s, 60);
+	assert_int_equal(b->template_hold_s, 3);
+	assert_int_equal(nm_config_diff(&c, b, ch, 4), 2);
+	assert_string_equal(ch[0].key, "collector.template_timeout_s");
+	assert_string_equal(ch[0].was, "1800");
+	assert_string_equal(ch[0].now, "60");
+	assert_int_equal(ch[0].restart, 1);
+	assert_string_equal(ch[1].key, "collector.template_hold_s");
+	assert_int_equal(ch[1].restart, 1);
+	free(b);
+}
+
 /* [collector] allow and [exporter.NAME] sflow_sources: parsed, host bits cleared, errors named. */
 static void
 test_allow(void **state)
@@ -746,6 +788,7 @@ main(void)
 		cmocka_unit_test(test_tap_words),
 		cmocka_unit_test(test_check_names_every_problem),
 		cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_template_expiry_keys),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
