@@ -84,12 +84,13 @@ nm_tmpl_tick(struct nm_app *app)
 	if (app->tmpl == NULL || tsc < next_tsc)
 		return;
 	next_tsc = tsc + app->tsc_hz;
-	/* Wall-clock seconds, the scale of time_received; lib/tmpl clamps it to the data's. */
-	(void)nm_tmpl_expire(
-		app->tmpl,
-		(app->start_ns + (tsc - app->start_tsc) * 1000000000ULL / app->tsc_hz) /
-			1000000000ULL,
-		NM_TMPL_SWEEP_BUDGET);
+	/*
+	 * Wall-clock seconds, the scale of time_received; lib/tmpl clamps it to the data's.
+	 * Whole seconds of TSC first: cycles * 1e9 would overflow 64 bits after a few seconds.
+	 */
+	(void)nm_tmpl_expire(app->tmpl,
+			     app->start_ns / 1000000000ULL + (tsc - app->start_tsc) / app->tsc_hz,
+			     NM_TMPL_SWEEP_BUDGET);
 }
 
 /* The sets of a view, in the order every combined view lists them. */
@@ -127,8 +128,29 @@ tel_stats(const char *cmd, const char *params, struct rte_tel_data *d)
 	nm_stats_snapshot(tel_app, &v);
 	nm_stats_sets(&v, sets);
 	rte_tel_data_start_dict(d);
+	/*
+	 * A DPDK telemetry dictionary holds at most RTE_TEL_MAX_DICT_ENTRIES (256) entries and
+	 * the other sets fill most of it: the template cache's answers /netmeta/templates.
+	 */
 	for (i = 0; i < NM_STATS_SETS; i++)
-		nm_ctr_foreach(sets[i].set, sets[i].obj, sets[i].set->prefix, tel_add, d);
+		if (sets[i].set != &nm_tmpl_ctr_set)
+			nm_ctr_foreach(sets[i].set, sets[i].obj, sets[i].set->prefix, tel_add, d);
+	return 0;
+}
+
+/* The template cache: templates, rates, held sets; every refusal and expiry. */
+static int
+tel_templates(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct nm_tmpl_cache_stats t;
+
+	(void)cmd;
+	(void)params;
+	memset(&t, 0, sizeof(t));
+	if (tel_app->tmpl != NULL)
+		nm_tmpl_cache_get_stats(tel_app->tmpl, &t);
+	rte_tel_data_start_dict(d);
+	nm_ctr_foreach(&nm_tmpl_ctr_set, &t, nm_tmpl_ctr_set.prefix, tel_add, d);
 	return 0;
 }
 
@@ -154,6 +176,7 @@ tel_kafka(const char *cmd, const char *params, struct rte_tel_data *d)
 
 NM_TEL_GUARDED(tel_stats_g, tel_stats, tel_app)
 NM_TEL_GUARDED(tel_kafka_g, tel_kafka, tel_app)
+NM_TEL_GUARDED(tel_templates_g, tel_templates, tel_app)
 
 void
 nm_tel_close(struct nm_app *app)
@@ -171,13 +194,17 @@ nm_telemetry_register(struct nm_app *app)
 	tel_app = app;
 	ret = rte_telemetry_register_cmd("/netmeta/stats", tel_stats_g,
 					 "Engine counters: frames, datagrams by protocol, decode "
-					 "errors by reason, records, aggregation, Kafka delivery, "
-					 "template cache (tmpl_*).");
+					 "errors by reason, records, aggregation, Kafka delivery.");
 	if (ret == 0)
 		ret = rte_telemetry_register_cmd(
 			"/netmeta/kafka", tel_kafka_g,
 			"Kafka sink: queue depth, spool, delivered/failed "
 			"messages and bytes, drops, last error, broker state.");
+	if (ret == 0)
+		ret = rte_telemetry_register_cmd(
+			"/netmeta/templates", tel_templates_g,
+			"Template cache (NetFlow v9/IPFIX): templates, sampling rates and held "
+			"data sets, with every refusal, eviction and expiry (tmpl_*).");
 	ret = nm_tel_exporters_register(app) != 0 ? -1 : ret;
 	ret = nm_tel_ports_register(app) != 0 ? -1 : ret;
 	ret = nm_top_register(app) != 0 ? -1 : ret;
