@@ -13,7 +13,8 @@ max_templates_per_exporter = 64. Frames go in from the peer end through a raw so
   2. the flood: one spoofed source (10.66.0.1) announcing 65,536 sampler ids (v9 options
      template: scope system, FLOW_SAMPLER_ID 48, FLOW_SAMPLER_MODE 49,
      FLOW_SAMPLER_RANDOM_INTERVAL 50; 100 records a datagram), one source (10.98.0.1) with 100
-     templates, and 5,000 sources (10.99.x.y) with 2 templates each;
+     templates, one (10.97.0.1) that flips template 256 between two layouts 20 times, and 5,000
+     sources (10.99.x.y) with 2 templates each;
   3. the real exporter again, and every 3 s until 14 s after the flood (it keeps its templates
      and rate fresh; the flood's go idle).
 Asserted (summary JSON at SIGTERM, Kafka rows):
@@ -21,7 +22,8 @@ Asserted (summary JSON at SIGTERM, Kafka rows):
     SamplingRate 10: nothing of it was lost to the flood or decoded at another rate;
   - the rate table stayed bounded: the spoofed source got max_rates_per_exporter (256) rates and
     the rest were refused and counted (tmpl_rates_refused_exporter);
-  - 10.98.0.1 got 64 templates, 36 refused (tmpl_refused_exporter); the 5,000 sources filled
+  - 10.98.0.1 got 64 templates, 36 refused (tmpl_refused_exporter); 10.97.0.1's 19 layout
+    changes are counted (tmpl_changed) and logged once; the 5,000 sources filled
     the exporter entries (4,096) and the templates of the rest were refused
     (tmpl_refused_exporters);
   - after the flood stopped and 10 s passed, every flood template and rate was expired and
@@ -48,6 +50,7 @@ REAL_TEMPLATES = 5  # frame 1: four data templates and one options template
 N_SAMPLERS, PER_DGRAM = 65536, 100
 N_SRC, SRC_TMPL = 5000, 2
 CAP_TMPL, CAP_SRC_TMPL = 64, 100
+FLIPS = 20
 MAX_RATES = 256  # [collector] max_rates_per_exporter default
 MAX_EXPORTERS = 4096  # the exporter table (dpdk_app/workers.c)
 TIMEOUT = 10
@@ -132,6 +135,9 @@ def main():
                                  dptest.read_pcap(path)])
         flood = [frame(mac, src(98, 0, 1), v9([templates(0, 50)], 50, 0)),
                  frame(mac, src(98, 0, 1), v9([templates(50, 50)], 50, 1))]
+        flood += [frame(mac, src(97, 0, 1), v9([flowset(0, struct.pack("!HH", 256, 1 + i % 2) +
+                                                       struct.pack("!HH", 8, 4) * (1 + i % 2))],
+                                               1, i)) for i in range(FLIPS)]
         flood += [frame(mac, src(66, 0, 1), p, sport=40001) for p in sampler_flood()]
         flood += [frame(mac, src(99, i >> 8, i & 255), v9([templates(0, SRC_TMPL)], SRC_TMPL, 0))
                   for i in range(N_SRC)]
@@ -198,17 +204,24 @@ def main():
     if t["tmpl_refused_exporter"] != CAP_SRC_TMPL - CAP_TMPL:
         fail("tmpl_refused_exporter %d, want %d" % (t["tmpl_refused_exporter"],
                                                     CAP_SRC_TMPL - CAP_TMPL))
-    # Entries: the real exporter, 10.98.0.1, 10.66.0.1, then the 5,000 as long as entries last.
-    refused_src = N_SRC - (MAX_EXPORTERS - 3)
+    if t["tmpl_changed"] != FLIPS - 1:
+        fail("tmpl_changed %d, want %d" % (t["tmpl_changed"], FLIPS - 1))
+    logged = [ln for ln in run.output.splitlines()
+              if "changed layout" in ln and "10.97.0.1 " in ln]
+    nmtest.log("layout change log lines: %r" % logged)
+    if len(logged) != 1:
+        fail("%d log lines for 10.97.0.1's layout changes, want 1" % len(logged))
+    # Entries: the real exporter, 10.98.0.1, 10.97.0.1, 10.66.0.1, then the 5,000 while they last.
+    refused_src = N_SRC - (MAX_EXPORTERS - 4)
     if not refused_src * SRC_TMPL * 0.5 <= t["tmpl_refused_exporters"] <= refused_src * SRC_TMPL:
         fail("tmpl_refused_exporters %d, want about %d" % (t["tmpl_refused_exporters"],
                                                           refused_src * SRC_TMPL))
-    flood_tmpl = t["tmpl_published"] - REAL_TEMPLATES
+    flood_tmpl = t["tmpl_published"] - t["tmpl_changed"] - REAL_TEMPLATES  # live ones
     if t["tmpl_templates"] != REAL_TEMPLATES or t["tmpl_expired"] != flood_tmpl:
         fail("after the timeout: %d templates left (want the real %d), %d expired of %d "
              "flood templates" % (t["tmpl_templates"], REAL_TEMPLATES, t["tmpl_expired"],
                                   flood_tmpl))
-    if flood_tmpl < CAP_TMPL + (MAX_EXPORTERS - 3) * SRC_TMPL * 0.9:
+    if flood_tmpl < CAP_TMPL + (MAX_EXPORTERS - 4) * SRC_TMPL * 0.9:
         fail("only %d flood templates were published" % flood_tmpl)
     if t["tmpl_rates"] != 1 or t["tmpl_rates_expired"] != MAX_RATES:
         fail("rates: %d left (want 1), %d expired (want %d)" % (t["tmpl_rates"],
