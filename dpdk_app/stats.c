@@ -203,8 +203,9 @@ nm_telemetry_register(struct nm_app *app)
 	if (ret == 0)
 		ret = rte_telemetry_register_cmd(
 			"/netmeta/templates", tel_templates_g,
-			"Template cache (NetFlow v9/IPFIX): templates, sampling rates and held "
-			"data sets, with every refusal, eviction and expiry (tmpl_*).");
+			/* DPDK 22.11 refuses help texts of 128 bytes or more. */
+			"Template cache: templates, rates, held sets; every refusal, eviction, "
+			"expiry (tmpl_*).");
 	ret = nm_tel_exporters_register(app) != 0 ? -1 : ret;
 	ret = nm_tel_ports_register(app) != 0 ? -1 : ret;
 	ret = nm_top_register(app) != 0 ? -1 : ret;
