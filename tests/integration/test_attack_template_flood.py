@@ -29,9 +29,11 @@ Asserted (summary JSON at SIGTERM, Kafka rows):
   - after the flood stopped and 10 s passed, every flood template and rate was expired and
     counted (tmpl_expired, tmpl_rates_expired): what is left is the real exporter's 5 templates
     and its 1 rate;
-  - peak RSS grew by less than 32 MiB across the flood (the cache is preallocated).
+  - peak RSS grew by less than 32 MiB across the flood (the cache is preallocated);
+  - telemetry /netmeta/templates answers the same tmpl_* counters as the summary.
 About 30 s (10 s of it the idle timeout).
 """
+import json
 import os
 import signal
 import socket
@@ -44,6 +46,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dptest  # noqa: E402
 import nmtest  # noqa: E402
+
+STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 
 CAPTURE = "generated/softflowd-v9-sampled10.pcap"
 REAL_TEMPLATES = 5  # frame 1: four data templates and one options template
@@ -149,8 +153,9 @@ def main():
                "[port.tf]\ndevice = net_af_packet0,iface=%s\nrole = collector\n"
                "rx_queues = 1\nlcores = 1\n" % (TIMEOUT, CAP_TMPL, ns.a))
         topic = "attack-tf-%d" % os.getpid()
+        prefix = nmtest.file_prefix("tf")
         eng = nmtest.start_engine(broker.bootstrap, topic, netns=ns.name, config_text=cfg,
-                                  sets=["engine.stats_interval_ms=500"],
+                                  sets=["engine.stats_interval_ms=500"], prefix=prefix,
                                   eal=["--lcores=0@0,1@%d" % (1 if os.cpu_count() > 1 else 0)])
         replays = 0
         try:
@@ -170,6 +175,12 @@ def main():
                 time.sleep(3)
             time.sleep(2)  # the last sweeps (once a second, 4,096 entries each)
             after = hwm(eng.pid)
+            p = subprocess.run([sys.executable, STATS, "--prefix", prefix, "--json",
+                                "/netmeta/templates"], stdout=subprocess.PIPE, timeout=30)
+            try:
+                tel = json.loads(p.stdout)["/netmeta/templates"] or {}
+            except (ValueError, KeyError):
+                tel = {}
             eng.send_signal(signal.SIGTERM)
         except Exception:
             eng.kill()
@@ -226,6 +237,9 @@ def main():
     if t["tmpl_rates"] != 1 or t["tmpl_rates_expired"] != MAX_RATES:
         fail("rates: %d left (want 1), %d expired (want %d)" % (t["tmpl_rates"],
                                                                t["tmpl_rates_expired"], MAX_RATES))
+    nmtest.log("/netmeta/templates: %r" % tel)
+    if sorted(tel) != sorted(t) or tel.get("tmpl_expired") != t["tmpl_expired"]:
+        fail("/netmeta/templates %r does not match the summary's tmpl_* %r" % (tel, t))
     nmtest.log("peak RSS %d KiB before the flood, %d KiB after" % (before, after))
     if before == 0 or after - before > 32 * 1024:
         fail("peak RSS grew by %d KiB across the flood" % (after - before))
