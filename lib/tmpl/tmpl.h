@@ -21,15 +21,18 @@
  *    cds_lfht_add_replace() and returns the old slot to the pool after a grace period
  *    (call_rcu). Writers are serialised by a mutex: template changes are rare.
  *  - sampling rates learned from options data (IEs 34, 50, 305/306), keyed by
- *    (exporter, domain, sampler id): entries from a preallocated array, never removed; a changed
- *    rate is stored in place (one aligned 64-bit store readers load atomically).
+ *    (exporter, domain, sampler id): entries from a preallocated array, removed by idle expiry
+ *    and reused after a grace period; a changed rate is stored in place (one aligned 64-bit
+ *    store readers load atomically).
  *  - data sets that arrived before their template (held, copied, bounded), keyed by
  *    (exporter, domain, template id, protocol); a small preallocated pool under its own mutex,
  *    touched only on the slow path (unknown template, template arrival while sets are held).
  *
  * Bounds: templates per exporter (address, domain, protocol), templates in total, template
  * memory (pool_bytes), exporters (the exporter table's size), rates, held sets per (exporter,
- * domain) and in total. What does not fit is refused and counted, never allocated.
+ * domain) and in total. What does not fit is refused and counted, never allocated. What is not
+ * received again goes: templates and rates after template_timeout_s (nm_tmpl_expire()), held
+ * sets after hold_s; counted too.
  *
  * Allocation: nothing in this module allocates after nm_tmpl_cache_create(). One exception
  * inside liburcu: the template and rate hash tables grow (CDS_LFHT_AUTO_RESIZE) when they pass
@@ -293,7 +296,8 @@ int nm_tmpl_withdraw(struct nm_tmpl_cache *c, const struct nm_tmpl_key *k);
 /*
  * Withdraw every template of (exporter, domain, proto) that is an options template when
  * options is 1, a plain one when 0 (IPFIX "withdraw all": template id 2 or 3). Returns the number
- * removed. Writer; walks the whole table (rare, and bounded by max_templates).
+ * removed. Writer; walks that (exporter, domain)'s own templates (at most
+ * max_templates_per_exporter), counted in withdraw_visited.
  */
 int nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN],
 			 uint32_t domain, uint8_t proto, int options);
