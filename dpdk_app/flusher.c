@@ -5,6 +5,16 @@
  * place records leave the engine, so every entry is counted either as a row or as a failure.
  * Its loop on the main lcore also prints the console line, and at the end drains Kafka, prints the
  * summary and decides the exit status.
+ *
+ * RCU: the main lcore is a registered QSBR reader, but it reads no RCU-protected state in this
+ * loop (tables come through rings, counters are plain loads; reload is a writer). Grace periods
+ * -- templates replaced or withdrawn by the RX lcores (call_rcu), exporter config versions --
+ * wait for it all the same, so it must never hold one up: a quiescent state every loop and every
+ * NM_FLUSHER_QS_EVERY rows of a drain, offline around every call that can block (the sink's
+ * waits and spool I/O through its block callbacks, the console line, the reload's file read,
+ * the idle wait, the drain at the end). Before this, a broker outage without a spool (1 s per
+ * batch on a full queue) kept it online for the whole outage: no grace period completed and
+ * replaced templates were never given back (test_rcu_outage).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,16 +31,59 @@
 #include "app.h"
 #include "opsview.h"
 
+/*
+ * A quiescent state every this many rows of a drain: a million-row table takes the flusher
+ * about a second to encode, which grace periods need not wait for. One QS (a load, a store and
+ * a fence: a few ns) per 4096 rows of ~1 us each is nothing.
+ */
+#define NM_FLUSHER_QS_EVERY 4096
+
+/*
+ * Idle wait: 1 ms after a poll that found work, then NM_FLUSHER_IDLE_LONG_US once nothing came
+ * for NM_FLUSHER_IDLE_LOOPS polls in a row. Tables come once a second, so the longer wait
+ * delays a table by at most 5 ms; see BENCHMARKS.md, "Idle main lcore".
+ */
+#define NM_FLUSHER_IDLE_US 1000
+#define NM_FLUSHER_IDLE_LONG_US 5000
+#define NM_FLUSHER_IDLE_LOOPS 20
+
+/*
+ * The sink's block callbacks (kafka.h, "Blocking"): offline while it waits, when the caller
+ * was online. Main lcore only, so a plain static holds what to restore.
+ */
+static bool sink_was_online;
+
+static void
+sink_block(void *arg)
+{
+	(void)arg;
+	sink_was_online = rcu_read_ongoing();
+	if (sink_was_online)
+		rcu_thread_offline();
+}
+
+static void
+sink_unblock(void *arg)
+{
+	(void)arg;
+	if (sink_was_online)
+		rcu_thread_online();
+}
+
 static void
 visit(const struct nm_flow_rec *rec, uint64_t flows, void *ctx)
 {
 	struct nm_app *app = ctx;
+	uint64_t rows;
 
 	nm_top_offer(app->top, rec); /* /netmeta/top: the flusher ranks, never an RX lcore */
 	if (nm_kafka_add(app->kafka, rec, flows) == 0)
 		nm_ctr_inc(&app->fl.rows);
 	else
 		nm_ctr_inc(&app->fl.rows_failed);
+	rows = nm_ctr_get(&app->fl.rows) + nm_ctr_get(&app->fl.rows_failed);
+	if (rows % NM_FLUSHER_QS_EVERY == 0)
+		rcu_quiescent_state();
 }
 
 unsigned int
@@ -86,6 +139,8 @@ nm_sink_create(struct nm_app *app)
 	kp.spool_max_bytes = app->cfg.kafka_spool_max_bytes;
 	kp.spool_after_ms = app->cfg.kafka_spool_after_ms;
 	kp.spool_max_rejects = app->cfg.kafka_spool_max_rejects;
+	kp.block_begin = sink_block;
+	kp.block_end = sink_unblock;
 	app->kafka = nm_kafka_create(&kp, err, sizeof(err));
 	if (app->kafka == NULL) {
 		fprintf(stderr, "netmeta: kafka: %s\n", err);
@@ -109,40 +164,66 @@ nm_sink_free(struct nm_app *app)
 	app->kafka = NULL;
 }
 
+/* The console line is due: print it offline (stdout may be a slow pipe or terminal). */
+static void
+console_tick(struct nm_app *app, uint64_t *next_print)
+{
+	uint64_t period = app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
+
+	if (app->cfg.stats_interval_ms <= 0 || rte_rdtsc() < *next_print)
+		return;
+	nm_summary_line(app, (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz);
+	*next_print += period;
+	/* A reload may have turned the line on after a long time off. */
+	if (*next_print < rte_rdtsc())
+		*next_print = rte_rdtsc() + period;
+}
+
 int
 nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 {
 	struct nm_summary sm;
 	uint64_t next_print;
+	unsigned int idle = 0;
 	double rx_secs;
+	int status;
 
 	nm_top_init(app);
 	nm_lograte_init(app);
 	nm_banner(app);
 	next_print = rte_rdtsc() + app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
 	while (!app->quit) {
+		rcu_quiescent_state();
+		/*
+		 * Control work, offline: the reload reads a file, takes live.lock and publishes
+		 * (its grace period waits offline anyway); the per-second log tick and the console
+		 * line write to stderr/stdout. None of them reads RCU-protected state.
+		 */
+		rcu_thread_offline();
 		nm_reload_poll(app); /* SIGHUP, /netmeta/reload */
+		nm_lograte_tick(app);
+		console_tick(app, &next_print);
+		rcu_thread_online();
+
 		uint64_t tsc = rte_rdtsc();
 
-		nm_lograte_tick(app);
 		nm_tmpl_tick(app); /* template cache idle expiry, once a second (stats.c) */
 		nm_top_tick(app->top,
 			    app->start_ns + (tsc - app->start_tsc) * 1000000000ULL / app->tsc_hz,
 			    !app->offline);
 		if (nm_flusher_poll(app) == 0) {
-			/* The main lcore is control, not data: it may sleep, offline for QSBR. */
+			/*
+			 * Nothing to drain. The main lcore is control, not data: it sleeps,
+			 * offline, longer once it has been idle a while (a table waits at most that
+			 * long).
+			 */
+			idle += idle < NM_FLUSHER_IDLE_LOOPS;
 			rcu_thread_offline();
-			usleep(1000);
+			usleep(idle < NM_FLUSHER_IDLE_LOOPS ? NM_FLUSHER_IDLE_US
+							    : NM_FLUSHER_IDLE_LONG_US);
 			rcu_thread_online();
-		}
-		if (app->cfg.stats_interval_ms > 0 && rte_rdtsc() >= next_print) {
-			nm_summary_line(app, (double)(rte_rdtsc() - app->start_tsc) / app->tsc_hz);
-			next_print += app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
-			/* A reload may have turned the line on after a long time off. */
-			if (next_print < rte_rdtsc())
-				next_print =
-					rte_rdtsc() +
-					app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
+		} else {
+			idle = 0;
 		}
 		if (app->offline && nm_workers_done(app))
 			break;
@@ -161,6 +242,12 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 	nm_flusher_poll(app);
 	nm_top_finish(app->top);
 
+	/*
+	 * The end: drain (up to kafka.drain_timeout_ms), settle, the summary on stdout and in a
+	 * file. All of it may block and none of it reads RCU-protected state: offline throughout
+	 * (the sink's callbacks then find the thread offline and leave it so).
+	 */
+	rcu_thread_offline();
 	memset(&sm, 0, sizeof(sm));
 	app->draining = true;
 	nm_kafka_get_stats(app->kafka, &sm.v.k);
@@ -185,5 +272,7 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 		(void)nm_summary_json(app, &sm, summary_json);
 	/* Spooled rows are safe on disk but not in Kafka yet: say so in the status, too. */
 	/* A corrupt spool region lost rows even when no header said how many. */
-	return sm.lost != 0 || sm.v.k.spool_corrupt != 0 ? 1 : sm.v.k.spool_records != 0 ? 4 : 0;
+	status = sm.lost != 0 || sm.v.k.spool_corrupt != 0 ? 1 : sm.v.k.spool_records != 0 ? 4 : 0;
+	rcu_thread_online();
+	return status;
 }

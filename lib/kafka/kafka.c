@@ -106,6 +106,11 @@ struct nm_kafka {
 	int broker_state;	  /* NM_KAFKA_BROKER_* (atomic) */
 	bool fatal_logged;
 	uint64_t lost_reported; /* failed + unacked + dropped when stderr last said so */
+
+	void (*block_begin)(void *); /* kafka.h, "Blocking" */
+	void (*block_end)(void *);
+	void *block_arg;
+	unsigned int blocked; /* depth of blk_begin(): only the outermost pair calls out */
 };
 
 /* The sink's thread is the counters' only writer (kafka.h): nm_ctr_*, no atomic RMW. */
@@ -119,6 +124,24 @@ static const struct nm_ctr_desc kafka_desc[] = {
 const struct nm_ctr_set nm_kafka_ctr_set =
 	NM_CTR_SET("kafka", "kafka_", "one per sink, written by the thread that calls the sink",
 		   SINGLE_WRITER, struct nm_kafka_stats, kafka_desc);
+
+/*
+ * The sink may wait (or do file I/O) from here to blk_end(): the caller hears of it once,
+ * however deep the waits nest (a delivery report spooling inside a drain).
+ */
+static void
+blk_begin(struct nm_kafka *k)
+{
+	if (k->blocked++ == 0 && k->block_begin != NULL)
+		k->block_begin(k->block_arg);
+}
+
+static void
+blk_end(struct nm_kafka *k)
+{
+	if (--k->blocked == 0 && k->block_end != NULL)
+		k->block_end(k->block_arg);
+}
 
 static uint64_t
 now_ms(void)
@@ -191,7 +214,9 @@ live_undelivered(struct nm_kafka *k, const void *payload, size_t len, uint32_t r
 			ST_ADD(k, records_failed, rows);
 		return;
 	}
+	blk_begin(k);
 	ret = nm_spool_append(k->spool, &m, payload, (uint32_t)len);
+	blk_end(k);
 	if (ret == 0) {
 		ST_ADD(k, records_spooled, rows);
 		ST_ADD(k, messages_spooled, 1);
@@ -250,7 +275,11 @@ static void
 dead_letter(struct nm_kafka *k, uint64_t seq, const char *why)
 {
 	struct nm_spool_meta m;
-	int ret = nm_spool_dead_letter(k->spool, seq, &m);
+	int ret;
+
+	blk_begin(k);
+	ret = nm_spool_dead_letter(k->spool, seq, &m);
+	blk_end(k);
 
 	k->spool_changed = true;
 	if (ret == -EBADMSG || ret == -ENOENT || ret == -EINVAL)
@@ -324,7 +353,9 @@ dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 		ST_ADD(k, messages_acked, 1);
 		ST_ADD(k, bytes_acked, m->len);
 		if (d->seq != 0) {
+			blk_begin(k); /* the commit file's pwrite, a segment unlinked */
 			(void)nm_spool_release(k->spool, d->seq);
+			blk_end(k);
 			k->spool_changed = true;
 		} else {
 			ST_SUB(k, records_inflight, d->rows);
@@ -478,7 +509,9 @@ produce_one(struct nm_kafka *k, const void *payload, size_t len, uint32_t rows, 
 				deadline = now_ms() + NM_KAFKA_QUEUE_FULL_WAIT_MS;
 			if (now_ms() < deadline) {
 				/* Delivery reports free room in the queue. */
+				blk_begin(k);
 				rd_kafka_poll(k->rk, 10);
+				blk_end(k);
 				continue;
 			}
 		}
@@ -551,7 +584,11 @@ replay(struct nm_kafka *k)
 		struct nm_spool_meta m;
 		const void *payload;
 		uint32_t len;
-		int ret = nm_spool_take(k->spool, window, &m, &payload, &len);
+		int ret;
+
+		blk_begin(k); /* pread of the entry */
+		ret = nm_spool_take(k->spool, window, &m, &payload, &len);
+		blk_end(k);
 
 		if (ret <= 0)
 			break;
@@ -608,8 +645,10 @@ outage_check(struct nm_kafka *k)
 			nm_spool_dir(k->spool));
 	}
 	k->outage_purge_ms = now;
+	blk_begin(k);
 	(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(k->rk, 0);
+	blk_end(k);
 }
 
 static void
@@ -619,7 +658,9 @@ spool_maybe_sync(struct nm_kafka *k, bool force)
 		return;
 	if (!force && now_ms() - k->last_sync_ms < 1000)
 		return;
+	blk_begin(k);
 	(void)nm_spool_sync(k->spool);
+	blk_end(k);
 	k->spool_changed = false;
 	k->last_sync_ms = now_ms();
 }
@@ -728,6 +769,7 @@ spool_rest(struct nm_kafka *k, bool say)
 	uint64_t deadline;
 	struct nm_spool_stats ss;
 
+	blk_begin(k);
 	(void)rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE);
 	deadline = now_ms() + NM_KAFKA_INFLIGHT_GRACE_MS;
 	while (busy(k) && now_ms() < deadline)
@@ -747,6 +789,7 @@ spool_rest(struct nm_kafka *k, bool say)
 			" bytes on disk) wait in the spool %s; the next start with the "
 			"same kafka.spool_dir delivers them\n",
 			ss.rows, ss.entries, ss.disk_bytes, nm_spool_dir(k->spool));
+	blk_end(k);
 }
 
 uint64_t
@@ -756,6 +799,7 @@ nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop)
 
 	if (k == NULL)
 		return 0;
+	blk_begin(k); /* all of it: it waits by design */
 	(void)produce_all(k);
 	deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
 	for (;;) {
@@ -775,6 +819,7 @@ nm_kafka_drain(struct nm_kafka *k, int timeout_ms, const volatile bool *stop)
 	    (ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0 || spool_rows(k) > 0))
 		spool_rest(k, true);
 	spool_maybe_sync(k, true);
+	blk_end(k);
 	return ST_GET(k, records_inflight);
 }
 
@@ -997,6 +1042,9 @@ nm_kafka_create(const struct nm_kafka_params *p, char *err, size_t errlen)
 	}
 	k->cap = p->batch_bytes;
 	k->format = p->format;
+	k->block_begin = p->block_begin;
+	k->block_end = p->block_end;
+	k->block_arg = p->block_arg;
 	k->linger_ms = p->linger_ms;
 	k->broker_state = NM_KAFKA_BROKER_UNKNOWN;
 	k->spool_after_ms = p->spool_after_ms != 0 ? p->spool_after_ms : NM_KAFKA_SPOOL_AFTER_MS;
@@ -1112,6 +1160,7 @@ nm_kafka_settle(struct nm_kafka *k)
 
 	if (k == NULL || k->rk == NULL)
 		return 0;
+	blk_begin(k);
 	if (k->spool != NULL) {
 		bool moved = ST_GET(k, records_inflight) > 0 || k->replay_msgs > 0;
 
@@ -1159,6 +1208,7 @@ nm_kafka_settle(struct nm_kafka *k)
 					 : "none",
 			unacked, dropped);
 	}
+	blk_end(k);
 	return unacked;
 }
 
@@ -1170,6 +1220,7 @@ nm_kafka_free(struct nm_kafka *k)
 
 	if (k == NULL)
 		return;
+	blk_begin(k); /* librdkafka's shutdown joins its threads */
 	if (k->rk != NULL) {
 		(void)nm_kafka_settle(k);
 		if (k->rkt != NULL)
@@ -1181,6 +1232,7 @@ nm_kafka_free(struct nm_kafka *k)
 		rd_kafka_mock_cluster_destroy(k->mock);
 	if (k->mock_rk != NULL)
 		rd_kafka_destroy(k->mock_rk);
+	blk_end(k);
 	for (d = k->all_msgs; d != NULL; d = next) {
 		next = d->all;
 		free(d);

@@ -77,6 +77,17 @@
  * nm_kafka_last_error(), which any thread may call (counters are single-writer, nm_ctr_*). Delivery
  * reports, statistics and errors are served on the calling thread inside
  * nm_kafka_add/flush/poll/drain.
+ *
+ * Blocking, and the block callbacks: the sink may wait inside nm_kafka_add/flush (a full queue
+ * without a spool: up to 1 s per batch), nm_kafka_poll (spool I/O: write, pread, the commit
+ * pwrite, fdatasync at most once a second; the purge that starts an outage), nm_kafka_drain (up to
+ * its timeout, plus the in-flight grace), nm_kafka_settle and nm_kafka_free (librdkafka's purge
+ * and shutdown). Around each such wait or I/O call it calls params.block_begin(block_arg) before
+ * and params.block_end(block_arg) after, on the calling thread, always as a pair and never
+ * nested (a wait inside a wait calls nothing more), and touches nothing of the caller's between
+ * them. The engine passes rcu_thread_offline/online there, so that its RCU grace periods do not
+ * wait for a broker or a disk; the sink itself knows nothing of RCU. Encoding and the
+ * non-blocking work of nm_kafka_add/poll run between pairs.
  */
 
 #include <stdbool.h>
@@ -119,6 +130,13 @@ struct nm_kafka_params {
 			     * down does; must exceed linger_ms */
 	unsigned int spool_max_rejects; /* permanent refusals of one spooled message before it
 					 * goes to the dead-letter file; 0: 5 */
+	/*
+	 * Optional (NULL: nothing is called): around every wait and every spool I/O call, see
+	 * "Blocking" above. Called with block_arg on the sink's thread.
+	 */
+	void (*block_begin)(void *block_arg);
+	void (*block_end)(void *block_arg);
+	void *block_arg;
 };
 
 enum {
