@@ -3,7 +3,8 @@
  * The RX worker: the l3fwd shape. Poll every queue of this lcore in bursts, classify each frame,
  * decode collector datagrams or sample mirror frames into records, and add the records to this
  * lcore's aggregation table. At each second boundary the table goes to the flusher through a
- * ring and a drained one comes back. No allocation, no locks, no syscalls on this path.
+ * ring and a drained one comes back. No allocation, no locks, no syscalls on this path (the
+ * opt-in idle sleep, [engine] idle_sleep_us, happens only after 256 empty polls).
  */
 #include <time.h>
 
@@ -18,6 +19,12 @@
 #include <urcu-qsbr.h>
 
 #include "app.h"
+
+/*
+ * [engine] idle_sleep_us: empty polls in a row before an RX lcore sleeps (a few microseconds of
+ * spinning), so a short gap between bursts never costs a sleep.
+ */
+#define NM_WORKER_IDLE_POLLS 256
 
 /* Hand the current table to the flusher and take a drained one, if there is one. */
 static void
@@ -325,6 +332,11 @@ nm_worker_main(void *arg)
 	const uint64_t clock_tsc = app->tsc_hz / 10000;
 	/* Test-only ([engine] test_rx_delay_us): a slow lcore, so NIC drops can be provoked. */
 	const unsigned int delay_us = app->cfg.test_rx_delay_us;
+	/*
+	 * [engine] idle_sleep_us: opt-in idle policy for live ports (an offline run reads files
+	 * as fast as it can and counts idle polls to see the end).
+	 */
+	const unsigned int idle_us = app->offline ? 0 : app->cfg.idle_sleep_us;
 	struct timespec ts;
 
 	(void)nm_signals_worker();
@@ -371,6 +383,12 @@ nm_worker_main(void *arg)
 			idle++;
 			if (app->offline && all_drained(w, idle))
 				break;
+			if (unlikely(idle_us != 0) && idle >= NM_WORKER_IDLE_POLLS) {
+				/* Nothing for a while: sleep, offline so no grace period waits. */
+				rcu_thread_offline();
+				rte_delay_us_sleep(idle_us);
+				rcu_thread_online();
+			}
 		} else {
 			idle = 0;
 			nm_ctr_inc(&w->st.busy_polls);
