@@ -6,6 +6,7 @@
  * records are counted unacked or failed, never lost without a trace.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -1433,6 +1434,150 @@ test_exporter_partitions(void **state)
 	cluster_stop(&c);
 }
 
+/*
+ * The block callbacks (kafka.h, "Blocking"): what the engine uses to go offline for RCU. They
+ * come in pairs, never nested, and cover the sink's waits: a full queue's 1 s retries, spool
+ * writes, the drain. The wall time of a call that waited must be (almost) all inside pairs.
+ */
+struct blk_log {
+	unsigned int begins, ends, depth, nested;
+	uint64_t since_ns, blocked_ns;
+};
+
+static uint64_t
+mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void
+blk_begin_cb(void *arg)
+{
+	struct blk_log *b = arg;
+
+	b->nested += b->depth != 0;
+	b->depth++;
+	b->begins++;
+	b->since_ns = mono_ns();
+}
+
+static void
+blk_end_cb(void *arg)
+{
+	struct blk_log *b = arg;
+
+	b->nested += b->depth != 1;
+	b->depth--;
+	b->ends++;
+	b->blocked_ns += mono_ns() - b->since_ns;
+}
+
+static void
+test_block_callbacks(void **state)
+{
+	static const struct nm_kafka_prop props[] = {
+		{"queue.buffering.max.messages", "2"},
+	};
+	struct blk_log b = {0};
+	struct cluster c;
+	struct nm_kafka_params p = {
+		.topic = "flows",
+		.format = NM_KAFKA_FMT_PROTOBUF,
+		.batch_bytes = NM_ENCODE_PB_MAX,
+		.linger_ms = 5,
+		.compression = "none",
+		.props = props,
+		.n_props = 1,
+		.block_begin = blk_begin_cb,
+		.block_end = blk_end_cb,
+		.block_arg = &b,
+	};
+	struct nm_kafka_stats st;
+	struct nm_kafka *k;
+	uint64_t t0, wall;
+	char err[256];
+
+	(void)state;
+	cluster_start(&c, "flows");
+	assert_int_equal(rd_kafka_mock_broker_set_down(c.mc, 1), 0);
+	p.brokers = c.boot;
+	k = nm_kafka_create(&p, err, sizeof(err));
+	assert_non_null(k);
+	/* No spool, broker down, room for 2 messages: every further batch waits 1 s, then fails. */
+	t0 = mono_ns();
+	add_range(k, 0, 20);
+	assert_int_equal(nm_kafka_flush(k), -ENOBUFS);
+	wall = mono_ns() - t0;
+	nm_kafka_get_stats(k, &st);
+	print_message("no spool: %" PRIu64 " messages failed after waiting; %u pairs, %.3f s of "
+		      "%.3f s inside them\n",
+		      st.messages_failed, b.begins, (double)b.blocked_ns / 1e9, (double)wall / 1e9);
+	assert_true(st.messages_failed >= 2);
+	assert_int_equal(b.begins, b.ends);
+	assert_int_equal(b.depth, 0);
+	assert_int_equal(b.nested, 0);
+	assert_true(b.begins >= 2 * 100 / 2); /* one pair per 10 ms poll of the two 1 s waits */
+	assert_true(b.blocked_ns >= st.messages_failed * 900000000ULL);
+	/* Only encoding and produce attempts between the waits. */
+	assert_true(wall - b.blocked_ns < 200000000ULL);
+	/* The drain waits as a whole: one pair. */
+	memset(&b, 0, sizeof(b));
+	t0 = mono_ns();
+	(void)nm_kafka_drain(k, 300, NULL);
+	wall = mono_ns() - t0;
+	assert_int_equal(b.begins, 1);
+	assert_int_equal(b.ends, 1);
+	assert_int_equal(b.nested, 0);
+	assert_true(b.blocked_ns >= 300000000ULL && wall - b.blocked_ns < 10000000ULL);
+	nm_kafka_free(k);
+	assert_int_equal(b.begins, b.ends);
+	assert_int_equal(b.nested, 0);
+	cluster_stop(&c);
+
+	/* With a spool, broker down: the outage's purge and the spool appends and syncs. */
+	memset(&b, 0, sizeof(b));
+	spool_dir_new();
+	p.spool_dir = spool_dir;
+	p.spool_max_bytes = 1 << 20;
+	p.spool_after_ms = 200;
+	p.props = NULL;
+	p.n_props = 0;
+	cluster_start(&c, "flows");
+	assert_int_equal(rd_kafka_mock_broker_set_down(c.mc, 1), 0);
+	p.brokers = c.boot;
+	k = nm_kafka_create(&p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	add_range(k, 0, 20);
+	(void)nm_kafka_flush(k);
+	t0 = mono_ns();
+	while (mono_ns() - t0 < 3000000000ULL) {
+		nm_kafka_get_stats(k, &st);
+		if (st.spooling && st.spool_records == 20)
+			break;
+		nm_kafka_poll(k);
+		usleep(10000);
+	}
+	nm_kafka_get_stats(k, &st);
+	print_message("spool: %" PRIu64 " records spooled, %u pairs\n", st.spool_records, b.begins);
+	assert_int_equal(st.spool_records, 20);
+	/*
+	 * At least the outage's purge (the appends of the purged batches' delivery reports are
+	 * inside it) and a sync.
+	 */
+	assert_true(b.begins >= 2);
+	assert_int_equal(b.begins, b.ends);
+	assert_int_equal(b.nested, 0);
+	nm_kafka_free(k);
+	assert_int_equal(b.begins, b.ends);
+	assert_int_equal(b.depth, 0);
+	cluster_stop(&c);
+	spool_dir_rm();
+}
+
 int
 main(void)
 {
@@ -1457,6 +1602,7 @@ main(void)
 		cmocka_unit_test(test_spool_corrupt_counted),
 		cmocka_unit_test(test_spool_write_errors),
 		cmocka_unit_test(test_exporter_partitions),
+		cmocka_unit_test(test_block_callbacks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
