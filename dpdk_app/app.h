@@ -355,7 +355,7 @@ int nm_signals_worker(void);
  * engine's log level; after EAL. nm_reload_request: from the SIGHUP handler
  * (async-signal-safe). nm_reload_poll: on the main lcore between flusher polls; re-reads the
  * config when asked (see reload.c) and publishes its live keys, or refuses it. Main lcore only,
- * an online QSBR reader (the publish waits for a grace period offline).
+ * a registered QSBR reader, online or offline (the flusher calls it offline: it reads a file).
  */
 void nm_reload_init(struct nm_app *app, const struct nm_options *o);
 void nm_reload_request(struct nm_app *app);

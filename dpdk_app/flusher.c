@@ -11,8 +11,8 @@
  * -- templates replaced or withdrawn by the RX lcores (call_rcu), exporter config versions --
  * wait for it all the same, so it must never hold one up: a quiescent state every loop and every
  * NM_FLUSHER_QS_EVERY rows of a drain, offline around every call that can block (the sink's
- * waits and spool I/O through its block callbacks, the console line, the reload's file read,
- * the idle wait, the drain at the end). Before this, a broker outage without a spool (1 s per
+ * waits and spool I/O through its block callbacks, the banner, the per-second log tick and the
+ * console line, the reload's file read, the idle wait, the drain and summary at the end). Before this, a broker outage without a spool (1 s per
  * batch on a full queue) kept it online for the whole outage: no grace period completed and
  * replaced templates were never given back (test_rcu_outage).
  */
@@ -190,7 +190,10 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 
 	nm_top_init(app);
 	nm_lograte_init(app);
+	/* The RX lcores run already: the banner's lines to stderr/the journal, offline. */
+	rcu_thread_offline();
 	nm_banner(app);
+	rcu_thread_online();
 	next_print = rte_rdtsc() + app->tsc_hz * (uint64_t)app->cfg.stats_interval_ms / 1000;
 	while (!app->quit) {
 		rcu_quiescent_state();
