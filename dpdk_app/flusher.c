@@ -12,9 +12,10 @@
  * wait for it all the same, so it must never hold one up: a quiescent state every loop and every
  * NM_FLUSHER_QS_EVERY rows of a drain, offline around every call that can block (the sink's
  * waits and spool I/O through its block callbacks, the banner, the per-second log tick and the
- * console line, the reload's file read, the idle wait, the drain and summary at the end). Before this, a broker outage without a spool (1 s per
- * batch on a full queue) kept it online for the whole outage: no grace period completed and
- * replaced templates were never given back (test_rcu_outage).
+ * console line, the reload's file read, the idle wait, the drain and summary at the end). Before
+ * this, a broker outage without a spool (1 s per batch on a full queue) kept it online for the
+ * whole outage: no grace period completed and replaced templates were never given back
+ * (test_rcu_outage).
  */
 #include <errno.h>
 #include <inttypes.h>
