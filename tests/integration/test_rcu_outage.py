@@ -234,14 +234,7 @@ def run():
         if problems:
             nmtest.log("--- engine output (tail) ---\n" + tail)
     finally:
-        if eng is not None:
-            eng.cleanup()
-        if broker is not None:
-            broker.stop()
-        if veth is not None:
-            veth.remove()
-        if not problems:
-            os.system("rm -rf " + tmp)
+        kafkaoutage.teardown(tmp, problems, [eng], broker, veth)
     return problems
 
 
