@@ -180,6 +180,16 @@ console_tick(struct nm_app *app, uint64_t *next_print)
 		*next_print = rte_rdtsc() + period;
 }
 
+/*
+ * Cycles to nanoseconds without overflow: (d * 1e9) wraps 64 bits after ~6 s at 3 GHz, so whole
+ * seconds and the remainder are scaled apart.
+ */
+static inline uint64_t
+nm_tsc_to_ns(const struct nm_app *app, uint64_t d)
+{
+	return d / app->tsc_hz * 1000000000ULL + d % app->tsc_hz * 1000000000ULL / app->tsc_hz;
+}
+
 int
 nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 {
@@ -212,8 +222,7 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 		uint64_t tsc = rte_rdtsc();
 
 		nm_tmpl_tick(app); /* template cache idle expiry, once a second (stats.c) */
-		nm_top_tick(app->top,
-			    app->start_ns + (tsc - app->start_tsc) * 1000000000ULL / app->tsc_hz,
+		nm_top_tick(app->top, app->start_ns + nm_tsc_to_ns(app, tsc - app->start_tsc),
 			    !app->offline);
 		if (nm_flusher_poll(app) == 0) {
 			/*
