@@ -3,6 +3,7 @@
  * NetFlow v9 / IPFIX templates compiled into field programs, the record runner and the set
  * walker shared by nf9.c and ipfix.c (see ipfix_prog.h).
  */
+#include <endian.h>
 #include <errno.h>
 #include <string.h>
 
@@ -163,10 +164,210 @@ len_ok(unsigned int op, unsigned int len)
 	}
 }
 
+/* Per-record values that need the whole record before they land in the key. */
+struct scratch {
+	uint64_t start_up, end_up, sysinit_ms;
+	uint64_t start_dus, end_dus;
+	uint64_t sampling, pkt_interval, pkt_space, frame_size;
+	uint64_t rev_bytes, rev_pkts;
+	const uint8_t *frame;
+	uint32_t frame_len;
+	uint32_t sampler_id;
+	uint8_t has_start_up, has_end_up, has_start_dus, has_end_dus, has_sampler;
+	uint8_t written; /* W_* bits */
+	uint8_t ipver;
+	uint8_t mpls_seen;
+};
+
+enum { W_SRC = 1, W_DST = 2, W_NH = 4, W_ICMP = 8, W_SRCNET = 16, W_DSTNET = 32 };
+
+/*
+ * Specialisation of a fixed-layout flow template (see ipfix_prog.h). A generic step may become a
+ * move when the record would get the same bytes either way. That holds when:
+ * - its destination has no other writer in the template: then the generic step's conditions
+ *   ("write the port when non-zero", "an address unless zero and one was written already", "the
+ *   first network prefix always") reduce to a plain copy into the zeroed record, and moves can
+ *   run before the generic steps and in any order among themselves (the generic steps left read
+ *   only state that only they write: the W_* bits, the MPLS depth);
+ * - its value is the field's big-endian integer truncated to the destination (or an address, or
+ *   milliseconds / 1000); the masked ones (VLAN, flow label) and NTP times stay generic;
+ * - for the address steps that set EtherType (source and destination): all of them are moves and
+ *   of one family, so the EtherType is a per-template constant.
+ */
+enum { DST_NONE = 0xffff, DST_SCRATCH = 0x8000 };
+
+#define RDST(m) ((uint16_t)offsetof(struct nm_flow_rec, m))
+#define SDST(m) ((uint16_t)(DST_SCRATCH | offsetof(struct scratch, m)))
+
+struct fast_map {
+	uint8_t fop;  /* NM_FOP_*, 0: stays generic */
+	uint16_t dst; /* destination (RDST/SDST) for the writer count, DST_NONE: none of its own */
+	uint32_t tf;  /* template flag the move stands for (scratch "has" bits, EtherType) */
+};
+
+static struct fast_map
+fast_of(unsigned int op)
+{
+#define F(o, f, d, t)                                                                              \
+	case o:                                                                                    \
+		return (struct fast_map)                                                           \
+		{                                                                                  \
+			.fop = (f), .dst = (d), .tf = (t)                                          \
+		}
+	switch (op) {
+		F(NM_OP_BYTES, NM_FOP_R64, RDST(bytes), 0);
+		F(NM_OP_PKTS, NM_FOP_R64, RDST(packets), 0);
+		F(NM_OP_PROTO, NM_FOP_R8, RDST(key.proto), 0);
+		F(NM_OP_TOS, NM_FOP_R8, RDST(key.ip_tos), 0);
+		F(NM_OP_TCPFLAGS, NM_FOP_R8, RDST(key.tcp_flags), 0);
+		F(NM_OP_SPORT, NM_FOP_R16, RDST(key.src_port), 0);
+		F(NM_OP_DPORT, NM_FOP_R16, RDST(key.dst_port), 0);
+		F(NM_OP_SRC4, NM_FOP_A4, RDST(key.src_addr), NM_TF_ETYPE4);
+		F(NM_OP_DST4, NM_FOP_A4, RDST(key.dst_addr), NM_TF_ETYPE4);
+		F(NM_OP_SRC6, NM_FOP_A6, RDST(key.src_addr), NM_TF_ETYPE6);
+		F(NM_OP_DST6, NM_FOP_A6, RDST(key.dst_addr), NM_TF_ETYPE6);
+		F(NM_OP_NH4, NM_FOP_A4, RDST(key.next_hop), 0);
+		F(NM_OP_NH6, NM_FOP_A6, RDST(key.next_hop), 0);
+		F(NM_OP_SRCNET, NM_FOP_R8, RDST(key.src_net), 0);
+		F(NM_OP_DSTNET, NM_FOP_R8, RDST(key.dst_net), 0);
+		F(NM_OP_INIF, NM_FOP_R32, RDST(key.in_if), 0);
+		F(NM_OP_OUTIF, NM_FOP_R32, RDST(key.out_if), 0);
+		F(NM_OP_SRCAS, NM_FOP_R32, RDST(key.src_as), 0);
+		F(NM_OP_DSTAS, NM_FOP_R32, RDST(key.dst_as), 0);
+		F(NM_OP_NHAS, NM_FOP_R32, RDST(key.next_hop_as), 0);
+		F(NM_OP_SRCMAC, NM_FOP_R64, RDST(key.src_mac), 0);
+		F(NM_OP_DSTMAC, NM_FOP_R64, RDST(key.dst_mac), 0);
+		F(NM_OP_INVRF, NM_FOP_R32, RDST(key.ingress_vrf_id), 0);
+		F(NM_OP_OUTVRF, NM_FOP_R32, RDST(key.egress_vrf_id), 0);
+		F(NM_OP_FRAGID, NM_FOP_R32, RDST(key.fragment_id), 0);
+		F(NM_OP_FRAGOFF, NM_FOP_R32, RDST(key.fragment_offset), 0);
+		F(NM_OP_TTL, NM_FOP_R8, RDST(key.ip_ttl), 0);
+		F(NM_OP_ICMP_TYPE, NM_FOP_R8, RDST(key.icmp_type), 0);
+		F(NM_OP_ICMP_CODE, NM_FOP_R8, RDST(key.icmp_code), 0);
+		F(NM_OP_START_S, NM_FOP_R64, RDST(key.time_flow_start), 0);
+		F(NM_OP_END_S, NM_FOP_R64, RDST(key.time_flow_end), 0);
+		F(NM_OP_START_MS, NM_FOP_MS64, RDST(key.time_flow_start), 0);
+		F(NM_OP_END_MS, NM_FOP_MS64, RDST(key.time_flow_end), 0);
+		F(NM_OP_DIRECTION, NM_FOP_R8, RDST(key.flow_direction), 0);
+		F(NM_OP_BIDIR, NM_FOP_R8, RDST(key.bi_flow_direction), 0);
+		F(NM_OP_FWD_STATUS, NM_FOP_R8, RDST(key.forwarding_status), 0);
+		F(NM_OP_START_UP, NM_FOP_S64, SDST(start_up), NM_TF_HAS_START_UP);
+		F(NM_OP_END_UP, NM_FOP_S64, SDST(end_up), NM_TF_HAS_END_UP);
+		F(NM_OP_START_DUS, NM_FOP_S64, SDST(start_dus), NM_TF_HAS_START_DUS);
+		F(NM_OP_END_DUS, NM_FOP_S64, SDST(end_dus), NM_TF_HAS_END_DUS);
+		F(NM_OP_SYSINIT_MS, NM_FOP_S64, SDST(sysinit_ms), 0);
+		F(NM_OP_IPVER, NM_FOP_S8, SDST(ipver), 0);
+		F(NM_OP_SAMPLER_ID, NM_FOP_S32, SDST(sampler_id), NM_TF_HAS_SAMPLER);
+		F(NM_OP_SAMPLING, NM_FOP_S64, SDST(sampling), 0);
+		F(NM_OP_PKT_INTERVAL, NM_FOP_S64, SDST(pkt_interval), 0);
+		F(NM_OP_PKT_SPACE, NM_FOP_S64, SDST(pkt_space), 0);
+		F(NM_OP_FRAME_SIZE, NM_FOP_S64, SDST(frame_size), 0);
+		F(NM_OP_REV_BYTES, NM_FOP_S64, SDST(rev_bytes), 0);
+		F(NM_OP_REV_PKTS, NM_FOP_S64, SDST(rev_pkts), 0);
+		/* Generic, with destinations other steps may share. */
+		F(NM_OP_ICMP_TC, 0, RDST(key.icmp_type), 0); /* and icmp_code: see specialise() */
+		F(NM_OP_SRCVLAN, 0, RDST(key.src_vlan), 0);
+		F(NM_OP_DSTVLAN, 0, RDST(key.dst_vlan), 0);
+		F(NM_OP_VLAN, 0, RDST(key.vlan_id), 0);
+		F(NM_OP_FLOWLABEL, 0, RDST(key.ipv6_flow_label), 0);
+		F(NM_OP_START_NTP, 0, RDST(key.time_flow_start), 0);
+		F(NM_OP_END_NTP, 0, RDST(key.time_flow_end), 0);
+	default: /* SKIP, MPLS, FRAME: nothing another step writes */
+		return (struct fast_map){.fop = 0, .dst = DST_NONE, .tf = 0};
+	}
+#undef F
+}
+
+/* Writers per destination: record bytes, then scratch bytes. */
+#define DST_SLOTS (sizeof(struct nm_flow_rec) + sizeof(struct scratch))
+
+static inline unsigned int
+dst_slot(uint16_t dst)
+{
+	return dst & DST_SCRATCH ? sizeof(struct nm_flow_rec) + (dst & ~DST_SCRATCH) : dst;
+}
+
+static void
+specialise(struct nm_tmpl *t)
+{
+	struct nm_tmpl_step fast[NM_TMPL_MAX_FIELDS], slow[NM_TMPL_MAX_FIELDS];
+	uint8_t writers[DST_SLOTS];
+	unsigned int i, j, k, n_fast = 0, n_slow = 0, etype_slow = 0;
+	uint32_t etype = 0, tf = 0;
+	struct fast_map fm;
+	static const uint8_t order[] = {NM_FOP_A4,  NM_FOP_A6, NM_FOP_R64, NM_FOP_MS64, NM_FOP_R32,
+					NM_FOP_R16, NM_FOP_R8, NM_FOP_S64, NM_FOP_S32,	NM_FOP_S8};
+
+	memset(writers, 0, sizeof(writers));
+	for (i = 0; i < t->n_steps; i++) {
+		fm = fast_of(t->steps[i].op);
+		if (fm.dst == DST_NONE)
+			continue;
+		if (writers[dst_slot(fm.dst)] < 255)
+			writers[dst_slot(fm.dst)]++;
+		if (t->steps[i].op == NM_OP_ICMP_TC && writers[RDST(key.icmp_code)] < 255)
+			writers[RDST(key.icmp_code)]++;
+	}
+	/* EtherType: every source/destination address step a move, one family. */
+	for (i = 0; i < t->n_steps; i++) {
+		fm = fast_of(t->steps[i].op);
+		if (!(fm.tf & (NM_TF_ETYPE4 | NM_TF_ETYPE6)))
+			continue;
+		if (writers[dst_slot(fm.dst)] != 1 || (etype != 0 && etype != fm.tf))
+			etype_slow = 1;
+		etype = fm.tf;
+	}
+	for (i = 0; i < t->n_steps; i++) {
+		struct nm_tmpl_step st = t->steps[i];
+		unsigned int end = (unsigned int)st.off + st.len, win;
+
+		fm = fast_of(st.op);
+		if (fm.fop == 0 || writers[dst_slot(fm.dst)] != 1 ||
+		    ((fm.tf & (NM_TF_ETYPE4 | NM_TF_ETYPE6)) && etype_slow)) {
+			slow[n_slow++] = st;
+			continue;
+		}
+		if (fm.fop != NM_FOP_A4 && fm.fop != NM_FOP_A6) {
+			/*
+			 * The 8-byte window ends at the field's end, or starts at the record's
+			 * start for a field in its first 8 bytes; it never leaves the record.
+			 */
+			if (end < 8 && t->min_len < 8) {
+				slow[n_slow++] = st;
+				continue;
+			}
+			win = end >= 8 ? end - 8 : 0;
+			st.len = (uint16_t)((st.off - win) * 8 << 8 | (8 - st.len) * 8);
+			st.off = (uint16_t)win;
+		}
+		st.op = fm.fop;
+		st.ie = fm.dst & ~DST_SCRATCH;
+		tf |= fm.tf;
+		fast[n_fast++] = st;
+	}
+	if (n_fast == 0)
+		return;
+	/* Moves grouped by type (stable: fields keep their order in a group), then the rest. */
+	for (j = 0, k = 0; j < sizeof(order); j++)
+		for (i = 0; i < n_fast; i++)
+			if (fast[i].op == order[j])
+				t->steps[k++] = fast[i];
+	memcpy(&t->steps[k], slow, n_slow * sizeof(slow[0]));
+	t->flags |= NM_TF_FAST | tf;
+}
+
 struct nm_tmpl *
 nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, unsigned int n,
 		 unsigned int n_scope, int is_options, void *buf, size_t size,
 		 enum nm_decode_err *err)
+{
+	return nm_ipfix_compile_opts(key, f, n, n_scope, is_options, 0, buf, size, err);
+}
+
+struct nm_tmpl *
+nm_ipfix_compile_opts(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, unsigned int n,
+		      unsigned int n_scope, int is_options, unsigned int opts, void *buf,
+		      size_t size, enum nm_decode_err *err)
 {
 	const struct ie_map *tab = is_options ? opt_map : flow_map;
 	uint8_t best[T_MAX_];
@@ -264,26 +465,11 @@ nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f, u
 	}
 	t->n_steps = (uint16_t)n_steps;
 	t->flags = flags;
+	if (!has_var && !is_options && !(opts & NM_IPFIX_GENERIC))
+		specialise(t);
 	*err = NM_DECODE_OK;
 	return t;
 }
-
-/* Per-record values that need the whole record before they land in the key. */
-struct scratch {
-	uint64_t start_up, end_up, sysinit_ms;
-	uint64_t start_dus, end_dus;
-	uint64_t sampling, pkt_interval, pkt_space, frame_size;
-	uint64_t rev_bytes, rev_pkts;
-	const uint8_t *frame;
-	uint32_t frame_len;
-	uint32_t sampler_id;
-	uint8_t has_start_up, has_end_up, has_start_dus, has_end_dus, has_sampler;
-	uint8_t written; /* W_* bits */
-	uint8_t ipver;
-	uint8_t mpls_seen;
-};
-
-enum { W_SRC = 1, W_DST = 2, W_NH = 4, W_ICMP = 8, W_SRCNET = 16, W_DSTNET = 32 };
 
 /* NTP (RFC 5905) 64-bit timestamp -> Unix seconds. */
 #define NTP_UNIX_OFFSET 2208988800ULL
@@ -555,6 +741,77 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 	}
 }
 
+/*
+ * A move's value: the 8-byte big-endian window at s->off, the field cut out of it by the two
+ * shifts (the compiler made sure the window lies inside the record).
+ */
+static inline uint64_t
+window(const uint8_t *p, const struct nm_tmpl_step *s)
+{
+	uint64_t v;
+
+	memcpy(&v, p + s->off, sizeof(v));
+	return (be64toh(v) << (s->len >> 8)) >> (s->len & 0xff);
+}
+
+/*
+ * The specialised moves of a fixed-layout record at p (NM_TF_FAST): a loop per type, no switch,
+ * no length test. Returns the index of the first generic step.
+ */
+static inline unsigned int
+run_moves(struct nm_flow_rec *r, struct scratch *sc, const struct nm_tmpl *t, const uint8_t *p)
+{
+	const struct nm_tmpl_step *s = t->steps, *e = s + t->n_steps;
+	uint8_t *rb = (uint8_t *)r, *sb = (uint8_t *)sc;
+	uint32_t f = t->flags;
+	uint64_t v;
+	uint32_t v32;
+	uint16_t v16;
+
+	for (; s < e && s->op == NM_FOP_A4; s++)
+		nm_addr_from_v4(rb + s->ie, p + s->off);
+	for (; s < e && s->op == NM_FOP_A6; s++)
+		memcpy(rb + s->ie, p + s->off, NM_ADDR_LEN);
+	for (; s < e && s->op == NM_FOP_R64; s++) {
+		v = window(p, s);
+		memcpy(rb + s->ie, &v, 8);
+	}
+	for (; s < e && s->op == NM_FOP_MS64; s++) {
+		v = window(p, s) / 1000;
+		memcpy(rb + s->ie, &v, 8);
+	}
+	for (; s < e && s->op == NM_FOP_R32; s++) {
+		v32 = (uint32_t)window(p, s);
+		memcpy(rb + s->ie, &v32, 4);
+	}
+	for (; s < e && s->op == NM_FOP_R16; s++) {
+		v16 = (uint16_t)window(p, s);
+		memcpy(rb + s->ie, &v16, 2);
+	}
+	for (; s < e && s->op == NM_FOP_R8; s++)
+		rb[s->ie] = (uint8_t)window(p, s);
+	for (; s < e && s->op == NM_FOP_S64; s++) {
+		v = window(p, s);
+		memcpy(sb + s->ie, &v, 8);
+	}
+	for (; s < e && s->op == NM_FOP_S32; s++) {
+		v32 = (uint32_t)window(p, s);
+		memcpy(sb + s->ie, &v32, 4);
+	}
+	for (; s < e && s->op == NM_FOP_S8; s++)
+		sb[s->ie] = (uint8_t)window(p, s);
+	if (f & NM_TF_ETYPE4)
+		r->key.etype = 0x0800;
+	else if (f & NM_TF_ETYPE6)
+		r->key.etype = 0x86dd;
+	sc->has_start_up = !!(f & NM_TF_HAS_START_UP);
+	sc->has_end_up = !!(f & NM_TF_HAS_END_UP);
+	sc->has_start_dus = !!(f & NM_TF_HAS_START_DUS);
+	sc->has_end_dus = !!(f & NM_TF_HAS_END_DUS);
+	sc->has_sampler = !!(f & NM_TF_HAS_SAMPLER);
+	return (unsigned int)(s - t->steps);
+}
+
 /* Rate a record states itself (IE 34/50, or 305/306), 0 when none. */
 static inline uint64_t
 inline_rate(const struct scratch *sc)
@@ -729,7 +986,8 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 
 		memset(&sc, 0, sizeof(sc));
 		if (!t->has_var) {
-			for (i = 0; i < t->n_steps; i++) {
+			i = t->flags & NM_TF_FAST ? run_moves(r, &sc, t, p) : 0;
+			for (; i < t->n_steps; i++) {
 				const struct nm_tmpl_step *s = &t->steps[i];
 
 				apply(r, &sc, s->op, s->ie, p + s->off, s->len);
@@ -789,6 +1047,16 @@ bad:
 	nm_ctr_add(&ps->records, n);
 	nm_ctr_inc(&ds->d->stats->err[NM_DECODE_ERR_BAD_LENGTH]);
 	return -NM_DECODE_ERR_BAD_LENGTH;
+}
+
+int
+nm_ipfix_run_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
+		 const struct nm_tmpl *t, const uint8_t *p, const uint8_t *end,
+		 struct nm_rec_batch *out)
+{
+	struct dset ds = {.d = d, .h = h, .t = t, .n_recs = &h->n_recs};
+
+	return run_set(&ds, ps, p, end, out);
 }
 
 static struct nm_tmpl_key

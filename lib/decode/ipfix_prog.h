@@ -12,6 +12,14 @@
  * uptime-relative times - is resolved then). Data records are then decoded by walking the steps:
  * no lookup of IE numbers per record.
  *
+ * Fixed-layout flow templates (every field of a fixed length: softflowd's, most vendors') are
+ * then specialised: each field that is the only writer of its destination and needs nothing but
+ * a copy (counters, ports, protocol, interfaces, addresses, times, ...) becomes a typed move, and
+ * the moves are grouped by type, so a record runs a few tight loops of loads and stores instead
+ * of a switch per field; the rest (masked VLANs, MPLS stacks, NTP times, fields that compete for
+ * one destination, ...) keep their generic step and run after the moves, in template order.
+ * Both forms decode every record to the same bytes (test_ipfix checks that on random templates).
+ *
  * Threading: the walker is called by the RX thread that owns d (stats, scratch) and out, inside
  * its QSBR read side; it reads and (for template sets and options data) writes d->tmpl.
  *
@@ -88,6 +96,25 @@ enum nm_ipfix_op {
 	NM_OP_REV_BYTES,
 	NM_OP_REV_PKTS, /* RFC 5103 reverse counters (PEN 29305) */
 	NM_OP_MAX,
+	/*
+	 * Specialised moves (fixed-layout flow templates only, see nm_ipfix_compile()): a field
+	 * that is the only writer of its destination and needs no more than a copy. They reuse
+	 * the step's members: off is where an 8-byte big-endian window is loaded, len holds the
+	 * two shifts that cut the field out of it (left << 8 | right), ie the destination's byte
+	 * offset in the record (R*, A*) or in the runner's per-record scratch (S*). Addresses
+	 * (A4, A6) have off = the field's offset. They come first in the step array, grouped in
+	 * this order, the generic steps after them in template order.
+	 */
+	NM_FOP_A4 = 0x80, /* IPv4 address -> IPv4-mapped 16 bytes */
+	NM_FOP_A6,	  /* IPv6 address, 16 bytes */
+	NM_FOP_R64,	  /* integer -> 64-bit record member */
+	NM_FOP_MS64,	  /* milliseconds -> seconds, 64-bit record member */
+	NM_FOP_R32,
+	NM_FOP_R16,
+	NM_FOP_R8,
+	NM_FOP_S64, /* integer -> 64-bit scratch member */
+	NM_FOP_S32,
+	NM_FOP_S8,
 };
 
 /* Compiler summary bits (struct nm_tmpl.flags). */
@@ -96,6 +123,23 @@ enum nm_ipfix_tflag {
 	NM_TF_PKTS = 1u << 1,
 	NM_TF_SAMPLING = 1u << 2, /* options: carries a rate */
 	NM_TF_REVERSE = 1u << 3,  /* biflow: a reverse record follows each forward one */
+	/*
+	 * Specialised form: the record's state that the generic steps keep per record, known per
+	 * template once the moves are fixed (a fixed layout runs every step of every record).
+	 */
+	NM_TF_FAST = 1u << 4,	      /* the steps start with NM_FOP_* moves */
+	NM_TF_ETYPE4 = 1u << 5,	      /* the address moves set EtherType IPv4 */
+	NM_TF_ETYPE6 = 1u << 6,	      /* ... IPv6 */
+	NM_TF_HAS_START_UP = 1u << 7, /* a move writes the uptime-relative start */
+	NM_TF_HAS_END_UP = 1u << 8,
+	NM_TF_HAS_START_DUS = 1u << 9,
+	NM_TF_HAS_END_DUS = 1u << 10,
+	NM_TF_HAS_SAMPLER = 1u << 11,
+};
+
+/* nm_ipfix_compile_opts() options. */
+enum nm_ipfix_copt {
+	NM_IPFIX_GENERIC = 1u << 0, /* no specialised moves: every field through the generic step */
 };
 
 /*
@@ -109,6 +153,16 @@ enum nm_ipfix_tflag {
 struct nm_tmpl *nm_ipfix_compile(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f,
 				 unsigned int n, unsigned int n_scope, int is_options, void *buf,
 				 size_t size, enum nm_decode_err *err);
+
+/*
+ * nm_ipfix_compile() with options (enum nm_ipfix_copt): NM_IPFIX_GENERIC keeps the generic form,
+ * which decodes every record to the same bytes as the specialised one; tests compare the two and
+ * benchmarks measure one against the other. Same contract otherwise.
+ */
+struct nm_tmpl *nm_ipfix_compile_opts(const struct nm_tmpl_key *key, const struct nm_tmpl_field *f,
+				      unsigned int n, unsigned int n_scope, int is_options,
+				      unsigned int opts, void *buf, size_t size,
+				      enum nm_decode_err *err);
 
 /* What a data set needs from its message header. */
 struct nm_ipfix_hdr {
@@ -130,5 +184,15 @@ struct nm_ipfix_hdr {
  */
 int nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
 		       const uint8_t *p, const uint8_t *end, struct nm_rec_batch *out);
+
+/*
+ * Decode the records of one data set [p, end) (after its set header) with template t, as the
+ * walker does for a set whose template is cached: for tests and benchmarks that hold a compiled
+ * template of their own. Returns flow records produced or a negative reason (counted in ps and
+ * d's stats). Same threading as the walker.
+ */
+int nm_ipfix_run_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h,
+		     const struct nm_tmpl *t, const uint8_t *p, const uint8_t *end,
+		     struct nm_rec_batch *out);
 
 #endif /* NM_IPFIX_PROG_H */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* IPFIX decoder: hand-built messages, hostile input, and the corpus against TRUTH.tsv. */
 #include "decode_fixture.h"
+#include "decode/ipfix_prog.h"
 
 #define PROTO "ipfix"
 
@@ -762,6 +763,283 @@ test_corpus_pairs(void **state)
 	fixture_free(f);
 }
 
+/* ---- the specialised form against the generic one ---- */
+
+static uint64_t
+xs(uint64_t *st)
+{
+	uint64_t x = *st;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *st = x;
+}
+
+/* Every IE the compiler maps (flow templates), a few it does not, and RFC 5103 reverse ones. */
+static const uint16_t cand_ie[] = {
+	1,   2,	  4,   5,   6,	 7,   8,   9,	10,  11,  12,  13,  14,	 15,  16,  17,
+	18,  21,  22,  23,  24,	 27,  28,  29,	30,  31,  32,  34,  48,	 50,  54,  56,
+	57,  58,  59,  60,  61,	 62,  63,  70,	71,  72,  73,  74,  75,	 76,  77,  78,
+	79,  80,  81,  85,  86,	 88,  89,  128, 139, 150, 151, 152, 153, 154, 155, 156,
+	157, 158, 159, 160, 176, 177, 178, 179, 180, 181, 182, 183, 192, 234, 235, 239,
+	243, 252, 253, 254, 302, 305, 306, 312, 410, 136, 0,   999, 315,
+};
+
+/* The length the IE's type has on the wire; the test also draws reduced and wrong sizes. */
+static uint16_t
+natural_len(uint16_t ie)
+{
+	switch (ie) {
+	case 8:
+	case 12:
+	case 15:
+	case 18:
+		return 4;
+	case 27:
+	case 28:
+	case 62:
+	case 63:
+		return 16;
+	case 56:
+	case 57:
+	case 80:
+	case 81:
+		return 6;
+	case 70 ... 79:
+		return 3;
+	case 4:
+	case 5:
+	case 6:
+	case 9:
+	case 13:
+	case 29:
+	case 30:
+	case 60:
+	case 61:
+	case 89:
+	case 136:
+	case 192:
+	case 239:
+		return 1;
+	case 1:
+	case 2:
+	case 23:
+	case 24:
+	case 85:
+	case 86:
+	case 152:
+	case 153:
+	case 154:
+	case 155:
+	case 156:
+	case 157:
+		return 8;
+	case 315:
+		return 20;
+	case 7:
+	case 11:
+	case 32:
+	case 139:
+	case 58:
+	case 59:
+	case 243:
+	case 254:
+	case 180:
+	case 181:
+	case 182:
+	case 183:
+	case 88:
+		return 2;
+	default:
+		return 4;
+	}
+}
+
+static void
+random_template(uint64_t *st, struct nm_tmpl_field *f, unsigned int *n)
+{
+	unsigned int i, kind;
+
+	*n = 1 + (unsigned int)(xs(st) % 40);
+	for (i = 0; i < *n; i++) {
+		f[i].ie = cand_ie[xs(st) % (sizeof(cand_ie) / sizeof(cand_ie[0]))];
+		f[i].pen = 0;
+		f[i].len = natural_len(f[i].ie);
+		kind = (unsigned int)(xs(st) % 16);
+		if (kind == 0)
+			f[i].len = (uint16_t)(xs(st) % 9); /* reduced, odd, zero or wrong size */
+		else if (kind == 1)
+			f[i].len = (uint16_t)(1 + xs(st) % 20);
+		else if (kind == 2)
+			f[i].pen = xs(st) & 1 ? 29305 : 9; /* reverse element or a vendor's */
+		else if (kind == 3 && xs(st) % 4 == 0)
+			f[i].len = NM_TMPL_VARLEN;
+	}
+}
+
+/* Record bytes: each field zero, all ones or random (the generic steps treat zero specially). */
+static size_t
+random_records(uint64_t *st, const struct nm_tmpl_field *f, unsigned int n, uint8_t *b, size_t cap,
+	       unsigned int *n_recs)
+{
+	size_t o = 0;
+	unsigned int r, i, j;
+
+	*n_recs = 1 + (unsigned int)(xs(st) % 6);
+	for (r = 0; r < *n_recs; r++) {
+		for (i = 0; i < n; i++) {
+			unsigned int len = f[i].len, how = (unsigned int)(xs(st) % 4);
+
+			if (len == NM_TMPL_VARLEN) {
+				len = (unsigned int)(xs(st) % 12);
+				if (o + 1 + len > cap)
+					return o;
+				b[o++] = (uint8_t)len;
+			}
+			if (o + len > cap)
+				return o;
+			for (j = 0; j < len; j++)
+				b[o + j] = how == 0 ? 0 : how == 1 ? 0xff : (uint8_t)xs(st);
+			o += len;
+		}
+	}
+	/* Padding, or a cut record. */
+	j = (unsigned int)(xs(st) % 8);
+	while (j-- > 0 && o < cap)
+		b[o++] = (uint8_t)(xs(st) & 1 ? 0 : xs(st));
+	return o;
+}
+
+static unsigned int
+run_form(struct fixture *f, struct nm_ipfix_hdr *h, const struct nm_tmpl *t, const uint8_t *b,
+	 size_t len, int *ret)
+{
+	f->s.n = 0;
+	f->b.n = 0;
+	*ret = nm_ipfix_run_set(&f->d, &f->st.ipfix, h, t, b, b + len, &f->b);
+	nm_rec_batch_flush(&f->b);
+	return f->s.n;
+}
+
+/*
+ * Random templates (every mapped IE, reduced and odd sizes, wrong sizes, zero-length, variable-
+ * length and enterprise fields, duplicates that compete for one record field) compiled both
+ * ways, random records decoded with each: the records must be the same bytes. Both protocols
+ * (v9 and IPFIX differ in how uptime-relative times resolve). ~40,000 templates, ~1 s.
+ */
+static void
+test_compiled_equals_generic(void **state)
+{
+	struct fixture *f = fixture_new();
+	static uint64_t fast_buf[(NM_TMPL_MAX_SIZE + 7) / 8], gen_buf[(NM_TMPL_MAX_SIZE + 7) / 8];
+	static struct nm_flow_rec want[SINK_KEEP];
+	struct nm_tmpl_field fl[64];
+	uint8_t data[4096];
+	uint64_t st = 0x243f6a8885a308d3ULL;
+	unsigned int it, n, n_recs, specialised = 0, all_moves = 0, compared = 0, nw, ng;
+	struct nm_dgram_meta meta = f->meta;
+
+	(void)state;
+	for (it = 0; it < 40000; it++) {
+		struct nm_tmpl_key key = {.id = 256, .domain = 1};
+		struct nm_ipfix_hdr h = {
+			.meta = &meta,
+			.export_secs = 1700000500,
+			.sys_uptime_ms = 3600000,
+			.seq = 77,
+			.domain = 1,
+		};
+		enum nm_decode_err e1, e2;
+		const struct nm_tmpl *tf, *tg;
+		int rf, rg;
+		size_t len;
+
+		key.proto = h.proto = it & 1 ? NM_TMPL_NF9 : NM_TMPL_IPFIX;
+		random_template(&st, fl, &n);
+		tf = nm_ipfix_compile_opts(&key, fl, n, 0, 0, 0, fast_buf, sizeof(fast_buf), &e1);
+		tg = nm_ipfix_compile_opts(&key, fl, n, 0, 0, NM_IPFIX_GENERIC, gen_buf,
+					   sizeof(gen_buf), &e2);
+		assert_int_equal(e1, e2);
+		if (tf == NULL) {
+			assert_null(tg);
+			continue;
+		}
+		assert_non_null(tg);
+		assert_false(tg->flags & NM_TF_FAST);
+		if (tf->flags & NM_TF_FAST) {
+			specialised++;
+			if (tf->steps[tf->n_steps - 1].op >= NM_FOP_A4)
+				all_moves++;
+		}
+		len = random_records(&st, fl, n, data, sizeof(data), &n_recs);
+		ng = run_form(f, &h, tg, data, len, &rg);
+		memcpy(want, f->s.all, sizeof(want[0]) * (ng < SINK_KEEP ? ng : SINK_KEEP));
+		nw = run_form(f, &h, tf, data, len, &rf);
+		assert_int_equal(rf, rg);
+		assert_int_equal(nw, ng);
+		for (unsigned int i = 0; i < ng && i < SINK_KEEP; i++) {
+			if (memcmp(&want[i], &f->s.all[i], sizeof(want[i])) != 0)
+				fail_msg(
+					"iteration %u record %u: specialised form differs (%u fields)",
+					it, i, n);
+		}
+		compared += ng;
+	}
+	print_message("%u templates specialised (%u with only moves), %u records compared\n",
+		      specialised, all_moves, compared);
+	/* The generator must reach the specialised form, and its all-move shape, often. */
+	assert_true(specialised > 20000);
+	assert_true(all_moves > 1000);
+	assert_true(compared > 50000);
+	fixture_free(f);
+}
+
+/* softflowd's layouts become moves only: no generic step is left for a record. */
+static void
+test_softflowd_layout_moves(void **state)
+{
+	static const uint16_t v4[][2] = {{8, 4},  {12, 4}, {22, 4}, {21, 4},  {1, 4}, {2, 4},
+					 {10, 4}, {14, 4}, {61, 1}, {136, 1}, {7, 2}, {11, 2},
+					 {4, 1},  {6, 1},  {60, 1}, {5, 1}};
+	static const uint16_t v6[][2] = {{27, 16}, {28, 16}, {152, 8}, {153, 8}, {1, 8},
+					 {2, 8},   {7, 2},   {11, 2},  {4, 1},	 {6, 1}};
+	static uint64_t buf[(NM_TMPL_MAX_SIZE + 7) / 8];
+	struct nm_tmpl_key key = {.id = 256, .proto = NM_TMPL_IPFIX};
+	struct nm_tmpl_field fl[16];
+	const struct nm_tmpl *t;
+	enum nm_decode_err e;
+	unsigned int i;
+
+	(void)state;
+	for (i = 0; i < 16; i++)
+		fl[i] = (struct nm_tmpl_field){.ie = v4[i][0], .len = v4[i][1]};
+	t = nm_ipfix_compile(&key, fl, 16, 0, 0, buf, sizeof(buf), &e);
+	assert_non_null(t);
+	assert_true(t->flags & NM_TF_FAST);
+	assert_true(t->flags & NM_TF_ETYPE4);
+	assert_true(t->flags & NM_TF_HAS_START_UP);
+	assert_true(t->flags & NM_TF_HAS_END_UP);
+	assert_int_equal(t->n_steps, 15); /* flowEndReason (136) is not mapped */
+	for (i = 0; i < t->n_steps; i++)
+		assert_true(t->steps[i].op >= NM_FOP_A4);
+	for (i = 0; i < 10; i++)
+		fl[i] = (struct nm_tmpl_field){.ie = v6[i][0], .len = v6[i][1]};
+	t = nm_ipfix_compile(&key, fl, 10, 0, 0, buf, sizeof(buf), &e);
+	assert_non_null(t);
+	assert_true(t->flags & NM_TF_ETYPE6);
+	assert_int_equal(t->n_steps, 10);
+	for (i = 0; i < t->n_steps; i++)
+		assert_true(t->steps[i].op >= NM_FOP_A4);
+	/* Two source ports (Cisco NBAR style) compete: both stay generic, the rest are moves. */
+	fl[10] = (struct nm_tmpl_field){.ie = 180, .len = 2};
+	t = nm_ipfix_compile(&key, fl, 11, 0, 0, buf, sizeof(buf), &e);
+	assert_non_null(t);
+	assert_int_equal(t->steps[t->n_steps - 1].op, NM_OP_SPORT);
+	assert_int_equal(t->steps[t->n_steps - 2].op, NM_OP_SPORT);
+	assert_true(t->steps[t->n_steps - 3].op >= NM_FOP_A4);
+}
+
 int
 main(void)
 {
@@ -775,6 +1053,8 @@ main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_flood),
 		cmocka_unit_test(test_frame_section),
+		cmocka_unit_test(test_compiled_equals_generic),
+		cmocka_unit_test(test_softflowd_layout_moves),
 		cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_corpus_fields),
 		cmocka_unit_test(test_corpus_pairs),
