@@ -10,9 +10,12 @@
  * median of as many runs interleaved with them with per-exporter accounting on (lib/exporter:
  * override lookup, entry lookup and counter updates per datagram).
  *
- *   bench_decode [--smoke] [--runs N] [--seconds S] [CORPORA]
+ *   bench_decode [--smoke] [--runs N] [--seconds S] [--passes P] [--only NAME] [CORPORA]
  *
  * --smoke: one short run per decoder (the bench-smoke suite, so the benchmark keeps working).
+ * --passes P: each run decodes exactly P passes instead of running for S seconds (a fixed amount
+ * of work, for instruction counts under callgrind: on a loaded machine they are the robust A/B).
+ * --only NAME: only the rows whose decoder name contains NAME ("IPFIX", "v9").
  * CORPORA defaults to the build's corpora path; without it the benchmark says so and exits 77.
  */
 #include <errno.h>
@@ -206,8 +209,9 @@ int
 main(int argc, char **argv)
 {
 	const char *root = NM_CORPORA;
-	unsigned int runs = 7, r, i;
+	unsigned int runs = 7, passes = 0, r, i;
 	double seconds = 0.3;
+	const char *only = NULL;
 	int smoke = 0, fail = 0;
 	struct nm_flow_rec recs[BATCH];
 
@@ -218,11 +222,15 @@ main(int argc, char **argv)
 			runs = (unsigned int)atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < (unsigned int)argc) {
 			seconds = atof(argv[++i]);
+		} else if (strcmp(argv[i], "--passes") == 0 && i + 1 < (unsigned int)argc) {
+			passes = (unsigned int)atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < (unsigned int)argc) {
+			only = argv[++i];
 		} else if (argv[i][0] != '-') {
 			root = argv[i];
 		} else {
 			fprintf(stderr, "usage: bench_decode [--smoke] [--runs N] [--seconds S] "
-					"[CORPORA]\n");
+					"[--passes P] [--only NAME] [CORPORA]\n");
 			return 2;
 		}
 	}
@@ -263,8 +271,10 @@ main(int argc, char **argv)
 		struct nm_exp_params ep = {0};
 		struct nm_exp_table *exp;
 		uint64_t per_pass;
-		unsigned int nd = 0, k;
+		unsigned int nd = 0, k, np;
 
+		if (only != NULL && strstr(c->name, only) == NULL)
+			continue;
 		memset(&st, 0, sizeof(st));
 		d.tmpl = nm_tmpl_cache_create(&tp);
 		if (d.tmpl == NULL) {
@@ -299,6 +309,7 @@ main(int argc, char **argv)
 			double t0 = now(), t;
 
 			d.exp = r % 2 ? exp : NULL;
+			np = 0;
 			do {
 				uint64_t got = pass(c, &d, &b, &s, &meta, data_only);
 
@@ -313,7 +324,7 @@ main(int argc, char **argv)
 				}
 				n += got;
 				t = now();
-			} while (t - t0 < seconds);
+			} while (passes != 0 ? ++np < passes : t - t0 < seconds);
 			if (r % 2)
 				rate_exp[r / 2] = (double)n / (t - t0);
 			else

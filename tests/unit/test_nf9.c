@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* NetFlow v9 decoder: hand-built datagrams, hostile input, and the corpus against TRUTH.tsv. */
 #include "decode_fixture.h"
+#include "decode/ipfix_prog.h"
 
 #define PROTO "nf9"
 
@@ -112,6 +113,97 @@ test_fields(void **state)
 	assert_int_equal(f->st.nf9.bad, 0);
 	assert_int_equal(f->st.err[NM_DECODE_ERR_BAD_COUNT], 0);
 	fixture_free(f);
+}
+
+/*
+ * The specialised form through the decoder: the cached template of test_fields' layout is all
+ * moves, and reduced-size / odd-length integers (3-byte octets, 5-byte packets, 1-byte
+ * interfaces, 3-byte AS numbers, a 6-byte MAC, a 7-byte flow start in ms since the epoch) come
+ * out as their values. The same fields with a second source port (NBAR style) keep the two port
+ * steps generic and give the last non-zero port.
+ */
+static void
+test_compiled_form(void **state)
+{
+	static const uint16_t fl[][2] = {{8, 4},  {12, 4}, {1, 3},  {2, 5},  {10, 1},
+					 {14, 1}, {16, 3}, {17, 3}, {56, 6}, {152, 7},
+					 {7, 2},  {11, 2}, {4, 1},  {48, 2}, {180, 2}};
+	struct nm_tmpl_key key;
+	const struct nm_tmpl *t;
+	const struct nm_flow_rec *r;
+	unsigned int n, i, pass;
+	struct msg m;
+
+	(void)state;
+	for (pass = 0; pass < 2; pass++) {
+		struct fixture *f = fixture_new();
+
+		n = pass == 0 ? 14 : 15; /* pass 1: with udpSourcePort (180) */
+		msg_begin(&m, 2, 7);
+		set_begin(&m, 0);
+		p16(&m, 300);
+		p16(&m, (uint16_t)n);
+		for (i = 0; i < n; i++) {
+			p16(&m, fl[i][0]);
+			p16(&m, fl[i][1]);
+		}
+		set_end(&m);
+		set_begin(&m, 300);
+		pbytes(&m, (uint8_t[]){10, 1, 2, 3}, 4);
+		pbytes(&m, (uint8_t[]){10, 4, 5, 6}, 4);
+		pbytes(&m, (uint8_t[]){0x01, 0x02, 0x03}, 3);		  /* 66051 */
+		pbytes(&m, (uint8_t[]){0x00, 0x00, 0x01, 0x00, 0x01}, 5); /* 65537 */
+		p8(&m, 200);
+		p8(&m, 201);
+		pbytes(&m, (uint8_t[]){0x01, 0x00, 0x00}, 3); /* 65536 */
+		pbytes(&m, (uint8_t[]){0x00, 0xfd, 0xe8}, 3); /* 65000 */
+		pbytes(&m, (uint8_t[]){0x02, 0x11, 0x22, 0x33, 0x44, 0x55}, 6);
+		/* 1700000050123 ms in 7 bytes: 0x018BCFE62BCB */
+		pbytes(&m, (uint8_t[]){0x00, 0x01, 0x8b, 0xcf, 0xe6, 0x2b, 0xcb}, 7);
+		p16(&m, 0); /* L4_SRC_PORT 0: NBAR fills the UDP one */
+		p16(&m, 123);
+		p8(&m, 17);
+		p16(&m, 9);
+		if (pass == 1)
+			p16(&m, 4500);
+		set_end(&m);
+		assert_int_equal(decode(f, &m), 1);
+		r = rec(f, 0);
+		assert_string_equal(astr(r->key.src_addr), "10.1.2.3");
+		assert_string_equal(astr(r->key.dst_addr), "10.4.5.6");
+		assert_int_equal(r->key.etype, 0x0800);
+		assert_int_equal(r->bytes, 66051);
+		assert_int_equal(r->packets, 65537);
+		assert_int_equal(r->key.in_if, 200);
+		assert_int_equal(r->key.out_if, 201);
+		assert_int_equal(r->key.src_as, 65536);
+		assert_int_equal(r->key.dst_as, 65000);
+		assert_int_equal(r->key.src_mac, 0x021122334455ULL);
+		assert_int_equal(r->key.time_flow_start, 1700000050);
+		assert_int_equal(r->key.time_flow_end, 1700000100); /* no end: the export time */
+		assert_int_equal(r->key.src_port, pass == 0 ? 0 : 4500);
+		assert_int_equal(r->key.dst_port, 123);
+		assert_int_equal(r->key.proto, 17);
+		assert_int_equal(r->key.observation_domain_id, 7);
+
+		memset(&key, 0, sizeof(key));
+		memcpy(key.exporter, f->meta.exporter, NM_ADDR_LEN);
+		key.domain = 7;
+		key.id = 300;
+		key.proto = NM_TMPL_NF9;
+		t = nm_tmpl_lookup(f->d.tmpl, &key);
+		assert_non_null(t);
+		assert_true(t->flags & NM_TF_FAST);
+		assert_true(t->flags & NM_TF_HAS_SAMPLER);
+		assert_int_equal(t->n_steps, n);
+		for (i = 0; i < t->n_steps; i++) {
+			if (pass == 1 && i + 2 >= t->n_steps)
+				assert_int_equal(t->steps[i].op, NM_OP_SPORT);
+			else
+				assert_true(t->steps[i].op >= NM_FOP_A4);
+		}
+		fixture_free(f);
+	}
 }
 
 /* sysUptime wrapped past 2^32 ms between the flow's start and the export. */
@@ -433,7 +525,7 @@ main(void)
 		cmocka_unit_test(test_fields),		 cmocka_unit_test(test_uptime_wrap),
 		cmocka_unit_test(test_options_sampling), cmocka_unit_test(test_held),
 		cmocka_unit_test(test_hostile),		 cmocka_unit_test(test_corpus),
-		cmocka_unit_test(test_corpus_pairs),
+		cmocka_unit_test(test_corpus_pairs),	 cmocka_unit_test(test_compiled_form),
 	};
 
 	return cmocka_run_group_tests(tests, setup_rcu, teardown_rcu);
