@@ -288,11 +288,11 @@ dst_slot(uint16_t dst)
 }
 
 static void
-specialise(struct nm_tmpl *t)
+specialise(struct nm_tmpl *t, unsigned int cap)
 {
 	struct nm_tmpl_step fast[NM_TMPL_MAX_FIELDS], slow[NM_TMPL_MAX_FIELDS];
 	uint8_t writers[DST_SLOTS];
-	unsigned int i, j, k, n_fast = 0, n_slow = 0, etype_slow = 0;
+	unsigned int i, j, k, end, n_fast = 0, n_slow = 0, etype_slow = 0;
 	uint32_t etype = 0, tf = 0;
 	struct fast_map fm;
 	static const uint8_t order[] = {NM_FOP_A4,  NM_FOP_A6, NM_FOP_R64, NM_FOP_MS64, NM_FOP_R32,
@@ -319,9 +319,9 @@ specialise(struct nm_tmpl *t)
 	}
 	for (i = 0; i < t->n_steps; i++) {
 		struct nm_tmpl_step st = t->steps[i];
-		unsigned int end = (unsigned int)st.off + st.len, win;
 
 		fm = fast_of(st.op);
+		end = (unsigned int)st.off + st.len;
 		if (fm.fop == 0 || writers[dst_slot(fm.dst)] != 1 ||
 		    ((fm.tf & (NM_TF_ETYPE4 | NM_TF_ETYPE6)) && etype_slow)) {
 			slow[n_slow++] = st;
@@ -329,23 +329,23 @@ specialise(struct nm_tmpl *t)
 		}
 		if (fm.fop != NM_FOP_A4 && fm.fop != NM_FOP_A6) {
 			/*
-			 * The 8-byte window ends at the field's end, or starts at the record's
-			 * start for a field in its first 8 bytes; it never leaves the record.
+			 * The 8-byte window ends at the field's end and must not start before the
+			 * record: a field ending in the record's first 8 bytes stays generic.
 			 */
-			if (end < 8 && t->min_len < 8) {
+			if (end < 8) {
 				slow[n_slow++] = st;
 				continue;
 			}
-			win = end >= 8 ? end - 8 : 0;
-			st.len = (uint16_t)((st.off - win) * 8 << 8 | (8 - st.len) * 8);
-			st.off = (uint16_t)win;
+			st.len = (uint16_t)((8 - st.len) * 8);
+			st.off = (uint16_t)(end - 8);
 		}
 		st.op = fm.fop;
 		st.ie = fm.dst & ~DST_SCRATCH;
 		tf |= fm.tf;
 		fast[n_fast++] = st;
 	}
-	if (n_fast == 0)
+	/* The move loops stop at the first step that is not theirs: a generic one, or a no-op. */
+	if (n_fast == 0 || (n_slow == 0 && n_fast == cap))
 		return;
 	/* Moves grouped by type (stable: fields keep their order in a group), then the rest. */
 	for (j = 0, k = 0; j < sizeof(order); j++)
@@ -353,6 +353,10 @@ specialise(struct nm_tmpl *t)
 			if (fast[i].op == order[j])
 				t->steps[k++] = fast[i];
 	memcpy(&t->steps[k], slow, n_slow * sizeof(slow[0]));
+	if (n_slow == 0) {
+		t->steps[k] = (struct nm_tmpl_step){.op = NM_OP_SKIP};
+		t->n_steps = (uint16_t)(k + 1);
+	}
 	t->flags |= NM_TF_FAST | tf;
 }
 
@@ -372,7 +376,7 @@ nm_ipfix_compile_opts(const struct nm_tmpl_key *key, const struct nm_tmpl_field 
 	const struct ie_map *tab = is_options ? opt_map : flow_map;
 	uint8_t best[T_MAX_];
 	const struct ie_map *m;
-	unsigned int i, n_steps = 0, has_var = 0;
+	unsigned int i, cap, n_steps = 0, has_var = 0;
 	uint32_t fixed = 0, min_len = 0, flags = 0;
 	struct nm_tmpl *t;
 	struct nm_tmpl_step *s;
@@ -403,7 +407,9 @@ nm_ipfix_compile_opts(const struct nm_tmpl_key *key, const struct nm_tmpl_field 
 	if (min_len == 0 || min_len > 65535 - 4)
 		return NULL;
 	/* Upper bound on steps: one per field. */
-	t = nm_tmpl_init(buf, size, n, n);
+	/* One step per field, and one for the end of the moves when they are all moves. */
+	cap = n < NM_TMPL_MAX_FIELDS ? n + 1 : n;
+	t = nm_tmpl_init(buf, size, cap, n);
 	if (t == NULL) {
 		*err = NM_DECODE_ERR_UNSUPPORTED;
 		return NULL;
@@ -466,7 +472,7 @@ nm_ipfix_compile_opts(const struct nm_tmpl_key *key, const struct nm_tmpl_field 
 	t->n_steps = (uint16_t)n_steps;
 	t->flags = flags;
 	if (!has_var && !is_options && !(opts & NM_IPFIX_GENERIC))
-		specialise(t);
+		specialise(t, cap);
 	*err = NM_DECODE_OK;
 	return t;
 }
@@ -742,8 +748,8 @@ apply(struct nm_flow_rec *r, struct scratch *sc, unsigned int op, unsigned int i
 }
 
 /*
- * A move's value: the 8-byte big-endian window at s->off, the field cut out of it by the two
- * shifts (the compiler made sure the window lies inside the record).
+ * A move's value: the 8-byte big-endian window that ends where the field ends (at s->off, inside
+ * the record), the bytes before the field shifted out.
  */
 static inline uint64_t
 window(const uint8_t *p, const struct nm_tmpl_step *s)
@@ -751,7 +757,7 @@ window(const uint8_t *p, const struct nm_tmpl_step *s)
 	uint64_t v;
 
 	memcpy(&v, p + s->off, sizeof(v));
-	return (be64toh(v) << (s->len >> 8)) >> (s->len & 0xff);
+	return (be64toh(v) << s->len) >> s->len;
 }
 
 /*
@@ -761,44 +767,44 @@ window(const uint8_t *p, const struct nm_tmpl_step *s)
 static inline unsigned int
 run_moves(struct nm_flow_rec *r, struct scratch *sc, const struct nm_tmpl *t, const uint8_t *p)
 {
-	const struct nm_tmpl_step *s = t->steps, *e = s + t->n_steps;
+	const struct nm_tmpl_step *s = t->steps;
 	uint8_t *rb = (uint8_t *)r, *sb = (uint8_t *)sc;
 	uint32_t f = t->flags;
 	uint64_t v;
 	uint32_t v32;
 	uint16_t v16;
 
-	for (; s < e && s->op == NM_FOP_A4; s++)
+	for (; s->op == NM_FOP_A4; s++)
 		nm_addr_from_v4(rb + s->ie, p + s->off);
-	for (; s < e && s->op == NM_FOP_A6; s++)
+	for (; s->op == NM_FOP_A6; s++)
 		memcpy(rb + s->ie, p + s->off, NM_ADDR_LEN);
-	for (; s < e && s->op == NM_FOP_R64; s++) {
+	for (; s->op == NM_FOP_R64; s++) {
 		v = window(p, s);
 		memcpy(rb + s->ie, &v, 8);
 	}
-	for (; s < e && s->op == NM_FOP_MS64; s++) {
+	for (; s->op == NM_FOP_MS64; s++) {
 		v = window(p, s) / 1000;
 		memcpy(rb + s->ie, &v, 8);
 	}
-	for (; s < e && s->op == NM_FOP_R32; s++) {
+	for (; s->op == NM_FOP_R32; s++) {
 		v32 = (uint32_t)window(p, s);
 		memcpy(rb + s->ie, &v32, 4);
 	}
-	for (; s < e && s->op == NM_FOP_R16; s++) {
+	for (; s->op == NM_FOP_R16; s++) {
 		v16 = (uint16_t)window(p, s);
 		memcpy(rb + s->ie, &v16, 2);
 	}
-	for (; s < e && s->op == NM_FOP_R8; s++)
+	for (; s->op == NM_FOP_R8; s++)
 		rb[s->ie] = (uint8_t)window(p, s);
-	for (; s < e && s->op == NM_FOP_S64; s++) {
+	for (; s->op == NM_FOP_S64; s++) {
 		v = window(p, s);
 		memcpy(sb + s->ie, &v, 8);
 	}
-	for (; s < e && s->op == NM_FOP_S32; s++) {
+	for (; s->op == NM_FOP_S32; s++) {
 		v32 = (uint32_t)window(p, s);
 		memcpy(sb + s->ie, &v32, 4);
 	}
-	for (; s < e && s->op == NM_FOP_S8; s++)
+	for (; s->op == NM_FOP_S8; s++)
 		sb[s->ie] = (uint8_t)window(p, s);
 	if (f & NM_TF_ETYPE4)
 		r->key.etype = 0x0800;

@@ -99,11 +99,12 @@ enum nm_ipfix_op {
 	/*
 	 * Specialised moves (fixed-layout flow templates only, see nm_ipfix_compile()): a field
 	 * that is the only writer of its destination and needs no more than a copy. They reuse
-	 * the step's members: off is where an 8-byte big-endian window is loaded, len holds the
-	 * two shifts that cut the field out of it (left << 8 | right), ie the destination's byte
-	 * offset in the record (R*, A*) or in the runner's per-record scratch (S*). Addresses
-	 * (A4, A6) have off = the field's offset. They come first in the step array, grouped in
-	 * this order, the generic steps after them in template order.
+	 * the step's members: off is where the 8-byte big-endian window that ends with the field
+	 * starts (inside the record), len how many bits of it precede the field, ie the
+	 * destination's byte offset in the record (R*, A*) or in the runner's per-record scratch
+	 * (S*). Addresses (A4, A6) have off = the field's offset. They come first in the step
+	 * array, grouped in this order; the generic steps follow in template order, or, when
+	 * there are none, one NM_OP_SKIP of length 0 that ends the moves.
 	 */
 	NM_FOP_A4 = 0x80, /* IPv4 address -> IPv4-mapped 16 bytes */
 	NM_FOP_A6,	  /* IPv6 address, 16 bytes */

@@ -969,7 +969,8 @@ test_compiled_equals_generic(void **state)
 		assert_false(tg->flags & NM_TF_FAST);
 		if (tf->flags & NM_TF_FAST) {
 			specialised++;
-			if (tf->steps[tf->n_steps - 1].op >= NM_FOP_A4)
+			if (tf->steps[tf->n_steps - 1].op == NM_OP_SKIP &&
+			    tf->steps[tf->n_steps - 1].len == 0)
 				all_moves++;
 		}
 		len = random_records(&st, fl, n, data, sizeof(data), &n_recs);
@@ -990,7 +991,7 @@ test_compiled_equals_generic(void **state)
 		      specialised, all_moves, compared);
 	/* The generator must reach the specialised form, and its all-move shape, often. */
 	assert_true(specialised > 20000);
-	assert_true(all_moves > 1000);
+	assert_true(all_moves > 500);
 	assert_true(compared > 50000);
 	fixture_free(f);
 }
@@ -1020,17 +1021,21 @@ test_softflowd_layout_moves(void **state)
 	assert_true(t->flags & NM_TF_ETYPE4);
 	assert_true(t->flags & NM_TF_HAS_START_UP);
 	assert_true(t->flags & NM_TF_HAS_END_UP);
-	assert_int_equal(t->n_steps, 15); /* flowEndReason (136) is not mapped */
-	for (i = 0; i < t->n_steps; i++)
+	/* 15 moves (flowEndReason, 136, is not mapped), then the step that ends them */
+	assert_int_equal(t->n_steps, 16);
+	for (i = 0; i < 15; i++)
 		assert_true(t->steps[i].op >= NM_FOP_A4);
+	assert_int_equal(t->steps[15].op, NM_OP_SKIP);
+	assert_int_equal(t->steps[15].len, 0);
 	for (i = 0; i < 10; i++)
 		fl[i] = (struct nm_tmpl_field){.ie = v6[i][0], .len = v6[i][1]};
 	t = nm_ipfix_compile(&key, fl, 10, 0, 0, buf, sizeof(buf), &e);
 	assert_non_null(t);
 	assert_true(t->flags & NM_TF_ETYPE6);
-	assert_int_equal(t->n_steps, 10);
-	for (i = 0; i < t->n_steps; i++)
+	assert_int_equal(t->n_steps, 11);
+	for (i = 0; i < 10; i++)
 		assert_true(t->steps[i].op >= NM_FOP_A4);
+	assert_int_equal(t->steps[10].op, NM_OP_SKIP);
 	/* Two source ports (Cisco NBAR style) compete: both stay generic, the rest are moves. */
 	fl[10] = (struct nm_tmpl_field){.ie = 180, .len = 2};
 	t = nm_ipfix_compile(&key, fl, 11, 0, 0, buf, sizeof(buf), &e);
