@@ -762,7 +762,7 @@ window(const uint8_t *p, const struct nm_tmpl_step *s)
 
 /*
  * The specialised moves of a fixed-layout record at p (NM_TF_FAST): a loop per type, no switch,
- * no length test. Returns the index of the first generic step.
+ * no length test. Returns the index of the first generic step (n_steps when there is none).
  */
 static inline unsigned int
 run_moves(struct nm_flow_rec *r, struct scratch *sc, const struct nm_tmpl *t, const uint8_t *p)
@@ -815,7 +815,9 @@ run_moves(struct nm_flow_rec *r, struct scratch *sc, const struct nm_tmpl *t, co
 	sc->has_start_dus = !!(f & NM_TF_HAS_START_DUS);
 	sc->has_end_dus = !!(f & NM_TF_HAS_END_DUS);
 	sc->has_sampler = !!(f & NM_TF_HAS_SAMPLER);
-	return (unsigned int)(s - t->steps);
+	/* A fixed layout has no generic skip step: a skip here is the end of an all-move program.
+	 */
+	return (unsigned int)(s - t->steps) + (s->op == NM_OP_SKIP);
 }
 
 /* Rate a record states itself (IE 34/50, or 305/306), 0 when none. */
