@@ -156,55 +156,42 @@ frame_bytes(struct nm_worker *w, const struct rte_mbuf *m, uint32_t *len)
 }
 
 /*
- * nm_rec_batch_slot() for the mirror path: the same, but the record is cleared with 16-byte
- * stores. memset() of the 232-byte record compiles to `rep stos`, whose start-up cost was ~8%
- * of the worker's cycles at 1:1 (perf annotate).
+ * Clear a record with 16-byte stores: memset() of the 232-byte record compiles to `rep stos`,
+ * whose start-up cost was ~8% of the worker's cycles at 1:1 (perf annotate).
  */
-static inline struct nm_flow_rec *
-mirror_slot(struct nm_rec_batch *b)
+static inline void
+mirror_clear(struct nm_flow_rec *r)
 {
-	struct nm_flow_rec *r;
-	__m128i *p, z = _mm_setzero_si128();
+	__m128i *p = (__m128i *)(void *)r, z = _mm_setzero_si128();
 	unsigned int i;
 
-	if (b->n == b->cap) {
-		b->flush(b, b->ctx);
-		b->n = 0;
-	}
-	r = &b->recs[b->n];
-	p = (__m128i *)(void *)r;
 	RTE_BUILD_BUG_ON(sizeof(*r) % 8 != 0);
 	for (i = 0; i < sizeof(*r) / 16; i++)
 		_mm_storeu_si128(p + i, z);
 	if (sizeof(*r) % 16)
 		*(uint64_t *)(void *)((uint8_t *)r + sizeof(*r) - 8) = 0;
-	return r;
 }
 
 /*
  * Port mirror, as NetMeta's portmirror does it: one frame in N becomes a record with the wire
  * length as bytes, 1 packet, SamplingRate N, direction from the rx/tx side of the pair, typed as
  * sFlow from the port's sampler address (default 127.0.0.1, as NetMeta's portmirror) so existing
- * schemas and dashboards take it.
+ * schemas and dashboards take it. sec is the second the frame arrived.
  */
-static void
-mirror_record(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, uint32_t len,
-	      uint32_t wire_len, uint64_t t_ns)
+static inline void
+mirror_record(struct nm_worker *w, const struct nm_rxq *q, struct nm_flow_rec *r,
+	      const uint8_t *data, uint32_t len, uint32_t wire_len, uint64_t sec, uint64_t rate)
 {
-	struct nm_flow_rec *r;
-	uint64_t sec;
-
-	r = mirror_slot(&w->batch);
+	mirror_clear(r);
 	if (nm_pkt_parse_eth(data, len, &r->key) < 0)
 		nm_ctr_inc(&w->st.mirror_parse_errors); /* keep the record: its bytes are real
 							   traffic */
-	sec = t_ns / 1000000000ULL;
 	r->key.type = NM_FLOW_SFLOW5;
 	memcpy(r->key.sampler_addr, q->sampler_addr, NM_ADDR_LEN);
 	r->key.time_received = sec;
 	r->key.time_flow_start = sec;
 	r->key.time_flow_end = sec;
-	r->key.sampling_rate = w->app->cfg.mirror_sample_rate;
+	r->key.sampling_rate = rate;
 	if (q->role == NM_ROLE_MIRROR_TX) {
 		r->key.flow_direction = 1;
 		r->key.out_if = q->if_index;
@@ -213,23 +200,30 @@ mirror_record(struct nm_worker *w, const struct nm_rxq *q, const uint8_t *data, 
 	}
 	r->bytes = wire_len;
 	r->packets = 1;
-	nm_rec_batch_commit(&w->batch);
 }
 
 /*
  * A burst from a mirror queue: decide which frames are sampled first, without touching their
  * data (no division per frame: deterministic mode counts down, random mode scales a 32-bit
- * random number), then prefetch and parse only those. Deterministic mode samples the 1st,
- * (N+1)th, ... frame of each queue.
+ * random number), then prefetch and parse only those, straight into the record batch (room for
+ * the whole burst is made once: the batch holds two bursts and is flushed after each, so
+ * nm_agg_add_burst() takes a whole RX burst at a time). Deterministic mode samples the 1st,
+ * (N+1)th, ... frame of each queue. The arrival second is computed once per burst unless the
+ * PMD stamps frames (net_pcap replaying a file).
  */
 static void
 mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint16_t n,
 	     uint64_t live_ns)
 {
-	const struct nm_config *cfg = &w->app->cfg;
+	const struct nm_app *app = w->app;
+	const struct nm_config *cfg = &app->cfg;
 	uint32_t rate = cfg->mirror_sample_rate;
+	struct nm_rec_batch *b = &w->batch;
+	const uint64_t live_sec = live_ns / 1000000000ULL;
+	const uint64_t ts_flag = app->ts_dynfield < 0 ? 0 : app->ts_dynflag;
 	uint16_t idx[NM_BURST], k = 0, i;
 
+	RTE_BUILD_BUG_ON(NM_BURST > NM_REC_BATCH);
 	nm_ctr_add(&w->st.mirror_frames, n);
 	if (rate <= 1) {
 		for (i = 0; i < n; i++)
@@ -250,17 +244,25 @@ mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 	}
 	nm_ctr_add(&w->st.mirror_sampled, k);
 	nm_ctr_add(&q->sampled, k);
+	if (b->n + k > b->cap) {
+		b->flush(b, b->ctx);
+		b->n = 0;
+	}
 	for (i = 0; i < k; i++) {
 		struct rte_mbuf *m = pkts[idx[i]];
+		uint64_t sec = live_sec;
 		uint32_t len;
 		const uint8_t *data;
 
 		if (i + 2 < k)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[idx[i + 2]], void *));
 		data = frame_bytes(w, m, &len);
-		if (data != NULL)
-			mirror_record(w, q, data, len, m->pkt_len,
-				      frame_time_ns(w->app, m, live_ns));
+		if (unlikely(data == NULL))
+			continue;
+		if (m->ol_flags & ts_flag)
+			sec = frame_time_ns(app, m, live_ns) / 1000000000ULL;
+		mirror_record(w, q, &b->recs[b->n], data, len, m->pkt_len, sec, rate);
+		b->n++;
 	}
 }
 
