@@ -13,7 +13,8 @@ above 1518 bytes (291 GRO-merged ones, up to 37506 bytes): infinite_rx keeps eve
 rx_seconds (the denominator) runs from the workers' launch to the stop of RX, so EAL/port set-up
 and the final flush and Kafka drain are outside it; each run checks that every sampled frame
 became a record that was aggregated. Prints one line per (input, rate) with the median of the
-runs; --smoke does one short run and only checks that the figures are there (suite bench-smoke).
+runs and the RX lcore's CPU time per frame (its thread's /proc schedstat: on a shared machine
+the wall-clock rate also counts the time the lcore waited for a CPU, this does not); --smoke does one short run and only checks that the figures are there (suite bench-smoke).
 --ab ENGINE: an A/B, the runs alternate between ENGINE (A, e.g. a build of main) and this build's
 engine (B), and each line gives both medians.
 """
@@ -26,6 +27,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 BUILD = os.environ.get("NM_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 CORPORA = os.environ.get("NM_CORPORA", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "corpora"))
@@ -114,14 +116,44 @@ def run_once(pcap, rate, seconds, prefix, engine=ENGINE):
                     % (rate, pcap))
         cmd = [engine, "-c", cfg, "--duration", str(seconds), "--summary-json", summ,
                "--", "--file-prefix=" + prefix, "--log-level=warning"]
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=seconds + 120)
+        out = os.path.join(d, "engine.out")
+        with open(out, "w") as f:
+            p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+            cpu_ns = rx_lcore_cpu_ns(p, seconds + 120)
         if p.returncode != 0:
-            sys.stdout.write(p.stdout)
+            sys.stdout.write(open(out).read())
             raise SystemExit("engine exited %d" % p.returncode)
         s = json.load(open(summ))
+        s["rx_lcore_cpu_ns"] = cpu_ns
         # EAL leaves its runtime directory (telemetry socket) behind; it is this run's alone
         shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
         return s["mirror_frames"] / s["rx_seconds"], s
+
+
+def rx_lcore_cpu_ns(p, timeout):
+    """Wait for the engine p; return the CPU time (ns, /proc schedstat) its RX lcore's thread
+    (EAL's lcore 1 thread, named *worker-1) used, or None when it could not be read. On a
+    shared machine this, per frame, is the figure that load does not divide: the wall-clock
+    rate counts the time the lcore's thread waited for a CPU. The thread outlives its loop
+    (EAL keeps lcore threads until exit), so the last value read before exit is complete."""
+    tid, cpu = None, None
+    t_end = time.monotonic() + timeout
+    while p.poll() is None:
+        if time.monotonic() > t_end:
+            p.kill()
+            p.wait()
+            raise SystemExit("engine did not finish within %.0f s" % timeout)
+        try:
+            if tid is None:
+                for t in os.listdir("/proc/%d/task" % p.pid):
+                    if open("/proc/%d/task/%s/comm" % (p.pid, t)).read().strip().endswith("worker-1"):
+                        tid = t
+            if tid is not None:
+                cpu = int(open("/proc/%d/task/%s/schedstat" % (p.pid, tid)).read().split()[0])
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return cpu
 
 
 def main():
@@ -165,7 +197,7 @@ def main():
         print("%-32s %8s %12s %12s %s" % ("input", "rate", "median Mpps", "min..max", "runs"))
         for name, path in inputs:
             for rate in [int(x) for x in a.rates.split(",")]:
-                figs = {}
+                figs, cpu = {}, {}
                 for r in range(a.runs):
                     for tag, engine in engines:
                         pps, s = run_once(path, rate, a.seconds, "bench%d_%d_%d%s" % (os.getpid(), rate, r, tag),
@@ -177,11 +209,15 @@ def main():
                         assert s["records"] == s["mirror_sampled"] == s["records_packets"], s
                         assert s["rows"] + s["agg_merged"] + s["agg_folded"] >= s["records"], s
                         figs.setdefault(tag, []).append(pps / 1e6)
+                        if s["rx_lcore_cpu_ns"]:
+                            cpu.setdefault(tag, []).append(s["rx_lcore_cpu_ns"] / s["mirror_frames"])
                 for tag, _ in engines:
                     f = figs[tag]
-                    print("%-32s %8s %12.2f %5.2f..%-5.2f %d x %.0fs%s" % (
+                    c = cpu.get(tag, [])
+                    print("%-32s %8s %12.2f %5.2f..%-5.2f %d x %.0fs%s%s" % (
                         name, "1:%d" % rate, statistics.median(f), min(f), max(f), a.runs, a.seconds,
-                        "  (%s)" % tag if a.ab else ""))
+                        "  RX lcore CPU %.1f ns/frame (%.1f..%.1f)" % (statistics.median(c), min(c), max(c))
+                        if c else "", "  (%s)" % tag if a.ab else ""))
                 sys.stdout.flush()
         print("load average after: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
 
