@@ -19,9 +19,10 @@ the old index on the first 8,192 of them and on as many random keys. Asserted:
     identical between them;
   - nothing is lost: N_KEYS flood rows, one per key, packets and bytes as sent; the tables took
     every record; nothing lost, folded or dropped in the summary;
-  - the engine's cost is bounded: the attacked run takes at most 2 x the control run + 5 s;
+  - the engine's cost is bounded: the attacked run's RX time (summary rx_seconds) is at most
+    2 x the control run's + 1 s;
     the old index alone needs N(N-1)/2 key comparisons for the flood (5.4e8; a few per key for
-    random keys), at least 20 x its random-key time, and more than that bound (its time on 8,192
+    random keys), at least 20 x its random-key time, and more than twice that bound (its time on 8,192
     keys scaled by the exact ratio of comparisons); both printed;
   - memory is bounded: the attacked run's peak RSS is within 32 MiB of the control run's.
 About 30 s (the model ~2 s, two engine runs of ~2 s, their 33,000 rows read back and decoded by
@@ -253,17 +254,21 @@ def main():
                     if nmtest.addr_text(x["SamplerAddress"]) != attacker)
     if real_c != real_a:
         problems.append("the real exporter's rows differ between the runs")
-    bound = 2 * rc.seconds + 5
-    if ra.seconds > bound:
-        problems.append("attacked run %.1f s > 2 x control %.1f s + 5 s" % (ra.seconds, rc.seconds))
-    if old_n <= bound:
-        problems.append("the old design's cost (%.1f s) would not exceed the bound (%.1f s): the "
-                        "test could not tell them apart" % (old_n, bound))
+    # The engine's own receive time (summary rx_seconds: the workers' launch to the stop of RX),
+    # not the process's wall clock, whose EAL start-up and Kafka drain are a constant that would
+    # need an additive slack larger than the old design's cost on a fast, quiet machine.
+    rx_c, rx_a = rc.summary["rx_seconds"], ra.summary["rx_seconds"]
+    bound = 2 * rx_c + 1
+    if rx_a > bound:
+        problems.append("attacked run's RX %.2f s > 2 x control's %.2f s + 1 s" % (rx_a, rx_c))
+    if old_n <= 2 * bound:
+        problems.append("the old design's cost (%.1f s) would not exceed twice the bound (%.1f s): "
+                        "the test could not tell them apart" % (old_n, bound))
     if pc and pa > pc + 32 * 1024:
         problems.append("peak RSS %d KiB vs %d KiB in the control run" % (pa, pc))
-    nmtest.log("engine: attacked %.1f s vs control %.1f s (bound %.1f s); old design's index "
-               "alone: %.1f s for the flood; test %.0f s" % (ra.seconds, rc.seconds, bound, old_n,
-                                                             time.time() - t0))
+    nmtest.log("engine RX: attacked %.2f s vs control %.2f s (bound %.2f s; whole runs %.1f s and "
+               "%.1f s); old design's index alone: %.1f s for the flood; test %.0f s" % (
+                   rx_a, rx_c, bound, ra.seconds, rc.seconds, old_n, time.time() - t0))
     for p in problems:
         nmtest.log("FAIL:", p)
     return 1 if problems else 0
