@@ -222,6 +222,9 @@ nm_flusher_run(struct nm_app *app, double duration, const char *summary_json)
 		uint64_t tsc = rte_rdtsc();
 
 		nm_tmpl_tick(app); /* template cache idle expiry, once a second (stats.c) */
+		/* Idle exporter entries: a bounded sweep step when the second changes. */
+		(void)nm_exp_expire(app->exp, (tsc - app->start_tsc) / app->tsc_hz,
+				    NM_EXP_SWEEP_BUDGET);
 		nm_top_tick(app->top, app->start_ns + nm_tsc_to_ns(app, tsc - app->start_tsc),
 			    !app->offline);
 		if (nm_flusher_poll(app) == 0) {

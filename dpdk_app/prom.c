@@ -28,33 +28,6 @@
 
 #include "opsview.h"
 
-/*
- * Per exporter (struct nm_exp_entry, bumped by every RX lcore with atomic adds): the counters
- * the exposition shows, labelled by exporter, observation domain and protocol. Its errors by
- * reason stay in /netmeta/exporters: eleven series more per exporter would triple a scrape of a
- * few thousand exporters, and netmeta_decode_errors_total{lcore,reason} has the reasons.
- */
-#define NM_EXP_ENTRY_CTRS(X, A, c)                                                                 \
-	X(c, datagrams, COUNTER, "datagrams", 0, "", "datagrams of the exporter")                  \
-	X(c, records, COUNTER, "records", 0, "", "flow records it produced")                       \
-	X(c, bad, COUNTER, "datagrams", 0, "", "its datagrams rejected whole or in part")          \
-	X(c, templates, COUNTER, "templates", 0, "", "its (options) template records accepted")    \
-	X(c, rate_default_records, COUNTER, "records", 0, "",                                      \
-	  "its records that got the configured default sampling rate")                             \
-	X(c, rate_override_records, COUNTER, "records", 0, "",                                     \
-	  "its records that got the configured override rate")                                     \
-	X(c, seq_lost, COUNTER, "units", 0, "",                                                    \
-	  "sequence gaps (NetFlow v5, IPFIX: records; v9, sFlow: datagrams)")                      \
-	X(c, seq_out_of_order, COUNTER, "datagrams", 0, "", "datagrams late or duplicated")        \
-	X(c, seq_resets, COUNTER, "datagrams", 0, "", "sequence restarts (resynchronised)")        \
-	X(c, last_seen, GAUGE, "seconds", 0, "", "time of its last datagram (Unix seconds)")
-
-static const struct nm_ctr_desc exp_entry_desc[] = {
-	NM_EXP_ENTRY_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, struct nm_exp_entry)};
-static const struct nm_ctr_set exp_entry_set =
-	NM_CTR_SET("exporter", "", "per exporter entry, atomic adds by every RX lcore",
-		   MULTI_WRITER, struct nm_exp_entry, exp_entry_desc);
-
 #define LABEL_LEN 192
 
 /* Objects and their label sets for one nm_ctr_prom call. */
@@ -100,8 +73,14 @@ emit(const struct nm_ctr_set *set, const struct objs *s, FILE *f)
 	return nm_ctr_prom(set, s->o, s->lp, s->n, f);
 }
 
+/*
+ * Per exporter: the counters of NM_EXP_ENTRY_CTRS (lib/exporter), labelled by exporter,
+ * observation domain and protocol. nm_exp_foreach() hands out copies valid during its callback
+ * only (slots are recycled by expiry): they are copied again into copies[] for the emit.
+ */
 struct exp_walk {
 	struct objs *s;
+	struct nm_exp_entry *copies; /* s->cap of them */
 	unsigned int seen;
 };
 
@@ -110,11 +89,14 @@ exp_collect(const struct nm_exp_entry *e, void *ctx)
 {
 	struct exp_walk *w = ctx;
 	char addr[NM_ADDR_STRLEN], esc[96], *l;
+	struct nm_exp_entry *copy;
 
 	w->seen++;
-	l = objs_add(w->s, e);
-	if (l == NULL)
+	if (w->s->n == w->s->cap)
 		return; /* entries created since counting: the next scrape has them */
+	copy = &w->copies[w->s->n];
+	*copy = *e;
+	l = objs_add(w->s, copy);
 	nm_addr_str(e->key.addr, addr, sizeof(addr));
 	nm_ctr_prom_escape(addr, esc, sizeof(esc));
 	snprintf(l, LABEL_LEN, "exporter=\"%s\",domain=\"%" PRIu32 "\",protocol=\"%s\"", esc,
@@ -136,6 +118,7 @@ nm_prom_write(const struct nm_app *app, FILE *f)
 	struct nm_queue_stats *qs = NULL;
 	struct nm_stats_view v;
 	struct objs s = {0};
+	struct nm_exp_entry *copies = NULL;
 	unsigned int i, j, nq = 0, n_exp = 0;
 	char esc[96], *l;
 	int ret = -ENOMEM;
@@ -238,14 +221,18 @@ nm_prom_write(const struct nm_app *app, FILE *f)
 	nm_exp_foreach(app->exp, exp_count, &n_exp);
 	if (objs_init(&s, n_exp) != 0)
 		goto out;
+	copies = aligned_alloc(64, (size_t)s.cap * sizeof(*copies));
+	if (copies == NULL)
+		goto out;
 	{
-		struct exp_walk w = {.s = &s};
+		struct exp_walk w = {.s = &s, .copies = copies};
 
 		nm_exp_foreach(app->exp, exp_collect, &w);
 	}
-	ret = s.n > 0 ? emit(&exp_entry_set, &s, f) : 0;
+	ret = s.n > 0 ? emit(&nm_exp_entry_ctr_set, &s, f) : 0;
 out:
 	objs_free(&s);
+	free(copies);
 	free(qs);
 	free(agg);
 	if (ret == 0 && (fflush(f) != 0 || ferror(f)))

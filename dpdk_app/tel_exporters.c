@@ -10,12 +10,15 @@
  * overrides and names) before the workers exist; nm_tel_exporters_register() only registers the
  * commands that read it. It is freed after the workers have stopped.
  *
- * The counters are read through nm_exp_foreach(), which walks the preallocated pools (entries are
- * never freed) and never the hash table. Names, descriptions, overrides and interface names come
- * from the configured version the table holds now, which a reload replaces and frees after a
- * grace period: each handler registers its thread with urcu-qsbr for its duration (DPDK runs
- * handlers on a thread per client connection), so the version it reads stays valid until it
- * unregisters, and one reply shows one version throughout.
+ * The counters are read through nm_exp_foreach(), which walks the preallocated pools (never
+ * freed while the table lives) and never the hash table, and hands each handler a consistent copy
+ * of an entry: a slot recycled by expiry while it is read is skipped, never shown mixed. The
+ * per-entry fields are generated from NM_EXP_ENTRY_CTRS (lib/exporter), as prom.c's series are.
+ * Names, descriptions, overrides and interface names come from the configured version the table
+ * holds now, which a reload replaces and frees after a grace period: each handler registers its
+ * thread with urcu-qsbr for its duration (DPDK runs handlers on a thread per client connection), so
+ * the version it reads stays valid until it unregisters, and one reply shows one version
+ * throughout.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -71,7 +74,7 @@ tel_add(const char *key, uint64_t value, const struct nm_ctr_desc *d, void *ctx)
  * Room under RTE_TEL_MAX_DICT_ENTRIES for the summary keys of the top-level dict: the exporter
  * set, default_sampling_rate and not_listed.
  */
-#define MAX_LISTED (RTE_TEL_MAX_DICT_ENTRIES - 12) /* room for the table counters */
+#define MAX_LISTED (RTE_TEL_MAX_DICT_ENTRIES - 16) /* room for the table counters */
 
 struct walk {
 	struct rte_tel_data *d;
@@ -114,12 +117,10 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 		if (cf.description[0] != '\0')
 			add_str(c, "description", cf.description);
 	}
-	rte_tel_data_add_dict_u64(c, "first_seen", e->first_seen);
-	rte_tel_data_add_dict_u64(c, "last_seen", e->last_seen);
-	rte_tel_data_add_dict_u64(c, "datagrams", e->datagrams);
-	rte_tel_data_add_dict_u64(c, "records", e->records);
+	/* The per-entry counters, from the table the Prometheus series are made from too. */
+	nm_ctr_foreach(&nm_exp_entry_ctr_set, e, "", tel_add, c);
+	/* The name this view had for `bad` before the table existed: kept for its readers. */
 	rte_tel_data_add_dict_u64(c, "bad_datagrams", e->bad);
-	rte_tel_data_add_dict_u64(c, "templates", e->templates);
 	/* Sampling: the rates seen, and whether they were announced, defaulted or overridden. */
 	rates[0] = '\0';
 	for (i = 0; i < NM_EXP_RATES && e->rates[i] != 0 && o < sizeof(rates); i++)
@@ -137,8 +138,6 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 	else
 		src = e->records != 0 ? "exporter" : "-";
 	rte_tel_data_add_dict_string(c, "sampling_source", src);
-	rte_tel_data_add_dict_u64(c, "rate_default_records", e->rate_default_records);
-	rte_tel_data_add_dict_u64(c, "rate_override_records", e->rate_override_records);
 	if (configured && cf.rate != 0)
 		rte_tel_data_add_dict_u64(c, "override_rate", cf.rate);
 	/* NetFlow v5 and IPFIX number records, v9 and sFlow datagrams. */
@@ -146,10 +145,7 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 				     e->key.type == NM_FLOW_NF5 || e->key.type == NM_FLOW_IPFIX
 					     ? "records"
 					     : "datagrams");
-	rte_tel_data_add_dict_u64(c, "seq_lost", e->seq_lost);
 	rte_tel_data_add_dict_u64(c, "lost_datagrams_estimate", nm_exp_lost_datagrams(e));
-	rte_tel_data_add_dict_u64(c, "seq_out_of_order", e->seq_out_of_order);
-	rte_tel_data_add_dict_u64(c, "seq_resets", e->seq_resets);
 	for (i = 1; i < NM_DECODE_ERR_MAX; i++) {
 		if (e->err[i] != 0) {
 			snprintf(key, sizeof(key), "err_%s", nm_decode_err_name(i));

@@ -28,9 +28,10 @@ nm_tables_create(struct nm_app *app)
 				    .template_timeout_s = app->cfg.template_timeout_s,
 				    .hold_s = app->cfg.template_hold_s,
 				    .max_templates = 65536,
-				    .max_exporters = 4096};
+				    .max_exporters = app->cfg.max_exporters};
 	struct nm_exp_params ep = {
-		.max_exporters = 4096,
+		.max_exporters = app->cfg.max_exporters,
+		.exporter_timeout_s = app->cfg.exporter_timeout_s,
 		.max_ifaces = 16384,
 		.max_overrides = NM_CFG_MAX_EXPORTERS,
 		.max_ifnames = NM_CFG_MAX_IFNAMES,
@@ -60,6 +61,8 @@ nm_tables_create(struct nm_app *app)
 		fprintf(stderr, "netmeta: cannot create the template cache: %s\n", strerror(errno));
 		return -ENOMEM;
 	}
+	/* An expired exporter entry takes its templates with it (nm_exp_expire, flusher.c). */
+	nm_exp_set_release(app->exp, nm_tmpl_exp_release, app->tmpl);
 	/* [collector] allow first: the relays of sflow_sources take what room is left. */
 	for (i = 0; i < app->cfg.n_allow; i++) {
 		ret = nm_exp_allow_add(app->exp, app->cfg.allow[i].addr, app->cfg.allow[i].len);

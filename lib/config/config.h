@@ -131,6 +131,8 @@ struct nm_config {
 	unsigned int max_rates_per_exporter;	 /* sampling-rate entries per (address, domain) */
 	unsigned int template_timeout_s; /* templates and rates not received again: expired */
 	unsigned int template_hold_s;	 /* data sets held for their template at most this long */
+	unsigned int max_exporters;	 /* exporter entries (address, domain, protocol) */
+	unsigned int exporter_timeout_s; /* idle seconds before an entry expires; 0 never */
 	struct nm_cfg_prefix allow[NM_CFG_MAX_ALLOW]; /* none: every source is accepted */
 	unsigned int n_allow;
 

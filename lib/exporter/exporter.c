@@ -6,8 +6,15 @@
  * (buckets allocated once, never resized on the hot path) over a pool of cache-aligned entries
  * allocated at creation. A new key takes the next pool slot with one atomic increment and is
  * published with cds_lfht_add_unique(); when two lcores race on the same new key, the loser's
- * slot is left unused (counted in `wasted`: at most one per racing lcore and key, and keys are
- * exporters, which are few).
+ * slot goes straight back to the free list (it was never published, so no reader can hold it).
+ *
+ * Slots come back through expiry (nm_exp_expire): the entry leaves the hash table and, after a
+ * grace period (call_rcu), its slot is zeroed and pushed on a lock-free stack of free slot
+ * indices. The stack's head packs a 32-bit tag with the index, and every push and pop bumps the
+ * tag, so a compare-and-swap that read a stale head fails (no ABA). Lock-free rather than a
+ * mutex on the new-exporter path: under a flood of new sources every datagram takes that path,
+ * and a mutex there would make every RX lcore contend (and sleep in the kernel) for it; a pop
+ * costs one load when the stack is empty and one compare-and-swap otherwise.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -70,7 +77,16 @@ struct nm_exp_table {
 	struct nm_exp_params p;
 	struct cds_lfht *ht; /* struct nm_exp_entry */
 	struct nm_exp_entry *pool;
-	unsigned long next;   /* pool slots handed out (may pass max: overflow) */
+	unsigned long next;  /* pool slots handed out (may pass max: overflow) */
+	uint64_t free_head;  /* tag << 32 | (free slot index + 1); 0 in the low half: empty */
+	uint32_t *free_next; /* per slot: the index + 1 of the next free slot */
+	uint64_t in_use;     /* entries in the hash table */
+	uint64_t expired;
+	unsigned long sweep_pos; /* next slot nm_exp_expire visits */
+	uint64_t sweep_now;	 /* now of its last call */
+	int swept;
+	nm_exp_release_fn release;
+	void *release_ctx;
 	struct cds_lfht *iht; /* struct nm_exp_iface */
 	struct nm_exp_iface *ipool;
 	unsigned long inext;
@@ -86,7 +102,6 @@ struct nm_exp_table {
 	uint64_t rejected_unknown; /* datagrams rejected whole from no known exporter */
 	uint64_t overflow;
 	uint64_t iface_overflow;
-	uint64_t wasted;  /* exporter slots lost to races */
 	uint64_t iwasted; /* interface slots lost to races */
 };
 
@@ -128,15 +143,18 @@ nm_exp_create(const struct nm_exp_params *p)
 	size = pow2_at_least(t->p.max_ifaces);
 	t->iht = cds_lfht_new(size, size, size, 0, NULL);
 	t->pool = aligned_alloc(64, sizeof(*t->pool) * t->p.max_exporters);
+	t->free_next = calloc(t->p.max_exporters, sizeof(*t->free_next));
 	t->ipool = aligned_alloc(64, sizeof(*t->ipool) * t->p.max_ifaces);
 	t->conf = nm_exp_conf_create(t->p.max_overrides, t->p.max_ifnames, 0);
 	if (t->ht == NULL || t->iht == NULL || t->pool == NULL || t->ipool == NULL ||
-	    t->conf == NULL || t->agents == NULL) {
+	    t->conf == NULL || t->agents == NULL || t->free_next == NULL) {
 		nm_exp_free(t);
 		errno = ENOMEM;
 		return NULL;
 	}
 	memset(t->pool, 0, sizeof(*t->pool) * t->p.max_exporters);
+	for (size = 0; size < t->p.max_exporters; size++)
+		t->pool[size].tab = t;
 	memset(t->ipool, 0, sizeof(*t->ipool) * t->p.max_ifaces);
 	return t;
 }
@@ -146,6 +164,9 @@ nm_exp_free(struct nm_exp_table *t)
 {
 	if (t == NULL)
 		return;
+	/* Expired slots still waiting for their grace period are written by call_rcu callbacks. */
+	if (uatomic_read(&t->expired) != 0)
+		rcu_barrier();
 	/* Nodes live in the pools: nothing to call_rcu, the tables only need their buckets. */
 	if (t->ht != NULL) {
 		struct cds_lfht_iter it;
@@ -162,6 +183,7 @@ nm_exp_free(struct nm_exp_table *t)
 		(void)cds_lfht_destroy(t->iht, NULL);
 	}
 	free(t->pool);
+	free(t->free_next);
 	free(t->ipool);
 	nm_exp_conf_free(t->conf);
 	free(t->agents);
@@ -550,35 +572,188 @@ nm_exp_find(struct nm_exp_table *t, const struct nm_exp_key *k)
 	return node != NULL ? caa_container_of(node, struct nm_exp_entry, node) : NULL;
 }
 
+/* Push slot i on the free stack. Any thread. */
+static void
+free_push(struct nm_exp_table *t, uint32_t i)
+{
+	uint64_t h = uatomic_read(&t->free_head), old;
+
+	for (;;) {
+		t->free_next[i] = (uint32_t)h;
+		old = uatomic_cmpxchg(&t->free_head, h, ((h >> 32) + 1) << 32 | (i + 1));
+		if (old == h)
+			return;
+		h = old;
+	}
+}
+
+/* Pop a free slot index; -1 when none. Lock-free, any thread. */
+static long
+free_pop(struct nm_exp_table *t)
+{
+	uint64_t h = uatomic_read(&t->free_head), old;
+
+	for (;;) {
+		uint32_t i = (uint32_t)h;
+
+		if (i == 0)
+			return -1;
+		/* free_next[i - 1] may be stale when another thread popped i meanwhile: then the
+		 * tag has moved on and the compare-and-swap fails. */
+		old = uatomic_cmpxchg(&t->free_head, h,
+				      ((h >> 32) + 1) << 32 | CMM_LOAD_SHARED(t->free_next[i - 1]));
+		if (old == h)
+			return (long)i - 1;
+		h = old;
+	}
+}
+
+/* A slot for a new entry: a never-used one while there are, then a recycled one. */
+static long
+slot_take(struct nm_exp_table *t)
+{
+	unsigned long idx;
+
+	if (uatomic_read(&t->next) < t->p.max_exporters) {
+		idx = uatomic_add_return(&t->next, 1) - 1;
+		if (idx < t->p.max_exporters)
+			return (long)idx;
+		uatomic_set(&t->next, t->p.max_exporters); /* keep it from wrapping */
+	}
+	return free_pop(t);
+}
+
 struct nm_exp_entry *
 nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
 {
-	unsigned long h = nm_hash_words(k, sizeof(*k)), idx;
+	unsigned long h = nm_hash_words(k, sizeof(*k));
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 	struct nm_exp_entry *e;
+	long idx;
+
 	cds_lfht_lookup(t->ht, h, match_entry, k, &it);
 	node = cds_lfht_iter_get_node(&it);
 	if (node != NULL)
 		return caa_container_of(node, struct nm_exp_entry, node);
 	/* New exporter: the slow path, once per exporter. */
-	idx = uatomic_add_return(&t->next, 1) - 1;
-	if (idx >= t->p.max_exporters) {
-		uatomic_set(&t->next, t->p.max_exporters); /* keep it from wrapping */
+	idx = slot_take(t);
+	if (idx < 0) {
 		uatomic_inc(&t->overflow);
 		return NULL;
 	}
 	e = &t->pool[idx];
+	/* The slot is zero from creation or from its recycling; the key makes it visible to
+	 * nm_exp_foreach (with a datagram) and the sweep. */
 	e->key = *k;
 	cds_lfht_node_init(&e->node);
 	node = cds_lfht_add_unique(t->ht, h, match_entry, k, &e->node);
 	if (node != &e->node) {
-		/* Another lcore added the key first: this slot stays unused (type 0). */
-		e->key.type = 0;
-		uatomic_inc(&t->wasted);
+		/* Another lcore added the key first: never published, so no grace period. */
+		uatomic_inc(&e->gen);
+		memset(&e->key, 0, sizeof(e->key));
+		uatomic_inc(&e->gen);
+		free_push(t, (uint32_t)idx);
 		return caa_container_of(node, struct nm_exp_entry, node);
 	}
+	uatomic_inc(&t->in_use);
 	return e;
+}
+
+/* The zeroed part of a slot: the exporter's key and counters, up to the slot's own fields. */
+#define ENTRY_STATE_OFF offsetof(struct nm_exp_entry, key)
+#define ENTRY_STATE_LEN (offsetof(struct nm_exp_entry, rcu) - ENTRY_STATE_OFF)
+
+/* After the grace period: nobody reaches the slot through the table any more. */
+static void
+entry_free_rcu(struct rcu_head *head)
+{
+	struct nm_exp_entry *e = caa_container_of(head, struct nm_exp_entry, rcu);
+	struct nm_exp_table *t = e->tab;
+
+	/* Odd generation while zeroing: nm_exp_foreach's copy of it is thrown away. */
+	uatomic_inc(&e->gen);
+	cmm_smp_wmb();
+	memset((uint8_t *)e + ENTRY_STATE_OFF, 0, ENTRY_STATE_LEN);
+	cmm_smp_wmb();
+	uatomic_inc(&e->gen);
+	uatomic_set(&e->dead, 0);
+	free_push(t, (uint32_t)(e - t->pool));
+}
+
+void
+nm_exp_set_release(struct nm_exp_table *t, nm_exp_release_fn fn, void *ctx)
+{
+	t->release = fn;
+	t->release_ctx = ctx;
+}
+
+static void
+entry_detach(struct nm_exp_entry *e, void *arg)
+{
+	struct nm_exp_table *t = arg;
+
+	(void)cds_lfht_del(t->ht, &e->node);
+}
+
+static void
+entry_expire(struct nm_exp_table *t, struct nm_exp_entry *e)
+{
+	uatomic_set(&e->dead, 1); /* the sweep and nm_exp_foreach leave it alone from now on */
+	if (t->release != NULL)
+		(void)t->release(t->release_ctx, e, entry_detach, t);
+	else
+		entry_detach(e, t);
+	uatomic_dec(&t->in_use);
+	uatomic_inc(&t->expired);
+	call_rcu(&e->rcu, entry_free_rcu);
+}
+
+unsigned int
+nm_exp_expire(struct nm_exp_table *t, uint64_t now, unsigned int budget)
+{
+	unsigned long n, v;
+	const struct nm_exp_conf *conf;
+	unsigned int expired = 0;
+
+	if (t == NULL || t->p.exporter_timeout_s == 0 || (t->swept && now == t->sweep_now))
+		return 0;
+	t->swept = 1;
+	t->sweep_now = now;
+	n = uatomic_read(&t->next);
+	if (n > t->p.max_exporters)
+		n = t->p.max_exporters;
+	if (n == 0)
+		return 0;
+	conf = rcu_dereference(t->conf);
+	for (v = 0; v < budget && v < n; v++) {
+		struct nm_exp_entry *e = &t->pool[t->sweep_pos++ % n];
+		uint32_t gen = uatomic_read(&e->gen);
+		uint64_t dg;
+
+		if ((gen & 1) != 0 || uatomic_read(&e->dead) || e->key.type == 0)
+			continue;
+		dg = uatomic_read(&e->datagrams);
+		if (!e->sweep_seen || e->sweep_gen != gen || e->sweep_datagrams != dg) {
+			/* New to the sweep (or the slot was recycled), or it had datagrams since
+			 * the last visit: idle from now on, as far as the sweep knows. */
+			e->sweep_seen = 1;
+			e->sweep_gen = gen;
+			e->sweep_datagrams = dg;
+			e->sweep_idle_since = now;
+			continue;
+		}
+		if (now < e->sweep_idle_since + t->p.exporter_timeout_s)
+			continue;
+		/* Configured exporters keep their state however quiet they are. */
+		if (ovr_find(conf, e->key.addr) != NULL)
+			continue;
+		entry_expire(t, e);
+		expired++;
+	}
+	if (t->sweep_pos >= n)
+		t->sweep_pos %= n;
+	return expired;
 }
 
 /* Remember a distinct rate in the first free slot (lock-free: compare-and-swap from 0). */
@@ -764,15 +939,25 @@ nm_exp_foreach(const struct nm_exp_table *t, void (*fn)(const struct nm_exp_entr
 	       void *ctx)
 {
 	unsigned long n = uatomic_read(&t->next), i;
+	struct nm_exp_entry copy;
 
 	if (n > t->p.max_exporters)
 		n = t->p.max_exporters;
 	for (i = 0; i < n; i++) {
 		const struct nm_exp_entry *e = &t->pool[i];
+		uint32_t gen = uatomic_read(&e->gen);
 
+		if ((gen & 1) != 0 || uatomic_read(&e->dead) || e->key.type == 0)
+			continue;
+		cmm_smp_rmb();
+		memcpy(&copy, e, sizeof(copy));
+		cmm_smp_rmb();
+		/* Recycled while copied: the copy may mix two exporters. Skip it. */
+		if (uatomic_read(&e->gen) != gen || copy.dead)
+			continue;
 		/* A slot being filled right now shows no datagram yet. */
-		if (e->key.type != 0 && uatomic_read(&e->datagrams) != 0)
-			fn(e, ctx);
+		if (copy.key.type != 0 && copy.datagrams != 0)
+			fn(&copy, ctx);
 	}
 }
 
@@ -795,6 +980,13 @@ nm_exp_iface_foreach(const struct nm_exp_table *t,
 static const struct nm_ctr_desc exp_desc[] = {
 	NM_EXP_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, struct nm_exp_stats)};
 
+static const struct nm_ctr_desc exp_entry_desc[] = {
+	NM_EXP_ENTRY_CTRS(NM_CTR_DESC, NM_CTR_DESC_ARRAY, struct nm_exp_entry)};
+
+const struct nm_ctr_set nm_exp_entry_ctr_set =
+	NM_CTR_SET("exporter", "", "per exporter entry, atomic adds by every RX lcore",
+		   MULTI_WRITER, struct nm_exp_entry, exp_entry_desc);
+
 const struct nm_ctr_set nm_exp_ctr_set =
 	NM_CTR_SET("exporter", "", "one table per engine, bumped by every RX lcore (atomic adds)",
 		   MULTI_WRITER, struct nm_exp_stats, exp_desc);
@@ -802,10 +994,10 @@ const struct nm_ctr_set nm_exp_ctr_set =
 void
 nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 {
-	unsigned long n = uatomic_read(&t->next), m = uatomic_read(&t->inext);
+	unsigned long m = uatomic_read(&t->inext);
 
-	st->exporters =
-		(n > t->p.max_exporters ? t->p.max_exporters : n) - uatomic_read(&t->wasted);
+	st->exporters = uatomic_read(&t->in_use);
+	st->exporters_expired = uatomic_read(&t->expired);
 	st->exporters_overflow = uatomic_read(&t->overflow);
 	st->interfaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
 	st->interfaces_overflow = uatomic_read(&t->iface_overflow);

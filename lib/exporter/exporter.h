@@ -16,9 +16,20 @@
  *    after a grace period; readers probe open-addressing arrays without locks and never wait.
  *  - exporters, keyed by (address, observation domain / source id / sub-agent id, protocol):
  *    a liburcu QSBR cds_lfht over a pool of entries preallocated at creation. An entry is taken
- *    from the pool the first time its key is seen (one atomic increment, no allocation) and is
- *    never removed, so a pointer to it stays valid for the table's life. When the pool is empty
- *    the datagram is counted in `overflow` and not tracked.
+ *    from the pool the first time its key is seen (one atomic increment while the pool has
+ *    never-used slots, then a pop from a lock-free free list; no allocation). When no slot is
+ *    free the datagram is counted in `overflow` and not tracked. An entry that has had no
+ *    datagram for exporter_timeout_s is expired by nm_exp_expire() (the main lcore, once a
+ *    second): what other modules keep in it is released through the release hook
+ *    (nm_exp_set_release(): lib/tmpl drops its templates), it leaves the hash table, and its
+ *    slot goes back to the free list after a grace period (call_rcu). Entries of configured
+ *    exporters ([exporter.NAME]) are never expired: their state is what the operator asked for.
+ *    Pool memory is never freed while the table lives, so a reader that is not an RCU reader
+ *    (DPDK's telemetry thread) may read a slot being recycled and see nonsense, never freed
+ *    memory; nm_exp_foreach() hides that with a per-slot generation count.
+ *    A pointer from nm_exp_get()/nm_exp_find() is valid until the caller's next quiescent state
+ *    (QSBR readers), or while the caller holds the lock the release hook takes (lib/tmpl's
+ *    writer mutex): keep keys, not entry pointers, across quiescent states.
  *  - sFlow interfaces, keyed by (agent address, ifIndex): same scheme, own pool.
  *
  * Counters on the hot path: each exporter entry is cache-line aligned and its counters are
@@ -37,23 +48,26 @@
  *
  * Cost: nm_exp_get(), nm_exp_account() and nm_exp_iface_update() are lock-free and allocate
  * nothing: a hash, a cds_lfht lookup, relaxed atomic adds; a new key takes a pool slot (one
- * atomic increment) and a cds_lfht_add_unique(). nm_exp_override() probes the configured
- * version it finds through rcu_dereference(): no lock, no wait. nm_exp_create() allocates the
- * tables; afterwards only the control thread allocates, a new configured version on reload
- * (nm_exp_conf_create), and nm_exp_publish() waits a grace period before freeing the old one.
+ * atomic increment, or a compare-and-swap on the free list) and a cds_lfht_add_unique().
+ * nm_exp_override() probes the configured version it finds through rcu_dereference(): no lock, no
+ * wait. nm_exp_create() allocates the tables; afterwards only the control thread allocates, a new
+ * configured version on reload (nm_exp_conf_create), and nm_exp_publish() waits a grace period
+ * before freeing the old one.
  *
  * Threading: create/free/override_add from the control thread with no RX lcore running;
  * nm_exp_publish from the control thread at any time (it waits for a grace period). Lookups
- * and updates from RX lcores that are registered QSBR readers, online. The readers for
- * telemetry (nm_exp_foreach, nm_exp_iface_foreach) walk the tables as QSBR readers too, or from
- * any thread when the caller accepts that it may race with insertions (entries are never freed
- * while the table lives, so the walk is memory-safe; the telemetry thread of DPDK is not an RCU
- * reader and uses that).
+ * and updates from RX lcores that are registered QSBR readers, online. nm_exp_expire from the
+ * main lcore (QSBR reader, online). The readers for telemetry (nm_exp_foreach,
+ * nm_exp_iface_foreach) walk the pools from any thread, RCU reader or not: pool memory is never
+ * freed while the table lives, and nm_exp_foreach() hands fn a copy of each entry taken between
+ * two reads of the slot's generation, so an entry recycled meanwhile is skipped rather than shown
+ * half old, half new (the telemetry thread of DPDK is not an RCU reader and relies on that).
  */
 
 #include <stdint.h>
 #include <stddef.h>
 
+#include <urcu/call-rcu.h>
 #include <urcu/rculfhash.h>
 
 #include "../base/dgram.h"
@@ -95,6 +109,8 @@ struct nm_exp_params {
 	uint64_t default_sampling_rate; /* what records get when an exporter announces none */
 	unsigned int max_agents;	/* sFlow (agent, UDP source) pairs; 0: 4096 */
 	int agent_learn; /* bind an sFlow agent to the first UDP source that speaks for it */
+	/* Seconds without a datagram after which an entry is expired (nm_exp_expire); 0: never. */
+	unsigned int exporter_timeout_s;
 };
 
 /* Identity of an exporter entry. Hashed and compared as raw bytes: zero it before filling. */
@@ -141,7 +157,48 @@ struct nm_exp_entry {
 	uint64_t seq_out_of_order;	/* a little behind the expectation: late or duplicated */
 	uint64_t seq_resets;		/* far ahead or far behind (restart): resynchronised */
 	uint64_t err[NM_DECODE_ERR_MAX];
+
+	/*
+	 * The slot, not the exporter: kept when the slot is recycled (everything above from key
+	 * on is zeroed then). gen: even while the slot is stable, odd while it is being zeroed;
+	 * changes at every recycling. dead: expired, waiting for its grace period. sweep_*: the
+	 * expiry sweep's own view, written only by nm_exp_expire.
+	 */
+	struct rcu_head rcu;
+	struct nm_exp_table *tab;
+	uint32_t gen;
+	uint32_t dead;
+	uint32_t sweep_gen;
+	uint32_t sweep_seen;
+	uint64_t sweep_datagrams;  /* datagrams when the sweep last saw them change */
+	uint64_t sweep_idle_since; /* sweep clock (s) since when they have not changed */
 } __attribute__((aligned(64)));
+
+/*
+ * The per-entry counters: telemetry's /netmeta/exporters fields and the Prometheus series
+ * netmeta_exporter_<name>[_total]{exporter,domain,protocol} are both made from this table.
+ * Errors by reason (err[]) stay in /netmeta/exporters only: eleven series more per exporter
+ * would triple a scrape of a few thousand exporters, and netmeta_decode_errors_total{lcore,
+ * reason} has the reasons.
+ */
+#define NM_EXP_ENTRY_CTRS(X, A, c)                                                                 \
+	X(c, datagrams, COUNTER, "datagrams", 0, "", "datagrams of the exporter")                  \
+	X(c, records, COUNTER, "records", 0, "", "flow records it produced")                       \
+	X(c, bad, COUNTER, "datagrams", 0, "", "its datagrams rejected whole or in part")          \
+	X(c, templates, COUNTER, "templates", 0, "", "its (options) template records accepted")    \
+	X(c, rate_default_records, COUNTER, "records", 0, "",                                      \
+	  "its records that got the configured default sampling rate")                             \
+	X(c, rate_override_records, COUNTER, "records", 0, "",                                     \
+	  "its records that got the configured override rate")                                     \
+	X(c, seq_lost, COUNTER, "units", 0, "",                                                    \
+	  "sequence gaps (NetFlow v5, IPFIX: records; v9, sFlow: datagrams)")                      \
+	X(c, seq_out_of_order, COUNTER, "datagrams", 0, "", "datagrams late or duplicated")        \
+	X(c, seq_resets, COUNTER, "datagrams", 0, "", "sequence restarts (resynchronised)")        \
+	X(c, first_seen, GAUGE, "seconds", 0, "", "time of its first datagram (Unix seconds)")     \
+	X(c, last_seen, GAUGE, "seconds", 0, "", "time of its last datagram (Unix seconds)")
+
+/* The set of the per-entry counters over struct nm_exp_entry: "exporter". */
+extern const struct nm_ctr_set nm_exp_entry_ctr_set;
 
 /* sFlow generic interface counters (sFlow v5 counters_sample record 0:1) of one interface. */
 struct nm_exp_ifcounters {
@@ -179,6 +236,8 @@ struct nm_exp_iface {
 	X(c, exporters, GAUGE, "exporters", 0, "", "exporter entries in use")                      \
 	X(c, exporters_overflow, COUNTER, "datagrams", 0, "",                                      \
 	  "datagrams of exporters that found no free entry")                                       \
+	X(c, exporters_expired, COUNTER, "exporters", NM_CTR_F_NONZERO, "exporters expired",       \
+	  "exporter entries expired after exporter_timeout_s without a datagram")                  \
 	X(c, configured, GAUGE, "exporters", 0, "", "exporters configured ([exporter.NAME])")      \
 	X(c, interfaces, GAUGE, "interfaces", 0, "", "sFlow interface entries in use")             \
 	X(c, interfaces_overflow, COUNTER, "records", 0, "",                                       \
@@ -335,8 +394,11 @@ void nm_exp_refused_note(struct nm_exp_refused *r, const uint8_t addr[NM_ADDR_LE
 void nm_exp_refused_merge(struct nm_exp_refused *dst, const struct nm_exp_refused *src);
 
 /*
- * The entry of k, created from the pool when new; NULL (and overflow counted) when the pool is
- * empty. QSBR reader; the pointer stays valid for the table's life.
+ * The entry of k, created from the pool when new; NULL (and overflow counted) when no slot is
+ * free. QSBR reader; the pointer stays valid until the caller's next quiescent state. Lock-free:
+ * a new key costs one atomic increment or a compare-and-swap pop of the free list, and when
+ * nothing is free one relaxed load and the overflow count (a flood of new sources costs every
+ * lcore a lookup and two loads per datagram, no lock, no wait).
  */
 struct nm_exp_entry *nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k);
 
@@ -357,7 +419,45 @@ void nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN
 			 uint64_t time_received, uint32_t sample_seq,
 			 const struct nm_exp_ifcounters *c);
 
-/* Call fn on every exporter entry / interface in use (creation order). See the file comment. */
+/*
+ * Expiry. The release hook is called by nm_exp_expire() for each entry it expires, with the
+ * entry still in the table; it must drop what its module keeps in the entry and call
+ * detach(e, arg) exactly once, under the lock that keeps its own writers from finding e (after
+ * detach, no lookup finds e; a writer that found it before must be done with it once the hook
+ * holds its lock). lib/tmpl's nm_tmpl_exp_release() fits, with the template cache as ctx.
+ * Without a hook, detach is called directly. Control thread, before the RX lcores start.
+ */
+typedef void (*nm_exp_detach_fn)(struct nm_exp_entry *e, void *arg);
+typedef int (*nm_exp_release_fn)(void *ctx, struct nm_exp_entry *e, nm_exp_detach_fn detach,
+				 void *arg);
+void nm_exp_set_release(struct nm_exp_table *t, nm_exp_release_fn fn, void *ctx);
+
+/*
+ * Expire idle entries: visit up to budget pool slots from where the last call stopped; an entry
+ * whose datagram count has not changed for exporter_timeout_s seconds of now (any monotonic
+ * clock in seconds, the same at every call; the sweep keeps its own time per entry, so the
+ * packets' timestamps, which may be a capture's, play no part) and whose address is not
+ * configured is released (hook), removed from the hash table and its slot freed after a grace
+ * period (call_rcu). A call with the same now as the previous one returns at once (0), so the
+ * caller may call it every loop iteration; exporter_timeout_s 0 turns expiry off. Returns the
+ * entries expired. Cost: at most budget slots visited and budget entries expired, each release
+ * bounded by the hook (lib/tmpl: max_templates_per_exporter templates). An entry that gets a
+ * datagram while it is being expired loses that datagram's counts, and a new entry is made for the
+ * next one. Main lcore, QSBR reader, online.
+ */
+unsigned int nm_exp_expire(struct nm_exp_table *t, uint64_t now, unsigned int budget);
+
+/*
+ * What the engine's main lcore passes as budget: 1,024 slots a second is a full pass over the
+ * default 4,096 entries in 4 s, a few microseconds of work per call.
+ */
+#define NM_EXP_SWEEP_BUDGET 1024
+
+/*
+ * Call fn on every exporter entry / interface in use (pool order). nm_exp_foreach passes a copy
+ * of the entry (consistent: taken between two equal even reads of the slot's generation), valid
+ * only during the call. See the file comment.
+ */
 void nm_exp_foreach(const struct nm_exp_table *t,
 		    void (*fn)(const struct nm_exp_entry *e, void *ctx), void *ctx);
 void nm_exp_iface_foreach(const struct nm_exp_table *t,

@@ -624,6 +624,39 @@ nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR_LEN
 	return n;
 }
 
+int
+nm_tmpl_exp_release(void *cache, struct nm_exp_entry *e, nm_exp_detach_fn detach, void *arg)
+{
+	struct nm_tmpl_cache *c = cache;
+	struct nm_tmpl *t, *next;
+	int n = 0;
+
+	pthread_mutex_lock(&c->wlock);
+	c->st.writer_entries++;
+	/* The list is e's own (no exp_of: that would find e, or make a new entry). */
+	for (t = e->tmpl_list; t != NULL; t = next) {
+		next = t->exp_next;
+		t->exp_next = t->exp_prev = NULL;
+		if (cds_lfht_del(c->ht, &t->node) != 0)
+			continue;
+		c->st.templates--;
+		c->st.withdrawn++;
+		call_rcu(&t->rcu, tmpl_free_rcu);
+		n++;
+	}
+	e->tmpl_list = NULL;
+	if (e->n_templates != 0)
+		c->st.exporters--;
+	e->n_templates = 0;
+	/*
+	 * Under the mutex: every writer finds entries (exp_of, rate_owner) with it held, so none
+	 * links a template into e between the walk above and e leaving the exporter table.
+	 */
+	detach(e, arg);
+	pthread_mutex_unlock(&c->wlock);
+	return n;
+}
+
 static int
 rate_match(struct cds_lfht_node *node, const void *key)
 {
