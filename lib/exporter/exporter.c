@@ -164,9 +164,20 @@ nm_exp_free(struct nm_exp_table *t)
 {
 	if (t == NULL)
 		return;
-	/* Expired slots still waiting for their grace period are written by call_rcu callbacks. */
-	if (uatomic_read(&t->expired) != 0)
+	/*
+	 * Expired slots still waiting for their grace period are written by call_rcu callbacks:
+	 * wait for them. liburcu's rcu_barrier() refuses (warns and returns) on a thread that is an
+	 * online QSBR reader, so the caller goes offline for it.
+	 */
+	if (uatomic_read(&t->expired) != 0) {
+		int online = rcu_read_ongoing();
+
+		if (online)
+			rcu_thread_offline();
 		rcu_barrier();
+		if (online)
+			rcu_thread_online();
+	}
 	/* Nodes live in the pools: nothing to call_rcu, the tables only need their buckets. */
 	if (t->ht != NULL) {
 		struct cds_lfht_iter it;
