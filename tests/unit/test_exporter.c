@@ -1208,6 +1208,69 @@ test_expire_gen(void **state)
 	rcu_unregister_thread();
 }
 
+/*
+ * Every decoder's whole-datagram rejects (bad version, length, count) make no entry: 100
+ * strangers sending each kind leave the table empty, counted in rejected_unknown or not
+ * accounted at all (not recognised as any protocol).
+ */
+static void
+test_rejected_no_entry_all(void **state)
+{
+	struct nm_exp_params p = {.max_exporters = 4};
+	struct {
+		const char *what;
+		uint8_t b[64];
+		size_t len;
+		unsigned int rejected; /* rejected_unknown: 0 when not recognised as a protocol */
+	} c[] = {
+		{"nf5 truncated header", {0, 5, 0, 1}, 10, 0},
+		{"nf5 count 0", {0, 5, 0, 0}, 24, 100},
+		{"nf5 count 31", {0, 5, 0, 31}, 64, 100},
+		{"nf9 truncated header", {0, 9, 0, 1}, 12, 0},
+		{"nf9 flowset length 2", {0, 9, 0, 1, [20] = 1, 0, 0, 2}, 24, 100},
+		{"nf9 flowset past the end", {0, 9, 0, 1, [20] = 1, 0, 0, 200}, 40, 100},
+		{"ipfix truncated header", {0, 10, 0, 16}, 12, 0},
+		{"ipfix length field too long", {0, 10, 0, 60}, 40, 100},
+		{"ipfix length field too short", {0, 10, 0, 8}, 40, 100},
+		{"ipfix set length 2", {0, 10, 0, 24, [16] = 1, 0, 0, 2}, 24, 100},
+		{"sflow truncated header", {0, 0, 0, 5, 0, 0, 0, 1}, 20, 100},
+		{"sflow bad agent type", {0, 0, 0, 5, 0, 0, 0, 3}, 40, 100},
+		{"sflow 1000 samples, none there",
+		 {0, 0, 0, 5, 0, 0, 0, 1, [24] = 0, 0, 3, 0xe8},
+		 28,
+		 100},
+		{"version 7", {0, 7, 0, 1}, 40, 0},
+	};
+	struct nm_exp_stats st;
+	struct fixture *f;
+	unsigned int i, j;
+	uint64_t rej = 0;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new2(&p, 1);
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		for (j = 0; j < 100; j++) {
+			nm_addr_from_v4(f->meta.exporter,
+					(const uint8_t[]){203, 0, (uint8_t)i, (uint8_t)j});
+			if (feed(f, c[i].b, c[i].len) >= 0)
+				fail_msg("%s: accepted", c[i].what);
+		}
+		nm_exp_get_stats(f->d.exp, &st);
+		print_message("%-32s rejected_unknown +%llu\n", c[i].what,
+			      (unsigned long long)(st.rejected_unknown - rej));
+		if (st.rejected_unknown - rej != c[i].rejected)
+			fail_msg("%s: rejected_unknown +%llu, expected +%u", c[i].what,
+				 (unsigned long long)(st.rejected_unknown - rej), c[i].rejected);
+		rej = st.rejected_unknown;
+		if (st.exporters != 0 || st.exporters_overflow != 0)
+			fail_msg("%s: %llu entries made", c[i].what,
+				 (unsigned long long)st.exporters);
+	}
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
 /* The shipped netmeta.ini loads, and its commented example, uncommented, does too. */
 static void
 test_config_example(void **state)
@@ -1384,6 +1447,7 @@ main(void)
 		cmocka_unit_test(test_expire_flood),
 		cmocka_unit_test(test_expire_walker),
 		cmocka_unit_test(test_expire_gen),
+		cmocka_unit_test(test_rejected_no_entry_all),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
