@@ -88,6 +88,11 @@ static void
 test_template_expiry_keys(void **state)
 {
 	struct nm_config c, *b = malloc(sizeof(*b));
+/* [collector] max_exporters and exporter_timeout_s: defaults, bounds named, restart on reload. */
+static void
+test_exporter_expiry_keys(void **state)
+{
+	struct nm_config *c = malloc(sizeof(*c)), *b = malloc(sizeof(*b));
 	struct nm_config_change ch[4];
 	char err[512] = "";
 
@@ -119,6 +124,28 @@ test_template_expiry_keys(void **state)
 	assert_int_equal(ch[0].restart, 1);
 	assert_string_equal(ch[1].key, "collector.template_hold_s");
 	assert_int_equal(ch[1].restart, 1);
+	assert_non_null(c);
+	assert_non_null(b);
+	nm_config_defaults(c);
+	assert_int_equal(c->max_exporters, 4096);
+	assert_int_equal(c->exporter_timeout_s, 3600);
+	assert_int_equal(nm_config_set(c, "collector.exporter_timeout_s=0", err, sizeof(err)), 0);
+	assert_int_equal(c->exporter_timeout_s, 0);
+	assert_int_equal(nm_config_set(c, "collector.exporter_timeout_s=-1", err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "[collector] exporter_timeout_s = \"-1\": expected an integer "
+				    "from 0 to 2592000"));
+	assert_int_equal(nm_config_set(c, "collector.max_exporters=8", err, sizeof(err)), -EINVAL);
+	assert_non_null(
+		strstr(err, "[collector] max_exporters = \"8\": expected an integer from 16 to"));
+	assert_int_equal(c->max_exporters, 4096);
+	*b = *c;
+	assert_int_equal(nm_config_set(b, "collector.max_exporters=64", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_set(b, "collector.exporter_timeout_s=2", err, sizeof(err)), 0);
+	assert_int_equal(nm_config_diff(c, b, ch, 4), 2);
+	assert_int_equal(ch[0].restart, 1);
+	assert_int_equal(ch[1].restart, 1);
+	free(c);
 	free(b);
 }
 
@@ -777,6 +804,7 @@ main(void)
 		cmocka_unit_test(test_shipped_file_is_the_defaults),
 		cmocka_unit_test(test_set),
 		cmocka_unit_test(test_allow),
+		cmocka_unit_test(test_exporter_expiry_keys),
 		cmocka_unit_test(test_errors_name_everything),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_kafka_limits),
