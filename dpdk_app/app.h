@@ -331,7 +331,7 @@ void nm_summary_print(const struct nm_app *app, const struct nm_summary *sm, FIL
 int nm_summary_json(const struct nm_app *app, const struct nm_summary *sm, const char *path);
 
 /* The sets the combined views (/netmeta/stats, JSON summary) list, in order, with their objects. */
-#define NM_STATS_SETS 6
+#define NM_STATS_SETS 7
 struct nm_stats_set {
 	const struct nm_ctr_set *set;
 	const void *obj;

@@ -103,6 +103,7 @@ nm_stats_sets(const struct nm_stats_view *v, struct nm_stats_set out[NM_STATS_SE
 	out[3] = (struct nm_stats_set){&nm_flusher_ctr_set, &v->fl};
 	out[4] = (struct nm_stats_set){&nm_kafka_ctr_set, &v->k};
 	out[5] = (struct nm_stats_set){&nm_tmpl_ctr_set, &v->t};
+	out[6] = (struct nm_stats_set){&nm_exp_ctr_set, &v->e};
 }
 
 /* Telemetry callbacks get no user argument; the app is set once before registration. */

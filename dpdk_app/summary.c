@@ -15,7 +15,7 @@
 #include "xdp_allow.h"
 
 /* Index of a set in nm_stats_sets(). */
-enum { SET_WORKER, SET_DECODE, SET_AGG, SET_FLUSHER, SET_KAFKA };
+enum { SET_WORKER, SET_DECODE, SET_AGG, SET_FLUSHER, SET_KAFKA, SET_TMPL, SET_EXP };
 
 /*
  * The console line: a view on the tables, in reading order. how: 'v' the counter of that name,

@@ -998,9 +998,9 @@ const struct nm_ctr_set nm_exp_entry_ctr_set =
 	NM_CTR_SET("exporter", "", "per exporter entry, atomic adds by every RX lcore",
 		   MULTI_WRITER, struct nm_exp_entry, exp_entry_desc);
 
-const struct nm_ctr_set nm_exp_ctr_set =
-	NM_CTR_SET("exporter", "", "one table per engine, bumped by every RX lcore (atomic adds)",
-		   MULTI_WRITER, struct nm_exp_stats, exp_desc);
+const struct nm_ctr_set nm_exp_ctr_set = NM_CTR_SET(
+	"exporter", "exp_", "one table per engine, bumped by every RX lcore (atomic adds)",
+	MULTI_WRITER, struct nm_exp_stats, exp_desc);
 
 void
 nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
@@ -1008,7 +1008,7 @@ nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 	unsigned long m = uatomic_read(&t->inext);
 
 	st->exporters = uatomic_read(&t->in_use);
-	st->exporters_expired = uatomic_read(&t->expired);
+	st->expired = uatomic_read(&t->expired);
 	st->exporters_overflow = uatomic_read(&t->overflow);
 	st->interfaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
 	st->interfaces_overflow = uatomic_read(&t->iface_overflow);

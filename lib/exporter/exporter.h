@@ -236,7 +236,7 @@ struct nm_exp_iface {
 	X(c, exporters, GAUGE, "exporters", 0, "", "exporter entries in use")                      \
 	X(c, exporters_overflow, COUNTER, "datagrams", 0, "",                                      \
 	  "datagrams of exporters that found no free entry")                                       \
-	X(c, exporters_expired, COUNTER, "exporters", NM_CTR_F_NONZERO, "exporters expired",       \
+	X(c, expired, COUNTER, "exporters", NM_CTR_F_NONZERO, "exporters expired",                 \
 	  "exporter entries expired after exporter_timeout_s without a datagram")                  \
 	X(c, configured, GAUGE, "exporters", 0, "", "exporters configured ([exporter.NAME])")      \
 	X(c, interfaces, GAUGE, "interfaces", 0, "", "sFlow interface entries in use")             \
