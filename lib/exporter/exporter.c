@@ -68,6 +68,15 @@ struct agent_slot {
 
 #define AGENT_PROBES 8
 
+/*
+ * Free pool slots: a lock-free stack of slot indices. head: tag << 32 | (index + 1), 0 in the low
+ * half when empty; next[i]: the index + 1 below slot i.
+ */
+struct free_stack {
+	uint64_t head;
+	uint32_t *next;
+};
+
 struct iface_key {
 	uint8_t agent[NM_ADDR_LEN];
 	uint32_t if_index;
@@ -77,10 +86,9 @@ struct nm_exp_table {
 	struct nm_exp_params p;
 	struct cds_lfht *ht; /* struct nm_exp_entry */
 	struct nm_exp_entry *pool;
-	unsigned long next;  /* pool slots handed out (may pass max: overflow) */
-	uint64_t free_head;  /* tag << 32 | (free slot index + 1); 0 in the low half: empty */
-	uint32_t *free_next; /* per slot: the index + 1 of the next free slot */
-	uint64_t in_use;     /* entries in the hash table */
+	unsigned long next;	/* pool slots handed out (may pass max: overflow) */
+	struct free_stack free; /* recycled exporter slots */
+	uint64_t in_use;	/* entries in the hash table */
 	uint64_t expired;
 	unsigned long sweep_pos; /* next slot nm_exp_expire visits */
 	uint64_t sweep_now;	 /* now of its last call */
@@ -90,6 +98,10 @@ struct nm_exp_table {
 	struct cds_lfht *iht; /* struct nm_exp_iface */
 	struct nm_exp_iface *ipool;
 	unsigned long inext;
+	struct free_stack ifree; /* recycled interface slots */
+	uint64_t iin_use;
+	uint64_t iexpired;
+	unsigned long isweep_pos;
 	struct nm_exp_conf *conf; /* RCU-protected: rcu_dereference to read, nm_exp_publish */
 	unsigned int configured;  /* exporters in conf, for readers that are not RCU readers */
 	uint64_t allow[NM_EXP_MAX_ALLOW][4]; /* prefix hi, lo, mask hi, lo (host order) */
@@ -102,7 +114,6 @@ struct nm_exp_table {
 	uint64_t rejected_unknown; /* datagrams rejected whole from no known exporter */
 	uint64_t overflow;
 	uint64_t iface_overflow;
-	uint64_t iwasted; /* interface slots lost to races */
 };
 
 static unsigned long
@@ -143,19 +154,22 @@ nm_exp_create(const struct nm_exp_params *p)
 	size = pow2_at_least(t->p.max_ifaces);
 	t->iht = cds_lfht_new(size, size, size, 0, NULL);
 	t->pool = aligned_alloc(64, sizeof(*t->pool) * t->p.max_exporters);
-	t->free_next = calloc(t->p.max_exporters, sizeof(*t->free_next));
+	t->free.next = calloc(t->p.max_exporters, sizeof(*t->free.next));
+	t->ifree.next = calloc(t->p.max_ifaces, sizeof(*t->ifree.next));
 	t->ipool = aligned_alloc(64, sizeof(*t->ipool) * t->p.max_ifaces);
 	t->conf = nm_exp_conf_create(t->p.max_overrides, t->p.max_ifnames, 0);
 	if (t->ht == NULL || t->iht == NULL || t->pool == NULL || t->ipool == NULL ||
-	    t->conf == NULL || t->agents == NULL || t->free_next == NULL) {
+	    t->conf == NULL || t->agents == NULL || t->free.next == NULL || t->ifree.next == NULL) {
 		nm_exp_free(t);
 		errno = ENOMEM;
 		return NULL;
 	}
 	memset(t->pool, 0, sizeof(*t->pool) * t->p.max_exporters);
+	memset(t->ipool, 0, sizeof(*t->ipool) * t->p.max_ifaces);
 	for (size = 0; size < t->p.max_exporters; size++)
 		t->pool[size].tab = t;
-	memset(t->ipool, 0, sizeof(*t->ipool) * t->p.max_ifaces);
+	for (size = 0; size < t->p.max_ifaces; size++)
+		t->ipool[size].tab = t;
 	return t;
 }
 
@@ -169,7 +183,7 @@ nm_exp_free(struct nm_exp_table *t)
 	 * wait for them. liburcu's rcu_barrier() refuses (warns and returns) on a thread that is an
 	 * online QSBR reader, so the caller goes offline for it.
 	 */
-	if (uatomic_read(&t->expired) != 0) {
+	if (uatomic_read(&t->expired) + uatomic_read(&t->iexpired) != 0) {
 		int online = rcu_read_ongoing();
 
 		if (online)
@@ -194,7 +208,8 @@ nm_exp_free(struct nm_exp_table *t)
 		(void)cds_lfht_destroy(t->iht, NULL);
 	}
 	free(t->pool);
-	free(t->free_next);
+	free(t->free.next);
+	free(t->ifree.next);
 	free(t->ipool);
 	nm_exp_conf_free(t->conf);
 	free(t->agents);
@@ -583,15 +598,15 @@ nm_exp_find(struct nm_exp_table *t, const struct nm_exp_key *k)
 	return node != NULL ? caa_container_of(node, struct nm_exp_entry, node) : NULL;
 }
 
-/* Push slot i on the free stack. Any thread. */
+/* Push slot i on a free stack. Any thread. */
 static void
-free_push(struct nm_exp_table *t, uint32_t i)
+free_push(struct free_stack *fs, uint32_t i)
 {
-	uint64_t h = uatomic_read(&t->free_head), old;
+	uint64_t h = uatomic_read(&fs->head), old;
 
 	for (;;) {
-		t->free_next[i] = (uint32_t)h;
-		old = uatomic_cmpxchg(&t->free_head, h, ((h >> 32) + 1) << 32 | (i + 1));
+		fs->next[i] = (uint32_t)h;
+		old = uatomic_cmpxchg(&fs->head, h, ((h >> 32) + 1) << 32 | (i + 1));
 		if (old == h)
 			return;
 		h = old;
@@ -600,38 +615,38 @@ free_push(struct nm_exp_table *t, uint32_t i)
 
 /* Pop a free slot index; -1 when none. Lock-free, any thread. */
 static long
-free_pop(struct nm_exp_table *t)
+free_pop(struct free_stack *fs)
 {
-	uint64_t h = uatomic_read(&t->free_head), old;
+	uint64_t h = uatomic_read(&fs->head), old;
 
 	for (;;) {
 		uint32_t i = (uint32_t)h;
 
 		if (i == 0)
 			return -1;
-		/* free_next[i - 1] may be stale when another thread popped i meanwhile: then the
-		 * tag has moved on and the compare-and-swap fails. */
-		old = uatomic_cmpxchg(&t->free_head, h,
-				      ((h >> 32) + 1) << 32 | CMM_LOAD_SHARED(t->free_next[i - 1]));
+		/* next[i - 1] may be stale when another thread popped i meanwhile: then the tag
+		 * has moved on and the compare-and-swap fails. */
+		old = uatomic_cmpxchg(&fs->head, h,
+				      ((h >> 32) + 1) << 32 | CMM_LOAD_SHARED(fs->next[i - 1]));
 		if (old == h)
 			return (long)i - 1;
 		h = old;
 	}
 }
 
-/* A slot for a new entry: a never-used one while there are, then a recycled one. */
+/* A slot for a new key: a never-used one while there are (*next), then a recycled one. */
 static long
-slot_take(struct nm_exp_table *t)
+slot_take(unsigned long *next, unsigned long max, struct free_stack *fs)
 {
 	unsigned long idx;
 
-	if (uatomic_read(&t->next) < t->p.max_exporters) {
-		idx = uatomic_add_return(&t->next, 1) - 1;
-		if (idx < t->p.max_exporters)
+	if (uatomic_read(next) < max) {
+		idx = uatomic_add_return(next, 1) - 1;
+		if (idx < max)
 			return (long)idx;
-		uatomic_set(&t->next, t->p.max_exporters); /* keep it from wrapping */
+		uatomic_set(next, max); /* keep it from wrapping */
 	}
-	return free_pop(t);
+	return free_pop(fs);
 }
 
 struct nm_exp_entry *
@@ -648,7 +663,7 @@ nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
 	if (node != NULL)
 		return caa_container_of(node, struct nm_exp_entry, node);
 	/* New exporter: the slow path, once per exporter. */
-	idx = slot_take(t);
+	idx = slot_take(&t->next, t->p.max_exporters, &t->free);
 	if (idx < 0) {
 		uatomic_inc(&t->overflow);
 		return NULL;
@@ -664,7 +679,7 @@ nm_exp_get(struct nm_exp_table *t, const struct nm_exp_key *k)
 		uatomic_inc(&e->gen);
 		memset(&e->key, 0, sizeof(e->key));
 		uatomic_inc(&e->gen);
-		free_push(t, (uint32_t)idx);
+		free_push(&t->free, (uint32_t)idx);
 		return caa_container_of(node, struct nm_exp_entry, node);
 	}
 	uatomic_inc(&t->in_use);
@@ -689,7 +704,72 @@ entry_free_rcu(struct rcu_head *head)
 	cmm_smp_wmb();
 	uatomic_inc(&e->gen);
 	uatomic_set(&e->dead, 0);
-	free_push(t, (uint32_t)(e - t->pool));
+	free_push(&t->free, (uint32_t)(e - t->pool));
+}
+
+/* The zeroed part of an interface slot: from agent to the counters, up to its own fields. */
+#define IFACE_STATE_OFF offsetof(struct nm_exp_iface, agent)
+#define IFACE_STATE_LEN (offsetof(struct nm_exp_iface, rcu) - IFACE_STATE_OFF)
+
+static void
+iface_free_rcu(struct rcu_head *head)
+{
+	struct nm_exp_iface *f = caa_container_of(head, struct nm_exp_iface, rcu);
+	struct nm_exp_table *t = f->tab;
+
+	uatomic_inc(&f->gen);
+	cmm_smp_wmb();
+	memset((uint8_t *)f + IFACE_STATE_OFF, 0, IFACE_STATE_LEN);
+	cmm_smp_wmb();
+	uatomic_inc(&f->gen);
+	uatomic_set(&f->dead, 0);
+	free_push(&t->ifree, (uint32_t)(f - t->ipool));
+}
+
+/*
+ * Interfaces go by the same rule as exporter entries, on their own: an (agent, ifIndex) whose
+ * counter samples stopped for the timeout, of an agent that is not configured. Their counter
+ * samples arrive in the agent's datagrams, so an idle agent's interfaces expire with it.
+ */
+static unsigned int
+iface_expire(struct nm_exp_table *t, const struct nm_exp_conf *conf, uint64_t now,
+	     unsigned int budget)
+{
+	unsigned long n = uatomic_read(&t->inext), v;
+	unsigned int expired = 0;
+
+	if (n > t->p.max_ifaces)
+		n = t->p.max_ifaces;
+	for (v = 0; v < budget && v < n; v++) {
+		struct nm_exp_iface *f = &t->ipool[t->isweep_pos++ % n];
+		uint32_t gen = uatomic_read(&f->gen);
+		uint64_t samples;
+
+		if ((gen & 1) != 0 || uatomic_read(&f->dead))
+			continue;
+		samples = uatomic_read(&f->samples);
+		if (samples == 0)
+			continue; /* free, or being filled */
+		if (!f->sweep_seen || f->sweep_gen != gen || f->sweep_samples != samples) {
+			f->sweep_seen = 1;
+			f->sweep_gen = gen;
+			f->sweep_samples = samples;
+			f->sweep_idle_since = now;
+			continue;
+		}
+		if (now < f->sweep_idle_since + t->p.exporter_timeout_s ||
+		    ovr_find(conf, f->agent) != NULL)
+			continue;
+		uatomic_set(&f->dead, 1);
+		(void)cds_lfht_del(t->iht, &f->node);
+		uatomic_dec(&t->iin_use);
+		uatomic_inc(&t->iexpired);
+		call_rcu(&f->rcu, iface_free_rcu);
+		expired++;
+	}
+	if (n != 0 && t->isweep_pos >= n)
+		t->isweep_pos %= n;
+	return expired;
 }
 
 void
@@ -734,8 +814,6 @@ nm_exp_expire(struct nm_exp_table *t, uint64_t now, unsigned int budget)
 	n = uatomic_read(&t->next);
 	if (n > t->p.max_exporters)
 		n = t->p.max_exporters;
-	if (n == 0)
-		return 0;
 	conf = rcu_dereference(t->conf);
 	for (v = 0; v < budget && v < n; v++) {
 		struct nm_exp_entry *e = &t->pool[t->sweep_pos++ % n];
@@ -762,8 +840,9 @@ nm_exp_expire(struct nm_exp_table *t, uint64_t now, unsigned int budget)
 		entry_expire(t, e);
 		expired++;
 	}
-	if (t->sweep_pos >= n)
+	if (n != 0 && t->sweep_pos >= n)
 		t->sweep_pos %= n;
+	(void)iface_expire(t, conf, now, budget);
 	return expired;
 }
 
@@ -908,7 +987,8 @@ nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 		    uint64_t time_received, uint32_t sample_seq, const struct nm_exp_ifcounters *c)
 {
 	struct iface_key k;
-	unsigned long h, idx;
+	unsigned long h;
+	long idx;
 	struct cds_lfht_iter it;
 	struct cds_lfht_node *node;
 	struct nm_exp_iface *i;
@@ -922,9 +1002,8 @@ nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 	if (node != NULL) {
 		i = caa_container_of(node, struct nm_exp_iface, node);
 	} else {
-		idx = uatomic_add_return(&t->inext, 1) - 1;
-		if (idx >= t->p.max_ifaces) {
-			uatomic_set(&t->inext, t->p.max_ifaces);
+		idx = slot_take(&t->inext, t->p.max_ifaces, &t->ifree);
+		if (idx < 0) {
 			uatomic_inc(&t->iface_overflow);
 			return;
 		}
@@ -934,9 +1013,15 @@ nm_exp_iface_update(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 		cds_lfht_node_init(&i->node);
 		node = cds_lfht_add_unique(t->iht, h, match_iface, &k, &i->node);
 		if (node != &i->node) {
-			i->pad_ = 1; /* lost the race: unused */
-			uatomic_inc(&t->iwasted);
+			/* Lost the race: never published, straight back to the free stack. */
+			uatomic_inc(&i->gen);
+			memset(i->agent, 0, sizeof(i->agent));
+			i->if_index = 0;
+			uatomic_inc(&i->gen);
+			free_push(&t->ifree, (uint32_t)idx);
 			i = caa_container_of(node, struct nm_exp_iface, node);
+		} else {
+			uatomic_inc(&t->iin_use);
 		}
 	}
 	i->c = *c;
@@ -977,14 +1062,23 @@ nm_exp_iface_foreach(const struct nm_exp_table *t,
 		     void (*fn)(const struct nm_exp_iface *i, void *ctx), void *ctx)
 {
 	unsigned long n = uatomic_read(&t->inext), i;
+	struct nm_exp_iface copy;
 
 	if (n > t->p.max_ifaces)
 		n = t->p.max_ifaces;
 	for (i = 0; i < n; i++) {
 		const struct nm_exp_iface *f = &t->ipool[i];
+		uint32_t gen = uatomic_read(&f->gen);
 
-		if (f->pad_ == 0 && uatomic_read(&f->samples) != 0)
-			fn(f, ctx);
+		if ((gen & 1) != 0 || uatomic_read(&f->dead) || uatomic_read(&f->samples) == 0)
+			continue;
+		cmm_smp_rmb();
+		memcpy(&copy, f, sizeof(copy));
+		cmm_smp_rmb();
+		/* Recycled while copied (see nm_exp_foreach). */
+		if (uatomic_read(&f->gen) != gen || copy.dead || copy.samples == 0)
+			continue;
+		fn(&copy, ctx);
 	}
 }
 
@@ -1010,7 +1104,9 @@ nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 	st->exporters = uatomic_read(&t->in_use);
 	st->expired = uatomic_read(&t->expired);
 	st->exporters_overflow = uatomic_read(&t->overflow);
-	st->interfaces = (m > t->p.max_ifaces ? t->p.max_ifaces : m) - uatomic_read(&t->iwasted);
+	(void)m;
+	st->interfaces = uatomic_read(&t->iin_use);
+	st->interfaces_expired = uatomic_read(&t->iexpired);
 	st->interfaces_overflow = uatomic_read(&t->iface_overflow);
 	st->configured = uatomic_read(&t->configured);
 	st->sflow_agents = uatomic_read(&t->n_agents);

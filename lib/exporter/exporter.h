@@ -30,7 +30,9 @@
  *    A pointer from nm_exp_get()/nm_exp_find() is valid until the caller's next quiescent state
  *    (QSBR readers), or while the caller holds the lock the release hook takes (lib/tmpl's
  *    writer mutex): keep keys, not entry pointers, across quiescent states.
- *  - sFlow interfaces, keyed by (agent address, ifIndex): same scheme, own pool.
+ *  - sFlow interfaces, keyed by (agent address, ifIndex): same scheme, own pool and free
+ *    stack; an interface without a counter sample for exporter_timeout_s (of an agent that is
+ *    not configured) is expired the same way by the same sweep.
  *
  * Counters on the hot path: each exporter entry is cache-line aligned and its counters are
  * updated with relaxed atomic adds - once per datagram, not per record. RSS hashes an exporter's
@@ -224,6 +226,16 @@ struct nm_exp_iface {
 	uint32_t sample_seq; /* the counter sample's sequence number */
 	uint32_t pad2_;
 	struct nm_exp_ifcounters c; /* the latest values, as the agent sent them */
+
+	/* The slot's own fields, as in struct nm_exp_entry (agent..c are zeroed on recycling). */
+	struct rcu_head rcu;
+	struct nm_exp_table *tab;
+	uint32_t gen;
+	uint32_t dead;
+	uint32_t sweep_gen;
+	uint32_t sweep_seen;
+	uint64_t sweep_samples;
+	uint64_t sweep_idle_since;
 } __attribute__((aligned(64)));
 
 /*
@@ -242,6 +254,8 @@ struct nm_exp_iface {
 	X(c, interfaces, GAUGE, "interfaces", 0, "", "sFlow interface entries in use")             \
 	X(c, interfaces_overflow, COUNTER, "records", 0, "",                                       \
 	  "counter records of interfaces that found no free entry")                                \
+	X(c, interfaces_expired, COUNTER, "interfaces", 0, "",                                     \
+	  "sFlow interface entries expired after exporter_timeout_s without a counter sample")     \
 	X(c, sflow_agents, GAUGE, "agents", 0, "",                                                 \
 	  "sFlow (agent, UDP source) pairs, configured and learned")                               \
 	X(c, sflow_agent_mismatch, COUNTER, "datagrams", 0, "",                                    \
@@ -433,7 +447,8 @@ typedef int (*nm_exp_release_fn)(void *ctx, struct nm_exp_entry *e, nm_exp_detac
 void nm_exp_set_release(struct nm_exp_table *t, nm_exp_release_fn fn, void *ctx);
 
 /*
- * Expire idle entries: visit up to budget pool slots from where the last call stopped; an entry
+ * Expire idle entries: visit up to budget pool slots (and as many interface slots) from where
+ * the last call stopped; an entry
  * whose datagram count has not changed for exporter_timeout_s seconds of now (any monotonic
  * clock in seconds, the same at every call; the sweep keeps its own time per entry, so the
  * packets' timestamps, which may be a capture's, play no part) and whose address is not
@@ -454,9 +469,9 @@ unsigned int nm_exp_expire(struct nm_exp_table *t, uint64_t now, unsigned int bu
 #define NM_EXP_SWEEP_BUDGET 1024
 
 /*
- * Call fn on every exporter entry / interface in use (pool order). nm_exp_foreach passes a copy
- * of the entry (consistent: taken between two equal even reads of the slot's generation), valid
- * only during the call. See the file comment.
+ * Call fn on every exporter entry / interface in use (pool order). Both pass a copy (consistent:
+ * taken between two equal even reads of the slot's generation), valid only during the call. See
+ * the file comment.
  */
 void nm_exp_foreach(const struct nm_exp_table *t,
 		    void (*fn)(const struct nm_exp_entry *e, void *ctx), void *ctx);

@@ -669,7 +669,9 @@ feed_pcap(struct fixture *f, const char *file)
 	return true;
 }
 
+/* nm_exp_iface_foreach hands out copies valid during the call: keep copies. */
 struct ifcollect {
+	struct nm_exp_iface copy[64];
 	const struct nm_exp_iface *i[64];
 	unsigned int n;
 };
@@ -679,8 +681,11 @@ ifcollect_fn(const struct nm_exp_iface *i, void *ctx)
 {
 	struct ifcollect *c = ctx;
 
-	if (c->n < 64)
-		c->i[c->n++] = i;
+	if (c->n < 64) {
+		c->copy[c->n] = *i;
+		c->i[c->n] = &c->copy[c->n];
+		c->n++;
+	}
 }
 
 static void
@@ -1170,6 +1175,73 @@ test_expire_walker(void **state)
 	rcu_unregister_thread();
 }
 
+static unsigned int ifcount_n;
+static void
+ifcount_fn(const struct nm_exp_iface *i, void *ctx)
+{
+	(void)i;
+	(void)ctx;
+	ifcount_n++;
+}
+
+/* sFlow interfaces expire like entries: idle ones of unconfigured agents, slots reused. */
+static void
+test_expire_interfaces(void **state)
+{
+	struct nm_exp_params p = {.max_ifaces = 8, .exporter_timeout_s = 5};
+	struct nm_exp_table *t = nm_exp_create(&p);
+	struct nm_exp_ifcounters c;
+	struct nm_exp_stats st;
+	uint8_t a[16], b[16];
+	unsigned int i;
+
+	(void)state;
+	assert_non_null(t);
+	rcu_register_thread();
+	nm_addr_from_v4(a, (const uint8_t[]){198, 51, 100, 1});
+	nm_addr_from_v4(b, (const uint8_t[]){192, 0, 2, 9});
+	assert_int_equal(nm_exp_override_add(t, b, 0, "agent"), 0);
+	memset(&c, 0, sizeof(c));
+	for (i = 0; i < 8; i++) {
+		c.if_index = i;
+		nm_exp_iface_update(t, i == 0 ? b : a, 1, i, &c);
+	}
+	c.if_index = 100;
+	nm_exp_iface_update(t, a, 1, 0, &c);
+	nm_exp_get_stats(t, &st);
+	assert_int_equal(st.interfaces, 8);
+	assert_int_equal(st.interfaces_overflow, 1);
+	(void)nm_exp_expire(t, 100, 1024);
+	c.if_index = 1;
+	nm_exp_iface_update(t, a, 1, 1, &c); /* a sample for (a, 1): it stays */
+	(void)nm_exp_expire(t, 101, 1024);
+	(void)nm_exp_expire(t, 105, 1024);
+	nm_exp_get_stats(t, &st);
+	assert_int_equal(st.interfaces_expired, 6);
+	assert_int_equal(st.interfaces, 2);
+	ifcount_n = 0;
+	nm_exp_iface_foreach(t, ifcount_fn, NULL);
+	assert_int_equal(ifcount_n, 2);
+	c.if_index = 200;
+	nm_exp_iface_update(t, a, 1, 0, &c); /* no slot before the grace period */
+	nm_exp_get_stats(t, &st);
+	assert_int_equal(st.interfaces_overflow, 2);
+	settle();
+	for (i = 0; i < 6; i++) {
+		c.if_index = 300 + i;
+		c.in_octets = 7;
+		nm_exp_iface_update(t, a, 1, 0, &c);
+	}
+	nm_exp_get_stats(t, &st);
+	assert_int_equal(st.interfaces, 8);
+	assert_int_equal(st.interfaces_overflow, 2);
+	ifcount_n = 0;
+	nm_exp_iface_foreach(t, ifcount_fn, NULL);
+	assert_int_equal(ifcount_n, 8);
+	nm_exp_free(t);
+	rcu_unregister_thread();
+}
+
 /* nm_exp_foreach skips a slot being zeroed (odd generation) and an expired entry. */
 static void
 test_expire_gen(void **state)
@@ -1447,6 +1519,7 @@ main(void)
 		cmocka_unit_test(test_expire_flood),
 		cmocka_unit_test(test_expire_walker),
 		cmocka_unit_test(test_expire_gen),
+		cmocka_unit_test(test_expire_interfaces),
 		cmocka_unit_test(test_rejected_no_entry_all),
 	};
 
