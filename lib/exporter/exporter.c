@@ -111,6 +111,7 @@ struct nm_exp_table {
 	uint64_t n_agents;
 	uint64_t agent_mismatch;
 	uint64_t agent_full;
+	uint64_t agents_expired;   /* learned bindings dropped with their agent's entry */
 	uint64_t rejected_unknown; /* datagrams rejected whole from no known exporter */
 	uint64_t overflow;
 	uint64_t iface_overflow;
@@ -787,6 +788,31 @@ entry_detach(struct nm_exp_entry *e, void *arg)
 	(void)cds_lfht_del(t->ht, &e->node);
 }
 
+/*
+ * Drop the learned (not configured) bindings of agent: its entry expired, so whatever relay
+ * spoke for it is learned anew, on first use, when it speaks again. A reader racing with the
+ * store of state 0 compares a slot it may no longer own: one mismatch at worst, the slot array
+ * is never freed.
+ */
+static void
+agent_forget(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN])
+{
+	unsigned int i = (unsigned int)nm_hash_words(agent, NM_ADDR_LEN), n;
+
+	for (n = 0; n < AGENT_PROBES; n++, i++) {
+		struct agent_slot *s = &t->agents[i & t->agent_mask];
+		uint32_t expect = 2;
+
+		if (s->cfg || memcmp(s->agent, agent, NM_ADDR_LEN) != 0)
+			continue;
+		if (!__atomic_compare_exchange_n(&s->state, &expect, 0, 0, __ATOMIC_RELEASE,
+						 __ATOMIC_RELAXED))
+			continue;
+		uatomic_dec(&t->n_agents);
+		uatomic_inc(&t->agents_expired);
+	}
+}
+
 static void
 entry_expire(struct nm_exp_table *t, struct nm_exp_entry *e)
 {
@@ -795,6 +821,8 @@ entry_expire(struct nm_exp_table *t, struct nm_exp_entry *e)
 		(void)t->release(t->release_ctx, e, entry_detach, t);
 	else
 		entry_detach(e, t);
+	if (e->key.type == NM_FLOW_SFLOW5)
+		agent_forget(t, e->key.addr);
 	uatomic_dec(&t->in_use);
 	uatomic_inc(&t->expired);
 	call_rcu(&e->rcu, entry_free_rcu);
@@ -1112,6 +1140,7 @@ nm_exp_get_stats(const struct nm_exp_table *t, struct nm_exp_stats *st)
 	st->sflow_agents = uatomic_read(&t->n_agents);
 	st->sflow_agent_mismatch = uatomic_read(&t->agent_mismatch);
 	st->sflow_agents_full = uatomic_read(&t->agent_full);
+	st->sflow_agents_expired = uatomic_read(&t->agents_expired);
 	st->rejected_unknown = uatomic_read(&t->rejected_unknown);
 }
 

@@ -24,6 +24,7 @@
  *    (nm_exp_set_release(): lib/tmpl drops its templates), it leaves the hash table, and its
  *    slot goes back to the free list after a grace period (call_rcu). Entries of configured
  *    exporters ([exporter.NAME]) are never expired: their state is what the operator asked for.
+ *    An expired sFlow entry also drops the learned (agent, UDP source) bindings of its agent.
  *    Pool memory is never freed while the table lives, so a reader that is not an RCU reader
  *    (DPDK's telemetry thread) may read a slot being recycled and see nonsense, never freed
  *    memory; nm_exp_foreach() hides that with a per-slot generation count.
@@ -262,6 +263,8 @@ struct nm_exp_iface {
 	  "sFlow datagrams credited to their UDP source: the agent was not theirs to claim")       \
 	X(c, sflow_agents_full, COUNTER, "datagrams", 0, "",                                       \
 	  "sFlow agents that found no slot to be learned in")                                      \
+	X(c, sflow_agents_expired, COUNTER, "agents", 0, "",                                       \
+	  "learned sFlow (agent, UDP source) pairs dropped with their agent's expired entry")      \
 	X(c, rejected_unknown, COUNTER, "datagrams", 0, "",                                        \
 	  "datagrams rejected whole from no known exporter: counted, no entry made")
 

@@ -1242,6 +1242,45 @@ test_expire_interfaces(void **state)
 	rcu_unregister_thread();
 }
 
+/* An expired sFlow entry takes its agent's learned binding with it; configured pairs stay. */
+static void
+test_expire_agent_binding(void **state)
+{
+	struct nm_exp_params p = {.agent_learn = 1, .exporter_timeout_s = 5};
+	struct nm_exp_table *t = nm_exp_create(&p);
+	struct nm_exp_stats st;
+	struct nm_exp_key k;
+	uint8_t x[16], r[16], s2[16], y[16], ry[16];
+
+	(void)state;
+	assert_non_null(t);
+	rcu_register_thread();
+	nm_addr_from_v4(x, (const uint8_t[]){192, 0, 2, 50});
+	nm_addr_from_v4(r, (const uint8_t[]){198, 51, 100, 1});
+	nm_addr_from_v4(s2, (const uint8_t[]){198, 51, 100, 2});
+	nm_addr_from_v4(y, (const uint8_t[]){192, 0, 2, 60});
+	nm_addr_from_v4(ry, (const uint8_t[]){198, 51, 100, 3});
+	assert_int_equal(nm_exp_agent_add(t, y, ry), 0);  /* configured pair */
+	assert_int_equal(nm_exp_agent_check(t, x, r), 1); /* r learned for x */
+	assert_int_equal(nm_exp_agent_check(t, x, s2), 0);
+	k = key4(192, 0, 2, 50, NM_FLOW_SFLOW5);
+	nm_exp_get(t, &k)->datagrams = 1;
+	k = key4(192, 0, 2, 60, NM_FLOW_SFLOW5);
+	nm_exp_get(t, &k)->datagrams = 1;
+	assert_int_equal(nm_exp_expire(t, 100, 1024), 0);
+	assert_int_equal(nm_exp_expire(t, 105, 1024), 2);
+	nm_exp_get_stats(t, &st);
+	assert_int_equal(st.sflow_agents_expired, 1);
+	assert_int_equal(st.sflow_agents, 1);
+	/* x's binding is gone: the next source that speaks for it is learned; y's stays. */
+	assert_int_equal(nm_exp_agent_check(t, x, s2), 1);
+	assert_int_equal(nm_exp_agent_check(t, x, r), 0);
+	assert_int_equal(nm_exp_agent_check(t, y, ry), 1);
+	assert_int_equal(nm_exp_agent_check(t, y, s2), 0);
+	nm_exp_free(t);
+	rcu_unregister_thread();
+}
+
 /* nm_exp_foreach skips a slot being zeroed (odd generation) and an expired entry. */
 static void
 test_expire_gen(void **state)
@@ -1520,6 +1559,7 @@ main(void)
 		cmocka_unit_test(test_expire_walker),
 		cmocka_unit_test(test_expire_gen),
 		cmocka_unit_test(test_expire_interfaces),
+		cmocka_unit_test(test_expire_agent_binding),
 		cmocka_unit_test(test_rejected_no_entry_all),
 	};
 
