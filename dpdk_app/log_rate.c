@@ -245,9 +245,14 @@ conditions(struct nm_lograte *lr, const struct nm_stats_view *v, const struct nm
 	for (k = 0; k < nm_exp_ctr_set.n; k++) {
 		const struct nm_ctr_desc *d = &nm_exp_ctr_set.desc[k];
 
+		/* Expiry (idle exporters, interfaces, agent bindings) is housekeeping, not a
+		 * refusal: logged at info. */
+		int expiry = strstr(d->name, "expired") != NULL;
+
 		if (d->n == 0 && d->kind == NM_CTR_COUNTER)
-			cond_line(lr, "refused", d->name, nm_ctr_value(d, &v->e, 0),
-				  nm_ctr_value(d, &p->e, 0), RTE_LOG_WARNING);
+			cond_line(lr, expiry ? "exporters" : "refused", d->name,
+				  nm_ctr_value(d, &v->e, 0), nm_ctr_value(d, &p->e, 0),
+				  expiry ? RTE_LOG_INFO : RTE_LOG_WARNING);
 	}
 	/* The template cache: what it refused, pushed out or expired (never per datagram). */
 	for (k = 0; k < nm_tmpl_ctr_set.n; k++) {
