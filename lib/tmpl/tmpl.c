@@ -639,6 +639,7 @@ nm_tmpl_exp_release(void *cache, struct nm_exp_entry *e, nm_exp_detach_fn detach
 		t->exp_next = t->exp_prev = NULL;
 		if (cds_lfht_del(c->ht, &t->node) != 0)
 			continue;
+		slot_of(t)->live = 0; /* the idle sweep leaves it alone (see tmpl_remove) */
 		c->st.templates--;
 		c->st.withdrawn++;
 		call_rcu(&t->rcu, tmpl_free_rcu);

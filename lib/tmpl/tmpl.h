@@ -307,9 +307,10 @@ int nm_tmpl_withdraw_all(struct nm_tmpl_cache *c, const uint8_t exporter[NM_ADDR
  * pass the cache as the hook's ctx, nm_exp_set_release()): withdraw every template on its
  * tmpl_list, zero n_templates, then call detach(e, arg) with the writer mutex still held, so no
  * writer links a template into e after the walk. Rates learned for its (address, domain) stay
- * in the rate table, keyed by address (they are not entry state; n_rates is zeroed with the
- * recycled slot). Returns the templates removed (counted in withdrawn). Writer: the mutex, one
- * walk of e's templates (at most max_templates_per_exporter). Main lcore, QSBR reader.
+ * in the rate table, keyed by address, until their own idle expiry (template_timeout_s); n_rates
+ * is zeroed with the recycled slot (the rate sweep only decrements a count above 0). Returns the
+ * templates removed (counted in withdrawn). Writer: the mutex, one walk of e's templates (at most
+ * max_templates_per_exporter). Main lcore, QSBR reader.
  */
 int nm_tmpl_exp_release(void *cache, struct nm_exp_entry *e, nm_exp_detach_fn detach, void *arg);
 

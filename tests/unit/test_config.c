@@ -88,11 +88,6 @@ static void
 test_template_expiry_keys(void **state)
 {
 	struct nm_config c, *b = malloc(sizeof(*b));
-/* [collector] max_exporters and exporter_timeout_s: defaults, bounds named, restart on reload. */
-static void
-test_exporter_expiry_keys(void **state)
-{
-	struct nm_config *c = malloc(sizeof(*c)), *b = malloc(sizeof(*b));
 	struct nm_config_change ch[4];
 	char err[512] = "";
 
@@ -124,6 +119,18 @@ test_exporter_expiry_keys(void **state)
 	assert_int_equal(ch[0].restart, 1);
 	assert_string_equal(ch[1].key, "collector.template_hold_s");
 	assert_int_equal(ch[1].restart, 1);
+	free(b);
+}
+
+/* [collector] max_exporters and exporter_timeout_s: defaults, bounds named, restart on reload. */
+static void
+test_exporter_expiry_keys(void **state)
+{
+	struct nm_config *c = malloc(sizeof(*c)), *b = malloc(sizeof(*b));
+	struct nm_config_change ch[4];
+	char err[512] = "";
+
+	(void)state;
 	assert_non_null(c);
 	assert_non_null(b);
 	nm_config_defaults(c);
