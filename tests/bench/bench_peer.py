@@ -63,27 +63,34 @@ ENGINE = os.path.join(BUILD, "dpdk_app", "netmeta")
 
 
 def write_traffic(path, flows, pkts):
-    """flows distinct 5-tuples of pkts frames each, interleaved; 100,000 frames per second."""
-    n = flows * pkts
+    """flows distinct 5-tuples, interleaved (round k carries packet k of every flow that has
+    one); pkts may be fractional: flow i gets floor((i+1)*pkts) - floor(i*pkts) packets, so
+    4.5 gives 4 and 5 alternately. 100,000 frames per second."""
+    cnt = [int((i + 1) * pkts) - int(i * pkts) for i in range(flows)]
+    rounds = max(cnt)
+    j = 0
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for j in range(n):
-            i, k = j % flows, j // flows
-            src = bytes([10, (i >> 16) & 255, (i >> 8) & 255, i & 255])
-            dst = bytes([198, 51, 100, i % 251])
-            tos = (i % 4) << 2
-            if i % 5 == 4:
-                l4 = struct.pack("!HHHH", 1024 + i % 60000, 53, 8 + 32, 0) + b"\0" * 32
-                proto = 17
-            else:
-                flags = 0x02 if k == 0 else (0x11 if k == pkts - 1 else 0x18)
-                l4 = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 443, k, 0, 0x50, flags, 65535, 0, 0) + b"\0" * 18
-                proto = 6
-            ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + len(l4), j & 0xFFFF, 0, 64, proto, 0, src, dst)
-            fr = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + l4
-            f.write(struct.pack("<IIII", 1700000000 + j // 100000, j % 100000 * 10, len(fr), len(fr)))
-            f.write(fr)
-    return n
+        for k in range(rounds):
+            for i in range(flows):
+                if cnt[i] <= k:
+                    continue
+                src = bytes([10, (i >> 16) & 255, (i >> 8) & 255, i & 255])
+                dst = bytes([198, 51, 100, i % 251])
+                tos = (i % 4) << 2
+                if i % 5 == 4:
+                    l4 = struct.pack("!HHHH", 1024 + i % 60000, 53, 8 + 32, 0) + b"\0" * 32
+                    proto = 17
+                else:
+                    flags = 0x02 if k == 0 else (0x11 if k == cnt[i] - 1 else 0x18)
+                    l4 = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 443, k, 0, 0x50, flags, 65535, 0, 0) + b"\0" * 18
+                    proto = 6
+                ip = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + len(l4), j & 0xFFFF, 0, 64, proto, 0, src, dst)
+                fr = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + l4
+                f.write(struct.pack("<IIII", 1700000000 + j // 100000, j % 100000 * 10, len(fr), len(fr)))
+                f.write(fr)
+                j += 1
+    return j
 
 
 CAPTURE = r'''
@@ -185,17 +192,50 @@ def tree_kb(root):
     return total
 
 
-def measured(cmd, cwd=None):
-    """Run cmd; returns (returncode, output, cpu seconds of it and its descendants, peak kB)."""
+def task_cpu(pid, seen):
+    """Adds the CPU time (ns, from schedstat: not tick-rounded) of every thread of pid to seen,
+    {tid: [comm, ns]}; a thread's last sample stays when it has exited."""
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return
+    for t in tids:
+        try:
+            comm = open("/proc/%d/task/%s/comm" % (pid, t)).read().strip()
+            ns = int(open("/proc/%d/task/%s/schedstat" % (pid, t)).read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        seen[int(t)] = [comm, ns]
+
+
+def thread_groups(seen, total):
+    """{thread name: CPU seconds}; lcore and broker threads keep their names, and what exited
+    threads did after their last 10 ms sample is "(exited, unsampled)"."""
+    g = {}
+    for comm, ns in seen.values():
+        g[comm] = g.get(comm, 0.0) + ns / 1e9
+    g["(exited, unsampled)"] = max(0.0, total - sum(g.values()))
+    return g
+
+
+def measured(cmd, cwd=None, threads=False):
+    """Run cmd; returns (returncode, output, cpu seconds of it and its descendants, peak kB,
+    {thread name: cpu seconds} of its own threads when threads is set)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seen = {}
     with tempfile.TemporaryFile() as log:
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         peak, stop = [0], [False]
 
         def sample():
+            n = 0
             while not stop[0]:
-                peak[0] = max(peak[0], tree_kb(p.pid))
-                time.sleep(0.02)
+                if threads:
+                    task_cpu(p.pid, seen)
+                if n % 2 == 0:
+                    peak[0] = max(peak[0], tree_kb(p.pid))
+                n += 1
+                time.sleep(0.01)
 
         th = threading.Thread(target=sample)
         th.start()
@@ -218,23 +258,65 @@ def measured(cmd, cwd=None):
         log.seek(0)
         out = log.read().decode(errors="replace")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return rc, out, cpu, peak[0]
+    return rc, out, cpu, peak[0], thread_groups(seen, cpu) if threads else {}
 
 
-def run_engine(pcap, prefix, max_flows):
-    with tempfile.TemporaryDirectory() as d:
-        summ = os.path.join(d, "s.json")
-        cmd = [ENGINE, "--pcap", pcap, "--set", "engine.stats_interval_ms=0",
-               "--set", "aggregation.max_flows=%d" % max_flows, "--summary-json", summ,
-               "--", "--file-prefix=" + prefix, "--log-level=warning"]
-        rc, out, cpu, peak = measured(cmd)
-        if rc != 0:
-            sys.stdout.write(out[-3000:])
-            raise SystemExit("netmeta exited %d" % rc)
-        s = json.load(open(summ))
-    if s["lost_records"] != 0:
-        raise SystemExit("netmeta lost %d records" % s["lost_records"])
-    return {"cpu": cpu, "peak": peak, "records": s["records"], "packets": s["records_packets"]}
+MOCK_BROKER = os.path.join(BUILD, "tests", "tools", "nm_mock_broker")
+
+
+def start_broker():
+    """librdkafka's mock cluster in its own process (tests/tools/nm_mock_broker), as a
+    deployment's engine talks to a Kafka outside it. Returns (process, bootstrap)."""
+    b = subprocess.Popen([MOCK_BROKER, "-p", "4"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    line = b.stdout.readline().decode().split()
+    if len(line) != 2 or line[0] != "BOOTSTRAP":
+        b.kill()
+        raise SystemExit("nm_mock_broker printed %r" % line)
+    return b, line[1]
+
+
+def stop_broker(b):
+    """CPU seconds the broker process spent (all its threads), then SIGTERM."""
+    ticks = 0
+    try:
+        f = open("/proc/%d/stat" % b.pid).read()
+        f = f[f.rindex(")") + 2:].split()
+        ticks = int(f[11]) + int(f[12])
+    except (OSError, ValueError):
+        pass
+    b.terminate()
+    b.wait(timeout=30)
+    b.stdout.close()
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_engine(pcap, prefix, max_flows, broker="embedded", threads=False):
+    """netmeta --pcap on pcap. broker "embedded": librdkafka's mock cluster inside the engine
+    process (its threads count as the engine's); "external": nm_mock_broker in its own process,
+    started before and stopped after the run, its CPU reported apart ("broker_cpu")."""
+    bp, boot, bcpu = None, "embedded", 0.0
+    if broker == "external":
+        bp, boot = start_broker()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            summ = os.path.join(d, "s.json")
+            cmd = [ENGINE, "--pcap", pcap, "--set", "engine.stats_interval_ms=0",
+                   "--set", "aggregation.max_flows=%d" % max_flows, "--set", "kafka.brokers=" + boot,
+                   "--summary-json", summ, "--", "--file-prefix=" + prefix, "--log-level=warning"]
+            rc, out, cpu, peak, thr = measured(cmd, threads=threads)
+            if rc != 0:
+                sys.stdout.write(out[-3000:])
+                raise SystemExit("netmeta exited %d" % rc)
+            s = json.load(open(summ))
+    finally:
+        if bp is not None:
+            bcpu = stop_broker(bp)
+    if s["lost_records"] != 0 or s["kafka_records_acked"] != s["rows"]:
+        raise SystemExit("netmeta lost %d records; %d rows of %d records, %d acknowledged by Kafka"
+                         % (s["lost_records"], s["rows"], s["records"], s["kafka_records_acked"]))
+    return {"cpu": cpu, "peak": peak, "records": s["records"], "packets": s["records_packets"],
+            "threads": thr, "broker_cpu": bcpu}
 
 
 PEER_CONF = """daemonize: false
@@ -388,18 +470,31 @@ def run_peer(proto, pcap, entries, pps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--flows", type=int, default=20000)
-    ap.add_argument("--pkts", type=int, default=4)
+    ap.add_argument("--pkts", type=float, default=4, help="packets per flow; fractional: mixed")
+    ap.add_argument("--sflow-flows", type=int, help="flows of the sFlow input (default --flows)")
     ap.add_argument("--copies", type=int, default=8)
     ap.add_argument("--pps", default="ipfix=2000,v9=2000,sflow=2000",
                     help="datagrams/s sent to pmacct (its socket must not overflow)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--protos", default="ipfix,v9,sflow")
+    ap.add_argument("--broker", default="embedded", choices=("embedded", "external", "both"),
+                    help="the engine's Kafka: in its process, nm_mock_broker in another, or both")
+    ap.add_argument("--threads", action="store_true", help="the engine's CPU per thread")
+    ap.add_argument("--issue", action="store_true",
+                    help="issue 10's size: ~445,000 records per copy (IPFIX/v9: 445,000 flows x "
+                    "4.5 packets = 2 M packets; sFlow: 99,000 flows x 4.5 = 445,500 samples)")
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--keep", help="keep the generated inputs in this directory")
+    ap.add_argument("--keep", help="keep the generated inputs in this directory (reused when there)")
     a = ap.parse_args()
     if a.smoke:
-        a.flows, a.pkts, a.copies, a.runs = 3000, 2, 2, 1
+        # Both brokers and the per-thread figures, so every path of the script keeps working.
+        a.flows, a.pkts, a.copies, a.runs, a.broker, a.threads = 3000, 2, 2, 1, "both", True
+    if a.issue:
+        a.flows, a.pkts, a.sflow_flows = 445000, 4.5, 99000
+    if a.sflow_flows is None:
+        a.sflow_flows = a.flows
     protos = a.protos.split(",")
+    modes = ("embedded", "external") if a.broker == "both" else (a.broker,)
     for prog in ("softflowd", "dumpcap", "nfacctd", "sfacctd", "pmacctd", "unshare"):
         if shutil.which(prog) is None:
             print("SKIP: %s not installed (scripts/setup.sh --test installs it)" % prog)
@@ -417,58 +512,90 @@ def main():
     d = a.keep or tempfile.mkdtemp(prefix="nmpeer")
     os.makedirs(d, exist_ok=True)
     try:
-        traffic = os.path.join(d, "traffic.pcap")
-        npkts = write_traffic(traffic, a.flows, a.pkts)
-        print("traffic: %d flows x %d packets = %d frames (%s)" % (a.flows, a.pkts, npkts, traffic))
         rows = []
         for proto in protos:
+            flows = a.sflow_flows if proto == "sflow" else a.flows
             sub = os.path.join(d, proto)
             os.makedirs(sub, exist_ok=True)
-            one = make_export(sub, proto, traffic, a.flows)
-            many = replicate(one, os.path.join(sub, "%s-x%d.pcap" % (proto, a.copies)), a.copies)
+            tag = "%d-%g" % (flows, a.pkts)
+            traffic = os.path.join(sub, "traffic-%s.pcap" % tag)
+            one = os.path.join(sub, "%s-%s.pcap" % (proto, tag))
+            many = os.path.join(sub, "%s-%s-x%d.pcap" % (proto, tag, a.copies))
+            t0 = time.monotonic()
+            if not os.path.exists(one):
+                npkts = write_traffic(traffic, flows, a.pkts)
+                print("%s traffic: %d flows x %g packets = %d frames (%s)" % (proto, flows, a.pkts, npkts, traffic))
+                os.rename(make_export(sub, proto, traffic, flows), one)
+                os.unlink(traffic)
+            if not os.path.exists(many):
+                replicate(one, many, a.copies)
+            gen = time.monotonic() - t0
             # A first engine run (not counted) gives the records of one copy: the engine's
             # table and pmacct's cache are sized by it.
-            first = run_engine(one, "peer%d_%s_w" % (os.getpid(), proto), 1 << 20)
+            first = run_engine(one, "peer%d_%s_w" % (os.getpid(), proto), 1 << 21)
             max_flows = first["records"] + 1024
             entries = prime_above(first["records"] * 11 // 10)
-            print("%s export: %s (%.1f MB, %d records, %d packets); x%d: %.1f MB; engine max_flows %d, "
-                  "pmacct print_cache_entries %d" % (proto, one, os.path.getsize(one) / 1e6, first["records"],
-                                                     first["packets"], a.copies, os.path.getsize(many) / 1e6,
-                                                     max_flows, entries))
+            print("%s export: %s (%.1f MB, %d records, %d packets; made in %.0f s); x%d: %.1f MB; engine "
+                  "max_flows %d, pmacct print_cache_entries %d" % (proto, one, os.path.getsize(one) / 1e6,
+                                                                    first["records"], first["packets"], gen,
+                                                                    a.copies, os.path.getsize(many) / 1e6,
+                                                                    max_flows, entries))
             res = {}
             for r in range(a.runs):
                 for k, pcap in ((1, one), (a.copies, many)):
-                    e = run_engine(pcap, "peer%d_%s_%d_%d" % (os.getpid(), proto, k, r), max_flows)
+                    peer = "sfacctd" if proto == "sflow" else "nfacctd"
+                    line = "  run %d x%d:" % (r + 1, k)
+                    for m in modes:
+                        e = run_engine(pcap, "peer%d_%s_%d_%d%s" % (os.getpid(), proto, k, r, m[:2]), max_flows,
+                                       broker=m, threads=a.threads)
+                        if e["packets"] != k * first["packets"]:
+                            raise SystemExit("%s x%d: netmeta (%s broker) accounted %d packets; expected %d"
+                                             % (proto, k, m, e["packets"], k * first["packets"]))
+                        res.setdefault(("nm", m, k), []).append(e)
+                        line += " netmeta/%s %.2f s CPU%s, %.0f MB peak;" % (
+                            m, e["cpu"], " (+broker %.2f s)" % e["broker_cpu"] if m == "external" else "",
+                            e["peak"] / 1024)
+                    t1 = time.monotonic()
                     p = run_peer(proto, pcap, entries, float(pps[proto]))
-                    if e["packets"] != k * first["packets"] or p["packets"] != e["packets"]:
+                    if p["packets"] != k * first["packets"]:
                         sys.stdout.write("\n".join(l for l in p["log"].splitlines()
                                                     if "INFO" not in l)[-2000:] + "\n")
-                        raise SystemExit("%s x%d: netmeta accounted %d packets, %s %d; expected %d"
-                                         % (proto, k, e["packets"], "sfacctd" if proto == "sflow" else "nfacctd",
-                                            p["packets"], k * first["packets"]))
-                    res.setdefault(("nm", k), []).append(e)
+                        raise SystemExit("%s x%d: netmeta accounted %d packets, %s %d"
+                                         % (proto, k, k * first["packets"], peer, p["packets"]))
                     res.setdefault(("pm", k), []).append(p)
-                    print("  run %d x%d: netmeta %.2f s CPU, %.0f MB peak; %s %.2f s CPU, %.0f MB peak"
-                          % (r + 1, k, e["cpu"], e["peak"] / 1024, "sfacctd" if proto == "sflow" else "nfacctd",
-                             p["cpu"], p["peak"] / 1024))
+                    print(line + " %s %.2f s CPU, %.0f MB peak (%.0f s wall)" % (peer, p["cpu"], p["peak"] / 1024,
+                                                                                 time.monotonic() - t1))
                     sys.stdout.flush()
 
-            def med(side, k, key):
-                return statistics.median(x[key] for x in res[(side, k)])
+            def med(key, what):
+                return statistics.median(x[what] for x in res[key])
 
             drec = (a.copies - 1) * first["records"]
-            nm_ns = (med("nm", a.copies, "cpu") - med("nm", 1, "cpu")) / drec * 1e9
-            pm_ns = (med("pm", a.copies, "cpu") - med("pm", 1, "cpu")) / drec * 1e9
-            rows.append((proto, first["records"], nm_ns, pm_ns, med("nm", a.copies, "peak"),
-                         med("pm", a.copies, "peak")))
+            pm_ns = (med(("pm", a.copies), "cpu") - med(("pm", 1), "cpu")) / drec * 1e9
+            for m in modes:
+                nm_ns = (med(("nm", m, a.copies), "cpu") - med(("nm", m, 1), "cpu")) / drec * 1e9
+                b_ns = (med(("nm", m, a.copies), "broker_cpu") - med(("nm", m, 1), "broker_cpu")) / drec * 1e9
+                rows.append((proto, m, first["records"], nm_ns, pm_ns, med(("nm", m, a.copies), "peak"),
+                             med(("pm", a.copies), "peak"), b_ns))
+                if a.threads:
+                    names = sorted(set(n for x in res[("nm", m, a.copies)] + res[("nm", m, 1)]
+                                       for n in x["threads"]))
+                    print("%s, %s broker: engine CPU per thread, x1 s -> x%d s, marginal ns/record (medians)"
+                          % (proto, m, a.copies))
+                    for n in names:
+                        c1 = statistics.median(x["threads"].get(n, 0.0) for x in res[("nm", m, 1)])
+                        ck = statistics.median(x["threads"].get(n, 0.0) for x in res[("nm", m, a.copies)])
+                        print("    %-22s %7.3f -> %7.3f  %6.0f" % (n, c1, ck, (ck - c1) / drec * 1e9))
         print()
         print("marginal CPU (user+sys) per record between 1 and %d copies, medians of %d runs" % (a.copies, a.runs))
-        print("%-6s %12s %14s %14s %8s %16s %16s" % ("input", "records/copy", "netmeta ns/rec", "pmacct ns/rec",
-                                                 "ratio", "netmeta peak MB", "pmacct peak MB"))
-        for proto, recs, nm_ns, pm_ns, nm_peak, pm_peak in rows:
+        print("%-6s %-8s %12s %14s %14s %8s %16s %16s %14s" % ("input", "broker", "records/copy", "netmeta ns/rec",
+                                                          "pmacct ns/rec", "ratio", "netmeta peak MB",
+                                                          "pmacct peak MB", "broker ns/rec"))
+        for proto, m, recs, nm_ns, pm_ns, nm_peak, pm_peak, b_ns in rows:
             ratio = pm_ns / nm_ns if nm_ns > 0 else float("inf")
-            print("%-6s %12d %14.0f %14.0f %7.1fx %16.0f %16.0f" % (proto, recs, nm_ns, pm_ns, ratio,
-                                                                  nm_peak / 1024, pm_peak / 1024))
+            print("%-6s %-8s %12d %14.0f %14.0f %7.1fx %16.0f %16.0f %14s" % (
+                proto, m, recs, nm_ns, pm_ns, ratio, nm_peak / 1024, pm_peak / 1024,
+                "%.0f" % b_ns if m == "external" else "(in engine)"))
     finally:
         if not a.keep:
             shutil.rmtree(d, ignore_errors=True)
