@@ -467,6 +467,31 @@ def run_peer(proto, pcap, entries, pps):
     return {"cpu": cpu, "peak": peak[0], "packets": pkts, "rows": rows, "log": text}
 
 
+def engine_ab(a, proto, one, many, recs, max_flows, modes):
+    """--engine-ab: the engines of two builds on the same inputs, runs alternating, marginal CPU
+    per record and per thread, medians."""
+    global ENGINE, MOCK_BROKER
+    builds = a.engine_ab.split(",")
+    res = {}
+    for r in range(a.runs):
+        for b in builds:
+            ENGINE = os.path.join(b, "dpdk_app", "netmeta")
+            MOCK_BROKER = os.path.join(b, "tests", "tools", "nm_mock_broker")
+            for m in modes:
+                for k, pcap in ((1, one), (a.copies, many)):
+                    e = run_engine(pcap, "ab%d_%d_%d" % (os.getpid(), r, k), max_flows, broker=m, threads=True)
+                    res.setdefault((b, m, k), []).append(e)
+    drec = (a.copies - 1) * recs
+    for b in builds:
+        for m in modes:
+            med = [statistics.median(x["cpu"] for x in res[(b, m, k)]) for k in (1, a.copies)]
+            print("%s %s, %s broker: %.0f ns/record marginal (x1 %.3f s, x%d %.3f s)"
+                  % (proto, b, m, (med[1] - med[0]) / drec * 1e9, med[0], a.copies, med[1]))
+            for n in sorted(set(n for x in res[(b, m, a.copies)] for n in x["threads"])):
+                c = [statistics.median(x["threads"].get(n, 0.0) for x in res[(b, m, k)]) for k in (1, a.copies)]
+                print("    %-22s %7.3f -> %7.3f  %6.0f" % (n, c[0], c[1], (c[1] - c[0]) / drec * 1e9))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--flows", type=int, default=20000)
@@ -483,6 +508,9 @@ def main():
     ap.add_argument("--issue", action="store_true",
                     help="issue 10's size: ~445,000 records per copy (IPFIX/v9: 445,000 flows x "
                     "4.5 packets = 2 M packets; sFlow: 99,000 flows x 4.5 = 445,500 samples)")
+    ap.add_argument("--engine-ab", metavar="BUILD_A,BUILD_B",
+                    help="no peer: the engines of two build directories, alternating, per thread "
+                    "(an A/B of an engine change on the same inputs)")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--keep", help="keep the generated inputs in this directory (reused when there)")
     a = ap.parse_args()
@@ -540,6 +568,9 @@ def main():
                                                                     first["records"], first["packets"], gen,
                                                                     a.copies, os.path.getsize(many) / 1e6,
                                                                     max_flows, entries))
+            if a.engine_ab:
+                engine_ab(a, proto, one, many, first["records"], max_flows, modes)
+                continue
             res = {}
             for r in range(a.runs):
                 for k, pcap in ((1, one), (a.copies, many)):
