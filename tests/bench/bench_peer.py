@@ -19,7 +19,10 @@ leaves out start-up and exit, which are fixed.
 Collectors, whole processes, CPU = user + sys of the process and every descendant (this script
 is a child subreaper, so pmacct's plugin processes are reaped and counted here too):
   - netmeta --pcap (one RX lcore, decode, per-second aggregation on every FlowMessage
-    dimension, protobuf to the embedded Kafka broker, every row acknowledged before it exits);
+    dimension, protobuf to Kafka, every row acknowledged before it exits). --broker: the
+    embedded mock broker (its threads are the engine's CPU), nm_mock_broker in its own process
+    (external: the engine's own cost, the broker's printed apart), or both; --threads prints
+    the engine's CPU per thread (schedstat), --engine-ab A,B compares two builds' engines;
   - nfacctd (IPFIX, v9) / sfacctd (sFlow) 1.7.7, print plugin, aggregated on peer_src_ip,
     in_iface, out_iface, src_host, dst_host, src_port, dst_port, proto, tos, tcpflags: the keys
     the issue names, a subset of the engine's. It listens on 127.0.0.1 (this script re-runs
