@@ -1531,7 +1531,12 @@ test_block_callbacks(void **state)
 	assert_int_equal(b.begins, 1);
 	assert_int_equal(b.ends, 1);
 	assert_int_equal(b.nested, 0);
-	assert_true(b.blocked_ns >= 300000000ULL && wall - b.blocked_ns < 10000000ULL);
+	/*
+	 * The whole wait is inside the pair; what is outside is bookkeeping (microseconds), bounded
+	 * here by a quarter of the wait rather than a fixed 10 ms a descheduled thread can exceed
+	 * on a loaded machine (seen at load 12).
+	 */
+	assert_true(b.blocked_ns >= 300000000ULL && wall - b.blocked_ns < b.blocked_ns / 4);
 	nm_kafka_free(k);
 	assert_int_equal(b.begins, b.ends);
 	assert_int_equal(b.nested, 0);
