@@ -19,32 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <nmmintrin.h>
 
 #include "flow/flow.h"
-
-static uint64_t
-old_hash(const struct nm_flow_key *k)
-{
-	uint64_t w[sizeof(*k) / 8], a = 0x9e3779b9, b = 0x85ebca6b, c = 0xc2b2ae35, d = 0x27d4eb2f,
-				    h;
-	unsigned int i, n = sizeof(*k) / 8;
-
-	memcpy(w, k, sizeof(w));
-	for (i = 0; i + 4 <= n; i += 4) {
-		a = _mm_crc32_u64(a, w[i]);
-		b = _mm_crc32_u64(b, w[i + 1]);
-		c = _mm_crc32_u64(c, w[i + 2]);
-		d = _mm_crc32_u64(d, w[i + 3]);
-	}
-	for (; i < n; i++)
-		a = _mm_crc32_u64(a, w[i]);
-	h = (a << 32 | b) ^ ((c << 32 | d) * 0x9e3779b97f4a7c15ULL);
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 32;
-	return h;
-}
+#include "../old_hash.h"
 
 /* Insert every key into a fresh linear-probing table; returns the key comparisons made. */
 static uint64_t

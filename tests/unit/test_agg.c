@@ -9,13 +9,13 @@
 #include <errno.h>
 #include <time.h>
 #include <cmocka.h>
-#ifdef __SSE4_2__
-#include <nmmintrin.h>
-#endif
 
 #include <urcu-qsbr.h>
 
 #include "agg/agg.h"
+#ifdef __SSE4_2__
+#include "../old_hash.h"
+#endif
 
 struct totals {
 	uint64_t rows, bytes, packets, flows;
@@ -264,47 +264,10 @@ test_key_roundtrip(void **state)
 
 #ifdef __SSE4_2__
 /*
- * The key hash before this table (commit 55dbb77): CRC32C in four lanes over the key's 27
- * words, then a multiply mix. CRC32C without its final inversion is linear over GF(2), so a
- * lane's state is an affine function of the words it reads; keys that keep every lane's state
- * have one hash value.
- */
-static void
-old_lanes(const struct nm_flow_key *k, uint64_t l[4])
-{
-	uint64_t w[sizeof(*k) / 8], a = 0x9e3779b9, b = 0x85ebca6b, c = 0xc2b2ae35, d = 0x27d4eb2f;
-	unsigned int i, n = sizeof(*k) / 8;
-
-	memcpy(w, k, sizeof(w)); /* not a uint64_t lvalue over the key's fields: strict aliasing */
-
-	for (i = 0; i + 4 <= n; i += 4) {
-		a = _mm_crc32_u64(a, w[i]);
-		b = _mm_crc32_u64(b, w[i + 1]);
-		c = _mm_crc32_u64(c, w[i + 2]);
-		d = _mm_crc32_u64(d, w[i + 3]);
-	}
-	for (; i < n; i++)
-		a = _mm_crc32_u64(a, w[i]);
-	l[0] = a;
-	l[1] = b;
-	l[2] = c;
-	l[3] = d;
-}
-
-static uint64_t
-old_hash(const struct nm_flow_key *k)
-{
-	uint64_t l[4], h;
-
-	old_lanes(k, l);
-	h = (l[0] << 32 | l[1]) ^ ((l[2] << 32 | l[3]) * 0x9e3779b97f4a7c15ULL);
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ULL;
-	h ^= h >> 32;
-	return h;
-}
-
-/*
+ * The key hash before this table (tests/old_hash.h): CRC32C without its final inversion is
+ * linear over GF(2), so a lane's state is an affine function of the words it reads; keys that
+ * keep every lane's state have one hash value.
+ *
  * What a sender could do to the old hash: the first 8 bytes of an IPv6 source address go through
  * one CRC lane, a linear map from 64 bits to 32, whose kernel has 32 dimensions or more. Source
  * addresses that differ by kernel vectors give distinct keys with one old hash value: 1,024 of
@@ -324,14 +287,14 @@ test_hash_collisions_spread(void **state)
 	make(&base, 0, 443, 1700000000);
 	memset(base.key.src_addr, 0x20, NM_ADDR_LEN); /* an IPv6 source */
 	memcpy(&w0, base.key.src_addr, 8);
-	old_lanes(&base.key, l0);
+	old_hash_lanes(&base.key, l0);
 	/* The lane's response to each bit of the word, then Gaussian elimination for the kernel. */
 	for (i = 0; i < 64; i++) {
 		uint64_t x, c = UINT64_C(1) << i;
 
 		w = w0 ^ c;
 		memcpy(base.key.src_addr, &w, 8);
-		old_lanes(&base.key, l1);
+		old_hash_lanes(&base.key, l1);
 		x = l1[0] ^ l0[0];
 		assert_true(l1[1] == l0[1] && l1[2] == l0[2] && l1[3] == l0[3]);
 		for (j = 32; j-- > 0 && x != 0;) {
