@@ -9,6 +9,7 @@ import os
 import shutil
 import struct
 import subprocess
+import tempfile
 
 import nmtest
 
@@ -158,6 +159,12 @@ class Netns:
     def sh(self, cmd, **kw):
         return subprocess.run(["ip", "netns", "exec", self.name, "sh", "-c", cmd], check=True, **kw)
 
+    def mac(self, dev):
+        """The MAC address of dev in the namespace, as text (aa:bb:...)."""
+        return subprocess.run(["ip", "netns", "exec", self.name, "cat",
+                               "/sys/class/net/%s/address" % dev], stdout=subprocess.PIPE,
+                              text=True, check=True).stdout.strip()
+
     def popen(self, argv, **kw):
         return subprocess.Popen(["ip", "netns", "exec", self.name] + list(argv), **kw)
 
@@ -217,3 +224,112 @@ def replay(ns, iface, path, limit=1518):
                         str(limit)], stdout=subprocess.PIPE, text=True, check=True, timeout=120)
     n, b = p.stdout.split()
     return int(n), int(b)
+
+
+# --------------------------------------------------------------------------------------------
+# net_af_xdp collector ports (test_afxdp*.py): the engine on va with the project's XDP filter,
+# softflowd on vb (10.77.0.1) exporting to 10.77.0.2, a neighbour entry at va's MAC
+
+XDP_OBJ = os.path.join(nmtest.BUILD, "dpdk_app", "nm_xdp_collector.bpf.o")
+COLLECTOR = {2055, 2056, 4739, 6343}
+SOFTFLOWD_V9 = "generated/softflowd-v9.pcap"
+
+
+def udp_dport(frame):
+    """UDP destination port of an Ethernet frame (VLAN tags skipped), or None."""
+    et, off = struct.unpack_from("!H", frame, 12)[0], 14
+    for _ in range(2):
+        if et in (0x8100, 0x88A8) and len(frame) >= off + 4:
+            et, off = struct.unpack_from("!H", frame, off + 2)[0], off + 4
+    if et == 0x0800 and len(frame) >= off + 20:
+        ihl = (frame[off] & 15) * 4
+        if frame[off + 9] == 17 and not struct.unpack_from("!H", frame, off + 6)[0] & 0x3FFF \
+                and len(frame) >= off + ihl + 4:
+            return struct.unpack_from("!H", frame, off + ihl + 2)[0]
+    if et == 0x86DD and len(frame) >= off + 44 and frame[off + 6] == 17:
+        return struct.unpack_from("!H", frame, off + 42)[0]
+    return None
+
+
+def xdp_prologue(tag, objs=(XDP_OBJ,)):
+    """What an AF_XDP test needs before its namespace, or a skip: the mirror corpora, the engine,
+    kcat, softflowd, the XDP objects objs, root with ip netns, TRUTH.tsv's softflowd-v9 row. Also
+    writes other.pcap into a new temp directory: mixed.pcap's frames (<= 1518 bytes) that are not
+    UDP to a collector port. Returns (truth row, temp directory, other.pcap's path)."""
+    require_mirror_corpora()
+    nmtest.require_programs(nmtest.ENGINE, "kcat", "softflowd")
+    for obj in objs:
+        if not os.path.isfile(obj):
+            nmtest.skip("%s not built (needs clang and libbpf headers)" % obj)
+    if not have_netns():
+        nmtest.skip("needs root and ip netns")
+    truth = next((t for t in nmtest.truth_rows("nf9") if t["file"] == SOFTFLOWD_V9), None)
+    if truth is None:
+        nmtest.skip("TRUTH.tsv has no %s row" % SOFTFLOWD_V9)
+    tmp = tempfile.mkdtemp(prefix="nmdp-%s-" % tag)
+    other = [f for f in read_pcap(MIXED) if len(f[2]) <= 1518 and udp_dport(f[2]) not in COLLECTOR]
+    other_pcap = os.path.join(tmp, "other.pcap")
+    write_pcap(other_pcap, [(f[0], f[1], f[2]) for f in other])
+    return truth, tmp, other_pcap
+
+
+def xdp_peer(ns, addrs=()):
+    """10.77.0.1/24 and addrs (more /24 addresses) on ns.b, and 10.77.0.2 a permanent neighbour
+    at ns.a's MAC, so datagrams to 10.77.0.2 leave vb towards the engine. Returns that MAC."""
+    for a in ("10.77.0.1",) + tuple(addrs):
+        ns.ip("addr", "add", a + "/24", "dev", ns.b)
+    mac = ns.mac(ns.a)
+    ns.ip("neigh", "replace", "10.77.0.2", "lladdr", mac, "dev", ns.b, "nud", "permanent")
+    return mac
+
+
+def xdp_config(iface, collector=""):
+    """The engine's ini text: one net_af_xdp collector port on iface with XDP_OBJ; collector:
+    more [collector] lines."""
+    return ("[eal]\nargs = -l 0-1\n[collector]\nports = 2055,2056,4739,6343\n" + collector +
+            "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
+            "xdp_prog=%s\nrole = collector\n" % (iface, XDP_OBJ))
+
+
+def softflowd_v9(ns, cwd):
+    """softflowd in ns reading mixed.pcap, exporting NetFlow v9 to 10.77.0.2:2055 (the source of
+    TRUTH.tsv's softflowd-v9 row); returns its CompletedProcess."""
+    return subprocess.run(["ip", "netns", "exec", ns.name, "softflowd", "-d", "-r", MIXED, "-n",
+                           "10.77.0.2:2055", "-v", "9", "-p", "sfd.pid", "-c", "sfd.ctl"], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
+PACKET_COUNT = r'''
+import socket, sys, time, select
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind((sys.argv[1], 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+print("ready", flush=True)
+n = nf = 0
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    r, _, _ = select.select([s], [], [], 0.2)
+    if not r:
+        continue
+    d, addr = s.recvfrom(65535)
+    if addr[2] == socket.PACKET_OUTGOING:
+        continue
+    n += 1
+    # NetFlow to 2055 over IPv4: UDP at 34, destination port at 36
+    if len(d) > 38 and d[12:14] == b"\x08\x00" and d[23] == 17 and d[36:38] == b"\x08\x07":
+        nf += 1
+print(n, nf, flush=True)
+'''
+
+
+class PacketCounter:
+    """A packet socket on ns.a for seconds s (what XDP passed to the kernel): count() -> (frames
+    received, NetFlow to 2055 among them) once it ends."""
+
+    def __init__(self, ns, seconds):
+        self.proc = ns.popen(["python3", "-c", PACKET_COUNT, ns.a, str(seconds)],
+                             stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def count(self):
+        return tuple(int(x) for x in self.proc.communicate(timeout=60)[0].split())

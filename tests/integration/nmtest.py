@@ -70,6 +70,7 @@ CORPORA = (os.environ.get("NM_CORPORA")
 CORPORA = os.path.abspath(CORPORA)
 # NM_ENGINE overrides the engine's path (e.g. an installed build).
 ENGINE = os.environ.get("NM_ENGINE") or os.path.join(BUILD, "dpdk_app", "netmeta")
+STATS = os.path.join(SOURCE, "scripts", "netmeta-stats")
 # NM_MOCK_BROKER overrides the path (any program that prints "BOOTSTRAP host:port" first).
 MOCK_BROKER = os.environ.get("NM_MOCK_BROKER") or os.path.join(BUILD, "tests", "tools", "nm_mock_broker")
 CLICKHOUSE_SH = os.path.join(SOURCE, "scripts", "clickhouse.sh")
@@ -450,6 +451,19 @@ def remove_runtime_dir(argv):
         shutil.rmtree(os.path.join("/var/run/dpdk", p), ignore_errors=True)
 
 
+def telemetry(prefix, cmd, timeout=30):
+    """The answer to telemetry command cmd (e.g. "/netmeta/stats") of the engine with file prefix
+    prefix, through scripts/netmeta-stats --json, as a dict; None while it does not answer."""
+    p = subprocess.run([sys.executable, STATS, "--prefix", prefix, "--json", cmd],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=timeout)
+    if p.returncode != 0:
+        return None
+    try:
+        return json.loads(p.stdout)[cmd]
+    except (ValueError, KeyError):
+        return None
+
+
 class EngineRun:
     """A finished engine run: exit status, --summary-json as a dict (None when absent), the
     combined stdout/stderr, wall seconds, argv."""
@@ -490,6 +504,12 @@ class Engine:
                 return False
             time.sleep(0.1)
         return False
+
+    def wait_started(self, timeout=60):
+        """Until the engine says its lcores poll; raise with its output if it exits first or
+        time runs out."""
+        if not self.wait_output("polls", timeout=timeout):
+            raise RuntimeError("engine did not start:\n" + self.output()[-3000:])
 
     def poll(self):
         return self.proc.poll()

@@ -33,23 +33,20 @@ Asserted:
    (XDP_DROP, not XDP_PASS, for the strangers).
 About 35 s.
 """
-import json
 import os
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nmtest  # noqa: E402
 import dptest  # noqa: E402
-from test_afxdp import XDP_OBJ, COLLECTOR, COUNT, udp_dport  # noqa: E402
 
+XDP_OBJ = dptest.XDP_OBJ
 NOALLOW_OBJ = os.path.join(nmtest.BUILD, "tests", "integration", "xdp_noallow.bpf.o")
-STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 STRANGERS = {"10.77.0.3": 300, "10.77.0.4": 200}
 AFTER = {"10.77.0.3": 100, "10.77.0.4": 50}  # sent after the reload
 REMOVED = 20  # sent by 10.77.0.3 once its exporter section is gone again
@@ -90,46 +87,13 @@ def fail(msg):
     print("FAIL: " + msg, flush=True)
 
 
-def refused_live(prefix):
-    p = subprocess.run([sys.executable, STATS, "--prefix", prefix, "--json", "/netmeta/refused"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        return json.loads(p.stdout)["/netmeta/refused"]
-    except (ValueError, KeyError):
-        return None
-
-
 def main():
     nmtest.exit_on_signals()
-    dptest.require_mirror_corpora()
-    nmtest.require_programs(nmtest.ENGINE, "kcat", "softflowd")
-    for obj in (XDP_OBJ, NOALLOW_OBJ):
-        if not os.path.isfile(obj):
-            nmtest.skip("%s not built (needs clang and libbpf headers)" % obj)
-    if not dptest.have_netns():
-        nmtest.skip("needs root and ip netns")
-    truth = next((t for t in nmtest.truth_rows("nf9") if t["file"] == "generated/softflowd-v9.pcap"),
-                 None)
-    if truth is None:
-        nmtest.skip("TRUTH.tsv has no generated/softflowd-v9.pcap row")
-    tmp = tempfile.mkdtemp(prefix="nmdp-xdpa-")
-    other = [f for f in dptest.read_pcap(dptest.MIXED)
-             if len(f[2]) <= 1518 and udp_dport(f[2]) not in COLLECTOR]
-    other_pcap = os.path.join(tmp, "other.pcap")
-    dptest.write_pcap(other_pcap, [(f[0], f[1], f[2]) for f in other])
+    truth, tmp, other_pcap = dptest.xdp_prologue("xdpa", (XDP_OBJ, NOALLOW_OBJ))
     prefix = nmtest.file_prefix("xdpa")
     with dptest.Netns("xa") as ns, dptest.NetnsBroker(ns.name) as broker:
-        ns.ip("addr", "add", "10.77.0.1/24", "dev", ns.b)
-        for a in STRANGERS:
-            ns.ip("addr", "add", a + "/24", "dev", ns.b)
-        mac = subprocess.run(["ip", "netns", "exec", ns.name, "cat",
-                              "/sys/class/net/%s/address" % ns.a], stdout=subprocess.PIPE,
-                             text=True, check=True).stdout.strip()
-        ns.ip("neigh", "replace", "10.77.0.2", "lladdr", mac, "dev", ns.b, "nud", "permanent")
-        cfg_text = ("[eal]\nargs = -l 0-1\n[collector]\nports = 2055,2056,4739,6343\n"
-                    "allow = 10.77.0.1/32, 2001:db8:1::/48\n"
-                    "[port.xdp]\ndevice = net_af_xdp0,iface=%s,start_queue=0,queue_count=1,"
-                    "xdp_prog=%s\nrole = collector\n" % (ns.a, XDP_OBJ))
+        mac = dptest.xdp_peer(ns, STRANGERS)
+        cfg_text = dptest.xdp_config(ns.a, "allow = 10.77.0.1/32, 2001:db8:1::/48\n")
         # A program without our maps and an allow list: start-up stops, saying why.
         bad = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name, huge=True,
                                   config_text=cfg_text.replace(XDP_OBJ, NOALLOW_OBJ))
@@ -147,9 +111,7 @@ def main():
         proc = nmtest.start_engine(broker.bootstrap, "afxdpallow", netns=ns.name, config=cfg,
                                    huge=True, in_memory=False, prefix=prefix)
         counter, live, live2, live3 = None, None, None, None
-        mac_b = subprocess.run(["ip", "netns", "exec", ns.name, "cat",
-                                "/sys/class/net/%s/address" % ns.b], stdout=subprocess.PIPE,
-                               text=True, check=True).stdout.strip()
+        mac_b = ns.mac(ns.b)
         v6_pcap = os.path.join(tmp, "v6.pcap")
         dptest.write_pcap(v6_pcap, [(1700000000, i, udp6_frame(a, 40000, 2055, V5_LEN, mac_b, mac))
                                     for a, n in (V6_STRANGER, V6_ADMITTED) for i in range(n)])
@@ -167,21 +129,15 @@ def main():
                 assert int(out) == n
 
         try:
-            if not proc.wait_output("polls", timeout=60):
-                raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
-            counter = ns.popen(["python3", "-c", COUNT, ns.a, "20"], stdout=subprocess.PIPE,
-                               text=True)
-            assert counter.stdout.readline().strip() == "ready"
+            proc.wait_started()
+            counter = dptest.PacketCounter(ns, 20)
             sent = dptest.replay(ns.name, ns.b, other_pcap)
             send(STRANGERS)
-            sfd = subprocess.run(["ip", "netns", "exec", ns.name, "softflowd", "-d", "-r",
-                                  dptest.MIXED, "-n", "10.77.0.2:2055", "-v", "9", "-p", "sfd.pid",
-                                  "-c", "sfd.ctl"], cwd=tmp, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, timeout=120)
+            sfd = dptest.softflowd_v9(ns, tmp)
             print("replayed %d other frames; strangers sent %r; softflowd exit %d" % (
                 sent[0], STRANGERS, sfd.returncode), flush=True)
             time.sleep(1)
-            live = refused_live(prefix)
+            live = nmtest.telemetry(prefix, "/netmeta/refused")
             with open(cfg, "w") as f:
                 f.write(cfg_text + "[exporter.s3]\naddress = 10.77.0.3\n")
             proc.send_signal(signal.SIGHUP)
@@ -192,7 +148,7 @@ def main():
             v6 = dptest.replay(ns.name, ns.b, v6_pcap)
             assert v6[0] == V6_STRANGER[1] + V6_ADMITTED[1], v6
             time.sleep(0.5)
-            live2 = refused_live(prefix)
+            live2 = nmtest.telemetry(prefix, "/netmeta/refused")
             with open(cfg, "w") as f:
                 f.write(cfg_text)
             proc.send_signal(signal.SIGHUP)
@@ -200,7 +156,7 @@ def main():
                 fail("the second reload did not apply:\n" + proc.output()[-2000:])
             send({"10.77.0.3": REMOVED})
             time.sleep(0.5)
-            live3 = refused_live(prefix)
+            live3 = nmtest.telemetry(prefix, "/netmeta/refused")
             flood = dptest.replay(ns.name, ns.b, flood_pcap)
             assert flood == (FLOOD, FLOOD * FRAME_LEN), flood
             time.sleep(1)
@@ -209,7 +165,7 @@ def main():
             proc.kill()
             raise
         run = proc.finish(timeout=120)
-        seen, seen_nf = (int(x) for x in counter.communicate(timeout=60)[0].split())
+        seen, seen_nf = counter.count()
         peer_drops = int(subprocess.run(
             ["ip", "netns", "exec", ns.name, "cat", "/sys/class/net/%s/statistics/tx_dropped"
              % ns.b], stdout=subprocess.PIPE, text=True).stdout or 0)

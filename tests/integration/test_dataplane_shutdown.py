@@ -21,7 +21,6 @@ Asserted:
  - at 1:1, Kafka's packets and bytes are every frame the port received (rx_packets, rx_bytes);
    lost 0, agg_dropped 0, rows == acknowledged == FlowMessages on the topic.
 """
-import json
 import os
 import random
 import shutil
@@ -38,7 +37,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nmtest  # noqa: E402
 import dptest  # noqa: E402
 
-STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 FRAMES, SOURCES = 120000, 20000
 problems = []
 
@@ -46,17 +44,6 @@ problems = []
 def fail(msg):
     problems.append(msg)
     print("FAIL: " + msg, flush=True)
-
-
-def telemetry(prefix):
-    p = subprocess.run([sys.executable, STATS, "--prefix", prefix, "--json", "/netmeta/stats"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if p.returncode != 0:
-        return None
-    try:
-        return json.loads(p.stdout)["/netmeta/stats"]
-    except (ValueError, KeyError):
-        return None
 
 
 def main():
@@ -90,8 +77,7 @@ def main():
                                    in_memory=False, prefix=prefix, huge=True)
         replay = None
         try:
-            if not proc.wait_output("polls", timeout=60):
-                raise RuntimeError("engine did not start:\n" + proc.output()[-3000:])
+            proc.wait_started()
             replay = subprocess.Popen(["ip", "netns", "exec", ns.name, "python3", "-c",
                                        dptest.REPLAY, ns.b, pcap, "1518"],
                                       stdout=subprocess.PIPE, text=True)
@@ -99,7 +85,7 @@ def main():
             deadline = time.time() + 30
             while time.time() < deadline:
                 time.sleep(0.3)
-                live = telemetry(prefix)
+                live = nmtest.telemetry(prefix, "/netmeta/stats")
                 if live and live.get("agg_folded", 0) > 0:
                     break
             if live is None:
