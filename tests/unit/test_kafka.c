@@ -467,33 +467,55 @@ test_broker_down_timeout(void **state)
 	cluster_stop(&c);
 }
 
-/* A local queue that is full for longer than the bounded wait: the batch is counted failed. */
-static void
-test_queue_full(void **state)
+/* librdkafka's local queue holds two messages: with the broker down, the third waits. */
+static const struct nm_kafka_prop queue_of_two[] = {
+	{"queue.buffering.max.messages", "2"},
+};
+
+/* Small protobuf batches that leave at once, into a queue of two messages. */
+static struct nm_kafka_params
+queue_of_two_params(void)
 {
-	static const struct nm_kafka_prop props[] = {
-		{"queue.buffering.max.messages", "2"},
-	};
-	struct cluster c;
 	struct nm_kafka_params p = {
 		.topic = "flows",
 		.format = NM_KAFKA_FMT_PROTOBUF,
 		.batch_bytes = NM_ENCODE_PB_MAX,
 		.linger_ms = 5,
 		.compression = "none",
-		.props = props,
+		.props = queue_of_two,
 		.n_props = 1,
 	};
-	struct nm_kafka_stats st;
+
+	return p;
+}
+
+/* A producer with params p on a new mock cluster (c) whose one broker is down. */
+static struct nm_kafka *
+create_broker_down(struct cluster *c, struct nm_kafka_params *p)
+{
 	struct nm_kafka *k;
 	char err[256];
 
+	cluster_start(c, "flows");
+	assert_int_equal(rd_kafka_mock_broker_set_down(c->mc, 1), 0);
+	p->brokers = c->boot;
+	k = nm_kafka_create(p, err, sizeof(err));
+	if (k == NULL)
+		fail_msg("create: %s", err);
+	return k;
+}
+
+/* A local queue that is full for longer than the bounded wait: the batch is counted failed. */
+static void
+test_queue_full(void **state)
+{
+	struct cluster c;
+	struct nm_kafka_params p = queue_of_two_params();
+	struct nm_kafka_stats st;
+	struct nm_kafka *k;
+
 	(void)state;
-	cluster_start(&c, "flows");
-	assert_int_equal(rd_kafka_mock_broker_set_down(c.mc, 1), 0);
-	p.brokers = c.boot;
-	k = nm_kafka_create(&p, err, sizeof(err));
-	assert_non_null(k);
+	k = create_broker_down(&c, &p);
 	/* Four or five records per 512-byte batch: 20 records are 4-5 batches, 2 fit the queue. */
 	add_range(k, 0, 20);
 	assert_int_equal(nm_kafka_flush(k), -ENOBUFS);
@@ -1478,34 +1500,18 @@ blk_end_cb(void *arg)
 static void
 test_block_callbacks(void **state)
 {
-	static const struct nm_kafka_prop props[] = {
-		{"queue.buffering.max.messages", "2"},
-	};
 	struct blk_log b = {0};
 	struct cluster c;
-	struct nm_kafka_params p = {
-		.topic = "flows",
-		.format = NM_KAFKA_FMT_PROTOBUF,
-		.batch_bytes = NM_ENCODE_PB_MAX,
-		.linger_ms = 5,
-		.compression = "none",
-		.props = props,
-		.n_props = 1,
-		.block_begin = blk_begin_cb,
-		.block_end = blk_end_cb,
-		.block_arg = &b,
-	};
+	struct nm_kafka_params p = queue_of_two_params();
 	struct nm_kafka_stats st;
 	struct nm_kafka *k;
 	uint64_t t0, wall;
-	char err[256];
 
 	(void)state;
-	cluster_start(&c, "flows");
-	assert_int_equal(rd_kafka_mock_broker_set_down(c.mc, 1), 0);
-	p.brokers = c.boot;
-	k = nm_kafka_create(&p, err, sizeof(err));
-	assert_non_null(k);
+	p.block_begin = blk_begin_cb;
+	p.block_end = blk_end_cb;
+	p.block_arg = &b;
+	k = create_broker_down(&c, &p);
 	/* No spool, broker down, room for 2 messages: every further batch waits 1 s, then fails. */
 	t0 = mono_ns();
 	add_range(k, 0, 20);
@@ -1550,12 +1556,7 @@ test_block_callbacks(void **state)
 	p.spool_after_ms = 200;
 	p.props = NULL;
 	p.n_props = 0;
-	cluster_start(&c, "flows");
-	assert_int_equal(rd_kafka_mock_broker_set_down(c.mc, 1), 0);
-	p.brokers = c.boot;
-	k = nm_kafka_create(&p, err, sizeof(err));
-	if (k == NULL)
-		fail_msg("create: %s", err);
+	k = create_broker_down(&c, &p);
 	add_range(k, 0, 20);
 	(void)nm_kafka_flush(k);
 	t0 = mono_ns();
