@@ -464,6 +464,18 @@ def telemetry(prefix, cmd, timeout=30):
         return None
 
 
+def vm_hwm_kb(pid):
+    """VmHWM (peak resident set, KiB) of process pid; 0 once it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 class EngineRun:
     """A finished engine run: exit status, --summary-json as a dict (None when absent), the
     combined stdout/stderr, wall seconds, argv."""

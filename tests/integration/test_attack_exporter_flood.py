@@ -16,12 +16,10 @@ generated/softflowd-v10.pcap, replayed frame by frame) arrives:
     run shows the first one's result is the expiry's doing.
 About 25 s (two engine runs of ~10 s).
 """
-import json
 import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,31 +30,7 @@ import nmtest  # noqa: E402
 
 CAPTURE = "generated/softflowd-v10.pcap"
 N_SRC, MAX_EXPORTERS = 500, 64
-STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
 problems = []
-
-# dptest.replay paced for a flood of small datagrams (as test_attack_template_flood): a pause
-# every 16 frames, so a slow engine (an ASan build, a loaded CI machine) drains its af_packet ring.
-PACED = r'''
-import socket, struct, sys, time
-iface, path = sys.argv[1], sys.argv[2]
-d = open(path, "rb").read(); i = 24; n = 0
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((iface, 0))
-while i + 16 <= len(d):
-    ts, fr, cl, ol = struct.unpack_from("<IIII", d, i); s.send(d[i + 16:i + 16 + cl]); i += 16 + cl
-    n += 1
-    if n % 16 == 0:
-        time.sleep(0.002)
-print(n)
-'''
-
-
-def paced_replay(ns, iface, path):
-    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", PACED, iface, path],
-                       stdout=subprocess.PIPE, text=True, check=True, timeout=120)
-    return int(p.stdout)
-
 
 def fail(msg):
     problems.append(msg)
@@ -79,23 +53,12 @@ def template_datagram():
     return struct.pack("!HHIII", 10, 16 + len(s), 1700000000, 0, 0) + s
 
 
-def stats(prefix, cmd):
-    p = subprocess.run([sys.executable, STATS, "--prefix", prefix, "--json", cmd],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
-    if p.returncode != 0:
-        return None
-    try:
-        return json.loads(p.stdout)[cmd]
-    except (ValueError, KeyError):
-        return None
-
-
 def wait_for(prefix, eng, what, cond, timeout):
     deadline, last = time.time() + timeout, None
     while time.time() < deadline:
         if eng.poll() is not None:
             raise RuntimeError("engine exited: %s\n%s" % (eng.poll(), eng.output()[-3000:]))
-        last = stats(prefix, "/netmeta/exporters")
+        last = nmtest.telemetry(prefix, "/netmeta/exporters")
         if last is not None and cond(last):
             return last
         time.sleep(0.3)
@@ -114,7 +77,7 @@ def run(ns, broker, timeout_s, flood_pcap, real_pcap):
                               in_memory=False, prefix=prefix, huge=True)
     try:
         wait_for(prefix, eng, "telemetry", lambda e: "exporters" in e, 60)
-        n = paced_replay(ns.name, ns.b, flood_pcap)
+        n = dptest.paced_replay(ns.name, ns.b, flood_pcap)
         e = wait_for(prefix, eng, "the flood",
                      lambda e: e["exporters"] + e["exporters_overflow"] >= N_SRC, 30)
         nmtest.log("timeout %d s: flood of %d frames: exporters %d, overflow %d"

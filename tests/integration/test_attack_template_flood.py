@@ -33,12 +33,10 @@ Asserted (summary JSON at SIGTERM, Kafka rows):
   - telemetry /netmeta/templates answers the same tmpl_* counters as the summary.
 About 30 s (10 s of it the idle timeout).
 """
-import json
 import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,30 +45,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dptest  # noqa: E402
 import nmtest  # noqa: E402
 
-STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
-
-# dptest.replay paced for a flood of small datagrams: a pause every 16 frames, so a slow engine
-# (an ASan build, a loaded CI machine) drains its af_packet ring; the test is about what the
-# engine does with the flood, not about the ring dropping it.
-PACED = r'''
-import socket, struct, sys, time
-iface, path = sys.argv[1], sys.argv[2]
-d = open(path, "rb").read(); i = 24; n = 0
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((iface, 0))
-while i + 16 <= len(d):
-    ts, fr, cl, ol = struct.unpack_from("<IIII", d, i); s.send(d[i + 16:i + 16 + cl]); i += 16 + cl
-    n += 1
-    if n % 16 == 0:
-        time.sleep(0.002)
-print(n)
-'''
-
-
-def paced_replay(ns, iface, path):
-    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", PACED, iface, path],
-                       stdout=subprocess.PIPE, text=True, check=True, timeout=120)
-    return int(p.stdout)
 
 CAPTURE = "generated/softflowd-v9-sampled10.pcap"
 REAL_TEMPLATES = 5  # frame 1: four data templates and one options template
@@ -130,17 +104,6 @@ def src(a, b, c):
     return bytes([10, a, b, c])
 
 
-def hwm(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def main():
     nmtest.exit_on_signals()
     nmtest.require_corpora()
@@ -154,9 +117,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nm-attack-tf-")
     t0 = time.time()
     with dptest.Netns("tf") as ns, dptest.NetnsBroker(ns.name) as broker:
-        mac = bytes.fromhex(subprocess.run(
-            ["ip", "netns", "exec", ns.name, "cat", "/sys/class/net/%s/address" % ns.a],
-            stdout=subprocess.PIPE, text=True, check=True).stdout.strip().replace(":", ""))
+        mac = bytes.fromhex(ns.mac(ns.a).replace(":", ""))
         real = os.path.join(tmp, "real.pcap")
         dptest.write_pcap(real, [(ts, us, mac + d[6:]) for ts, us, d, _ in
                                  dptest.read_pcap(path)])
@@ -182,13 +143,12 @@ def main():
                                   eal=["--lcores=0@0,1@%d" % (1 if os.cpu_count() > 1 else 0)])
         replays = 0
         try:
-            if not eng.wait_output("polls", timeout=60):
-                raise RuntimeError("engine did not start:\n" + eng.output()[-3000:])
+            eng.wait_started()
             dptest.replay(ns.name, ns.b, real)
             replays += 1
             time.sleep(1)
-            before = hwm(eng.pid)
-            n = paced_replay(ns.name, ns.b, flood_pcap)
+            before = nmtest.vm_hwm_kb(eng.pid)
+            n = dptest.paced_replay(ns.name, ns.b, flood_pcap)
             t_flood = time.time()
             nmtest.log("flood: %d frames in %.1f s" % (n, t_flood - t0))
             # The real exporter keeps exporting; the flood does not.
@@ -197,13 +157,8 @@ def main():
                 replays += 1
                 time.sleep(3)
             time.sleep(2)  # the last sweeps (once a second, 4,096 entries each)
-            after = hwm(eng.pid)
-            p = subprocess.run([sys.executable, STATS, "--prefix", prefix, "--json",
-                                "/netmeta/templates"], stdout=subprocess.PIPE, timeout=30)
-            try:
-                tel = json.loads(p.stdout)["/netmeta/templates"] or {}
-            except (ValueError, KeyError):
-                tel = {}
+            after = nmtest.vm_hwm_kb(eng.pid)
+            tel = nmtest.telemetry(prefix, "/netmeta/templates") or {}
             eng.send_signal(signal.SIGTERM)
         except Exception:
             eng.kill()
