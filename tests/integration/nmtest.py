@@ -523,6 +523,15 @@ class Engine:
         if not self.wait_output("polls", timeout=timeout):
             raise RuntimeError("engine did not start:\n" + self.output()[-3000:])
 
+    def peak_rss_kb(self, interval=0.05, timeout=None):
+        """Sample the engine's VmHWM (peak resident set, KiB) every interval s until it exits
+        (or timeout s passed: finish() then deals with it); the highest seen."""
+        peak, deadline = 0, None if timeout is None else time.time() + timeout
+        while self.proc.poll() is None and (deadline is None or time.time() < deadline):
+            peak = max(peak, vm_hwm_kb(self.pid))
+            time.sleep(interval)
+        return peak
+
     def poll(self):
         return self.proc.poll()
 

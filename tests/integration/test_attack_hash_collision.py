@@ -158,16 +158,7 @@ def mix(real, flood):
 def run(broker, name, pcap, port):
     topic = "attack-hc-%s-%d" % (name, os.getpid())
     eng = nmtest.start_engine(broker.bootstrap, topic, pcaps=[pcap], ports=port)
-    peak = 0
-    while eng.poll() is None:
-        try:
-            with open("/proc/%d/status" % eng.pid) as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]))
-        except OSError:
-            pass
-        time.sleep(0.05)
+    peak = eng.peak_rss_kb()
     r = eng.finish(timeout=150)
     if r.rc != 0 or r.summary is None:
         raise RuntimeError("engine run %s failed (%s):\n%s" % (name, r.rc, r.tail()))

@@ -19,7 +19,6 @@ import socket
 import struct
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dptest  # noqa: E402
@@ -94,16 +93,7 @@ def main():
         for name, pcap in (("real", path), ("attacked", attacked)):
             topic = "attack-wd-%s-%d" % (name, os.getpid())
             eng = nmtest.start_engine(broker.bootstrap, topic, pcaps=[pcap], ports="2055")
-            peak = 0
-            while eng.poll() is None:
-                try:
-                    with open("/proc/%d/status" % eng.pid) as f:
-                        for line in f:
-                            if line.startswith("VmHWM:"):
-                                peak = max(peak, int(line.split()[1]))
-                except OSError:
-                    pass
-                time.sleep(0.05)
+            peak = eng.peak_rss_kb()
             run = eng.finish(timeout=120)
             if run.rc != 0 or run.summary is None:
                 raise RuntimeError("engine run %s failed (%s):\n%s" % (name, run.rc, run.tail()))

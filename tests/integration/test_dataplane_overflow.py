@@ -25,8 +25,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nmtest  # noqa: E402
@@ -61,22 +59,9 @@ def peak_rss_run(broker, topic, pcap):
     proc = nmtest.start_engine(broker.bootstrap, topic, mirror_pcaps=[pcap],
                                sets=["mirror.sample_rate=1", "aggregation.max_flows=%d" % MAX_FLOWS],
                                huge=True)
-    peak = [0]
-
-    def sample():
-        while proc.poll() is None:
-            try:
-                for line in open("/proc/%d/status" % proc.pid):
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]))
-            except OSError:
-                break
-            time.sleep(0.02)
-    th = threading.Thread(target=sample)
-    th.start()
+    peak = proc.peak_rss_kb(0.02, timeout=170)
     run = proc.finish(timeout=170)
-    th.join()
-    run.peak_rss_kb = peak[0]
+    run.peak_rss_kb = peak
     return run
 
 
