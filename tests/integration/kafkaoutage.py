@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nmtest  # noqa: E402
 
-STATS = os.path.join(nmtest.SOURCE, "scripts", "netmeta-stats")
+STATS = nmtest.STATS
 
 
 class Broker(nmtest.MockBroker):
@@ -212,14 +212,7 @@ class LiveEngine:
         raise RuntimeError("engine telemetry never answered:\n" + self.tail())
 
     def telemetry(self, cmd="/netmeta/kafka"):
-        p = subprocess.run([sys.executable, STATS, "--prefix", self.prefix, "--json", cmd],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20)
-        if p.returncode != 0:
-            return None
-        try:
-            return json.loads(p.stdout)[cmd]
-        except (ValueError, KeyError):
-            return None
+        return nmtest.telemetry(self.prefix, cmd, timeout=20)
 
     def stop(self, timeout=150):
         """SIGTERM, wait for the drain; returns (rc, summary dict or None)."""

@@ -86,14 +86,7 @@ def main():
                                 start_new_session=True)
 
         def tel(cmd):
-            p = subprocess.run([sys.executable, ko.STATS, "--prefix", prefix, "--json", cmd],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20)
-            if p.returncode != 0:
-                return None
-            try:
-                return json.loads(p.stdout)[cmd]
-            except (ValueError, KeyError):
-                return None
+            return nmtest.telemetry(prefix, cmd, timeout=20)
 
         def output():
             with open(out_path, "rb") as f:
