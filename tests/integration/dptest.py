@@ -7,6 +7,7 @@ runtime directories). Python standard library only; builds on nmtest."""
 import collections
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -88,13 +89,21 @@ def csum(b):
 
 
 def udp_frame(src, dst, sport, dport, payload_len=18, smac="020000000001", dmac="020000000002",
-              ident=0):
-    """Ethernet/IPv4/UDP frame; src/dst as 4 bytes."""
-    udp = struct.pack("!HHHH", sport, dport, 8 + payload_len, 0) + b"\0" * payload_len
+              ident=0, payload=None):
+    """Ethernet/IPv4/UDP frame; src/dst as 4 bytes; payload (bytes), else payload_len zeros."""
+    if payload is None:
+        payload = b"\0" * payload_len
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0,
                      src, dst)
     ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
     return bytes.fromhex(dmac + smac) + b"\x08\x00" + ip + udp
+
+
+def datagram_frame(src, payload, dport=2055, dst="127.0.0.1", sport=40000, dmac="020000000002"):
+    """A datagram (NetFlow, IPFIX, sFlow bytes) from src (4 bytes, any: spoofed sources need no
+    address on the link) to dst:dport, as a frame for replay()."""
+    return udp_frame(src, socket.inet_aton(dst), sport, dport, payload=payload, dmac=dmac)
 
 
 # --------------------------------------------------------------------------------------------

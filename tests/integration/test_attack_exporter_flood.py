@@ -18,7 +18,6 @@ About 25 s (two engine runs of ~10 s).
 """
 import os
 import signal
-import socket
 import struct
 import sys
 import tempfile
@@ -35,14 +34,6 @@ problems = []
 def fail(msg):
     problems.append(msg)
     nmtest.log("FAIL:", msg)
-
-
-def frame(src, payload, dport=2055):
-    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src,
-                     socket.inet_aton("127.0.0.1"))
-    ip = ip[:10] + struct.pack("!H", dptest.csum(ip)) + ip[12:]
-    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp
 
 
 def template_datagram():
@@ -124,7 +115,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nm-attack-expflood-")
     flood = os.path.join(tmp, "flood.pcap")
     dg = template_datagram()
-    dptest.write_pcap(flood, [(0, 0, frame(bytes([10, 98, i >> 8, i & 255]), dg))
+    dptest.write_pcap(flood, [(0, 0, dptest.datagram_frame(bytes([10, 98, i >> 8, i & 255]), dg))
                               for i in range(N_SRC)])
     want = (truth["packets"], truth["bytes"])
     with dptest.Netns("expfl") as ns, dptest.NetnsBroker(ns.name) as broker:

@@ -111,11 +111,7 @@ def random_prefixes():
 
 
 def frame(payload, dport):
-    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, ATTACKER,
-                     socket.inet_aton("127.0.0.1"))
-    ip = ip[:10] + struct.pack("!H", dptest.csum(ip)) + ip[12:]
-    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp
+    return dptest.datagram_frame(ATTACKER, payload, dport)
 
 
 def ipfix(sets, ts):

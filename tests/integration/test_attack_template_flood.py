@@ -35,7 +35,6 @@ About 30 s (10 s of it the idle timeout).
 """
 import os
 import signal
-import socket
 import struct
 import sys
 import tempfile
@@ -63,12 +62,8 @@ def fail(msg):
     print("FAIL: " + msg, flush=True)
 
 
-def frame(mac, src, payload, sport=40000, dport=2055):
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src,
-                     socket.inet_aton("10.77.0.2"))
-    ip = ip[:10] + struct.pack("!H", dptest.csum(ip)) + ip[12:]
-    return mac + bytes.fromhex("020000000001") + b"\x08\x00" + ip + udp
+def frame(mac, src, payload, sport=40000):
+    return dptest.datagram_frame(src, payload, dst="10.77.0.2", sport=sport, dmac=mac.hex())
 
 
 def v9(flowsets, count, seq, source_id=0):

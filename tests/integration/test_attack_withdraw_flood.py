@@ -15,7 +15,6 @@ for the real capture alone, one for the attacked mix. Asserted:
 About 15 s.
 """
 import os
-import socket
 import struct
 import sys
 import tempfile
@@ -26,14 +25,6 @@ import nmtest  # noqa: E402
 
 CAPTURE = "generated/softflowd-v10.pcap"
 N_SRC, N_TMPL, N_FLOOD, PER_DGRAM = 2000, 8, 2000, 350
-
-
-def frame(src, payload, dport=2055):
-    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, src,
-                     socket.inet_aton("127.0.0.1"))
-    ip = ip[:10] + struct.pack("!H", dptest.csum(ip)) + ip[12:]
-    return bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp
 
 
 def ipfix(sets, seq):
@@ -72,9 +63,9 @@ def main():
         nmtest.skip("%s absent" % path)
     real = dptest.read_pcap(path)
     ts0 = real[0][0]
-    attack = [(ts0, 0, frame(src_addr(i), ipfix([templates()], 0))) for i in range(N_SRC)]
+    attack = [(ts0, 0, dptest.datagram_frame(src_addr(i), ipfix([templates()], 0))) for i in range(N_SRC)]
     wd = withdrawals()
-    attack += [(ts0, 0, frame(src_addr(i % N_SRC), ipfix([wd], 1 + i // N_SRC)))
+    attack += [(ts0, 0, dptest.datagram_frame(src_addr(i % N_SRC), ipfix([wd], 1 + i // N_SRC)))
                for i in range(N_FLOOD)]
     mixed, step = [], max(1, len(attack) // max(1, len(real)))
     ai = 0
