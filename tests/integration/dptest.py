@@ -142,6 +142,21 @@ def have_netns():
     return ok
 
 
+def require_live_capture(capture):
+    """The skips of a test that feeds a live engine in a namespace (Netns, NetnsBroker) with a
+    corpus capture: corpora, the engine, kcat, root with ip netns, the capture (a TRUTH.tsv file
+    name) and its TRUTH.tsv row. Returns (the capture's path, its TRUTH.tsv row)."""
+    nmtest.require_corpora()
+    nmtest.require_programs(nmtest.ENGINE, "kcat")
+    if not have_netns():
+        nmtest.skip("needs root and ip netns")
+    path = os.path.join(nmtest.CORPORA, capture)
+    truth = {t["file"]: t for t in nmtest.truth_rows()}.get(capture)
+    if not os.path.exists(path) or truth is None:
+        nmtest.skip("%s or its TRUTH.tsv row absent" % path)
+    return path, truth
+
+
 class Netns:
     """A network namespace with one veth pair inside: ns.a, ns.b; deleted on exit."""
 

@@ -104,14 +104,7 @@ def run(ns, broker, timeout_s, flood_pcap, real_pcap):
 
 def main():
     nmtest.exit_on_signals()
-    nmtest.require_corpora()
-    nmtest.require_programs(nmtest.ENGINE, "kcat")
-    if not dptest.have_netns():
-        nmtest.skip("needs root and ip netns")
-    path = os.path.join(nmtest.CORPORA, CAPTURE)
-    truth = {t["file"]: t for t in nmtest.truth_rows()}.get(CAPTURE)
-    if not os.path.exists(path) or truth is None:
-        nmtest.skip("%s or its TRUTH.tsv row absent" % path)
+    path, truth = dptest.require_live_capture(CAPTURE)
     tmp = tempfile.mkdtemp(prefix="nm-attack-expflood-")
     flood = os.path.join(tmp, "flood.pcap")
     dg = template_datagram()

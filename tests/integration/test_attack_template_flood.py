@@ -101,14 +101,7 @@ def src(a, b, c):
 
 def main():
     nmtest.exit_on_signals()
-    nmtest.require_corpora()
-    nmtest.require_programs(nmtest.ENGINE, "kcat")
-    if not dptest.have_netns():
-        nmtest.skip("needs root and ip netns")
-    path = os.path.join(nmtest.CORPORA, CAPTURE)
-    truth = {t["file"]: t for t in nmtest.truth_rows()}
-    if not os.path.exists(path) or CAPTURE not in truth:
-        nmtest.skip("%s or its TRUTH.tsv row absent" % CAPTURE)
+    path, want = dptest.require_live_capture(CAPTURE)
     tmp = tempfile.mkdtemp(prefix="nm-attack-tf-")
     t0 = time.time()
     with dptest.Netns("tf") as ns, dptest.NetnsBroker(ns.name) as broker:
@@ -167,7 +160,6 @@ def main():
     nmtest.log("%d replays of the real export, %.1f s; %s" % (replays, time.time() - t0,
                                                                " ".join("%s=%s" % kv for kv in
                                                                         sorted(t.items()))))
-    want = truth[CAPTURE]
     by_rate = {}
     for r in rows:
         k = (nmtest.addr_text(r["SamplerAddress"]), r["SamplingRate"])
