@@ -334,6 +334,20 @@ def softflowd_v9(ns, cwd):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
 
 
+def xdp_checks(fail, s, rows, sfd, truth, kernel, sent):
+    """What every AF_XDP test asserts at the end, each failure passed to fail(msg): softflowd's
+    rows (sfd: packets, bytes) equal TRUTH.tsv's softflowd-v9 row; nothing lost and every row of
+    the summary s on the topic (rows); the packet socket on va (kernel: PacketCounter.count())
+    saw every replayed frame (sent) and no NetFlow, which XDP must not pass to the kernel."""
+    if sfd != (truth["packets"], truth["bytes"]):
+        fail("Kafka: softflowd's rows (packets, bytes) %r, softflowd-v9 truth %d / %d" % (
+            sfd, truth["packets"], truth["bytes"]))
+    if s["lost_records"] or s["rows"] != len(rows):
+        fail("lost %d, rows %d, on the topic %d" % (s["lost_records"], s["rows"], len(rows)))
+    if kernel != (sent, 0):
+        fail("the kernel saw %d frames (%d NetFlow), the replay sent %d" % (kernel + (sent,)))
+
+
 PACKET_COUNT = r'''
 import socket, sys, time, select
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))

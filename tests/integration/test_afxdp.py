@@ -78,14 +78,7 @@ def main():
             if s["datagrams_nf9"] != s["rx_packets"] or s["rx_packets"] == 0:
                 fail("rx %d frames but %d NetFlow v9 datagrams" % (s["rx_packets"],
                                                                    s["datagrams_nf9"]))
-            if (pk, by) != (truth["packets"], truth["bytes"]):
-                fail("Kafka %d packets %d bytes, softflowd-v9 truth %d / %d" % (
-                    pk, by, truth["packets"], truth["bytes"]))
-            if s["lost_records"] or s["rows"] != len(rows):
-                fail("lost %d, rows %d, on the topic %d" % (s["lost_records"], s["rows"], len(rows)))
-            if seen != sent[0] or seen_nf:
-                fail("the kernel saw %d frames (%d NetFlow), the replay sent %d" % (
-                    seen, seen_nf, sent[0]))
+            dptest.xdp_checks(fail, s, rows, (pk, by), truth, (seen, seen_nf), sent[0])
     print()
     if problems:
         print("%d problem(s)" % len(problems))

@@ -237,18 +237,11 @@ def main():
                                                   for a, n in STRANGERS.items()}:
                 fail("/netmeta/refused before the reload: %r, want refused 0 and XDP %r" % (
                     live, STRANGERS))
-            if sfd_sum != (truth["packets"], truth["bytes"]):
-                fail("Kafka: softflowd's rows %r, softflowd-v9 truth %d / %d" % (
-                    sfd_sum, truth["packets"], truth["bytes"]))
             n3 = AFTER["10.77.0.3"]
             if s3_sum != (n3 * 10, n3 * 1000) or by_src:
                 fail("Kafka: 10.77.0.3's rows %r (want %r, its records after the reload), "
                      "others %r" % (s3_sum, (n3 * 10, n3 * 1000), by_src))
-            if s["lost_records"] or s["rows"] != len(rows):
-                fail("lost %d, rows %d, on the topic %d" % (s["lost_records"], s["rows"], len(rows)))
-            if seen != sent[0] or seen_nf:
-                fail("the kernel saw %d frames (%d NetFlow), the replay sent %d" % (
-                    seen, seen_nf, sent[0]))
+            dptest.xdp_checks(fail, s, rows, sfd_sum, truth, (seen, seen_nf), sent[0])
     print()
     if problems:
         print("%d problem(s)" % len(problems))
