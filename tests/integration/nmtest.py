@@ -532,6 +532,16 @@ class Engine:
             time.sleep(interval)
         return peak
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        """Leaving a with block on an exception kills the engine (the exception goes on); on a
+        normal exit the engine runs on until finish()."""
+        if exc_type is not None:
+            self.kill()
+        return False
+
     def poll(self):
         return self.proc.poll()
 

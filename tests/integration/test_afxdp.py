@@ -45,7 +45,7 @@ def main():
         proc = nmtest.start_engine(broker.bootstrap, "afxdp", netns=ns.name, config_text=cfg,
                                    huge=True)
         counter = None
-        try:
+        with proc:
             proc.wait_started()
             counter = dptest.PacketCounter(ns, 10)
             sent = dptest.replay(ns.name, ns.b, other_pcap)
@@ -54,9 +54,6 @@ def main():
                 sent[0], sent[1], sfd.returncode), flush=True)
             time.sleep(2)
             proc.send_signal(signal.SIGTERM)
-        except Exception:
-            proc.kill()
-            raise
         run = proc.finish(timeout=120)
         seen, seen_nf = counter.count()
         s = run.summary

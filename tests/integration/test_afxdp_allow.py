@@ -128,7 +128,7 @@ def main():
                                      timeout=60).stdout
                 assert int(out) == n
 
-        try:
+        with proc:
             proc.wait_started()
             counter = dptest.PacketCounter(ns, 20)
             sent = dptest.replay(ns.name, ns.b, other_pcap)
@@ -161,9 +161,6 @@ def main():
             assert flood == (FLOOD, FLOOD * FRAME_LEN), flood
             time.sleep(1)
             proc.send_signal(signal.SIGTERM)
-        except Exception:
-            proc.kill()
-            raise
         run = proc.finish(timeout=120)
         seen, seen_nf = counter.count()
         peer_drops = int(subprocess.run(

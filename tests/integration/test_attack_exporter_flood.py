@@ -66,7 +66,7 @@ def run(ns, broker, timeout_s, flood_pcap, real_pcap):
            % (MAX_EXPORTERS, timeout_s, ns.a))
     eng = nmtest.start_engine(broker.bootstrap, topic, netns=ns.name, config_text=cfg,
                               in_memory=False, prefix=prefix, huge=True)
-    try:
+    with eng:
         wait_for(prefix, eng, "telemetry", lambda e: "exporters" in e, 60)
         n = dptest.paced_replay(ns.name, ns.b, flood_pcap)
         e = wait_for(prefix, eng, "the flood",
@@ -92,9 +92,6 @@ def run(ns, broker, timeout_s, flood_pcap, real_pcap):
         real = [v for v in e.values() if isinstance(v, dict) and v.get("address") == "127.0.0.1"]
         time.sleep(1.5)  # the last second's table reaches the flusher
         eng.send_signal(signal.SIGTERM)
-    except Exception:
-        eng.kill()
-        raise
     r = eng.finish(timeout=120)
     if r.rc != 0 or r.summary is None:
         raise RuntimeError("engine (timeout %d) exit %s:\n%s" % (timeout_s, r.rc, r.tail()))

@@ -130,7 +130,7 @@ def main():
                                   sets=["engine.stats_interval_ms=500"], prefix=prefix,
                                   eal=["--lcores=0@0,1@%d" % (1 if os.cpu_count() > 1 else 0)])
         replays = 0
-        try:
+        with eng:
             eng.wait_started()
             dptest.replay(ns.name, ns.b, real)
             replays += 1
@@ -148,9 +148,6 @@ def main():
             after = nmtest.vm_hwm_kb(eng.pid)
             tel = nmtest.telemetry(prefix, "/netmeta/templates") or {}
             eng.send_signal(signal.SIGTERM)
-        except Exception:
-            eng.kill()
-            raise
         run = eng.finish(timeout=120)
         if run.rc != 0 or run.summary is None:
             raise RuntimeError("engine failed (%s):\n%s" % (run.rc, run.tail(30)))
