@@ -68,6 +68,13 @@ const char *nm_port_role_name(enum nm_port_role r);
  * them: the configured rx_queues, at most max) and the lcore polling each into lcores (-1: none).
  * Returns the number of queues, or -errno when the port cannot be read. Any thread.
  */
+/*
+ * A string value in a telemetry dict, with the characters DPDK's JSON writer would pass through
+ * unescaped (quote, backslash, control characters) replaced by "'" (tel_exporters.c).
+ */
+struct rte_tel_data;
+void nm_tel_add_str(struct rte_tel_data *c, const char *name, const char *val);
+
 int nm_port_read(const struct nm_app *app, unsigned int i, struct nm_port_stats *ps,
 		 struct nm_queue_stats *qs, int *lcores, unsigned int max);
 

@@ -29,6 +29,7 @@
 #include <urcu-qsbr.h>
 
 #include "app.h"
+#include "opsview.h"
 #include "xdp_allow.h"
 #include "exporter/exporter.h"
 
@@ -49,8 +50,8 @@ key_text(char *s)
 }
 
 /* DPDK 22.11 writes string values into the JSON reply as they are: keep quotes out. */
-static void
-add_str(struct rte_tel_data *c, const char *name, const char *val)
+void
+nm_tel_add_str(struct rte_tel_data *c, const char *name, const char *val)
 {
 	char buf[RTE_TEL_MAX_STRING_LEN];
 	char *p;
@@ -113,9 +114,9 @@ add_exporter(const struct nm_exp_entry *e, void *ctx)
 	rte_tel_data_add_dict_u64(c, "domain", e->key.domain);
 	configured = nm_exp_configured(w->conf, e->key.addr, &cf);
 	if (configured) {
-		add_str(c, "name", cf.name);
+		nm_tel_add_str(c, "name", cf.name);
 		if (cf.description[0] != '\0')
-			add_str(c, "description", cf.description);
+			nm_tel_add_str(c, "description", cf.description);
 	}
 	/* The per-entry counters, from the table the Prometheus series are made from too. */
 	nm_ctr_foreach(&nm_exp_entry_ctr_set, e, "", tel_add, c);
@@ -206,7 +207,7 @@ add_iface(const struct nm_exp_iface *f, void *ctx)
 	rte_tel_data_add_dict_u64(c, "if_index", f->c.if_index);
 	name = nm_exp_ifname(w->conf, f->agent, f->c.if_index);
 	if (name != NULL)
-		add_str(c, "name", name);
+		nm_tel_add_str(c, "name", name);
 #define U(n, v) rte_tel_data_add_dict_u64(c, n, v)
 	U("if_type", f->c.if_type);
 	U("if_speed", f->c.if_speed);

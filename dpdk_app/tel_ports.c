@@ -249,18 +249,6 @@ tel_add(const char *key, uint64_t value, const struct nm_ctr_desc *d, void *ctx)
 }
 
 /* DPDK 22.11 writes string values into the JSON reply as they are: keep quotes out. */
-static void
-add_str(struct rte_tel_data *c, const char *name, const char *val)
-{
-	char buf[RTE_TEL_MAX_STRING_LEN];
-	char *p;
-
-	snprintf(buf, sizeof(buf), "%s", val);
-	for (p = buf; *p != '\0'; p++)
-		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
-			*p = '\'';
-	rte_tel_data_add_dict_string(c, name, buf);
-}
 
 /* a/b as a decimal with one digit ("37.5"); "-" when b is 0. */
 static void
@@ -313,8 +301,8 @@ tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
 			return -ENOMEM;
 		rte_tel_data_start_dict(c);
 		rte_tel_data_add_dict_u64(c, "port", app->ports[i].id);
-		add_str(c, "name", pc->name);
-		add_str(c, "device", pc->device);
+		nm_tel_add_str(c, "name", pc->name);
+		nm_tel_add_str(c, "device", pc->device);
 		rte_tel_data_add_dict_string(c, "role", nm_port_role_name(pc->role));
 		rte_tel_data_add_dict_string(c, "link", ps.link_up ? "up" : "down");
 		rte_tel_data_add_dict_u64(c, "queues", pc->rx_queues);
@@ -327,7 +315,7 @@ tel_ports(const char *cmd, const char *params, struct rte_tel_data *d)
 				return -ENOMEM;
 			rte_tel_data_start_dict(c);
 			rte_tel_data_add_dict_u64(c, "port", app->ports[i].id);
-			add_str(c, "name", pc->name);
+			nm_tel_add_str(c, "name", pc->name);
 			rte_tel_data_add_dict_u64(c, "queue", q);
 			rte_tel_data_add_dict_int(c, "lcore", lcores[q]);
 			nm_ctr_foreach(&nm_queue_ctr_set, &qs[q], "", tel_add, c);
