@@ -493,6 +493,14 @@ def run_peer(proto, pcap, entries, pps):
     return {"cpu": cpu, "peak": peak[0], "packets": pkts, "rows": rows, "log": text}
 
 
+def print_threads(runs1, runsk, drec):
+    """Each engine thread's CPU, medians of the x1 and xK runs, and its marginal ns/record."""
+    for n in sorted(set(n for x in runs1 + runsk for n in x["threads"])):
+        c1 = statistics.median(x["threads"].get(n, 0.0) for x in runs1)
+        ck = statistics.median(x["threads"].get(n, 0.0) for x in runsk)
+        print("    %-22s %7.3f -> %7.3f  %6.0f" % (n, c1, ck, (ck - c1) / drec * 1e9))
+
+
 def engine_ab(a, proto, one, many, recs, max_flows, modes):
     """--engine-ab: the engines of two builds on the same inputs, runs alternating, marginal CPU
     per record and per thread, medians."""
@@ -513,9 +521,7 @@ def engine_ab(a, proto, one, many, recs, max_flows, modes):
             med = [statistics.median(x["cpu"] for x in res[(b, m, k)]) for k in (1, a.copies)]
             print("%s %s, %s broker: %.0f ns/record marginal (x1 %.3f s, x%d %.3f s)"
                   % (proto, b, m, (med[1] - med[0]) / drec * 1e9, med[0], a.copies, med[1]))
-            for n in sorted(set(n for x in res[(b, m, a.copies)] for n in x["threads"])):
-                c = [statistics.median(x["threads"].get(n, 0.0) for x in res[(b, m, k)]) for k in (1, a.copies)]
-                print("    %-22s %7.3f -> %7.3f  %6.0f" % (n, c[0], c[1], (c[1] - c[0]) / drec * 1e9))
+            print_threads(res[(b, m, 1)], res[(b, m, a.copies)], drec)
 
 
 def main():
@@ -635,14 +641,9 @@ def main():
                 rows.append((proto, m, first["records"], nm_ns, pm_ns, med(("nm", m, a.copies), "peak"),
                              med(("pm", a.copies), "peak"), b_ns))
                 if a.threads:
-                    names = sorted(set(n for x in res[("nm", m, a.copies)] + res[("nm", m, 1)]
-                                       for n in x["threads"]))
                     print("%s, %s broker: engine CPU per thread, x1 s -> x%d s, marginal ns/record (medians)"
                           % (proto, m, a.copies))
-                    for n in names:
-                        c1 = statistics.median(x["threads"].get(n, 0.0) for x in res[("nm", m, 1)])
-                        ck = statistics.median(x["threads"].get(n, 0.0) for x in res[("nm", m, a.copies)])
-                        print("    %-22s %7.3f -> %7.3f  %6.0f" % (n, c1, ck, (ck - c1) / drec * 1e9))
+                    print_threads(res[("nm", m, 1)], res[("nm", m, a.copies)], drec)
         print()
         print("marginal CPU (user+sys) per record between 1 and %d copies, medians of %d runs" % (a.copies, a.runs))
         print("%-6s %-8s %12s %14s %14s %8s %16s %16s %14s" % ("input", "broker", "records/copy", "netmeta ns/rec",
