@@ -93,7 +93,7 @@ def main():
             nmtest.log("%-8s %d frames, %.1f s, peak RSS %d KiB, rows by sampler %s"
                        % (name, len(real) if name == "real" else len(mixed), run.seconds, peak,
                           res[name][1]))
-    (r0, g0, p0), (r1, g1, p1) = res["real"], res["attacked"]
+    (_, g0, p0), (r1, g1, p1) = res["real"], res["attacked"]
     s1 = r1.summary
     nmtest.log("attacked: templates %s, template_withdrawals %s"
                % (s1.get("templates"), s1.get("template_withdrawals")))

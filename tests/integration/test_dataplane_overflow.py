@@ -20,9 +20,7 @@ so its records keep their own second and are not late; every total stays exact.
 """
 import os
 import random
-import socket
 import struct
-import subprocess
 import sys
 import tempfile
 
