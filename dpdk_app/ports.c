@@ -5,9 +5,13 @@
  * queue set-up with RSS chosen per driver, start, and the kernel side of net_tap ports.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <pcap/pcap.h>
@@ -22,6 +26,59 @@
 #include "xdp_allow.h"
 
 /*
+ * Records of a classic pcap file, counted by walking the record headers of a read-only mapping:
+ * the page cache is mapped, not copied (pcap_next_ex() read the whole file through read(): ~10 %
+ * of an offline run's CPU at 160 MB, perf). Stops where libpcap reports an error and stops too:
+ * a record running past the end of the file, a capture length over its 262144-byte maximum for
+ * the link types we accept. -1 for anything else (pcapng, modified pcap, no mapping): the caller
+ * counts with libpcap.
+ */
+static int64_t
+count_classic_pcap(const char *path)
+{
+	const uint8_t *m;
+	uint64_t off = 24, n = 0, size;
+	uint32_t magic, caplen;
+	struct stat st;
+	bool swap;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) != 0 || st.st_size < 24) {
+		close(fd);
+		return -1;
+	}
+	size = (uint64_t)st.st_size;
+	m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return -1;
+	memcpy(&magic, m, sizeof(magic));
+	if (magic == 0xa1b2c3d4 || magic == 0xa1b23c4d) {
+		swap = false;
+	} else if (magic == 0xd4c3b2a1 || magic == 0x4d3cb2a1) {
+		swap = true;
+	} else {
+		munmap((void *)(uintptr_t)m, size);
+		return -1;
+	}
+	(void)madvise((void *)(uintptr_t)m, size, MADV_SEQUENTIAL);
+	while (off + 16 <= size) {
+		memcpy(&caplen, m + off + 8, sizeof(caplen));
+		if (swap)
+			caplen = __builtin_bswap32(caplen);
+		if (caplen > 262144 || off + 16 + caplen > size)
+			break;
+		off += 16 + (uint64_t)caplen;
+		n++;
+	}
+	munmap((void *)(uintptr_t)m, size);
+	return (int64_t)n;
+}
+
+/*
  * Frames in a capture file, so an offline run knows when a port is drained (0 if unknown), and
  * its link type. -EINVAL with a message for a file libpcap cannot read or a link type we cannot.
  */
@@ -32,6 +89,7 @@ inspect_pcap(const char *path, uint64_t *frames, enum nm_link *link)
 	struct pcap_pkthdr *h;
 	const u_char *data;
 	uint64_t n = 0;
+	int64_t c;
 	pcap_t *p;
 	int dlt;
 
@@ -61,8 +119,12 @@ inspect_pcap(const char *path, uint64_t *frames, enum nm_link *link)
 		pcap_close(p);
 		return -EINVAL;
 	}
-	while (pcap_next_ex(p, &h, &data) == 1)
-		n++;
+	c = count_classic_pcap(path);
+	if (c >= 0)
+		n = (uint64_t)c;
+	else
+		while (pcap_next_ex(p, &h, &data) == 1)
+			n++;
 	pcap_close(p);
 	*frames = n;
 	return 0;

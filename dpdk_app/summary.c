@@ -199,9 +199,10 @@ nm_summary_json(const struct nm_app *app, const struct nm_summary *sm, const cha
 		for (q = 0; q < w->n_rxq; q++)
 			fprintf(f,
 				"%s{\"port\": %u, \"queue\": %u, \"rx_packets\": %" PRIu64
-				", \"mirror_sampled\": %" PRIu64 "}",
+				", \"mirror_sampled\": %" PRIu64 ", \"file_frames\": %" PRIu64 "}",
 				q ? ", " : "", w->rxq[q].port_id, w->rxq[q].queue_id,
-				nm_ctr_get(&w->rxq[q].rx_pkts), nm_ctr_get(&w->rxq[q].sampled));
+				nm_ctr_get(&w->rxq[q].rx_pkts), nm_ctr_get(&w->rxq[q].sampled),
+				w->rxq[q].expect_pkts);
 		fprintf(f, "]}");
 	}
 	fprintf(f, "],\n");
