@@ -78,6 +78,8 @@ struct nm_rxq {
 	X(c, rotations, COUNTER, "tables", 0, "", "tables handed to the flusher")                  \
 	X(c, rotations_deferred, COUNTER, "seconds", 0, "",                                        \
 	  "second boundaries with no free table: the current one kept filling")                    \
+	X(c, offline_waits, COUNTER, "waits", NM_CTR_F_NONZERO, "",                                \
+	  "offline: polls that waited for the flusher to free a table instead of reading on")      \
 	X(c, multiseg, COUNTER, "packets", 0, "",                                                  \
 	  "multi-segment frames linearised before decoding")                                       \
 	X(c, polls, COUNTER, "polls", 0, "", "poll-loop iterations (every queue polled once)")     \

@@ -102,6 +102,12 @@ nm_flusher_poll(struct nm_app *app)
 			 * orders memory, so it is ours alone now.
 			 */
 			nm_agg_drain(t, visit, app);
+			if (unlikely(app->cfg.test_drain_delay_us != 0)) {
+				/* Test only: a flusher slower than the RX lcores. */
+				rcu_thread_offline();
+				rte_delay_us_sleep(app->cfg.test_drain_delay_us);
+				rcu_thread_online();
+			}
 			(void)rte_ring_enqueue(w->free, t);
 			n++;
 		}

@@ -89,6 +89,7 @@ static const struct key_desc keys[] = {
 	{"engine", "stats_interval_ms", K_INT, F(stats_interval_ms), 0, 3600000, NULL, "1000", 1},
 	{"engine", "log_level", K_ENUM, F(log_level), 0, 0, log_levels, "info", 1},
 	{"engine", "test_rx_delay_us", K_UINT, F(test_rx_delay_us), 0, 1000000, NULL, "0", 0},
+	{"engine", "test_drain_delay_us", K_UINT, F(test_drain_delay_us), 0, 1000000, NULL, "0", 0},
 	{"engine", "idle_sleep_us", K_UINT, F(idle_sleep_us), 0, 10000, NULL, "0", 0},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

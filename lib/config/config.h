@@ -164,7 +164,8 @@ struct nm_config {
 	int stats_interval_ms; /* console stats; 0 turns them off */
 	int log_level; /* the engine's log level: RTE_LOG_<LEVEL> - 1 (0 emerg .. 7 debug) */
 	unsigned int test_rx_delay_us; /* test only: RX lcores wait this long after a busy poll */
-	unsigned int idle_sleep_us;    /* RX lcores sleep this long when idle; 0: they spin */
+	unsigned int test_drain_delay_us; /* test only: the flusher waits this long per table */
+	unsigned int idle_sleep_us;	  /* RX lcores sleep this long when idle; 0: they spin */
 };
 
 /* Fill c with the compiled-in defaults. */

@@ -19,7 +19,8 @@ leaves out start-up and exit, which are fixed.
 Collectors, whole processes, CPU = user + sys of the process and every descendant (this script
 is a child subreaper, so pmacct's plugin processes are reaped and counted here too):
   - netmeta --pcap (one RX lcore, decode, per-second aggregation on every FlowMessage
-    dimension, protobuf to Kafka, every row acknowledged before it exits). --broker: the
+    dimension, protobuf to Kafka, every row acknowledged before it exits, no record folded
+    into an overflow row: max_flows holds every copy). --broker: the
     embedded mock broker (its threads are the engine's CPU), nm_mock_broker in its own process
     (external: the engine's own cost, the broker's printed apart), or both; --threads prints
     the engine's CPU per thread (schedstat), --engine-ab A,B compares two builds' engines;
@@ -317,6 +318,9 @@ def run_engine(pcap, prefix, max_flows, broker="embedded", threads=False):
     finally:
         if bp is not None:
             bcpu = stop_broker(bp)
+    if s["agg_folded"] != 0 or s["agg_dropped"] != 0:
+        raise SystemExit("netmeta folded %d and dropped %d records into overflow rows: max_flows %d is too small"
+                         % (s["agg_folded"], s["agg_dropped"], max_flows))
     if s["lost_records"] != 0 or s["kafka_records_acked"] != s["rows"]:
         raise SystemExit("netmeta lost %d records; %d rows of %d records, %d acknowledged by Kafka"
                          % (s["lost_records"], s["rows"], s["records"], s["kafka_records_acked"]))
@@ -593,7 +597,12 @@ def main():
             # A first engine run (not counted) gives the records of one copy: the engine's
             # table and pmacct's cache are sized by it.
             first = run_engine(one, "peer%d_%s_w" % (os.getpid(), proto), 1 << 21)
-            max_flows = first["records"] + 1024
+            # --pcap reads faster than the flusher drains: the RX lcore runs out of free tables
+            # and keeps filling the one it has (rotation deferred; keys carry their second), so
+            # one table can hold several seconds, up to every copy. A table that big keeps every
+            # key (with one copy's size, 295,080 of 3,560,000 records folded at x8: fewer rows,
+            # less work, not the same keys kept); the x1 runs use the same size.
+            max_flows = a.copies * first["records"] + 1024
             entries = prime_above(first["records"] * 11 // 10)
             print("%s export: %s (%.1f MB, %d records, %d packets; made in %.0f s); x%d: %.1f MB; engine "
                   "max_flows %d, pmacct print_cache_entries %d" % (proto, one, os.path.getsize(one) / 1e6,
