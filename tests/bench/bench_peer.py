@@ -20,7 +20,7 @@ Collectors, whole processes, CPU = user + sys of the process and every descendan
 is a child subreaper, so pmacct's plugin processes are reaped and counted here too):
   - netmeta --pcap (one RX lcore, decode, per-second aggregation on every FlowMessage
     dimension, protobuf to Kafka, every row acknowledged before it exits, no record folded
-    into an overflow row: max_flows holds every copy). --broker: the
+    into an overflow row: max_flows holds one copy's keys). --broker: the
     embedded mock broker (its threads are the engine's CPU), nm_mock_broker in its own process
     (external: the engine's own cost, the broker's printed apart), or both; --threads prints
     the engine's CPU per thread (schedstat), --engine-ab A,B compares two builds' engines;
@@ -597,12 +597,14 @@ def main():
             # A first engine run (not counted) gives the records of one copy: the engine's
             # table and pmacct's cache are sized by it.
             first = run_engine(one, "peer%d_%s_w" % (os.getpid(), proto), 1 << 21)
-            # --pcap reads faster than the flusher drains: the RX lcore runs out of free tables
-            # and keeps filling the one it has (rotation deferred; keys carry their second), so
-            # one table can hold several seconds, up to every copy. A table that big keeps every
-            # key (with one copy's size, 295,080 of 3,560,000 records folded at x8: fewer rows,
-            # less work, not the same keys kept); the x1 runs use the same size.
-            max_flows = a.copies * first["records"] + 1024
+            # One copy's keys a table: --pcap reads faster than the flusher drains, and the RX
+            # lcore waits for a free table (offline_waits) rather than fill one past max_flows
+            # (before it did, 295,080 of 3,560,000 records folded at x8: fewer rows, less work,
+            # not the same keys kept; run_engine fails on a fold). Sizing the table for every
+            # copy instead cost the RX lcore ~80 ns/record more (first-touch page faults of an
+            # 8x larger arena and index, which a long-running engine reusing its tables does
+            # not pay).
+            max_flows = first["records"] + 1024
             entries = prime_above(first["records"] * 11 // 10)
             print("%s export: %s (%.1f MB, %d records, %d packets; made in %.0f s); x%d: %.1f MB; engine "
                   "max_flows %d, pmacct print_cache_entries %d" % (proto, one, os.path.getsize(one) / 1e6,
