@@ -23,8 +23,8 @@
 #define KEY_UNITS (sizeof(struct nm_flow_key) / 4)
 #define UNIT_MASK ((UINT64_C(1) << KEY_UNITS) - 1)
 #define V4_SHIFT 56
-#define CKEY_BUF 256 /* 8 + 216 bytes, and room for the 32-byte stores past the end */
-#define AGG_BURST 32 /* records hashed and prefetched ahead of their updates */
+#define CKEY_BUF NM_AGG_CKEY_BUF /* 8 + 216 bytes, and room for the 32-byte stores past the end */
+#define AGG_BURST 32		 /* records hashed and prefetched ahead of their updates */
 #define likely_(x) __builtin_expect(!!(x), 1)
 
 _Static_assert(KEY_UNITS == 54 && sizeof(struct nm_flow_key) % 4 == 0, "key layout");
@@ -94,9 +94,10 @@ struct nm_agg_table {
 	size_t arena_limit; /* bytes ordinary keys may take: the rest is for overflow keys */
 	size_t arena_used;
 	struct nm_agg_stats st;
-	/* Burst scratch: compact keys, their lengths and hashes. */
+	/* Burst scratch: compact keys, their lengths, hashes and index slots. */
 	uint64_t ck[AGG_BURST][CKEY_BUF / 8] __attribute__((aligned(64)));
 	uint32_t len[AGG_BURST];
+	uint32_t slot[AGG_BURST];
 	uint64_t h[AGG_BURST];
 };
 
@@ -145,77 +146,100 @@ key_init(void)
 #endif
 }
 
-static inline uint64_t key_hash(const struct nm_flow_key *k);
+/*
+ * Bytes of the compact form the hash always reads, zero-padded: every key up to 96 bytes (an IPv4
+ * flow export record takes 64-88, a mirror record 72) is hashed as exactly three 32-byte blocks
+ * and compared as three, so a burst of keys of mixed lengths takes no mispredicted branch.
+ */
+#define CKEY_FIXED 96
+_Static_assert(NM_AGG_CKEY_HASHED(CKEY_FIXED) == CKEY_FIXED, "agg.h's NM_AGG_CKEY_HASHED");
 
 /*
- * Write k's compact form to out (CKEY_BUF bytes, 8-byte aligned) and k's keyed hash to *h;
- * returns the compact form's length in bytes (a multiple of 4). The bytes after it, up to the
- * next 16-byte boundary, are zero.
+ * Write k's compact form to out (CKEY_BUF bytes, 32-byte aligned) and return its length in bytes
+ * (a multiple of 4). The bytes after it are zero up to CKEY_FIXED and up to the next 32-byte
+ * boundary: the hash and the compare read whole 32-byte blocks.
  */
-static inline uint32_t
-ckey_encode(const struct nm_flow_key *k, uint64_t *out, uint64_t *h)
+static inline __attribute__((always_inline)) uint32_t
+ckey_encode(const struct nm_flow_key *k, uint64_t *out)
 {
-	const uint32_t v4 = v4_word();
 	uint64_t hdr;
 	uint8_t *p = (uint8_t *)(out + 1);
-	unsigned int a;
 #ifdef __AVX2__
 	const uint32_t *u = (const uint32_t *)(const void *)k; /* vector loads only (may_alias) */
 	const __m256i zero = _mm256_setzero_si256();
-	__m256i v[7];
+	const __m256i v4 = _mm256_set1_epi32((int)v4_word());
+	__m256i v[7], z[7], lo, hi;
+	uint64_t c;
 	unsigned int g;
 
-	hdr = 0;
-	for (g = 0; g < 6; g++)
-		v[g] = _mm256_loadu_si256((const __m256i *)(const void *)(u + 8 * g));
-	/* Words 48-53: no load past the key's end. */
+	/* Written out: as a loop, gcc 12 made the loads a memcpy() to the stack. */
+	v[0] = _mm256_loadu_si256((const __m256i *)(const void *)u);
+	v[1] = _mm256_loadu_si256((const __m256i *)(const void *)(u + 8));
+	v[2] = _mm256_loadu_si256((const __m256i *)(const void *)(u + 16));
+	v[3] = _mm256_loadu_si256((const __m256i *)(const void *)(u + 24));
+	v[4] = _mm256_loadu_si256((const __m256i *)(const void *)(u + 32));
+	v[5] = _mm256_loadu_si256((const __m256i *)(const void *)(u + 40));
+	/* Words 48-53: no load past the key's end (lanes 6 and 7 are zero). */
 	v[6] = _mm256_inserti128_si256(
 		_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(u + 48))),
 		_mm_loadl_epi64((const __m128i *)(const void *)(u + 52)), 1);
-	for (g = 0; g < 7; g++) {
-		unsigned int z = (unsigned int)_mm256_movemask_ps(
-			_mm256_castsi256_ps(_mm256_cmpeq_epi32(v[g], zero)));
-
-		hdr |= (uint64_t)(~z & 0xffu) << (8 * g);
-	}
-#ifdef __VAES__
+	/*
+	 * One bit per zero word, all 54 at once: the compare masks saturate to 16 and then 8 bits
+	 * a word (packs work within 128-bit lanes, so the dwords come out as [w0-3 w8-11 w16-19
+	 * w24-27 | w4-7 w12-15 w20-23 w28-31]; one vpermd restores the order), two movemasks.
+	 * Bits 54-63 come out zero-word bits too (lanes 6-7 of v[6] and the all-ones filler).
+	 */
+	for (g = 0; g < 7; g++)
+		z[g] = _mm256_cmpeq_epi32(v[g], zero);
 	{
-		/*
-		 * The hash of the full key, from the registers just loaded (see key_hash()):
-		 * hashing the compact form instead read it back across the unaligned stores that
-		 * wrote it, and store forwarding failed on most loads (half the update's cost).
-		 */
-		const __m256i *hk = (const __m256i *)(const void *)hash_key;
-		const __m256i k0 = _mm256_load_si256(hk), k1 = _mm256_load_si256(hk + 1);
-		const __m256i k2 = _mm256_load_si256(hk + 2), k3 = _mm256_load_si256(hk + 3);
-		__m256i x = k0, y = k1;
-		__m128i r;
+		const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 
-		for (g = 0; g < 6; g += 2) {
-			x = _mm256_aesenc_epi128(_mm256_xor_si256(x, v[g]), k2);
-			y = _mm256_aesenc_epi128(_mm256_xor_si256(y, v[g + 1]), k3);
-			x = _mm256_aesenc_epi128(x, k1);
-			y = _mm256_aesenc_epi128(y, k0);
-		}
-		x = _mm256_aesenc_epi128(_mm256_xor_si256(x, v[6]), k2);
-		x = _mm256_aesenc_epi128(x, k1);
-		x = _mm256_aesenc_epi128(x, y);
-		r = _mm_aesenc_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
-		r = _mm_aesenc_si128(r, _mm256_castsi256_si128(k3));
-		r = _mm_aesenc_si128(r, _mm256_castsi256_si128(k0));
-		*h = (uint64_t)_mm_cvtsi128_si64(r) ^ (uint64_t)_mm_extract_epi64(r, 1);
+		lo = _mm256_packs_epi16(_mm256_packs_epi32(z[0], z[1]),
+					_mm256_packs_epi32(z[2], z[3]));
+		hi = _mm256_packs_epi16(_mm256_packs_epi32(z[4], z[5]),
+					_mm256_packs_epi32(z[6], _mm256_cmpeq_epi32(zero, zero)));
+		lo = _mm256_permutevar8x32_epi32(lo, order);
+		hi = _mm256_permutevar8x32_epi32(hi, order);
+		hdr = ~((uint64_t)(uint32_t)_mm256_movemask_epi8(lo) |
+			(uint64_t)(uint32_t)_mm256_movemask_epi8(hi) << 32);
 	}
+	/*
+	 * IPv4-mapped addresses (words 12-27, four of them): words b and b+1 zero and word b+2
+	 * 00 00 ff ff. c gets bit b+2 for each; the ::ffff: word is left out and the address'
+	 * flag set in bits 56-59 (the multiply gathers bits 14, 18, 22, 26 into 9-12: no two
+	 * partial products share a bit, so nothing carries).
+	 */
+	c = (uint64_t)(unsigned int)_mm256_movemask_ps(
+		    _mm256_castsi256_ps(_mm256_cmpeq_epi32(v[1], v4)))
+		    << 8 |
+	    (uint64_t)(unsigned int)_mm256_movemask_ps(
+		    _mm256_castsi256_ps(_mm256_cmpeq_epi32(v[2], v4)))
+		    << 16 |
+	    (uint64_t)(unsigned int)_mm256_movemask_ps(
+		    _mm256_castsi256_ps(_mm256_cmpeq_epi32(v[3], v4)))
+		    << 24;
+	c &= ~hdr << 2 & ~hdr << 1 &
+	     (UINT64_C(1) << 14 | UINT64_C(1) << 18 | UINT64_C(1) << 22 | UINT64_C(1) << 26);
+	hdr = (hdr & ~c) | (((c >> 14) * 0x249) >> 9 & 0xf) << V4_SHIFT;
+	out[0] = hdr;
+	/* Zeros past the key up to CKEY_FIXED; the stores below overwrite what the key takes. */
+	_mm256_store_si256((__m256i *)(void *)(out + 4), zero);
+	_mm256_store_si256((__m256i *)(void *)(out + 8), zero);
+	for (g = 0; g < 7; g++) {
+		unsigned int m = (unsigned int)(hdr >> (8 * g)) & 0xffu;
+		__m256i perm = _mm256_load_si256((const __m256i *)(const void *)perm_lut[m]);
+
+		_mm256_storeu_si256((__m256i *)(void *)p, _mm256_permutevar8x32_epi32(v[g], perm));
+		p += 4 * (size_t)__builtin_popcount(m);
+	}
+	_mm256_storeu_si256((__m256i *)(void *)p, zero);
 #else
-	*h = key_hash(k);
-#endif
-#else
-	*h = key_hash(k);
-	unsigned int i;
+	const uint32_t v4 = v4_word();
+	unsigned int i, a;
 
 	hdr = 0;
 	for (i = 0; i < KEY_UNITS; i++)
 		hdr |= (uint64_t)(word_at(k, i) != 0) << i;
-#endif
 	for (a = 0; a < 4; a++) {
 		unsigned int b = addr_unit[a];
 		uint64_t c = (word_at(k, b) | word_at(k, b + 1)) == 0 && word_at(k, b + 2) == v4;
@@ -223,22 +247,13 @@ ckey_encode(const struct nm_flow_key *k, uint64_t *out, uint64_t *h)
 		hdr &= ~(c << (b + 2));
 		hdr |= c << (V4_SHIFT + a);
 	}
+	memset(out, 0, CKEY_FIXED);
 	out[0] = hdr;
-#ifdef __AVX2__
-	for (g = 0; g < 7; g++) {
-		unsigned int m = (unsigned int)(hdr >> (8 * g)) & 0xffu;
-		__m256i perm = _mm256_load_si256((const __m256i *)(const void *)perm_lut[m]);
-
-		_mm256_storeu_si256((__m256i *)(void *)p, _mm256_permutevar8x32_epi32(v[g], perm));
-		p += 4 * __builtin_popcount(m);
-	}
-	_mm256_storeu_si256((__m256i *)(void *)p, zero);
-#else
 	for (i = 0; i < KEY_UNITS; i++) {
 		memcpy(p, (const uint8_t *)k + 4 * i, 4);
 		p += 4 * ((hdr >> i) & 1);
 	}
-	memset(p, 0, 16);
+	memset(p, 0, 32);
 #endif
 	return (uint32_t)(p - (uint8_t *)out);
 }
@@ -298,54 +313,92 @@ ckey_len_of(const uint64_t *ck)
 #endif
 
 /*
- * Keyed hash of the full 216-byte key (canonical as it is: one key, one byte string). With
- * AES-NI: two lanes, each 16-byte block (32 bytes with VAES, in ckey_encode) XORed into the
- * lane's state and put through two AES rounds with secret round keys, the lanes joined and
- * finished with more rounds. Two rounds between absorptions spread a difference in one byte
- * over the whole state through key-dependent S-box inputs, so keys with one hash value cannot
- * be made without the process' random key, as they could for the linear CRC32C lanes this
- * replaced (tests/unit/test_agg.c). Not a proven PRF; an attacker sees no hash values.
- * Without AES-NI: SipHash-1-3 over the key's 27 words.
+ * Keyed hash of a compact key (len bytes at ck, zero-padded as ckey_encode leaves it). The
+ * compact form is a bijection of the key and its header fixes its length, so hashing it, padded
+ * to whole 32-byte blocks and to at least CKEY_FIXED bytes, is hashing the key: a mirror record
+ * or an IPv4 export record is three blocks instead of the full key's seven.
+ *
+ * With AES-NI: two lanes of 32 bytes (one VAES register each, or two 16-byte halves without
+ * VAES: the same function), each block XORed into its lane's state and put through two AES
+ * rounds with secret round keys, the lanes joined and finished with more rounds. Two rounds
+ * between absorptions spread a difference in one byte over the whole state through key-dependent
+ * S-box inputs, so keys with one hash value cannot be made without the process' random key, as
+ * they could for the linear CRC32C lanes this replaced (tests/unit/test_agg.c). Not a proven PRF;
+ * an attacker sees no hash values. Without AES-NI: SipHash-1-3 over the same bytes.
+ *
+ * The blocks are read from memory a pass after ckey_encode() wrote them (nm_agg_add_burst): read
+ * right after the unaligned stores that wrote them, store forwarding failed on most loads.
  */
 static inline uint64_t
-key_hash(const struct nm_flow_key *k)
+ckey_hash(const uint64_t *ck, uint32_t len)
 {
-#ifdef __AES__
-	const __m128i *hk = (const __m128i *)(const void *)hash_key;
-	const __m128i k0 = _mm_load_si128(hk), k1 = _mm_load_si128(hk + 1);
-	const __m128i k2 = _mm_load_si128(hk + 2), k3 = _mm_load_si128(hk + 3);
-	const __m128i *b = (const __m128i *)(const void *)k;
-	__m128i x = k0, y = k1;
-	unsigned int i;
+	uint32_t nb = len <= CKEY_FIXED ? CKEY_FIXED / 32 : (len + 31) / 32, i;
+#if defined(__VAES__) && defined(__AVX2__)
+	const __m256i *hk = (const __m256i *)(const void *)hash_key;
+	const __m256i k0 = _mm256_load_si256(hk), k1 = _mm256_load_si256(hk + 1);
+	const __m256i k2 = _mm256_load_si256(hk + 2), k3 = _mm256_load_si256(hk + 3);
+	const __m256i *b = (const __m256i *)(const void *)ck;
+	__m256i x = k0, y = k1;
+	__m128i r;
 
-	for (i = 0; i + 2 <= sizeof(*k) / 16; i += 2) {
-		x = _mm_aesenc_si128(_mm_xor_si128(x, _mm_loadu_si128(b + i)), k2);
-		y = _mm_aesenc_si128(_mm_xor_si128(y, _mm_loadu_si128(b + i + 1)), k3);
-		x = _mm_aesenc_si128(x, k1);
-		y = _mm_aesenc_si128(y, k0);
+	for (i = 0; i + 2 <= nb; i += 2) {
+		x = _mm256_aesenc_epi128(_mm256_xor_si256(x, _mm256_load_si256(b + i)), k2);
+		y = _mm256_aesenc_epi128(_mm256_xor_si256(y, _mm256_load_si256(b + i + 1)), k3);
+		x = _mm256_aesenc_epi128(x, k1);
+		y = _mm256_aesenc_epi128(y, k0);
 	}
-	/* The last 8 bytes (216 = 13 * 16 + 8). */
-	x = _mm_aesenc_si128(_mm_xor_si128(x, _mm_loadl_epi64(b + i)), k2);
-	x = _mm_aesenc_si128(x, k1);
-	x = _mm_aesenc_si128(x, y);
-	x = _mm_aesenc_si128(x, k3);
-	x = _mm_aesenc_si128(x, k0);
-	return (uint64_t)_mm_cvtsi128_si64(x) ^ (uint64_t)_mm_extract_epi64(x, 1);
+	if (i < nb) {
+		x = _mm256_aesenc_epi128(_mm256_xor_si256(x, _mm256_load_si256(b + i)), k2);
+		x = _mm256_aesenc_epi128(x, k1);
+	}
+	x = _mm256_aesenc_epi128(x, y);
+	r = _mm_aesenc_si128(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+	r = _mm_aesenc_si128(r, _mm256_castsi256_si128(k3));
+	r = _mm_aesenc_si128(r, _mm256_castsi256_si128(k0));
+	return (uint64_t)_mm_cvtsi128_si64(r) ^ (uint64_t)_mm_extract_epi64(r, 1);
+#elif defined(__AES__)
+	const __m128i *hk = (const __m128i *)(const void *)hash_key;
+	const __m128i k0l = _mm_load_si128(hk), k0h = _mm_load_si128(hk + 1);
+	const __m128i k1l = _mm_load_si128(hk + 2), k1h = _mm_load_si128(hk + 3);
+	const __m128i k2l = _mm_load_si128(hk + 4), k2h = _mm_load_si128(hk + 5);
+	const __m128i k3l = _mm_load_si128(hk + 6), k3h = _mm_load_si128(hk + 7);
+	const __m128i *b = (const __m128i *)(const void *)ck;
+	__m128i xl = k0l, xh = k0h, yl = k1l, yh = k1h, r;
+
+	for (i = 0; i + 2 <= nb; i += 2) {
+		xl = _mm_aesenc_si128(_mm_xor_si128(xl, _mm_load_si128(b + 2 * i)), k2l);
+		xh = _mm_aesenc_si128(_mm_xor_si128(xh, _mm_load_si128(b + 2 * i + 1)), k2h);
+		yl = _mm_aesenc_si128(_mm_xor_si128(yl, _mm_load_si128(b + 2 * i + 2)), k3l);
+		yh = _mm_aesenc_si128(_mm_xor_si128(yh, _mm_load_si128(b + 2 * i + 3)), k3h);
+		xl = _mm_aesenc_si128(xl, k1l);
+		xh = _mm_aesenc_si128(xh, k1h);
+		yl = _mm_aesenc_si128(yl, k0l);
+		yh = _mm_aesenc_si128(yh, k0h);
+	}
+	if (i < nb) {
+		xl = _mm_aesenc_si128(_mm_xor_si128(xl, _mm_load_si128(b + 2 * i)), k2l);
+		xh = _mm_aesenc_si128(_mm_xor_si128(xh, _mm_load_si128(b + 2 * i + 1)), k2h);
+		xl = _mm_aesenc_si128(xl, k1l);
+		xh = _mm_aesenc_si128(xh, k1h);
+	}
+	xl = _mm_aesenc_si128(xl, yl);
+	xh = _mm_aesenc_si128(xh, yh);
+	r = _mm_aesenc_si128(xl, xh);
+	r = _mm_aesenc_si128(r, k3l);
+	r = _mm_aesenc_si128(r, k0l);
+	return (uint64_t)_mm_cvtsi128_si64(r) ^ (uint64_t)_mm_extract_epi64(r, 1);
 #else
-	uint64_t w[sizeof(*k) / 8];
 	uint64_t v0 = hash_key[0] ^ 0x736f6d6570736575ULL, v1 = hash_key[1] ^ 0x646f72616e646f6dULL;
 	uint64_t v2 = hash_key[0] ^ 0x6c7967656e657261ULL, v3 = hash_key[1] ^ 0x7465646279746573ULL;
-	unsigned int i;
 
-	memcpy(w, k, sizeof(w));
-	for (i = 0; i < sizeof(*k) / 8; i++) {
-		v3 ^= w[i];
+	for (i = 0; i < nb * 4; i++) {
+		v3 ^= ck[i];
 		SIPROUND;
-		v0 ^= w[i];
+		v0 ^= ck[i];
 	}
-	v3 ^= (uint64_t)sizeof(*k) << 56;
+	v3 ^= (uint64_t)(nb * 32) << 56;
 	SIPROUND;
-	v0 ^= (uint64_t)sizeof(*k) << 56;
+	v0 ^= (uint64_t)(nb * 32) << 56;
 	v2 ^= 0xff;
 	SIPROUND;
 	SIPROUND;
@@ -367,14 +420,50 @@ entry_at(const struct nm_agg_table *t, uint64_t slot)
 	return (struct agg_entry *)(void *)(t->arena + ((slot & 0xffffffffu) << 3));
 }
 
+#ifdef __AVX2__
+/* ones_then_zeros + CKEY_FIXED - len: a mask of the first len bytes of the first 96. */
+static const uint8_t ones_then_zeros[2 * CKEY_FIXED] __attribute__((aligned(32))) = {
+	[0 ... CKEY_FIXED - 1] = 0xff,
+};
+#endif
+
+/*
+ * Is the entry's compact key e the probe's ck (len bytes, zero-padded)? Keys up to CKEY_FIXED
+ * bytes compare as three 32-byte blocks, the entry's bytes past len masked off (they belong to
+ * the next entry: the arena has CKEY_FIXED bytes of slack so the last entry can be read so).
+ */
 static inline int
-ckey_equal(const uint64_t *a, const uint64_t *b, uint32_t words)
+ckey_equal(const uint64_t *e, const uint64_t *ck, uint32_t len)
 {
 	uint64_t d = 0;
-	uint32_t i;
+	uint32_t i, words;
 
+#ifdef __AVX2__
+	if (likely_(len <= CKEY_FIXED)) {
+		const uint8_t *m = ones_then_zeros + CKEY_FIXED - len;
+		const __m256i *a = (const __m256i *)(const void *)e;
+		const __m256i *b = (const __m256i *)(const void *)ck;
+		__m256i x;
+
+		x = _mm256_xor_si256(_mm256_and_si256(_mm256_loadu_si256(a),
+						      _mm256_loadu_si256((const __m256i *)m)),
+				     _mm256_load_si256(b));
+		x = _mm256_or_si256(
+			x, _mm256_xor_si256(
+				   _mm256_and_si256(_mm256_loadu_si256(a + 1),
+						    _mm256_loadu_si256((const __m256i *)(m + 32))),
+				   _mm256_load_si256(b + 1)));
+		x = _mm256_or_si256(
+			x, _mm256_xor_si256(
+				   _mm256_and_si256(_mm256_loadu_si256(a + 2),
+						    _mm256_loadu_si256((const __m256i *)(m + 64))),
+				   _mm256_load_si256(b + 2)));
+		return _mm256_testz_si256(x, x);
+	}
+#endif
+	words = ckey_words(len);
 	for (i = 0; i < words; i++)
-		d |= a[i] ^ b[i];
+		d |= e[i] ^ ck[i];
 	return d == 0;
 }
 
@@ -403,10 +492,11 @@ nm_agg_table_create(const struct nm_agg_params *p)
 	/*
 	 * Touch every page now: calloc() of a large block maps zero pages lazily, and the RX lcore
 	 * would take a page fault on the first entry of each page during its first busy seconds
-	 * (clear_page in perf). Memory is committed at start-up, as the config sized it.
+	 * (clear_page in perf). Memory is committed at start-up, as the config sized it. The
+	 * arena has CKEY_FIXED bytes of slack: ckey_equal() reads that far into the last entry.
 	 */
 	t->index = malloc(slots * sizeof(*t->index));
-	t->arena = malloc(t->arena_bytes);
+	t->arena = malloc(t->arena_bytes + CKEY_FIXED);
 	if (t->index == NULL || t->arena == NULL) {
 		free(t->index);
 		free(t->arena);
@@ -415,7 +505,7 @@ nm_agg_table_create(const struct nm_agg_params *p)
 		return NULL;
 	}
 	memset(t->index, 0, slots * sizeof(*t->index));
-	memset(t->arena, 0, t->arena_bytes);
+	memset(t->arena, 0, t->arena_bytes + CKEY_FIXED);
 	t->arena_used = 8;
 	return t;
 }
@@ -446,14 +536,14 @@ stat_add(uint64_t *c, uint64_t v)
 }
 
 /*
- * Find the compact key ck (len bytes, hash h) or give it a new entry, within the limits for
- * ordinary keys (overflow == 0) or all of the table. NULL when full.
+ * Find the compact key ck (len bytes, hash h, home slot i) or give it a new entry, within the
+ * limits for ordinary keys (overflow == 0) or all of the table. NULL when full.
  */
 static inline struct agg_entry *
-lookup_or_add(struct nm_agg_table *t, const uint64_t *ck, uint32_t len, uint64_t h, int overflow,
-	      int *isnew)
+lookup_or_add(struct nm_agg_table *t, const uint64_t *ck, uint32_t len, uint64_t h, uint32_t i,
+	      int overflow, int *isnew)
 {
-	uint32_t i = slot_of(t, h), words = ckey_words(len);
+	uint32_t words = ckey_words(len);
 	uint64_t tag = h & ~UINT64_C(0xffffffff), s;
 	struct agg_entry *e;
 	size_t esize = sizeof(*e) + (size_t)words * 8;
@@ -461,7 +551,7 @@ lookup_or_add(struct nm_agg_table *t, const uint64_t *ck, uint32_t len, uint64_t
 	while ((s = t->index[i]) != 0) {
 		if ((s & ~UINT64_C(0xffffffff)) == tag) {
 			e = entry_at(t, s);
-			if (ckey_equal(e->key, ck, words)) {
+			if (ckey_equal(e->key, ck, len)) {
 				*isnew = 0;
 				return e;
 			}
@@ -494,7 +584,7 @@ fold(struct nm_agg_table *t, const struct nm_flow_rec *rec, int *isnew)
 {
 	const struct nm_flow_key *k = &rec->key;
 	struct nm_flow_key ok;
-	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32)));
+	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32))), h;
 	uint32_t len;
 
 	memset(&ok, 0, sizeof(ok));
@@ -508,21 +598,20 @@ fold(struct nm_agg_table *t, const struct nm_flow_rec *rec, int *isnew)
 	ok.type = k->type;
 	ok.proto = k->proto;
 	ok.flow_direction = k->flow_direction;
-	uint64_t h;
-
-	len = ckey_encode(&ok, ck, &h);
-	return lookup_or_add(t, ck, len, h, 1, isnew);
+	len = ckey_encode(&ok, ck);
+	h = ckey_hash(ck, len);
+	return lookup_or_add(t, ck, len, h, slot_of(t, h), 1, isnew);
 }
 
 /* Merge rec, whose compact key is ck; returns as nm_agg_add() does. */
 static inline int
 add_one(struct nm_agg_table *t, const struct nm_flow_rec *rec, const uint64_t *ck, uint32_t len,
-	uint64_t h, struct burst_stats *bs)
+	uint64_t h, uint32_t slot, struct burst_stats *bs)
 {
 	struct agg_entry *e;
 	int isnew, ret;
 
-	e = lookup_or_add(t, ck, len, h, 0, &isnew);
+	e = lookup_or_add(t, ck, len, h, slot, 0, &isnew);
 	if (likely_(e != NULL)) {
 		ret = isnew;
 		bs->merged += (uint64_t)(isnew == 0);
@@ -565,17 +654,21 @@ nm_agg_add_burst(struct nm_agg_table *t, const struct nm_flow_rec *recs, unsigne
 		unsigned int m = n - done < AGG_BURST ? n - done : AGG_BURST;
 
 		/*
-		 * Three passes, so that the two cache misses of an update (index slot, entry) of
-		 * one record overlap with the work on the others: encode and hash every key and
-		 * prefetch its slot; then prefetch the entry the slot points to when the tag
-		 * matches; then merge in order (a key added earlier in the burst is found).
+		 * Passes, so that the two cache misses of an update (index slot, entry) of one
+		 * record overlap with the work on the others: encode every key; hash them (a pass
+		 * later, when the stores that wrote them have retired) and prefetch their slots;
+		 * then prefetch the entry a slot points to when the tag matches; then merge in
+		 * order (a key added earlier in the burst is found).
 		 */
+		for (i = 0; i < m; i++)
+			t->len[i] = ckey_encode(&r[i].key, t->ck[i]);
 		for (i = 0; i < m; i++) {
-			t->len[i] = ckey_encode(&r[i].key, t->ck[i], &t->h[i]);
-			__builtin_prefetch(&t->index[slot_of(t, t->h[i])], 0, 3);
+			t->h[i] = ckey_hash(t->ck[i], t->len[i]);
+			t->slot[i] = slot_of(t, t->h[i]);
+			__builtin_prefetch(&t->index[t->slot[i]], 0, 3);
 		}
 		for (i = 0; i < m; i++) {
-			uint64_t s = t->index[slot_of(t, t->h[i])];
+			uint64_t s = t->index[t->slot[i]];
 
 			if (s != 0 && (s >> 32) == (t->h[i] >> 32)) {
 				const uint8_t *e = (const uint8_t *)entry_at(t, s);
@@ -585,7 +678,7 @@ nm_agg_add_burst(struct nm_agg_table *t, const struct nm_flow_rec *recs, unsigne
 			}
 		}
 		for (i = 0; i < m; i++)
-			(void)add_one(t, &r[i], t->ck[i], t->len[i], t->h[i], &bs);
+			(void)add_one(t, &r[i], t->ck[i], t->len[i], t->h[i], t->slot[i], &bs);
 	}
 	burst_stats_commit(t, &bs, n);
 	return n - (unsigned int)bs.dropped;
@@ -597,8 +690,9 @@ nm_agg_add(struct nm_agg_table *t, const struct nm_flow_rec *rec)
 	struct burst_stats bs = {0};
 	int ret;
 
-	t->len[0] = ckey_encode(&rec->key, t->ck[0], &t->h[0]);
-	ret = add_one(t, rec, t->ck[0], t->len[0], t->h[0], &bs);
+	t->len[0] = ckey_encode(&rec->key, t->ck[0]);
+	t->h[0] = ckey_hash(t->ck[0], t->len[0]);
+	ret = add_one(t, rec, t->ck[0], t->len[0], t->h[0], slot_of(t, t->h[0]), &bs);
 	burst_stats_commit(t, &bs, 1);
 	return ret;
 }
@@ -612,7 +706,7 @@ nm_agg_count(const struct nm_agg_table *t)
 size_t
 nm_agg_mem_bytes(const struct nm_agg_table *t)
 {
-	return sizeof(*t) + (size_t)t->nslots * sizeof(*t->index) + t->arena_bytes;
+	return sizeof(*t) + (size_t)t->nslots * sizeof(*t->index) + t->arena_bytes + CKEY_FIXED;
 }
 
 unsigned int
@@ -657,18 +751,28 @@ uint64_t
 nm_agg_key_hash(const struct nm_flow_key *k)
 {
 	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32)));
-	uint64_t h;
 
 	pthread_once(&key_once, key_init);
-	(void)ckey_encode(k, ck, &h);
-	return h;
+	return ckey_hash(ck, ckey_encode(k, ck));
 }
 
 size_t
 nm_agg_entry_bytes(const struct nm_flow_key *k)
 {
-	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32))), h;
+	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32)));
 
 	pthread_once(&key_once, key_init);
-	return sizeof(struct agg_entry) + (size_t)ckey_words(ckey_encode(k, ck, &h)) * 8;
+	return sizeof(struct agg_entry) + (size_t)ckey_words(ckey_encode(k, ck)) * 8;
+}
+
+size_t
+nm_agg_key_compact(const struct nm_flow_key *k, uint64_t out[NM_AGG_CKEY_BUF / 8])
+{
+	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32)));
+	uint32_t len;
+
+	pthread_once(&key_once, key_init);
+	len = ckey_encode(k, ck);
+	memcpy(out, ck, CKEY_BUF);
+	return len;
 }

@@ -115,4 +115,14 @@ void nm_agg_get_stats(const struct nm_agg_table *t, struct nm_agg_stats *out);
 uint64_t nm_agg_key_hash(const struct nm_flow_key *k);
 size_t nm_agg_entry_bytes(const struct nm_flow_key *k);
 
+/*
+ * The compact form of k as the table stores and hashes it (agg.c says what it is): written to
+ * out, NM_AGG_CKEY_BUF bytes; returns its length in bytes. The bytes after it are zero up to
+ * NM_AGG_CKEY_HASHED(len), which the hash reads. For tests (they check it against a plain
+ * reference encoder); any thread.
+ */
+#define NM_AGG_CKEY_BUF 256
+#define NM_AGG_CKEY_HASHED(len) ((len) <= 96 ? 96 : ((len) + 31) / 32 * 32)
+size_t nm_agg_key_compact(const struct nm_flow_key *k, uint64_t out[NM_AGG_CKEY_BUF / 8]);
+
 #endif /* NM_AGG_H */
