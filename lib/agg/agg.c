@@ -329,14 +329,43 @@ ckey_len_of(const uint64_t *ck)
  * The blocks are read from memory a pass after ckey_encode() wrote them (nm_agg_add_burst): read
  * right after the unaligned stores that wrote them, store forwarding failed on most loads.
  */
-static inline uint64_t
-ckey_hash(const uint64_t *ck, uint32_t len)
-{
-	uint32_t nb = len <= CKEY_FIXED ? CKEY_FIXED / 32 : (len + 31) / 32, i;
+/* The hash key in registers: loaded once per burst, not once per key. */
+struct hkey {
 #if defined(__VAES__) && defined(__AVX2__)
-	const __m256i *hk = (const __m256i *)(const void *)hash_key;
-	const __m256i k0 = _mm256_load_si256(hk), k1 = _mm256_load_si256(hk + 1);
-	const __m256i k2 = _mm256_load_si256(hk + 2), k3 = _mm256_load_si256(hk + 3);
+	__m256i k[4];
+#elif defined(__AES__)
+	__m128i k[8]; /* the halves of the VAES function's four keys */
+#else
+	uint64_t k[2];
+#endif
+};
+
+static inline __attribute__((always_inline)) struct hkey
+hkey_load(void)
+{
+	struct hkey hk;
+	unsigned int i;
+
+#if defined(__VAES__) && defined(__AVX2__)
+	for (i = 0; i < 4; i++)
+		hk.k[i] = _mm256_load_si256((const __m256i *)(const void *)hash_key + i);
+#elif defined(__AES__)
+	for (i = 0; i < 8; i++)
+		hk.k[i] = _mm_load_si128((const __m128i *)(const void *)hash_key + i);
+#else
+	for (i = 0; i < 2; i++)
+		hk.k[i] = hash_key[i];
+#endif
+	return hk;
+}
+
+/* The hash of nb 32-byte blocks at ck (see ckey_hash). */
+static inline __attribute__((always_inline)) uint64_t
+ckey_hash_blocks(const struct hkey *hk, const uint64_t *ck, uint32_t nb)
+{
+	uint32_t i;
+#if defined(__VAES__) && defined(__AVX2__)
+	const __m256i k0 = hk->k[0], k1 = hk->k[1], k2 = hk->k[2], k3 = hk->k[3];
 	const __m256i *b = (const __m256i *)(const void *)ck;
 	__m256i x = k0, y = k1;
 	__m128i r;
@@ -357,11 +386,8 @@ ckey_hash(const uint64_t *ck, uint32_t len)
 	r = _mm_aesenc_si128(r, _mm256_castsi256_si128(k0));
 	return (uint64_t)_mm_cvtsi128_si64(r) ^ (uint64_t)_mm_extract_epi64(r, 1);
 #elif defined(__AES__)
-	const __m128i *hk = (const __m128i *)(const void *)hash_key;
-	const __m128i k0l = _mm_load_si128(hk), k0h = _mm_load_si128(hk + 1);
-	const __m128i k1l = _mm_load_si128(hk + 2), k1h = _mm_load_si128(hk + 3);
-	const __m128i k2l = _mm_load_si128(hk + 4), k2h = _mm_load_si128(hk + 5);
-	const __m128i k3l = _mm_load_si128(hk + 6), k3h = _mm_load_si128(hk + 7);
+	const __m128i k0l = hk->k[0], k0h = hk->k[1], k1l = hk->k[2], k1h = hk->k[3];
+	const __m128i k2l = hk->k[4], k2h = hk->k[5], k3l = hk->k[6], k3h = hk->k[7];
 	const __m128i *b = (const __m128i *)(const void *)ck;
 	__m128i xl = k0l, xh = k0h, yl = k1l, yh = k1h, r;
 
@@ -388,8 +414,8 @@ ckey_hash(const uint64_t *ck, uint32_t len)
 	r = _mm_aesenc_si128(r, k0l);
 	return (uint64_t)_mm_cvtsi128_si64(r) ^ (uint64_t)_mm_extract_epi64(r, 1);
 #else
-	uint64_t v0 = hash_key[0] ^ 0x736f6d6570736575ULL, v1 = hash_key[1] ^ 0x646f72616e646f6dULL;
-	uint64_t v2 = hash_key[0] ^ 0x6c7967656e657261ULL, v3 = hash_key[1] ^ 0x7465646279746573ULL;
+	uint64_t v0 = hk->k[0] ^ 0x736f6d6570736575ULL, v1 = hk->k[1] ^ 0x646f72616e646f6dULL;
+	uint64_t v2 = hk->k[0] ^ 0x6c7967656e657261ULL, v3 = hk->k[1] ^ 0x7465646279746573ULL;
 
 	for (i = 0; i < nb * 4; i++) {
 		v3 ^= ck[i];
@@ -405,6 +431,15 @@ ckey_hash(const uint64_t *ck, uint32_t len)
 	SIPROUND;
 	return v0 ^ v1 ^ v2 ^ v3;
 #endif
+}
+
+/* Keys up to CKEY_FIXED bytes take the unrolled three-block path, without a branch per block. */
+static inline __attribute__((always_inline)) uint64_t
+ckey_hash(const struct hkey *hk, const uint64_t *ck, uint32_t len)
+{
+	if (likely_(len <= CKEY_FIXED))
+		return ckey_hash_blocks(hk, ck, CKEY_FIXED / 32);
+	return ckey_hash_blocks(hk, ck, (len + 31) / 32);
 }
 
 static inline uint32_t
@@ -585,6 +620,7 @@ fold(struct nm_agg_table *t, const struct nm_flow_rec *rec, int *isnew)
 	const struct nm_flow_key *k = &rec->key;
 	struct nm_flow_key ok;
 	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32))), h;
+	struct hkey hk;
 	uint32_t len;
 
 	memset(&ok, 0, sizeof(ok));
@@ -599,7 +635,8 @@ fold(struct nm_agg_table *t, const struct nm_flow_rec *rec, int *isnew)
 	ok.proto = k->proto;
 	ok.flow_direction = k->flow_direction;
 	len = ckey_encode(&ok, ck);
-	h = ckey_hash(ck, len);
+	hk = hkey_load();
+	h = ckey_hash(&hk, ck, len);
 	return lookup_or_add(t, ck, len, h, slot_of(t, h), 1, isnew);
 }
 
@@ -647,6 +684,7 @@ unsigned int
 nm_agg_add_burst(struct nm_agg_table *t, const struct nm_flow_rec *recs, unsigned int n)
 {
 	struct burst_stats bs = {0};
+	const struct hkey hk = hkey_load();
 	unsigned int done, i;
 
 	for (done = 0; done < n; done += AGG_BURST) {
@@ -663,7 +701,7 @@ nm_agg_add_burst(struct nm_agg_table *t, const struct nm_flow_rec *recs, unsigne
 		for (i = 0; i < m; i++)
 			t->len[i] = ckey_encode(&r[i].key, t->ck[i]);
 		for (i = 0; i < m; i++) {
-			t->h[i] = ckey_hash(t->ck[i], t->len[i]);
+			t->h[i] = ckey_hash(&hk, t->ck[i], t->len[i]);
 			t->slot[i] = slot_of(t, t->h[i]);
 			__builtin_prefetch(&t->index[t->slot[i]], 0, 3);
 		}
@@ -688,10 +726,12 @@ int
 nm_agg_add(struct nm_agg_table *t, const struct nm_flow_rec *rec)
 {
 	struct burst_stats bs = {0};
+	struct hkey hk;
 	int ret;
 
 	t->len[0] = ckey_encode(&rec->key, t->ck[0]);
-	t->h[0] = ckey_hash(t->ck[0], t->len[0]);
+	hk = hkey_load();
+	t->h[0] = ckey_hash(&hk, t->ck[0], t->len[0]);
 	ret = add_one(t, rec, t->ck[0], t->len[0], t->h[0], slot_of(t, t->h[0]), &bs);
 	burst_stats_commit(t, &bs, 1);
 	return ret;
@@ -751,9 +791,11 @@ uint64_t
 nm_agg_key_hash(const struct nm_flow_key *k)
 {
 	uint64_t ck[CKEY_BUF / 8] __attribute__((aligned(32)));
+	struct hkey hk;
 
 	pthread_once(&key_once, key_init);
-	return ckey_hash(ck, ckey_encode(k, ck));
+	hk = hkey_load();
+	return ckey_hash(&hk, ck, ckey_encode(k, ck));
 }
 
 size_t
