@@ -101,11 +101,15 @@ struct nm_agg_table {
 	uint64_t h[AGG_BURST];
 };
 
-/* The per-process hash key and, for AVX2, the compaction shuffles; set once. */
+/*
+ * The per-process hash key and, for AVX2, the compaction shuffles (a byte per lane, widened by
+ * vpmovzxbd straight from memory: an 8-byte entry is one addressing mode, 2 KiB in all); set
+ * once.
+ */
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static uint64_t hash_key[16] __attribute__((aligned(32)));
 #ifdef __AVX2__
-static uint32_t perm_lut[256][8] __attribute__((aligned(32)));
+static uint8_t perm_lut[256][8] __attribute__((aligned(64)));
 #endif
 
 static void
@@ -226,8 +230,9 @@ ckey_encode(const struct nm_flow_key *k, uint64_t *out)
 	_mm256_store_si256((__m256i *)(void *)(out + 4), zero);
 	_mm256_store_si256((__m256i *)(void *)(out + 8), zero);
 	for (g = 0; g < 7; g++) {
-		unsigned int m = (unsigned int)(hdr >> (8 * g)) & 0xffu;
-		__m256i perm = _mm256_load_si256((const __m256i *)(const void *)perm_lut[m]);
+		unsigned int m = ((const uint8_t *)out)[g];
+		__m256i perm = _mm256_cvtepu8_epi32(
+			_mm_loadl_epi64((const __m128i *)(const void *)perm_lut[m]));
 
 		_mm256_storeu_si256((__m256i *)(void *)p, _mm256_permutevar8x32_epi32(v[g], perm));
 		p += 4 * (size_t)__builtin_popcount(m);
