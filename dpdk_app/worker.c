@@ -167,20 +167,35 @@ frame_bytes(struct nm_worker *w, const struct rte_mbuf *m, uint32_t *len)
 }
 
 /*
- * Clear a record with 16-byte stores: memset() of the 232-byte record compiles to `rep stos`,
- * whose start-up cost was ~8% of the worker's cycles at 1:1 (perf annotate).
+ * Clear a record with vector stores: memset() of the 232-byte record compiles to `rep stos`,
+ * whose start-up cost was ~8% of the worker's cycles at 1:1 (perf annotate). 32-byte stores
+ * where there is AVX2: 8 stores instead of 15.
  */
 static inline void
 mirror_clear(struct nm_flow_rec *r)
 {
-	__m128i *p = (__m128i *)(void *)r, z = _mm_setzero_si128();
 	unsigned int i;
 
 	RTE_BUILD_BUG_ON(sizeof(*r) % 8 != 0);
-	for (i = 0; i < sizeof(*r) / 16; i++)
-		_mm_storeu_si128(p + i, z);
-	if (sizeof(*r) % 16)
-		*(uint64_t *)(void *)((uint8_t *)r + sizeof(*r) - 8) = 0;
+#ifdef __AVX2__
+	{
+		__m256i *p = (__m256i *)(void *)r, z = _mm256_setzero_si256();
+
+		for (i = 0; i < sizeof(*r) / 32; i++)
+			_mm256_storeu_si256(p + i, z);
+		for (i = sizeof(*r) / 32 * 32; i < sizeof(*r); i += 8)
+			*(uint64_t *)(void *)((uint8_t *)r + i) = 0;
+	}
+#else
+	{
+		__m128i *p = (__m128i *)(void *)r, z = _mm_setzero_si128();
+
+		for (i = 0; i < sizeof(*r) / 16; i++)
+			_mm_storeu_si128(p + i, z);
+		if (sizeof(*r) % 16)
+			*(uint64_t *)(void *)((uint8_t *)r + sizeof(*r) - 8) = 0;
+	}
+#endif
 }
 
 /*
@@ -277,6 +292,31 @@ mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 	}
 }
 
+/*
+ * Give a burst back to its pool. When every mbuf is a plain one (one segment, direct, only this
+ * reference, all from one pool, as a PMD's RX delivers them) that is one rte_mempool_put_bulk();
+ * rte_pktmbuf_free_bulk() checks and groups each mbuf on the way (41 instructions a frame at
+ * 1:1 in callgrind, 6 % of the RX lcore). Anything else goes the general way.
+ */
+static inline void
+free_burst(struct rte_mbuf **pkts, uint16_t n)
+{
+	struct rte_mempool *mp = pkts[0]->pool;
+	unsigned int plain = 1;
+	uint16_t i;
+
+	for (i = 0; i < n; i++) {
+		const struct rte_mbuf *m = pkts[i];
+
+		plain &= (m->pool == mp) & (rte_mbuf_refcnt_read(m) == 1) & RTE_MBUF_DIRECT(m) &
+			 (m->next == NULL) & (m->nb_segs == 1);
+	}
+	if (likely(plain))
+		rte_mempool_put_bulk(mp, (void **)pkts, n);
+	else
+		rte_pktmbuf_free_bulk(pkts, n);
+}
+
 static void
 handle_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint16_t n,
 	     uint64_t live_ns)
@@ -306,7 +346,7 @@ handle_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 		}
 	}
 	/* Nothing keeps an mbuf past its burst: give them back to the pool in one go. */
-	rte_pktmbuf_free_bulk(pkts, n);
+	free_burst(pkts, n);
 	nm_rec_batch_flush(&w->batch);
 }
 
