@@ -37,17 +37,41 @@
 #define IPPROTO_DSTOPTS_ 60
 #define IPPROTO_SCTP_ 132
 
-static uint64_t
-rd_mac(const uint8_t *p)
+/*
+ * Both MACs of an Ethernet header (14 bytes at p, checked by the caller) as the key holds them:
+ * one 8-byte load each (bytes 0-7 and 6-13), byte-swapped, the top 48 bits kept. The mirror path
+ * parses every frame: this was 12 instructions a frame as 16- and 32-bit reads.
+ */
+static inline void
+rd_macs(const uint8_t *p, uint64_t *dst, uint64_t *src)
 {
-	return (uint64_t)nm_rd16(p) << 32 | nm_rd32(p + 2);
+	uint64_t a, b;
+
+	memcpy(&a, p, 8);
+	memcpy(&b, p + 6, 8);
+	*dst = __builtin_bswap64(a) >> 16;
+	*src = __builtin_bswap64(b) >> 16;
+}
+
+/* ::ffff:a.b.c.d from the 4 bytes at v4: two 8-byte stores (the mirror path: once per frame). */
+static inline void
+put_v4_mapped(uint8_t dst[NM_ADDR_LEN], const uint8_t *v4)
+{
+	static const uint8_t ffff[4] = {0, 0, 0xff, 0xff};
+	uint64_t lo = 0, hi;
+
+	memcpy(&hi, ffff, 4);
+	memcpy((uint8_t *)&hi + 4, v4, 4);
+	memcpy(dst, &lo, 8);
+	memcpy(dst + 8, &hi, 8);
 }
 
 /*
  * The transport header at p (len bytes left in the frame). Whatever is missing stays zero: the
- * IP header was complete, so a short L4 is not an error.
+ * IP header was complete, so a short L4 is not an error. Inlined into both IP parsers (a call
+ * per mirrored frame otherwise).
  */
-static int
+static inline __attribute__((always_inline)) int
 parse_l4(uint8_t proto, const uint8_t *p, size_t len, struct nm_flow_key *k)
 {
 	switch (proto) {
@@ -100,8 +124,8 @@ parse_ipv4(const uint8_t *p, size_t len, struct nm_flow_key *k)
 	k->fragment_offset = frag & 0x1fff;
 	k->ip_ttl = p[8];
 	k->proto = p[9];
-	nm_addr_from_v4(k->src_addr, p + 12);
-	nm_addr_from_v4(k->dst_addr, p + 16);
+	put_v4_mapped(k->src_addr, p + 12);
+	put_v4_mapped(k->dst_addr, p + 16);
 	if (len < ihl)
 		return -NM_DECODE_ERR_TRUNCATED;
 	/* Only the first fragment carries the transport header. */
@@ -205,8 +229,7 @@ nm_pkt_parse_eth(const uint8_t *frame, size_t len, struct nm_flow_key *k)
 
 	if (len < ETH_HDR_LEN)
 		return -NM_DECODE_ERR_TRUNCATED;
-	k->dst_mac = rd_mac(p);
-	k->src_mac = rd_mac(p + 6);
+	rd_macs(p, &k->dst_mac, &k->src_mac);
 	etype = nm_rd16(p + 12);
 	p += ETH_HDR_LEN;
 
