@@ -37,20 +37,10 @@
 #define IPPROTO_DSTOPTS_ 60
 #define IPPROTO_SCTP_ 132
 
-/*
- * Both MACs of an Ethernet header (14 bytes at p, checked by the caller) as the key holds them:
- * one 8-byte load each (bytes 0-7 and 6-13), byte-swapped, the top 48 bits kept. The mirror path
- * parses every frame: this was 12 instructions a frame as 16- and 32-bit reads.
- */
-static inline void
-rd_macs(const uint8_t *p, uint64_t *dst, uint64_t *src)
+static uint64_t
+rd_mac(const uint8_t *p)
 {
-	uint64_t a, b;
-
-	memcpy(&a, p, 8);
-	memcpy(&b, p + 6, 8);
-	*dst = __builtin_bswap64(a) >> 16;
-	*src = __builtin_bswap64(b) >> 16;
+	return (uint64_t)nm_rd16(p) << 32 | nm_rd32(p + 2);
 }
 
 /* ::ffff:a.b.c.d from the 4 bytes at v4: two 8-byte stores (the mirror path: once per frame). */
@@ -229,7 +219,15 @@ nm_pkt_parse_eth(const uint8_t *frame, size_t len, struct nm_flow_key *k)
 
 	if (len < ETH_HDR_LEN)
 		return -NM_DECODE_ERR_TRUNCATED;
-	rd_macs(p, &k->dst_mac, &k->src_mac);
+	/*
+	 * 16- and 32-bit reads, not one 8-byte read per MAC: tried, gcc vectorised the two 8-byte
+	 * reads (offsets 0 and 6) and the frame's first read stalled, most likely on the PMD's
+	 * stores of that frame still committing (they forward to the short reads, not to this one):
+	 * 178 against 58 ns of RX lcore CPU a frame at 1:1 (bench_mirror), for 4 instructions
+	 * fewer.
+	 */
+	k->dst_mac = rd_mac(p);
+	k->src_mac = rd_mac(p + 6);
 	etype = nm_rd16(p + 12);
 	p += ETH_HDR_LEN;
 
