@@ -247,21 +247,23 @@ mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 	struct nm_rec_batch *b = &w->batch;
 	const uint64_t live_sec = live_ns / 1000000000ULL;
 	const uint64_t ts_flag = app->ts_dynfield < 0 ? 0 : app->ts_dynflag;
-	uint16_t idx[NM_BURST], k = 0, i;
+	/* The sampled frames: the burst itself at 1:1 (no copy), else the ones picked. */
+	struct rte_mbuf *pick[NM_BURST], **sel = pick;
+	uint16_t k = 0, i;
 
 	RTE_BUILD_BUG_ON(NM_BURST > NM_REC_BATCH);
 	nm_ctr_add(&w->st.mirror_frames, n);
 	if (rate <= 1) {
-		for (i = 0; i < n; i++)
-			idx[k++] = i;
+		sel = pkts;
+		k = n;
 	} else if (cfg->mirror_random) {
 		for (i = 0; i < n; i++)
 			if (((xorshift64(&w->rng) >> 32) * rate) >> 32 == 0)
-				idx[k++] = i;
+				pick[k++] = pkts[i];
 	} else {
 		for (i = 0; i < n; i++) {
 			if (q->mirror_skip == 0) {
-				idx[k++] = i;
+				pick[k++] = pkts[i];
 				q->mirror_skip = rate - 1;
 			} else {
 				q->mirror_skip--;
@@ -275,13 +277,13 @@ mirror_burst(struct nm_worker *w, struct nm_rxq *q, struct rte_mbuf **pkts, uint
 		b->n = 0;
 	}
 	for (i = 0; i < k; i++) {
-		struct rte_mbuf *m = pkts[idx[i]];
+		struct rte_mbuf *m = sel[i];
 		uint64_t sec = live_sec;
 		uint32_t len;
 		const uint8_t *data;
 
 		if (i + 2 < k)
-			rte_prefetch0(rte_pktmbuf_mtod(pkts[idx[i + 2]], void *));
+			rte_prefetch0(rte_pktmbuf_mtod(sel[i + 2], void *));
 		data = frame_bytes(w, m, &len);
 		if (unlikely(data == NULL))
 			continue;
