@@ -23,8 +23,9 @@
 #define KEY_UNITS (sizeof(struct nm_flow_key) / 4)
 #define UNIT_MASK ((UINT64_C(1) << KEY_UNITS) - 1)
 #define V4_SHIFT 56
-#define CKEY_BUF NM_AGG_CKEY_BUF /* 8 + 216 bytes, and room for the 32-byte stores past the end */
-#define AGG_BURST 32		 /* records hashed and prefetched ahead of their updates */
+/* 8 + 216 bytes, and room for the 32-byte stores past the end (agg.h: tests see it too). */
+#define CKEY_BUF NM_AGG_CKEY_BUF
+#define AGG_BURST 32 /* records hashed and prefetched ahead of their updates */
 #define likely_(x) __builtin_expect(!!(x), 1)
 
 _Static_assert(KEY_UNITS == 54 && sizeof(struct nm_flow_key) % 4 == 0, "key layout");
