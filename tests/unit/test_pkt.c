@@ -493,7 +493,7 @@ test_random_frames_fields(void **state)
 		b[13] = 0x00;
 		if (n > 14)
 			b[14] = (uint8_t)(0x45 + (i % 3 == 0)); /* IHL 5 or 6 */
-		if (n > 20)
+		if (n > 21)
 			b[20] = b[21] = 0; /* not a fragment: the L4 ports are read */
 		memset(&k, 0xa5, sizeof(k));
 		(void)nm_pkt_parse_eth(b, n, &k);
