@@ -1032,7 +1032,7 @@ test_spool_kill9_outage(void **state)
 	p.spool_dir = spool_dir;
 	shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(shared != MAP_FAILED);
-	shared[0] = shared[1] = 0;
+	shared[0] = shared[1] = shared[2] = 0;
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -1045,6 +1045,12 @@ test_spool_kill9_outage(void **state)
 		for (;;) { /* 20 rows every 2 ms: about 10,000 rows/s */
 			unsigned int j;
 
+			/*
+			 * shared[2]: rows that may be in the spool (this batch included: a kill
+			 * between an add and the store below leaves them there), shared[0]: rows
+			 * added for sure.
+			 */
+			__atomic_store_n(&shared[2], (uint64_t)i + 20, __ATOMIC_RELEASE);
 			for (j = 0; j < 20; j++, i++) {
 				mk_rec(&r, i);
 				if (nm_kafka_add(k, &r, 1) != 0)
@@ -1072,8 +1078,8 @@ test_spool_kill9_outage(void **state)
 	if (k == NULL)
 		fail_msg("create: %s", err);
 	nm_kafka_get_stats(k, &st);
-	assert_true(st.records_recovered <= added);
-	lost = added - st.records_recovered;
+	assert_true(st.records_recovered <= __atomic_load_n(&shared[2], __ATOMIC_ACQUIRE));
+	lost = added > st.records_recovered ? added - st.records_recovered : 0;
 	print_message("recovered %lu of %lu rows after kill -9: %lu lost (bound %lu, 1.005 s)\n",
 		      (unsigned long)st.records_recovered, (unsigned long)added,
 		      (unsigned long)lost, (unsigned long)(per_s * 1005 / 1000));
@@ -1534,15 +1540,18 @@ test_block_callbacks(void **state)
 	t0 = mono_ns();
 	(void)nm_kafka_drain(k, 300, NULL);
 	wall = mono_ns() - t0;
+	print_message("drain: %u pair(s), %.3f s of %.3f s inside\n", b.begins,
+		      (double)b.blocked_ns / 1e9, (double)wall / 1e9);
 	assert_int_equal(b.begins, 1);
 	assert_int_equal(b.ends, 1);
 	assert_int_equal(b.nested, 0);
 	/*
 	 * The whole wait is inside the pair; what is outside is bookkeeping (microseconds), bounded
 	 * here by a quarter of the wait rather than a fixed 10 ms a descheduled thread can exceed
-	 * on a loaded machine (seen at load 12).
+	 * on a loaded machine (seen at load 12). The drain's deadline is on a millisecond clock
+	 * (now_ms() truncates), so its 300 ms can end up to 1 ms short in nanoseconds.
 	 */
-	assert_true(b.blocked_ns >= 300000000ULL && wall - b.blocked_ns < b.blocked_ns / 4);
+	assert_true(b.blocked_ns >= 299000000ULL && wall - b.blocked_ns < b.blocked_ns / 4);
 	nm_kafka_free(k);
 	assert_int_equal(b.begins, b.ends);
 	assert_int_equal(b.nested, 0);
