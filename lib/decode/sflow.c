@@ -320,7 +320,7 @@ if_value(uint32_t format, uint32_t value)
 }
 
 static int
-flow_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_flow_key *dg,
+flow_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_flow_rec *base,
 	    struct nm_rec_batch *out)
 {
 	uint32_t rate, in_fmt, in_val, out_fmt, out_val, nrec, i;
@@ -355,15 +355,16 @@ flow_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_f
 	nrec = nm_rd32(p + fixed - 4);
 	b->p += fixed;
 
-	/* Not committed until every record is read: a sample that fails is never seen. */
-	rec = nm_rec_batch_slot(out);
-	rec->key = *dg;
+	/*
+	 * Not committed until every record is read: a sample that fails is never seen. The slot
+	 * starts as the datagram's base record (its shared fields, 1 packet, the rest zero).
+	 */
+	rec = nm_rec_batch_slot_from(out, base);
 	rec->key.sampling_rate = nm_decode_rate(d, rate);
 	rec->key.in_if = if_value(in_fmt, in_val);
 	rec->key.out_if = if_value(out_fmt, out_val);
 	if (out_fmt == SF_IF_FORMAT_DISCARD)
 		rec->key.forwarding_status = FWD_STATUS_DROPPED;
-	rec->packets = 1;
 
 	for (i = 0; i < nrec; i++) {
 		struct cur rb;
@@ -446,8 +447,9 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 {
 	struct nm_proto_stats *ps = &d->stats->sflow;
 	struct cur c = {buf, buf + len};
-	struct nm_flow_key dg;
-	uint32_t nsamples, i;
+	struct nm_flow_rec base;
+	struct nm_flow_key *dg = &base.key;
+	uint32_t nsamples, i, flow_samples = 0;
 	int produced = 0, rc;
 
 	nm_ctr_inc(&ps->datagrams);
@@ -457,37 +459,38 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_VERSION);
 	c.p += 4;
 
-	/* The fields every record of the datagram shares. */
-	memset(&dg, 0, sizeof(dg));
-	dg.type = NM_FLOW_SFLOW5;
-	dg.time_received = meta->time_received;
+	/* The fields every record of the datagram shares: each flow sample's record starts so. */
+	nm_rec_clear(&base);
+	base.packets = 1;
+	dg->type = NM_FLOW_SFLOW5;
+	dg->time_received = meta->time_received;
 	d->info.type = NM_FLOW_SFLOW5;
 	d->info.version = 5;
-	rc = rd_addr(&c, dg.sampler_addr);
+	rc = rd_addr(&c, dg->sampler_addr);
 	if (rc == -NM_DECODE_ERR_BAD_ADDRESS)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_BAD_ADDRESS);
 	if (rc < 0 || cur_left(&c) < 16)
 		return nm_decode_fail(d, ps, NM_DECODE_ERR_TRUNCATED);
 	/* c.p: sub_agent_id, sequence_number, uptime, num_samples */
-	dg.sequence_num = nm_rd32(c.p + 4);
+	dg->sequence_num = nm_rd32(c.p + 4);
 	nsamples = nm_rd32(c.p + 12);
 	/* The agent is the exporter (it may send through another address) only when its UDP
 	 * source may speak for it (lib/exporter, nm_exp_agent_check()): otherwise anybody who
 	 * reaches the port could write rows, rates and interface counters for any router. A
 	 * mismatch goes to the UDP source, counted. Its sequence counts datagrams of one
 	 * sub-agent. */
-	if (d->exp != NULL && !nm_exp_agent_check(d->exp, dg.sampler_addr, meta->exporter)) {
+	if (d->exp != NULL && !nm_exp_agent_check(d->exp, dg->sampler_addr, meta->exporter)) {
 		d->stats->sflow_agent_mismatch++;
-		memcpy(dg.sampler_addr, meta->exporter, NM_ADDR_LEN);
+		memcpy(dg->sampler_addr, meta->exporter, NM_ADDR_LEN);
 	}
-	memcpy(d->info.agent, dg.sampler_addr, NM_ADDR_LEN);
+	memcpy(d->info.agent, dg->sampler_addr, NM_ADDR_LEN);
 	d->info.has_agent = 1;
 	d->info.domain = nm_rd32(c.p);
-	d->info.seq = dg.sequence_num;
+	d->info.seq = dg->sequence_num;
 	d->info.seq_units = d->info.seq_units_alt = 1;
 	d->info.has_seq = 1;
-	if (d->exp != NULL && memcmp(dg.sampler_addr, meta->exporter, NM_ADDR_LEN) != 0) {
-		uint64_t ov = nm_exp_override(d->exp, dg.sampler_addr);
+	if (d->exp != NULL && memcmp(dg->sampler_addr, meta->exporter, NM_ADDR_LEN) != 0) {
+		uint64_t ov = nm_exp_override(d->exp, dg->sampler_addr);
 
 		if (ov != 0)
 			d->rate_override = ov;
@@ -504,17 +507,18 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		switch (tag) {
 		case SF_FLOW_SAMPLE:
 		case SF_FLOW_SAMPLE_EXP:
-			nm_ctr_inc(&d->stats->sflow_flow_samples);
-			rc = flow_sample(d, &sb, tag == SF_FLOW_SAMPLE_EXP, &dg, out);
+			/* Counted once per datagram below (shared counters: one store, not one
+			 * per sample). */
+			flow_samples++;
+			rc = flow_sample(d, &sb, tag == SF_FLOW_SAMPLE_EXP, &base, out);
 			if (rc < 0)
 				goto bad;
 			produced += rc;
-			nm_ctr_add(&ps->records, (uint64_t)rc);
 			break;
 		case SF_COUNTER_SAMPLE:
 		case SF_COUNTER_SAMPLE_EXP:
 			nm_ctr_inc(&d->stats->sflow_counters_samples);
-			rc = counter_sample(d, &sb, tag == SF_COUNTER_SAMPLE_EXP, &dg);
+			rc = counter_sample(d, &sb, tag == SF_COUNTER_SAMPLE_EXP, dg);
 			if (rc < 0)
 				goto bad;
 			break;
@@ -523,9 +527,13 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 			break;
 		}
 	}
+	nm_ctr_add(&d->stats->sflow_flow_samples, flow_samples);
+	nm_ctr_add(&ps->records, (uint64_t)produced);
 	return produced;
 
 bad:
 	/* The records committed before the bad sample stay in the batch; see the file comment. */
+	nm_ctr_add(&d->stats->sflow_flow_samples, flow_samples);
+	nm_ctr_add(&ps->records, (uint64_t)produced);
 	return nm_decode_fail(d, ps, (enum nm_decode_err) - rc);
 }
