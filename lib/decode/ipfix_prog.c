@@ -1021,8 +1021,7 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 		set_base(&base, ds->h);
 	/* Anything shorter than the least a record takes is padding (RFC 7011 3.3.1). */
 	while ((size_t)(end - p) >= t->min_len) {
-		struct nm_flow_rec *r =
-			t->is_options ? &dummy : nm_rec_batch_slot_from(out, &base);
+		struct nm_flow_rec *r = t->is_options ? &dummy : nm_rec_batch_slot_from(out, &base);
 		struct scratch sc;
 
 		scratch_clear(&sc);
