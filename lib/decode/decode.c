@@ -70,22 +70,31 @@ int
 nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		   const struct nm_dgram_meta *meta, struct nm_rec_batch *out)
 {
-	uint64_t errs[NM_DECODE_ERR_MAX], recs;
-	unsigned int i;
+	uint64_t recs;
 	int ret;
 
 	memset(&d->info, 0, sizeof(d->info));
-	if (d->exp == NULL)
-		return dispatch(d, buf, len, meta, out);
+	if (d->dg_err_any) {
+		/* A caller that decoded through a protocol decoder directly left a tally. */
+		memset(d->dg_err, 0, sizeof(d->dg_err));
+		d->dg_err_any = 0;
+	}
+	if (d->exp == NULL) {
+		ret = dispatch(d, buf, len, meta, out);
+		goto done;
+	}
 	/* The configured rate of the datagram's source (sFlow also checks its agent address). */
 	d->rate_override = nm_exp_override(d->exp, meta->exporter);
-	memcpy(errs, d->stats->err, sizeof(errs));
 	recs = records_of(d->stats);
 	ret = dispatch(d, buf, len, meta, out);
 	d->info.records = records_of(d->stats) - recs;
-	for (i = 0; i < NM_DECODE_ERR_MAX; i++)
-		errs[i] = d->stats->err[i] - errs[i];
-	nm_exp_account(d->exp, &d->info, meta, ret, errs);
+	/* The reasons this datagram counted: a clean one (the usual case) hands over none. */
+	nm_exp_account(d->exp, &d->info, meta, ret, d->dg_err_any ? d->dg_err : NULL);
 	d->rate_override = 0;
+done:
+	if (d->dg_err_any) {
+		memset(d->dg_err, 0, sizeof(d->dg_err));
+		d->dg_err_any = 0;
+	}
 	return ret;
 }

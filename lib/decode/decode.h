@@ -120,6 +120,14 @@ struct nm_decoder {
 	uint64_t tmpl_scratch[(NM_TMPL_MAX_SIZE + 7) / 8]; /* a struct nm_tmpl being compiled */
 	struct nm_tmpl_pending hold;			   /* a data set to hold */
 	struct nm_tmpl_pending held[NM_DECODER_HELD_MAX];  /* held sets taken for decoding */
+	/*
+	 * Reasons counted while decoding the current datagram (nm_decode_count_err()), for its
+	 * exporter's entry; dg_err_any says whether dg_err holds anything, so a clean datagram
+	 * costs no snapshot of the counters. Zero when the decoder is made (like the rest);
+	 * nm_decode_datagram() clears what it used.
+	 */
+	uint64_t dg_err[NM_DECODE_ERR_MAX];
+	unsigned int dg_err_any;
 };
 
 /*
@@ -162,11 +170,20 @@ int nm_ipfix_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 int nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 		    const struct nm_dgram_meta *meta, struct nm_rec_batch *out);
 
+/* Count one err in the reason table and in the current datagram's tally (d->dg_err). */
+static inline void
+nm_decode_count_err(struct nm_decoder *d, enum nm_decode_err err)
+{
+	nm_ctr_inc(&d->stats->err[err]);
+	d->dg_err[err]++;
+	d->dg_err_any = 1;
+}
+
 /* Count err against the protocol stats p and the reason table; returns -err for tail calls. */
 static inline int
 nm_decode_fail(struct nm_decoder *d, struct nm_proto_stats *p, enum nm_decode_err err)
 {
-	nm_ctr_inc(&d->stats->err[err]);
+	nm_decode_count_err(d, err);
 	if (p != NULL)
 		nm_ctr_inc(&p->bad);
 	return -(int)err;

@@ -1085,7 +1085,7 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 	return (int)n;
 bad:
 	nm_ctr_add(&ps->records, n);
-	nm_ctr_inc(&ds->d->stats->err[NM_DECODE_ERR_BAD_LENGTH]);
+	nm_decode_count_err(ds->d, NM_DECODE_ERR_BAD_LENGTH);
 	return -NM_DECODE_ERR_BAD_LENGTH;
 }
 
@@ -1154,7 +1154,7 @@ decode_held(struct nm_decoder *d, struct nm_proto_stats *ps, const struct nm_tmp
 static void
 note_err(struct nm_decoder *d, enum nm_decode_err *first, enum nm_decode_err e)
 {
-	nm_ctr_inc(&d->stats->err[e]);
+	nm_decode_count_err(d, e);
 	if (*first == NM_DECODE_OK)
 		*first = e;
 }
@@ -1343,7 +1343,7 @@ data_set(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ipfix_hdr *h
 		t = nm_tmpl_lookup(d->tmpl, &k);
 	}
 	if (t == NULL) {
-		nm_ctr_inc(&d->stats->err[NM_DECODE_ERR_UNKNOWN_TEMPLATE]);
+		nm_decode_count_err(d, NM_DECODE_ERR_UNKNOWN_TEMPLATE);
 		d->info.seq_unsure = 1; /* its records are not counted in data_records */
 		if (d->tmpl != NULL) {
 			struct nm_tmpl_pending *hp = &d->hold;
@@ -1428,7 +1428,7 @@ nm_ipfix_walk_sets(struct nm_decoder *d, struct nm_proto_stats *ps, struct nm_ip
 			produced +=
 				ipfix_templates(d, ps, h, id == 3, p + 4, s_end, out, &first_err);
 		else
-			nm_ctr_inc(&d->stats->err[NM_DECODE_ERR_UNSUPPORTED]); /* reserved set id:
+			nm_decode_count_err(d, NM_DECODE_ERR_UNSUPPORTED); /* reserved set id:
 										  skipped */
 		p = s_end;
 	}

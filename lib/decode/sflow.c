@@ -175,7 +175,7 @@ rec_raw_header(struct nm_decoder *d, struct cur *b, struct nm_flow_rec *rec, str
 	 * record, note the reason (not a rejected datagram, so sflow.bad stays).
 	 */
 	if (rc == -NM_DECODE_ERR_BAD_PACKET)
-		nm_ctr_inc(&d->stats->err[NM_DECODE_ERR_BAD_PACKET]);
+		nm_decode_count_err(d, NM_DECODE_ERR_BAD_PACKET);
 	s->have_header = 1;
 	return 0;
 }
