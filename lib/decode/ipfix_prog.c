@@ -6,6 +6,9 @@
 #include <endian.h>
 #include <errno.h>
 #include <string.h>
+#ifdef __SSSE3__
+#include <tmmintrin.h>
+#endif
 
 #include "ipfix_prog.h"
 #include "../base/rd.h"
@@ -287,6 +290,123 @@ dst_slot(uint16_t dst)
 	return dst & DST_SCRATCH ? sizeof(struct nm_flow_rec) + (dst & ~DST_SCRATCH) : dst;
 }
 
+/*
+ * Byte shuffles (NM_FOP_SHUF, see ipfix_prog.h). The A4/A6/R64/R32/R16/R8 moves of a fixed
+ * layout are each a byte permutation of the data record into the flow record (big-endian to
+ * little-endian, truncated or zero-extended: destination byte j of an integer is the field's
+ * byte len - 1 - j), so they can run as a few 16-byte gathers (pshufb) ORed into a slot that
+ * starts from the set's base record (zero there). softflowd's IPv4 layout: 12 moves become 5
+ * shuffles. Greedy: a 16-byte destination window at the first destination byte not covered
+ * yet, then per window as many source windows as its bytes need.
+ */
+#define SHUF_MAX_OPS 16
+#define SHUF_ROOM (3 * SHUF_MAX_OPS) /* steps reserved for them when there is room */
+#define REC_BYTES ((unsigned int)sizeof(struct nm_flow_rec))
+
+static int
+shufflable(unsigned int fop)
+{
+	return fop == NM_FOP_A4 || fop == NM_FOP_A6 || fop == NM_FOP_R64 || fop == NM_FOP_R32 ||
+	       fop == NM_FOP_R16 || fop == NM_FOP_R8;
+}
+
+/*
+ * Write the shuffle steps for the shufflable moves of fast[0..n) of a record of min_len bytes
+ * into out (room steps). Returns the steps written, or 0 when the shuffles would not be fewer
+ * than the moves, do not fit, or the CPU has no pshufb (the moves stay).
+ */
+static unsigned int
+build_shuffles(const struct nm_tmpl_step *fast, unsigned int n, unsigned int min_len,
+	       struct nm_tmpl_step *out, unsigned int room)
+{
+#ifdef __SSSE3__
+	int16_t src_of[REC_BYTES];
+	uint8_t done[REC_BYTES];
+	unsigned int i, j, moves = 0, ops = 0, d;
+
+	if (min_len < 16)
+		return 0;
+	for (i = 0; i < REC_BYTES; i++)
+		src_of[i] = -1;
+	for (i = 0; i < n; i++) {
+		const struct nm_tmpl_step *st = &fast[i];
+		unsigned int w, flen, fend;
+
+		if (!shufflable(st->op))
+			continue;
+		moves++;
+		switch (st->op) {
+		case NM_FOP_A4:
+			for (j = 0; j < 4; j++)
+				src_of[st->ie + 12 + j] = (int16_t)(st->off + j);
+			continue;
+		case NM_FOP_A6:
+			for (j = 0; j < 16; j++)
+				src_of[st->ie + j] = (int16_t)(st->off + j);
+			continue;
+		case NM_FOP_R64:
+			w = 8;
+			break;
+		case NM_FOP_R32:
+			w = 4;
+			break;
+		case NM_FOP_R16:
+			w = 2;
+			break;
+		default:
+			w = 1;
+			break;
+		}
+		/* The window form: off = field end - 8, len = bits before the field. */
+		flen = 8 - st->len / 8;
+		fend = (unsigned int)st->off + 8;
+		for (j = 0; j < w && j < flen; j++)
+			src_of[st->ie + j] = (int16_t)(fend - 1 - j);
+	}
+	memset(done, 0, sizeof(done));
+	for (d = 0; d < REC_BYTES;) {
+		unsigned int dw;
+
+		if (src_of[d] < 0 || done[d]) {
+			d++;
+			continue;
+		}
+		dw = d < REC_BYTES - 16 ? d : REC_BYTES - 16;
+		for (;;) {
+			unsigned int sw = min_len, k;
+			uint8_t mask[16];
+
+			for (k = dw; k < dw + 16; k++)
+				if (src_of[k] >= 0 && !done[k] && (unsigned int)src_of[k] < sw)
+					sw = (unsigned int)src_of[k];
+			if (sw == min_len)
+				break; /* every byte of this window is placed */
+			if (sw > min_len - 16)
+				sw = min_len - 16;
+			if (ops == SHUF_MAX_OPS || 3 * (ops + 1) > room)
+				return 0;
+			memset(mask, 0x80, sizeof(mask));
+			for (k = dw; k < dw + 16; k++) {
+				if (src_of[k] < 0 || done[k] || (unsigned int)src_of[k] < sw ||
+				    (unsigned int)src_of[k] >= sw + 16)
+					continue;
+				mask[k - dw] = (uint8_t)(src_of[k] - sw);
+				done[k] = 1;
+			}
+			out[3 * ops] = (struct nm_tmpl_step){
+				.off = (uint16_t)sw, .op = NM_FOP_SHUF, .ie = (uint16_t)dw};
+			memcpy(&out[3 * ops + 1], mask, sizeof(mask));
+			ops++;
+		}
+		d = dw + 16;
+	}
+	return ops < moves ? 3 * ops : 0;
+#else
+	(void)fast, (void)n, (void)min_len, (void)out, (void)room;
+	return 0;
+#endif
+}
+
 static void
 specialise(struct nm_tmpl *t, unsigned int cap)
 {
@@ -347,8 +467,37 @@ specialise(struct nm_tmpl *t, unsigned int cap)
 	/* The move loops stop at the first step that is not theirs: a generic one, or a no-op. */
 	if (n_fast == 0 || (n_slow == 0 && n_fast == cap))
 		return;
+	/*
+	 * Shuffles first when they pay, then an A4C marker per IPv4 address move; the room left
+	 * must hold the other moves, the generic steps and the end step.
+	 */
+	k = 0;
+	{
+		unsigned int others = 0, n_a4 = 0;
+
+		for (i = 0; i < n_fast; i++) {
+			if (!shufflable(fast[i].op))
+				others++;
+			else if (fast[i].op == NM_FOP_A4)
+				n_a4++;
+		}
+		if (cap > n_a4 + others + n_slow + 1)
+			k = build_shuffles(fast, n_fast, t->min_len, t->steps,
+					   cap - (n_a4 + others + n_slow + 1));
+		if (k != 0) {
+			for (i = 0; i < n_fast; i++)
+				if (fast[i].op == NM_FOP_A4)
+					t->steps[k++] = (struct nm_tmpl_step){.op = NM_FOP_A4C,
+									      .ie = fast[i].ie};
+			for (i = 0, j = 0; i < n_fast; i++)
+				if (!shufflable(fast[i].op))
+					fast[j++] = fast[i];
+			n_fast = j;
+			tf |= NM_TF_SHUF;
+		}
+	}
 	/* Moves grouped by type (stable: fields keep their order in a group), then the rest. */
-	for (j = 0, k = 0; j < sizeof(order); j++)
+	for (j = 0; j < sizeof(order); j++)
 		for (i = 0; i < n_fast; i++)
 			if (fast[i].op == order[j])
 				t->steps[k++] = fast[i];
@@ -356,6 +505,9 @@ specialise(struct nm_tmpl *t, unsigned int cap)
 	if (n_slow == 0) {
 		t->steps[k] = (struct nm_tmpl_step){.op = NM_OP_SKIP};
 		t->n_steps = (uint16_t)(k + 1);
+	} else {
+		/* Shuffles change the count of steps. */
+		t->n_steps = (uint16_t)(k + n_slow);
 	}
 	t->flags |= NM_TF_FAST | tf;
 }
@@ -409,6 +561,10 @@ nm_ipfix_compile_opts(const struct nm_tmpl_key *key, const struct nm_tmpl_field 
 	/* Upper bound on steps: one per field. */
 	/* One step per field, and one for the end of the moves when they are all moves. */
 	cap = n < NM_TMPL_MAX_FIELDS ? n + 1 : n;
+	/* Room for byte shuffles (a fixed-layout flow template's moves), when buf has it. */
+	if (!has_var && !is_options && !(opts & NM_IPFIX_GENERIC) &&
+	    nm_tmpl_size(cap + SHUF_ROOM, n) <= size)
+		cap += SHUF_ROOM;
 	t = nm_tmpl_init(buf, size, cap, n);
 	if (t == NULL) {
 		*err = NM_DECODE_ERR_UNSUPPORTED;
@@ -774,28 +930,47 @@ run_moves(struct nm_flow_rec *r, struct scratch *sc, const struct nm_tmpl *t, co
 	uint32_t v32;
 	uint16_t v16;
 
-	for (; s->op == NM_FOP_A4; s++)
-		nm_addr_from_v4(rb + s->ie, p + s->off);
-	for (; s->op == NM_FOP_A6; s++)
-		memcpy(rb + s->ie, p + s->off, NM_ADDR_LEN);
-	for (; s->op == NM_FOP_R64; s++) {
-		v = window(p, s);
-		memcpy(rb + s->ie, &v, 8);
+#ifdef __SSSE3__
+	/* Byte shuffles (NM_TF_SHUF): OR a 16-byte gather of the data record into the slot. */
+	for (; s->op == NM_FOP_SHUF; s += 3) {
+		__m128i m = _mm_loadu_si128((const __m128i *)(const void *)(s + 1));
+		__m128i x = _mm_shuffle_epi8(
+			_mm_loadu_si128((const __m128i *)(const void *)(p + s->off)), m);
+		__m128i *dw = (__m128i *)(void *)(rb + s->ie);
+
+		_mm_storeu_si128(dw, _mm_or_si128(_mm_loadu_si128(dw), x));
+	}
+#endif
+	if (f & NM_TF_SHUF) {
+		/* The IPv4 address markers: the base record holds their 0xffff. */
+		for (; s->op == NM_FOP_A4C; s++)
+			;
+	} else {
+		for (; s->op == NM_FOP_A4; s++)
+			nm_addr_from_v4(rb + s->ie, p + s->off);
+		for (; s->op == NM_FOP_A6; s++)
+			memcpy(rb + s->ie, p + s->off, NM_ADDR_LEN);
+		for (; s->op == NM_FOP_R64; s++) {
+			v = window(p, s);
+			memcpy(rb + s->ie, &v, 8);
+		}
 	}
 	for (; s->op == NM_FOP_MS64; s++) {
 		v = window(p, s) / 1000;
 		memcpy(rb + s->ie, &v, 8);
 	}
-	for (; s->op == NM_FOP_R32; s++) {
-		v32 = (uint32_t)window(p, s);
-		memcpy(rb + s->ie, &v32, 4);
+	if (!(f & NM_TF_SHUF)) {
+		for (; s->op == NM_FOP_R32; s++) {
+			v32 = (uint32_t)window(p, s);
+			memcpy(rb + s->ie, &v32, 4);
+		}
+		for (; s->op == NM_FOP_R16; s++) {
+			v16 = (uint16_t)window(p, s);
+			memcpy(rb + s->ie, &v16, 2);
+		}
+		for (; s->op == NM_FOP_R8; s++)
+			rb[s->ie] = (uint8_t)window(p, s);
 	}
-	for (; s->op == NM_FOP_R16; s++) {
-		v16 = (uint16_t)window(p, s);
-		memcpy(rb + s->ie, &v16, 2);
-	}
-	for (; s->op == NM_FOP_R8; s++)
-		rb[s->ie] = (uint8_t)window(p, s);
 	for (; s->op == NM_FOP_S64; s++) {
 		v = window(p, s);
 		memcpy(sb + s->ie, &v, 8);
@@ -977,9 +1152,10 @@ reverse_of(struct nm_flow_rec *r, const struct nm_flow_rec *fwd, const struct sc
  * did and saves the per-record stores of these fields.
  */
 static void
-set_base(struct nm_flow_rec *base, const struct nm_ipfix_hdr *h)
+set_base(struct nm_flow_rec *base, const struct nm_ipfix_hdr *h, const struct nm_tmpl *t)
 {
 	struct nm_flow_key *k = &base->key;
+	const struct nm_tmpl_step *s = t->steps;
 
 	nm_rec_clear(base);
 	k->type = h->proto == NM_TMPL_NF9 ? NM_FLOW_NF9 : NM_FLOW_IPFIX;
@@ -987,6 +1163,15 @@ set_base(struct nm_flow_rec *base, const struct nm_ipfix_hdr *h)
 	memcpy(k->sampler_addr, h->meta->exporter, NM_ADDR_LEN);
 	k->sequence_num = h->seq;
 	k->observation_domain_id = h->domain;
+	if (!(t->flags & NM_TF_SHUF))
+		return;
+	/* IPv4-mapped addresses that shuffles fill: their ::ffff: prefix is the base's. */
+	while (s->op == NM_FOP_SHUF)
+		s += 3;
+	for (; s->op == NM_FOP_A4C; s++) {
+		((uint8_t *)base)[s->ie + 10] = 0xff;
+		((uint8_t *)base)[s->ie + 11] = 0xff;
+	}
 }
 
 /* Zero the per-record scratch with vector stores (a plain memset is 14 word stores). */
@@ -1018,7 +1203,7 @@ run_set(struct dset *ds, struct nm_proto_stats *ps, const uint8_t *p, const uint
 	unsigned int i, n = 0;
 
 	if (!t->is_options)
-		set_base(&base, ds->h);
+		set_base(&base, ds->h, t);
 	/* Anything shorter than the least a record takes is padding (RFC 7011 3.3.1). */
 	while ((size_t)(end - p) >= t->min_len) {
 		struct nm_flow_rec *r = t->is_options ? &dummy : nm_rec_batch_slot_from(out, &base);

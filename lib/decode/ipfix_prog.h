@@ -116,6 +116,17 @@ enum nm_ipfix_op {
 	NM_FOP_S64, /* integer -> 64-bit scratch member */
 	NM_FOP_S32,
 	NM_FOP_S8,
+	/*
+	 * Byte shuffles (NM_TF_SHUF): every A4/A6/R64/R32/R16/R8 move of the template as a few
+	 * 16-byte gathers. A shuffle step has off = the start of a 16-byte window of the data
+	 * record, ie = the start of a 16-byte window of the record it ORs into, and the two steps
+	 * after it hold the 16-byte pshufb mask (0x80: nothing). The record's slot starts from the
+	 * set's base record, which is zero where a move writes except the 0xffff of IPv4-mapped
+	 * addresses: one NM_FOP_A4C step per IPv4 address move (ie = its destination) follows
+	 * the shuffles and tells the base-record builder where; the runner skips them.
+	 */
+	NM_FOP_SHUF,
+	NM_FOP_A4C,
 };
 
 /* Compiler summary bits (struct nm_tmpl.flags). */
@@ -136,6 +147,7 @@ enum nm_ipfix_tflag {
 	NM_TF_HAS_START_DUS = 1u << 9,
 	NM_TF_HAS_END_DUS = 1u << 10,
 	NM_TF_HAS_SAMPLER = 1u << 11,
+	NM_TF_SHUF = 1u << 12, /* the A4..R8 moves are byte shuffles (NM_FOP_SHUF) */
 };
 
 /* nm_ipfix_compile_opts() options. */

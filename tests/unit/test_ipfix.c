@@ -926,7 +926,10 @@ run_form(struct fixture *f, struct nm_ipfix_hdr *h, const struct nm_tmpl *t, con
  * Random templates (every mapped IE, reduced and odd sizes, wrong sizes, zero-length, variable-
  * length and enterprise fields, duplicates that compete for one record field) compiled both
  * ways, random records decoded with each: the records must be the same bytes. Both protocols
- * (v9 and IPFIX differ in how uptime-relative times resolve). ~40,000 templates, ~1 s.
+ * (v9 and IPFIX differ in how uptime-relative times resolve). The specialised form includes the
+ * byte shuffles (NM_TF_SHUF: about 12,000 of the templates), whose masks, windows clamped to
+ * the record's end and IPv4 prefixes from the base record this compares against the generic
+ * steps. ~40,000 templates, ~1 s.
  */
 static void
 test_compiled_equals_generic(void **state)
@@ -938,6 +941,7 @@ test_compiled_equals_generic(void **state)
 	uint8_t data[4096];
 	uint64_t st = 0x243f6a8885a308d3ULL;
 	unsigned int it, n, n_recs, specialised = 0, all_moves = 0, compared = 0, nw, ng;
+	unsigned int shuffled = 0;
 	struct nm_dgram_meta meta = f->meta;
 
 	(void)state;
@@ -969,6 +973,7 @@ test_compiled_equals_generic(void **state)
 		assert_false(tg->flags & NM_TF_FAST);
 		if (tf->flags & NM_TF_FAST) {
 			specialised++;
+			shuffled += !!(tf->flags & NM_TF_SHUF);
 			if (tf->steps[tf->n_steps - 1].op == NM_OP_SKIP &&
 			    tf->steps[tf->n_steps - 1].len == 0)
 				all_moves++;
@@ -987,11 +992,13 @@ test_compiled_equals_generic(void **state)
 		}
 		compared += ng;
 	}
-	print_message("%u templates specialised (%u with only moves), %u records compared\n",
-		      specialised, all_moves, compared);
+	print_message("%u templates specialised (%u with only moves, %u with byte shuffles), %u "
+		      "records compared\n",
+		      specialised, all_moves, shuffled, compared);
 	/* The generator must reach the specialised form, and its all-move shape, often. */
 	assert_true(specialised > 20000);
 	assert_true(all_moves > 500);
+	assert_true(shuffled > 5000);
 	assert_true(compared > 50000);
 	fixture_free(f);
 }
@@ -1021,21 +1028,38 @@ test_softflowd_layout_moves(void **state)
 	assert_true(t->flags & NM_TF_ETYPE4);
 	assert_true(t->flags & NM_TF_HAS_START_UP);
 	assert_true(t->flags & NM_TF_HAS_END_UP);
-	/* 15 moves (flowEndReason, 136, is not mapped), then the step that ends them */
-	assert_int_equal(t->n_steps, 16);
-	for (i = 0; i < 15; i++)
-		assert_true(t->steps[i].op >= NM_FOP_A4);
-	assert_int_equal(t->steps[15].op, NM_OP_SKIP);
-	assert_int_equal(t->steps[15].len, 0);
+	/*
+	 * 15 moves (flowEndReason, 136, is not mapped), then the step that ends them. The 12
+	 * that are byte permutations (addresses, counters, interfaces, direction, ports,
+	 * protocol, flags, ToS) run as 5 byte shuffles of 3 steps, then an A4C marker per IPv4
+	 * address; the uptimes and the IP version stay moves (to the scratch).
+	 */
+	assert_true(t->flags & NM_TF_SHUF);
+	assert_int_equal(t->n_steps, 5 * 3 + 2 + 3 + 1);
+	for (i = 0; i < 15; i += 3)
+		assert_int_equal(t->steps[i].op, NM_FOP_SHUF);
+	assert_int_equal(t->steps[15].op, NM_FOP_A4C);
+	assert_int_equal(t->steps[16].op, NM_FOP_A4C);
+	assert_int_equal(t->steps[17].op, NM_FOP_S64);
+	assert_int_equal(t->steps[18].op, NM_FOP_S64);
+	assert_int_equal(t->steps[19].op, NM_FOP_S8);
+	assert_int_equal(t->steps[20].op, NM_OP_SKIP);
+	assert_int_equal(t->steps[20].len, 0);
 	for (i = 0; i < 10; i++)
 		fl[i] = (struct nm_tmpl_field){.ie = v6[i][0], .len = v6[i][1]};
 	t = nm_ipfix_compile(&key, fl, 10, 0, 0, buf, sizeof(buf), &e);
 	assert_non_null(t);
 	assert_true(t->flags & NM_TF_ETYPE6);
-	assert_int_equal(t->n_steps, 11);
-	for (i = 0; i < 10; i++)
-		assert_true(t->steps[i].op >= NM_FOP_A4);
-	assert_int_equal(t->steps[10].op, NM_OP_SKIP);
+	/* 8 permutation moves (two 16-byte addresses among them) in fewer shuffles, 2 moves of
+	 * milliseconds, the end step */
+	assert_true(t->flags & NM_TF_SHUF);
+	for (i = 0; t->steps[i].op == NM_FOP_SHUF; i += 3)
+		;
+	assert_true(i > 0 && i / 3 < 8);
+	assert_int_equal(t->n_steps, i + 3);
+	assert_int_equal(t->steps[i].op, NM_FOP_MS64);
+	assert_int_equal(t->steps[i + 1].op, NM_FOP_MS64);
+	assert_int_equal(t->steps[i + 2].op, NM_OP_SKIP);
 	/* Two source ports (Cisco NBAR style) compete: both stay generic, the rest are moves. */
 	fl[10] = (struct nm_tmpl_field){.ie = 180, .len = 2};
 	t = nm_ipfix_compile(&key, fl, 11, 0, 0, buf, sizeof(buf), &e);
