@@ -89,7 +89,8 @@ nm_decode_datagram(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	ret = dispatch(d, buf, len, meta, out);
 	d->info.records = records_of(d->stats) - recs;
 	/* The reasons this datagram counted: a clean one (the usual case) hands over none. */
-	nm_exp_account(d->exp, &d->info, meta, ret, d->dg_err_any ? d->dg_err : NULL);
+	nm_exp_account_memo(d->exp, &d->exp_memo, &d->info, meta, ret,
+			    d->dg_err_any ? d->dg_err : NULL);
 	d->rate_override = 0;
 done:
 	if (d->dg_err_any) {

@@ -128,6 +128,7 @@ struct nm_decoder {
 	 */
 	uint64_t dg_err[NM_DECODE_ERR_MAX];
 	unsigned int dg_err_any;
+	struct nm_exp_memo exp_memo; /* the exporter entry of the last datagram (lib/exporter) */
 };
 
 /*

@@ -945,9 +945,37 @@ track_seq(struct nm_exp_entry *e, const struct nm_dgram_info *info)
 	e->seq_valid = !info->seq_unsure;
 }
 
+/* memo's entry when it still is k's (see nm_exp_account_memo()), else NULL. */
+static struct nm_exp_entry *
+memo_entry(const struct nm_exp_memo *memo, const struct nm_exp_key *k)
+{
+	struct nm_exp_entry *e = memo->e;
+	uint32_t gen;
+
+	if (e == NULL || memcmp(&memo->key, k, sizeof(*k)) != 0)
+		return NULL;
+	/* A seqlock read of the slot: stable generation, not expired, still this key. */
+	gen = __atomic_load_n(&e->gen, __ATOMIC_ACQUIRE);
+	if ((gen & 1) != 0 || gen != memo->gen ||
+	    __atomic_load_n(&e->dead, __ATOMIC_ACQUIRE) != 0 || memcmp(&e->key, k, sizeof(*k)) != 0)
+		return NULL;
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&e->gen, __ATOMIC_RELAXED) != gen)
+		return NULL;
+	return e;
+}
+
 void
 nm_exp_account(struct nm_exp_table *t, const struct nm_dgram_info *info,
 	       const struct nm_dgram_meta *meta, int ret, const uint64_t *errs)
+{
+	nm_exp_account_memo(t, NULL, info, meta, ret, errs);
+}
+
+void
+nm_exp_account_memo(struct nm_exp_table *t, struct nm_exp_memo *memo,
+		    const struct nm_dgram_info *info, const struct nm_dgram_meta *meta, int ret,
+		    const uint64_t *errs)
 {
 	struct nm_exp_key k;
 	struct nm_exp_entry *e;
@@ -959,6 +987,9 @@ nm_exp_account(struct nm_exp_table *t, const struct nm_dgram_info *info,
 	memcpy(k.addr, info->has_agent ? info->agent : meta->exporter, NM_ADDR_LEN);
 	k.domain = info->domain;
 	k.type = info->type;
+	e = memo != NULL ? memo_entry(memo, &k) : NULL;
+	if (e != NULL)
+		goto found;
 	/*
 	 * A datagram rejected whole (nothing decoded from it) is counted on its exporter's entry
 	 * only when there is one already: garbage from a stranger (a bad NetFlow v5 count, a wrong
@@ -976,6 +1007,12 @@ nm_exp_account(struct nm_exp_table *t, const struct nm_dgram_info *info,
 	}
 	if (e == NULL)
 		return;
+	if (memo != NULL) {
+		memo->e = e;
+		memo->key = k;
+		memo->gen = __atomic_load_n(&e->gen, __ATOMIC_ACQUIRE);
+	}
+found:
 	if (e->first_seen == 0)
 		e->first_seen = meta->time_received;
 	e->last_seen = meta->time_received;

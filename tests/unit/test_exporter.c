@@ -1320,6 +1320,70 @@ test_expire_gen(void **state)
 }
 
 /*
+ * The decoder's memo of the entry of its last datagram (nm_exp_account_memo) is a hint: a run of
+ * one exporter's datagrams is counted on its entry through it; after the entry expires (before
+ * its grace period, the slot not recycled) the next datagram makes a new entry instead of
+ * counting on the dead one; after the old slot is recycled for another exporter, the memo does
+ * not reach that stranger's entry.
+ */
+static void
+test_account_memo(void **state)
+{
+	struct nm_exp_params p = {.max_exporters = 2, .exporter_timeout_s = 1};
+	struct nm_exp_key k = key4(192, 0, 2, 1, NM_FLOW_NF5), ks = key4(10, 9, 9, 9, NM_FLOW_NF5);
+	struct nm_exp_entry *e0, *e1, *stranger;
+	struct fixture *f;
+	uint8_t buf[24 + 48 * 2];
+	size_t len = nf5(buf, 2, 0, 0);
+	unsigned int i;
+
+	(void)state;
+	rcu_register_thread();
+	f = fixture_new(&p);
+	k.domain = 0x0102;
+	for (i = 0; i < 5; i++) {
+		be32(buf + 16, 2 * i);
+		assert_int_equal(feed(f, buf, len), 2);
+	}
+	e0 = nm_exp_find(f->d.exp, &k);
+	assert_non_null(e0);
+	assert_ptr_equal(f->d.exp_memo.e, e0);
+	assert_int_equal(e0->datagrams, 5);
+	assert_int_equal(e0->records, 10);
+	assert_int_equal(e0->seq_lost, 0);
+	/* Expired (idle since 100): dead, still in the pool, not yet recycled. */
+	assert_int_equal(nm_exp_expire(f->d.exp, 100, 1024), 0);
+	assert_int_equal(nm_exp_expire(f->d.exp, 102, 1024), 1);
+	assert_null(nm_exp_find(f->d.exp, &k));
+	assert_int_equal(feed(f, buf, len), 2);
+	e1 = nm_exp_find(f->d.exp, &k);
+	assert_non_null(e1);
+	assert_ptr_not_equal(e1, e0);
+	assert_int_equal(e1->datagrams, 1);
+	assert_int_equal(e0->datagrams, 5); /* nothing more on the dead entry */
+	assert_ptr_equal(f->d.exp_memo.e, e1);
+	/* e1 expires too; after the grace period a stranger takes a recycled slot. */
+	assert_int_equal(nm_exp_expire(f->d.exp, 103, 1024), 0);
+	assert_int_equal(nm_exp_expire(f->d.exp, 105, 1024), 1);
+	settle();
+	stranger = nm_exp_get(f->d.exp, &ks);
+	assert_non_null(stranger);
+	assert_true(stranger == e0 || stranger == e1);
+	assert_int_equal(stranger->datagrams, 0);
+	/* The memo still names e1 (maybe the stranger's slot now): the exporter gets the other. */
+	assert_int_equal(feed(f, buf, len), 2);
+	assert_int_equal(stranger->datagrams, 0);
+	assert_int_equal(stranger->records, 0);
+	e1 = nm_exp_find(f->d.exp, &k);
+	assert_non_null(e1);
+	assert_ptr_not_equal(e1, stranger);
+	assert_int_equal(e1->datagrams, 1);
+	assert_int_equal(e1->records, 2);
+	fixture_free(f);
+	rcu_unregister_thread();
+}
+
+/*
  * Every decoder's whole-datagram rejects (bad version, length, count) make no entry: 100
  * strangers sending each kind leave the table empty, counted in rejected_unknown or not
  * accounted at all (not recognised as any protocol).
@@ -1558,6 +1622,7 @@ main(void)
 		cmocka_unit_test(test_expire_flood),
 		cmocka_unit_test(test_expire_walker),
 		cmocka_unit_test(test_expire_gen),
+		cmocka_unit_test(test_account_memo),
 		cmocka_unit_test(test_expire_interfaces),
 		cmocka_unit_test(test_expire_agent_binding),
 		cmocka_unit_test(test_rejected_no_entry_all),
