@@ -128,7 +128,12 @@ struct nm_decoder {
 	 */
 	uint64_t dg_err[NM_DECODE_ERR_MAX];
 	unsigned int dg_err_any;
-	struct nm_exp_memo exp_memo; /* the exporter entry of the last datagram (lib/exporter) */
+	/*
+	 * lib/exporter's memos: the entry of the last datagram, the agent slot of the last sFlow
+	 * (agent, source) pair that passed. They point into exp: zero them if exp changes.
+	 */
+	struct nm_exp_memo exp_memo;
+	const void *agent_memo;
 };
 
 /*

@@ -479,7 +479,8 @@ nm_sflow_decode(struct nm_decoder *d, const uint8_t *buf, size_t len,
 	 * reaches the port could write rows, rates and interface counters for any router. A
 	 * mismatch goes to the UDP source, counted. Its sequence counts datagrams of one
 	 * sub-agent. */
-	if (d->exp != NULL && !nm_exp_agent_check(d->exp, dg->sampler_addr, meta->exporter)) {
+	if (d->exp != NULL &&
+	    !nm_exp_agent_check_memo(d->exp, &d->agent_memo, dg->sampler_addr, meta->exporter)) {
 		d->stats->sflow_agent_mismatch++;
 		memcpy(dg->sampler_addr, meta->exporter, NM_ADDR_LEN);
 	}

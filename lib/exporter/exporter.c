@@ -548,10 +548,29 @@ int
 nm_exp_agent_check(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 		   const uint8_t src[NM_ADDR_LEN])
 {
-	unsigned int i = (unsigned int)nm_hash_words(agent, NM_ADDR_LEN), n;
-	struct agent_slot *learned = NULL;
-	int known = 0, self = memcmp(agent, src, NM_ADDR_LEN) == 0;
+	return nm_exp_agent_check_memo(t, NULL, agent, src);
+}
 
+int
+nm_exp_agent_check_memo(struct nm_exp_table *t, const void **memo, const uint8_t agent[NM_ADDR_LEN],
+			const uint8_t src[NM_ADDR_LEN])
+{
+	unsigned int i, n;
+	struct agent_slot *learned = NULL;
+	int known = 0, self;
+
+	if (memo != NULL && *memo != NULL) {
+		const struct agent_slot *m = *memo;
+
+		/* The slot that let this pair through last time, if it still holds the pair: the
+		 * probe below would find it (or an earlier copy of it) and say the same. */
+		if (__atomic_load_n(&m->state, __ATOMIC_ACQUIRE) == 2 &&
+		    memcmp(m->agent, agent, NM_ADDR_LEN) == 0 &&
+		    memcmp(m->src, src, NM_ADDR_LEN) == 0)
+			return 1;
+	}
+	i = (unsigned int)nm_hash_words(agent, NM_ADDR_LEN);
+	self = memcmp(agent, src, NM_ADDR_LEN) == 0;
 	for (n = 0; n < AGENT_PROBES; n++, i++) {
 		struct agent_slot *s = &t->agents[i & t->agent_mask];
 
@@ -559,8 +578,11 @@ nm_exp_agent_check(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 		    memcmp(s->agent, agent, NM_ADDR_LEN) != 0)
 			continue;
 		known = 1;
-		if (memcmp(s->src, src, NM_ADDR_LEN) == 0)
+		if (memcmp(s->src, src, NM_ADDR_LEN) == 0) {
+			if (memo != NULL)
+				*memo = s;
 			return 1;
+		}
 		if (!s->cfg)
 			learned = s;
 	}

@@ -375,6 +375,15 @@ int nm_exp_agent_check(struct nm_exp_table *t, const uint8_t agent[NM_ADDR_LEN],
 		       const uint8_t src[NM_ADDR_LEN]);
 
 /*
+ * nm_exp_agent_check() that first tries *memo, the slot that let a pair through last (NULL at
+ * first; the call sets it): when that slot still holds (agent, src) the answer is 1 without
+ * hashing and probing. The agent table lives as long as t, so memo must be forgotten (zeroed)
+ * only when the caller switches to another table. memo belongs to the calling thread.
+ */
+int nm_exp_agent_check_memo(struct nm_exp_table *t, const void **memo,
+			    const uint8_t agent[NM_ADDR_LEN], const uint8_t src[NM_ADDR_LEN]);
+
+/*
  * Admission ([collector] allow): which UDP sources may have their datagrams decoded at all.
  * With no prefix added every source is admitted; once one is, a source is admitted when it lies
  * in an added prefix or is a configured exporter address (nm_exp_override_add()). The check

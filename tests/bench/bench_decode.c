@@ -268,7 +268,9 @@ main(int argc, char **argv)
 		struct nm_dgram_meta meta = {.dst_port = 2055, .time_received = 1700000000};
 		char name[64];
 		double rate[MAX_RUNS], rate_exp[MAX_RUNS];
-		struct nm_exp_params ep = {0};
+		/* As the engine's default ([collector] sflow_agent_learn = yes): an sFlow agent is
+		 * bound to its UDP source, and the check finds the pair. */
+		struct nm_exp_params ep = {.agent_learn = 1};
 		struct nm_exp_table *exp;
 		uint64_t per_pass;
 		unsigned int nd = 0, k, np;
