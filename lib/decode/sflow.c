@@ -120,11 +120,11 @@ rd_addr(struct cur *c, uint8_t dst[NM_ADDR_LEN])
 	}
 }
 
-/* What the records of one flow sample have told us so far. */
+/* What the records of one flow sample have told us so far (one byte: cleared with one store). */
 struct sample_state {
-	int have_header; /* a raw packet header record filled bytes and L2-L4 */
-	int have_ip;	 /* a sampled IPv4/IPv6 record filled them */
-	int have_router; /* next_hop came from the extended router record */
+	uint8_t have_header; /* a raw packet header record filled bytes and L2-L4 */
+	uint8_t have_ip;     /* a sampled IPv4/IPv6 record filled them */
+	uint8_t have_router; /* next_hop came from the extended router record */
 };
 
 static int
@@ -326,6 +326,7 @@ flow_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_f
 	uint32_t rate, in_fmt, in_val, out_fmt, out_val, nrec, i;
 	struct sample_state s = {0};
 	struct nm_flow_rec *rec;
+	struct cur c;
 	const uint8_t *p = b->p;
 	size_t fixed = expanded ? 44 : 32;
 	int rc;
@@ -366,17 +367,23 @@ flow_sample(struct nm_decoder *d, struct cur *b, int expanded, const struct nm_f
 	if (out_fmt == SF_IF_FORMAT_DISCARD)
 		rec->key.forwarding_status = FWD_STATUS_DROPPED;
 
+	/*
+	 * The records, through a cursor of our own: b's is in memory, and every byte stored into
+	 * the record may alias it, so walking b itself reloads it after each store.
+	 */
+	c = *b;
 	for (i = 0; i < nrec; i++) {
 		struct cur rb;
 		uint32_t tag;
 
-		rc = next_elem(b, &tag, &rb);
+		rc = next_elem(&c, &tag, &rb);
 		if (rc < 0)
 			return -NM_DECODE_ERR_BAD_LENGTH; /* runs past its sample */
 		rc = flow_record(d, tag, &rb, rec, &s);
 		if (rc < 0)
 			return rc;
 	}
+	b->p = c.p;
 	nm_rec_batch_commit(out);
 	return 1;
 }
