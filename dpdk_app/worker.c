@@ -63,10 +63,12 @@ batch_flush(struct nm_rec_batch *b, void *ctx)
 {
 	struct nm_worker *w = ctx;
 	unsigned int i, from = 0;
+	uint64_t packets = 0, bytes = 0;
 
 	/*
 	 * Records go to the table in runs (nm_agg_add_burst hashes and prefetches a run ahead of
-	 * its updates); a run ends where the second changes and the table is rotated.
+	 * its updates); a run ends where the second changes and the table is rotated. The
+	 * counters are shared with readers: summed in registers, stored once per batch.
 	 */
 	for (i = 0; i < b->n; i++) {
 		struct nm_flow_rec *r = &b->recs[i];
@@ -87,10 +89,12 @@ batch_flush(struct nm_rec_batch *b, void *ctx)
 			r->key.time_received = w->cur_sec;
 			nm_ctr_inc(&w->st.late_records);
 		}
-		nm_ctr_inc(&w->st.records);
-		nm_ctr_add(&w->st.records_packets, r->packets);
-		nm_ctr_add(&w->st.records_bytes, r->bytes);
+		packets += r->packets;
+		bytes += r->bytes;
 	}
+	nm_ctr_add(&w->st.records, b->n);
+	nm_ctr_add(&w->st.records_packets, packets);
+	nm_ctr_add(&w->st.records_bytes, bytes);
 	/* Drops and folds are counted by the table. */
 	if (b->n > from)
 		(void)nm_agg_add_burst(w->cur, b->recs + from, b->n - from);
