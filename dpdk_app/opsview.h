@@ -104,6 +104,8 @@ struct nm_top_entry {
  */
 void nm_top_init(struct nm_app *app);
 void nm_top_offer(struct nm_top *t, const struct nm_flow_rec *rec);
+/* nm_top_offer() of a drained table entry (lib/agg/agg.h); the key is decoded only if it ranks. */
+void nm_top_offer_row(struct nm_top *t, const struct nm_agg_row *row);
 void nm_top_tick(struct nm_top *t, uint64_t now_ns, int live);
 void nm_top_finish(struct nm_top *t);
 

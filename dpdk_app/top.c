@@ -111,34 +111,37 @@ publish(struct nm_top *t)
 	memset(&t->b, 0, sizeof(t->b));
 }
 
-void
-nm_top_offer(struct nm_top *t, const struct nm_flow_rec *rec)
+/*
+ * Account a row of second sec and weight w; the entry it takes in the heap, or NULL when it
+ * is not ranked (late, or no heavier than the lightest of a full heap): most rows, once the
+ * heap has filled, stop here and never need their key.
+ */
+static inline struct nm_top_entry *
+admit(struct nm_top *t, uint64_t sec, uint64_t w)
 {
-	const struct nm_flow_key *k = &rec->key;
-	uint64_t rate = k->sampling_rate != 0 ? k->sampling_rate : 1;
-	uint64_t w = rec->bytes * rate;
-	struct nm_top_entry *e;
-
-	if (t == NULL)
-		return;
 	if (t->b.sec == 0) {
-		t->b.sec = k->time_received;
-	} else if (k->time_received > t->b.sec) {
+		t->b.sec = sec;
+	} else if (sec > t->b.sec) {
 		publish(t);
-		t->b.sec = k->time_received;
-	} else if (k->time_received < t->b.sec) {
+		t->b.sec = sec;
+	} else if (sec < t->b.sec) {
 		nm_ctr_inc(&t->late);
-		return;
+		return NULL;
 	}
 	t->b.rows++;
 	t->b.weight += w;
-	if (t->b.n == NM_TOP_MAX) {
-		if (w <= t->b.e[0].weight)
-			return;
-		e = &t->b.e[0]; /* replaces the lightest, then sinks */
-	} else {
-		e = &t->b.e[t->b.n++];
-	}
+	if (t->b.n == NM_TOP_MAX)
+		return w > t->b.e[0].weight ? &t->b.e[0]
+					    : NULL; /* replaces the lightest, then sinks */
+	return &t->b.e[t->b.n++];
+}
+
+static void
+enter(struct nm_top *t, struct nm_top_entry *e, const struct nm_flow_rec *rec, uint64_t rate,
+      uint64_t w)
+{
+	const struct nm_flow_key *k = &rec->key;
+
 	e->weight = w;
 	e->bytes = rec->bytes;
 	e->packets = rec->packets;
@@ -156,6 +159,42 @@ nm_top_offer(struct nm_top *t, const struct nm_flow_rec *rec)
 		sift_down(t->b.e, t->b.n, 0);
 	else
 		sift_up(t->b.e, t->b.n - 1);
+}
+
+void
+nm_top_offer(struct nm_top *t, const struct nm_flow_rec *rec)
+{
+	uint64_t rate, w;
+	struct nm_top_entry *e;
+
+	if (t == NULL)
+		return;
+	rate = rec->key.sampling_rate != 0 ? rec->key.sampling_rate : 1;
+	w = rec->bytes * rate;
+	e = admit(t, rec->key.time_received, w);
+	if (e != NULL)
+		enter(t, e, rec, rate, w);
+}
+
+void
+nm_top_offer_row(struct nm_top *t, const struct nm_agg_row *row)
+{
+	struct nm_flow_rec rec;
+	uint64_t rate, w;
+	struct nm_top_entry *e;
+
+	if (t == NULL)
+		return;
+	/* The second and the rate from the compact key; the whole key only for a row that enters.
+	 */
+	rate = nm_agg_ck_u64(row->ck, offsetof(struct nm_flow_key, sampling_rate) / 4);
+	rate += rate == 0;
+	w = row->bytes * rate;
+	e = admit(t, nm_agg_ck_u64(row->ck, offsetof(struct nm_flow_key, time_received) / 4), w);
+	if (e != NULL) {
+		nm_agg_row_rec(row, &rec);
+		enter(t, e, &rec, rate, w);
+	}
 }
 
 void

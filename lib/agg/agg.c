@@ -29,6 +29,8 @@
 #define likely_(x) __builtin_expect(!!(x), 1)
 
 _Static_assert(KEY_UNITS == 54 && sizeof(struct nm_flow_key) % 4 == 0, "key layout");
+_Static_assert(KEY_UNITS == NM_AGG_CK_WORDS && V4_SHIFT == NM_AGG_CK_V4_SHIFT,
+	       "agg.h's compact form");
 
 /*
  * The split of NM_AGG_BYTES_PER_FLOW: 1.5 index slots of 8 bytes (linear probing stays short at
@@ -780,6 +782,47 @@ nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx)
 			visit(&rec, e->flows, ctx);
 		}
 		off += sizeof(*e) + (size_t)ckey_words(ckey_len_of(e->key)) * 8;
+	}
+	t->used = 0;
+	t->arena_used = 8;
+	memset(t->index, 0, (size_t)t->nslots * sizeof(*t->index));
+	return n;
+}
+
+void
+nm_agg_row_rec(const struct nm_agg_row *row, struct nm_flow_rec *out)
+{
+	ckey_decode(row->ck, &out->key);
+	out->bytes = row->bytes;
+	out->packets = row->packets;
+}
+
+unsigned int
+nm_agg_drain_rows(struct nm_agg_table *t, nm_agg_rows_fn visit, void *ctx)
+{
+	struct nm_agg_row rows[NM_AGG_ROWS];
+	unsigned int i = 0, k, n = t->used;
+	size_t off = 8;
+
+	/*
+	 * The arena walk of nm_agg_drain() without the decode: a burst of rows is collected (the
+	 * entries are read in order, so the hardware prefetcher streams them; the next burst's
+	 * first lines are asked for explicitly) and handed over at once.
+	 */
+	while (i < n && visit != NULL) {
+		for (k = 0; k < NM_AGG_ROWS && i < n; k++, i++) {
+			const struct agg_entry *e =
+				(const struct agg_entry *)(const void *)(t->arena + off);
+
+			rows[k].ck = e->key;
+			rows[k].bytes = e->bytes;
+			rows[k].packets = e->packets;
+			rows[k].flows = e->flows;
+			off += sizeof(*e) + (size_t)ckey_words(ckey_len_of(e->key)) * 8;
+		}
+		__builtin_prefetch(t->arena + off, 0, 0);
+		__builtin_prefetch(t->arena + off + 64, 0, 0);
+		visit(rows, k, ctx);
 	}
 	t->used = 0;
 	t->arena_used = 8;

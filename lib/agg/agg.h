@@ -32,6 +32,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "../ctr/ctr.h"
 #include "../flow/flow.h"
@@ -103,6 +104,93 @@ typedef void (*nm_agg_visit_fn)(const struct nm_flow_rec *rec, uint64_t flows, v
  * again. Costs the entries in use plus clearing the index. Returns the number of entries visited.
  */
 unsigned int nm_agg_drain(struct nm_agg_table *t, nm_agg_visit_fn visit, void *ctx);
+
+/*
+ * The drain for the flusher's hot path: entries are handed over as they sit in the arena, the key
+ * in its compact form, so a visitor that only needs a few fields (the top-N's weight, the Kafka
+ * exporter group) or encodes straight from the compact form (nm_encode_pb_row) never builds the
+ * 216-byte key; nm_agg_row_rec() builds it for those that need it (JSON).
+ *
+ * The compact form, ck[0] a 64-bit header then the key's non-zero 32-bit words in order:
+ *  - header bit w (0-53) set: word w of struct nm_flow_key (bytes 4w..4w+3) is non-zero and
+ *    is the next word after those of the lower set bits;
+ *  - bits 56-59 (NM_AGG_CK_V4_SHIFT + NM_AGG_CK_ADDR_*): that address is IPv4-mapped,
+ *    ::ffff:a.b.c.d; its words 0 and 1 are then zero and its word 2 (00 00 ff ff) is not stored
+ *    (its bit is clear), only a.b.c.d if non-zero.
+ */
+#define NM_AGG_CK_WORDS 54
+#define NM_AGG_CK_V4_SHIFT 56
+enum { NM_AGG_CK_ADDR_SAMPLER, NM_AGG_CK_ADDR_SRC, NM_AGG_CK_ADDR_DST, NM_AGG_CK_ADDR_NEXT_HOP };
+
+/* One entry as nm_agg_drain_rows() hands it; ck points into the table, valid in the call. */
+struct nm_agg_row {
+	const uint64_t *ck; /* compact key, above */
+	uint64_t bytes;
+	uint64_t packets;
+	uint64_t flows; /* records merged into the entry */
+};
+
+/* Called by nm_agg_drain_rows() with up to NM_AGG_ROWS entries at a time, in creation order. */
+#define NM_AGG_ROWS 32
+typedef void (*nm_agg_rows_fn)(const struct nm_agg_row *rows, unsigned int n, void *ctx);
+
+/*
+ * As nm_agg_drain(), entries handed as compact rows, a burst at a time (the arena ahead is
+ * prefetched while the visitor works). Returns the number of entries visited.
+ */
+unsigned int nm_agg_drain_rows(struct nm_agg_table *t, nm_agg_rows_fn visit, void *ctx);
+
+/* The record of a row: the full key decoded, bytes and packets. Any thread. */
+void nm_agg_row_rec(const struct nm_agg_row *row, struct nm_flow_rec *out);
+
+/* Word w (< NM_AGG_CK_WORDS) of a row's key; an address' IPv4-mapped marker word reads 0. */
+static inline uint32_t
+nm_agg_ck_word(const uint64_t *ck, unsigned int w)
+{
+	uint64_t h = ck[0];
+	uint32_t u = 0;
+
+	if ((h >> w) & 1)
+		memcpy(&u,
+		       (const uint8_t *)(ck + 1) +
+			       4 * __builtin_popcountll(h & ((UINT64_C(1) << w) - 1)),
+		       4);
+	return u;
+}
+
+/* The 64-bit field of the key at word w (w, w + 1 in memory order). */
+static inline uint64_t
+nm_agg_ck_u64(const uint64_t *ck, unsigned int w)
+{
+	uint32_t x[2] = {nm_agg_ck_word(ck, w), nm_agg_ck_word(ck, w + 1)};
+	uint64_t v;
+
+	memcpy(&v, x, 8);
+	return v;
+}
+
+/* Address a (NM_AGG_CK_ADDR_*) of a row's key into out (16 bytes). */
+static inline void
+nm_agg_ck_addr(const uint64_t *ck, unsigned int a, uint8_t out[NM_ADDR_LEN])
+{
+	static const unsigned int w0[4] = {
+		offsetof(struct nm_flow_key, sampler_addr) / 4,
+		offsetof(struct nm_flow_key, src_addr) / 4,
+		offsetof(struct nm_flow_key, dst_addr) / 4,
+		offsetof(struct nm_flow_key, next_hop) / 4,
+	};
+	uint32_t x[4];
+	unsigned int i;
+
+	for (i = 0; i < 4; i++)
+		x[i] = nm_agg_ck_word(ck, w0[a] + i);
+	if ((ck[0] >> (NM_AGG_CK_V4_SHIFT + a)) & 1) {
+		static const uint8_t v4[4] = {0, 0, 0xff, 0xff};
+
+		memcpy(&x[2], v4, 4);
+	}
+	memcpy(out, x, NM_ADDR_LEN);
+}
 
 /* Add this table's counters (cumulative over every fill) into out. */
 void nm_agg_get_stats(const struct nm_agg_table *t, struct nm_agg_stats *out);

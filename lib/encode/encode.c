@@ -10,6 +10,11 @@
 #include <sys/socket.h>
 
 #include "encode.h"
+#include "../agg/agg.h"
+
+#if defined(__BMI2__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 /* ---------------------------------------------------------------- protobuf */
 
@@ -172,6 +177,242 @@ nm_encode_pb(const struct nm_flow_rec *rec, uint64_t flows, uint8_t *buf, size_t
 		return n + 2;
 	}
 	n = pb_body(rec, flows, scratch);
+	pfx = n < 0x80 ? 1 : 2;
+	if (pfx + n > cap)
+		return 0;
+	(void)pb_varint(buf, n);
+	memcpy(buf + pfx, scratch, n);
+	return pfx + n;
+}
+
+/* ------------------------------------------------- protobuf from a compact row */
+
+/*
+ * The flusher's encoder (nm_encode_pb_row): the same bytes as pb_body, from the table's compact
+ * key. The old path decoded every entry into a struct nm_flow_rec (memset and scatter of 216
+ * bytes) and pb_body then loaded and tested every field. Here the key's non-zero words are
+ * scattered into a zeroed word array, the compact header (which words are non-zero) gates whole
+ * runs of fields with one test of a register against a constant, and varints are written
+ * without a loop. pb_body stays as it is: it encodes records that never were in a table, and
+ * tests/unit/test_encode.c holds the two to the same bytes.
+ */
+
+/* Field f's word and its header bit(s); a 64-bit field spans two words. */
+#define KW(f) (offsetof(struct nm_flow_key, f) / 4)
+#define KB(f) (UINT64_C(1) << KW(f))
+#define KB64(f) (UINT64_C(3) << KW(f))
+
+/* The key's bytes, as struct nm_flow_key lays them out; 224 so that it is whole 32-byte rows. */
+union key_words {
+	uint32_t w[56];
+	uint8_t b[224];
+};
+
+_Static_assert(sizeof(struct nm_flow_key) <= sizeof(union key_words), "key words");
+
+/* A field of the expanded key by its size; the switch folds away (sizes are constants). */
+static inline uint64_t
+kv(const uint8_t *b, size_t n)
+{
+	uint16_t v16;
+	uint32_t v32;
+	uint64_t v64;
+
+	switch (n) {
+	case 1:
+		return *b;
+	case 2:
+		memcpy(&v16, b, 2);
+		return v16;
+	case 4:
+		memcpy(&v32, b, 4);
+		return v32;
+	default:
+		memcpy(&v64, b, 8);
+		return v64;
+	}
+}
+
+#define KV(f) kv(k.b + offsetof(struct nm_flow_key, f), sizeof(((struct nm_flow_key *)0)->f))
+
+/*
+ * A varint in one 8-byte store (pdep spreads 7 bits a byte, the continuation bits are a shifted
+ * constant) for values below 2^56: p must have 8 bytes of room, which the callers' buffers have
+ * (NM_ENCODE_PB_MAX is far above a body's maximum, test_encode checks the margin).
+ */
+static inline uint8_t *
+pb_varint8(uint8_t *p, uint64_t v)
+{
+#if defined(__BMI2__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (v < 0x80) {
+		*p = (uint8_t)v;
+		return p + 1;
+	}
+	if (v < (UINT64_C(1) << 56)) {
+		unsigned int len = (unsigned int)(63 - __builtin_clzll(v)) / 7 + 1;
+		uint64_t x = _pdep_u64(v, 0x7f7f7f7f7f7f7f7fULL) |
+			     (0x0080808080808080ULL >> (8 * (8 - len)));
+
+		memcpy(p, &x, 8);
+		return p + len;
+	}
+#endif
+	return pb_varint(p, v);
+}
+
+static inline uint8_t *
+pb_u8(uint8_t *p, unsigned int field, uint64_t v)
+{
+	if (v == 0)
+		return p;
+	p = pb_tag(p, field, PB_VARINT);
+	return pb_varint8(p, v);
+}
+
+/*
+ * Field f of the expanded key as field number n: a byte or 16-bit field is one or two varint
+ * bytes, where the plain loop is cheapest; wider ones take pb_varint8.
+ */
+#define PBK(p, n, f)                                                                               \
+	(sizeof(((struct nm_flow_key *)0)->f) <= 2 ? pb_uint((p), (n), KV(f))                      \
+						   : pb_u8((p), (n), KV(f)))
+
+/* Room a body needs beyond its bytes: pb_varint8's 8-byte store. */
+#define PB_ROW_SLACK 8
+
+static size_t
+pb_body_row(const struct nm_agg_row *row, uint8_t *dst)
+{
+	static const uint8_t v4[4] = {0, 0, 0xff, 0xff};
+	union key_words k __attribute__((aligned(32)));
+	const uint64_t hdr = row->ck[0];
+	const uint8_t *src = (const uint8_t *)(row->ck + 1);
+	uint64_t m = hdr & ((UINT64_C(1) << NM_AGG_CK_WORDS) - 1);
+	uint32_t v4w;
+	uint8_t *p = dst;
+
+#ifdef __AVX2__
+	for (unsigned int i = 0; i < sizeof(k) / 32; i++)
+		_mm256_store_si256((__m256i *)(void *)(k.b + 32 * i), _mm256_setzero_si256());
+#else
+	memset(&k, 0, sizeof(k));
+#endif
+	while (m != 0) {
+		memcpy(&k.w[__builtin_ctzll(m)], src, 4);
+		src += 4;
+		m &= m - 1;
+	}
+	/*
+	 * IPv4-mapped addresses get their 00 00 ff ff word back. Not the next hop's when its
+	 * IPv4 address is 0.0.0.0: that is NetFlow's "none", sent as :: (see next_hop()).
+	 */
+	memcpy(&v4w, v4, 4);
+	if (hdr & (UINT64_C(1) << (NM_AGG_CK_V4_SHIFT + NM_AGG_CK_ADDR_SAMPLER)))
+		k.w[KW(sampler_addr) + 2] = v4w;
+	if (hdr & (UINT64_C(1) << (NM_AGG_CK_V4_SHIFT + NM_AGG_CK_ADDR_SRC)))
+		k.w[KW(src_addr) + 2] = v4w;
+	if (hdr & (UINT64_C(1) << (NM_AGG_CK_V4_SHIFT + NM_AGG_CK_ADDR_DST)))
+		k.w[KW(dst_addr) + 2] = v4w;
+	if ((hdr & (UINT64_C(1) << (NM_AGG_CK_V4_SHIFT + NM_AGG_CK_ADDR_NEXT_HOP))) &&
+	    (hdr & (UINT64_C(1) << (KW(next_hop) + 3))))
+		k.w[KW(next_hop) + 2] = v4w;
+
+	p = PBK(p, 1, type);
+	p = PBK(p, 2, time_received);
+	if (hdr & KB64(sampling_rate))
+		p = PBK(p, 3, sampling_rate);
+	p = PBK(p, 4, sequence_num);
+	p = PBK(p, 5, time_flow_end);
+	p = pb_addr(p, 6, k.b + offsetof(struct nm_flow_key, src_addr));
+	p = pb_addr(p, 7, k.b + offsetof(struct nm_flow_key, dst_addr));
+	p = pb_u8(p, 9, row->bytes);
+	p = pb_u8(p, 10, row->packets);
+	p = pb_addr(p, 11, k.b + offsetof(struct nm_flow_key, sampler_addr));
+	p = pb_addr(p, 12, k.b + offsetof(struct nm_flow_key, next_hop));
+	if (hdr & (KB(next_hop_as) | KB(src_as) | KB(dst_as))) {
+		p = PBK(p, 13, next_hop_as);
+		p = PBK(p, 14, src_as);
+		p = PBK(p, 15, dst_as);
+	}
+	p = PBK(p, 16, src_net);
+	p = PBK(p, 17, dst_net);
+	if (hdr & (KB(in_if) | KB(out_if))) {
+		p = PBK(p, 18, in_if);
+		p = PBK(p, 19, out_if);
+	}
+	p = PBK(p, 20, proto);
+	p = PBK(p, 21, src_port);
+	p = PBK(p, 22, dst_port);
+	p = PBK(p, 23, ip_tos);
+	p = PBK(p, 24, forwarding_status);
+	p = PBK(p, 25, ip_ttl);
+	p = PBK(p, 26, tcp_flags);
+	if (hdr & (KB64(src_mac) | KB64(dst_mac) | KB(vlan_id))) {
+		p = PBK(p, 27, src_mac);
+		p = PBK(p, 28, dst_mac);
+		p = PBK(p, 29, vlan_id);
+	}
+	p = PBK(p, 30, etype);
+	if ((hdr & (KB(src_vlan) | KB(dst_vlan) | KB(fragment_id) | KB(fragment_offset) |
+		    KB(ipv6_flow_label))) != 0 ||
+	    (KV(icmp_type) | KV(icmp_code)) != 0) {
+		p = PBK(p, 31, icmp_type);
+		p = PBK(p, 32, icmp_code);
+		p = PBK(p, 33, src_vlan);
+		p = PBK(p, 34, dst_vlan);
+		p = PBK(p, 35, fragment_id);
+		p = PBK(p, 36, fragment_offset);
+		p = PBK(p, 37, ipv6_flow_label);
+	}
+	p = PBK(p, 38, time_flow_start);
+	if ((hdr & (KB(ingress_vrf_id) | KB(egress_vrf_id))) != 0 ||
+	    (KV(bi_flow_direction) | KV(flow_direction)) != 0) {
+		p = PBK(p, 39, ingress_vrf_id);
+		p = PBK(p, 40, egress_vrf_id);
+		p = PBK(p, 41, bi_flow_direction);
+		p = PBK(p, 42, flow_direction);
+	}
+	if ((hdr & (KB(mpls_label[0]) | KB(mpls_label[1]) | KB(mpls_label[2]) |
+		    KB(mpls_last_label) | KB(mpls_ttl[1]))) != 0 ||
+	    (KV(mpls_count) | KV(mpls_ttl[0])) != 0) {
+		p = pb_u8(p, 53, KV(mpls_count) > 0);
+		p = PBK(p, 54, mpls_count);
+		p = PBK(p, 55, mpls_ttl[0]);
+		p = PBK(p, 56, mpls_label[0]);
+		p = PBK(p, 57, mpls_ttl[1]);
+		p = PBK(p, 58, mpls_label[1]);
+		p = PBK(p, 59, mpls_ttl[2]);
+		p = PBK(p, 60, mpls_label[2]);
+		p = PBK(p, 61, mpls_last_ttl);
+		p = PBK(p, 62, mpls_last_label);
+	}
+	p = PBK(p, 70, observation_domain_id);
+	p = pb_u8(p, 2000, row->flows);
+	return (size_t)(p - dst);
+}
+
+/* mpls_ttl[1], [2] and mpls_last_ttl share one word: the gate above tests it once. */
+_Static_assert(KW(mpls_ttl[1]) == KW(mpls_ttl[2]) && KW(mpls_ttl[1]) == KW(mpls_last_ttl),
+	       "MPLS TTL word");
+
+size_t
+nm_encode_pb_row(const struct nm_agg_row *row, uint8_t *buf, size_t cap)
+{
+	uint8_t scratch[NM_ENCODE_PB_MAX];
+	size_t n, pfx;
+
+	if (cap >= NM_ENCODE_PB_MAX) {
+		n = pb_body_row(row, buf + 2);
+		if (n < 0x80) {
+			memmove(buf + 1, buf + 2, n);
+			buf[0] = (uint8_t)n;
+			return n + 1;
+		}
+		buf[0] = (uint8_t)(n | 0x80);
+		buf[1] = (uint8_t)(n >> 7);
+		return n + 2;
+	}
+	n = pb_body_row(row, scratch);
 	pfx = n < 0x80 ? 1 : 2;
 	if (pfx + n > cap)
 		return 0;

@@ -32,6 +32,7 @@
 
 #include "kafka.h"
 #include "spool.h"
+#include "../agg/agg.h"
 #include "../encode/encode.h"
 
 /*
@@ -251,12 +252,12 @@ fnv_group(const uint8_t addr[NM_ADDR_LEN], unsigned int n_slots)
 	return h % n_slots;
 }
 
-static unsigned int
-group_of(struct nm_kafka *k, const struct nm_flow_rec *rec)
+static inline unsigned int
+group_of(struct nm_kafka *k, const uint8_t sampler_addr[NM_ADDR_LEN])
 {
 	/* A 16-byte compare instead of 16 dependent multiplies for nearly every row. */
-	if (memcmp(rec->key.sampler_addr, k->last_addr, NM_ADDR_LEN) != 0) {
-		memcpy(k->last_addr, rec->key.sampler_addr, NM_ADDR_LEN);
+	if (memcmp(sampler_addr, k->last_addr, NM_ADDR_LEN) != 0) {
+		memcpy(k->last_addr, sampler_addr, NM_ADDR_LEN);
 		k->last_group = fnv_group(k->last_addr, k->n_slots);
 	}
 	return k->last_group;
@@ -757,23 +758,25 @@ encode(const struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows, 
 	return nm_encode_pb(rec, flows, dst, cap);
 }
 
-int
-nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows)
+/*
+ * Put one row into the open batch of group g: rec encoded by the configured format, or (rec
+ * NULL) row by nm_encode_pb_row. Inlined into both callers, so each keeps one encoder call.
+ */
+static inline int
+batch_add(struct nm_kafka *k, unsigned int g, const struct nm_flow_rec *rec,
+	  const struct nm_agg_row *row, uint64_t flows, uint64_t packets, uint64_t bytes)
 {
-	struct slot *sl;
-	unsigned int g;
+	struct slot *sl = &k->slots[g];
 	size_t n;
 
-	if (k == NULL || rec == NULL)
-		return -EINVAL;
 	ST_ADD(k, records_in, 1);
-	g = group_of(k, rec);
-	sl = &k->slots[g];
-	n = encode(k, rec, flows, sl->buf + sl->len, k->cap - sl->len);
+	n = rec != NULL ? encode(k, rec, flows, sl->buf + sl->len, k->cap - sl->len)
+			: nm_encode_pb_row(row, sl->buf + sl->len, k->cap - sl->len);
 	if (n == 0 && sl->nrec > 0) {
 		/* The record does not fit: the batch is full. Its failure, if any, is counted. */
 		(void)produce_slot(k, g);
-		n = encode(k, rec, flows, sl->buf, k->cap);
+		n = rec != NULL ? encode(k, rec, flows, sl->buf, k->cap)
+				: nm_encode_pb_row(row, sl->buf, k->cap);
 	}
 	if (n == 0) {
 		/* Cannot happen with the batch_bytes nm_kafka_create() accepts; counted anyway. */
@@ -785,10 +788,37 @@ nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows)
 		sl->start_ms = k->linger_ms > 0 ? now_ms() : 0;
 	sl->len += n;
 	sl->nrec++;
-	sl->packets += rec->packets;
-	sl->bytes += rec->bytes;
+	sl->packets += packets;
+	sl->bytes += bytes;
 	ST_ADD(k, records_inflight, 1);
 	return 0;
+}
+
+int
+nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows)
+{
+	if (k == NULL || rec == NULL)
+		return -EINVAL;
+	return batch_add(k, group_of(k, rec->key.sampler_addr), rec, NULL, flows, rec->packets,
+			 rec->bytes);
+}
+
+int
+nm_kafka_add_row(struct nm_kafka *k, const struct nm_agg_row *row)
+{
+	uint8_t addr[NM_ADDR_LEN];
+	struct nm_flow_rec rec;
+
+	if (k == NULL || row == NULL)
+		return -EINVAL;
+	if (k->format == NM_KAFKA_FMT_JSON) {
+		/* JSON is not the fast path (see BENCHMARKS.md, "Encoders"): the record is built.
+		 */
+		nm_agg_row_rec(row, &rec);
+		return nm_kafka_add(k, &rec, row->flows);
+	}
+	nm_agg_ck_addr(row->ck, NM_AGG_CK_ADDR_SAMPLER, addr);
+	return batch_add(k, group_of(k, addr), NULL, row, row->flows, row->packets, row->bytes);
 }
 
 int

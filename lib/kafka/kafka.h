@@ -267,6 +267,14 @@ const char *nm_kafka_bootstrap(const struct nm_kafka *k);
 int nm_kafka_add(struct nm_kafka *k, const struct nm_flow_rec *rec, uint64_t flows);
 
 /*
+ * nm_kafka_add() of a table entry as nm_agg_drain_rows() hands it (lib/agg/agg.h): protobuf is
+ * encoded straight from the compact key (nm_encode_pb_row), JSON from the record built from it.
+ * Same returns and counting as nm_kafka_add(); same thread.
+ */
+struct nm_agg_row;
+int nm_kafka_add_row(struct nm_kafka *k, const struct nm_agg_row *row);
+
+/*
  * Produce the open batches. 0, or (without a spool) -errno when one could not be produced
  * (-ENOBUFS: queue full for 1 s); its records are then counted failed.
  */

@@ -14,8 +14,10 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
+#include "agg/agg.h"
 #include "encode/encode.h"
 #include "flow.pb-c.h"
+#include "decode_fixture.h"
 
 static void
 v4(uint8_t dst[NM_ADDR_LEN], uint8_t a, uint8_t b, uint8_t c, uint8_t d)
@@ -715,6 +717,259 @@ test_json_short_cap(void **state)
 	assert_int_equal(buf[n], 0x5a);
 }
 
+/* ---------------------------------------------- nm_encode_pb_row against nm_encode_pb */
+
+/* xorshift64*: a fixed seed, so a failure is reproducible. */
+static uint64_t
+rnd(uint64_t *s)
+{
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 0x2545f4914f6cdd1dull;
+}
+
+/* Zero half the time, else a value of 1..64 random bits: every varint length. */
+static uint64_t
+rnd_val(uint64_t *s, unsigned int bits)
+{
+	uint64_t v;
+	unsigned int b;
+
+	if (rnd(s) & 1)
+		return 0;
+	b = 1 + (unsigned int)(rnd(s) % bits);
+	v = rnd(s);
+	return b >= 64 ? v : v & ((1ull << b) - 1);
+}
+
+/* Addresses of every shape the compact key treats apart. */
+static void
+rnd_addr(uint64_t *s, uint8_t a[NM_ADDR_LEN])
+{
+	unsigned int i;
+
+	memset(a, 0, NM_ADDR_LEN);
+	switch (rnd(s) % 8) {
+	case 0: /* :: */
+		break;
+	case 1: /* ::ffff:0.0.0.0, NetFlow's "no next hop" */
+		a[10] = a[11] = 0xff;
+		break;
+	case 2: /* ::ffff:a.b.c.d */
+	case 3:
+		a[10] = a[11] = 0xff;
+		for (i = 12; i < 16; i++)
+			a[i] = (uint8_t)rnd(s);
+		break;
+	case 4: /* almost IPv4-mapped: ::fffe:a.b.c.d, 0:0:0:1:0:ffff:a.b.c.d */
+		a[10] = 0xff;
+		a[11] = 0xfe;
+		a[15] = 1;
+		break;
+	case 5:
+		a[7] = 1;
+		a[10] = a[11] = 0xff;
+		a[13] = 9;
+		break;
+	case 6: /* IPv6 with zero 32-bit words */
+		a[0] = 0x20;
+		a[1] = 0x01;
+		a[15] = (uint8_t)rnd(s);
+		break;
+	default: /* random */
+		for (i = 0; i < NM_ADDR_LEN; i++)
+			a[i] = (uint8_t)rnd(s);
+	}
+}
+
+static void
+rnd_rec(uint64_t *s, struct nm_flow_rec *r)
+{
+	struct nm_flow_key *k = &r->key;
+	unsigned int i;
+
+	memset(r, 0, sizeof(*r));
+	k->time_received = rnd_val(s, 64);
+	k->sampling_rate = rnd_val(s, 64);
+	k->time_flow_start = rnd_val(s, 64);
+	k->time_flow_end = rnd_val(s, 64);
+	k->src_mac = rnd_val(s, 48);
+	k->dst_mac = rnd_val(s, 64);
+	rnd_addr(s, k->sampler_addr);
+	rnd_addr(s, k->src_addr);
+	rnd_addr(s, k->dst_addr);
+	rnd_addr(s, k->next_hop);
+	k->sequence_num = (uint32_t)rnd_val(s, 32);
+	k->in_if = (uint32_t)rnd_val(s, 32);
+	k->out_if = (uint32_t)rnd_val(s, 32);
+	k->src_as = (uint32_t)rnd_val(s, 32);
+	k->dst_as = (uint32_t)rnd_val(s, 32);
+	k->next_hop_as = (uint32_t)rnd_val(s, 32);
+	k->src_vlan = (uint32_t)rnd_val(s, 12);
+	k->dst_vlan = (uint32_t)rnd_val(s, 32);
+	k->vlan_id = (uint32_t)rnd_val(s, 12);
+	k->ingress_vrf_id = (uint32_t)rnd_val(s, 32);
+	k->egress_vrf_id = (uint32_t)rnd_val(s, 32);
+	k->ipv6_flow_label = (uint32_t)rnd_val(s, 20);
+	k->fragment_id = (uint32_t)rnd_val(s, 32);
+	k->fragment_offset = (uint32_t)rnd_val(s, 13);
+	k->observation_domain_id = (uint32_t)rnd_val(s, 32);
+	for (i = 0; i < 3; i++) {
+		k->mpls_label[i] = (uint32_t)rnd_val(s, 20);
+		k->mpls_ttl[i] = (uint8_t)rnd_val(s, 8);
+	}
+	k->mpls_last_label = (uint32_t)rnd_val(s, 32);
+	k->mpls_last_ttl = (uint8_t)rnd_val(s, 8);
+	k->mpls_count = (uint8_t)rnd_val(s, 8);
+	k->etype = (uint16_t)rnd_val(s, 16);
+	k->src_port = (uint16_t)rnd_val(s, 16);
+	k->dst_port = (uint16_t)rnd_val(s, 16);
+	k->type = (uint8_t)rnd_val(s, 8);
+	k->proto = (uint8_t)rnd_val(s, 8);
+	k->ip_tos = (uint8_t)rnd_val(s, 8);
+	k->ip_ttl = (uint8_t)rnd_val(s, 8);
+	k->tcp_flags = (uint8_t)rnd_val(s, 8);
+	k->icmp_type = (uint8_t)rnd_val(s, 8);
+	k->icmp_code = (uint8_t)rnd_val(s, 8);
+	k->forwarding_status = (uint8_t)rnd_val(s, 8);
+	k->src_net = (uint8_t)rnd_val(s, 8);
+	k->dst_net = (uint8_t)rnd_val(s, 8);
+	k->flow_direction = (uint8_t)rnd_val(s, 1);
+	k->bi_flow_direction = (uint8_t)rnd_val(s, 8);
+	r->bytes = rnd_val(s, 64);
+	r->packets = rnd_val(s, 64);
+	if (rnd(s) % 4 == 0) /* a quarter of the keys are sparse: most runs of fields zero */
+		memset((uint8_t *)k + 48, 0, 16 * 4);
+}
+
+/*
+ * Drain a table holding recs[0..n) (distinct keys, so the entries are the records in order)
+ * through nm_agg_drain_rows() and check, for every row: nm_encode_pb_row() writes the bytes
+ * nm_encode_pb() writes for the original record (the old flusher path: decoded record, then
+ * pb_body), at every capacity from too small to ample, and nothing past what it reports.
+ */
+struct row_check {
+	const struct nm_flow_rec *recs;
+	unsigned int seen;
+	unsigned int short_caps; /* rows also checked at every short capacity */
+};
+
+static void
+check_rows(const struct nm_agg_row *rows, unsigned int n, void *ctx)
+{
+	struct row_check *c = ctx;
+	uint8_t want[NM_ENCODE_PB_MAX], got[NM_ENCODE_PB_MAX + 16];
+	struct nm_flow_rec back;
+	unsigned int i, j;
+	size_t wn, gn, cap;
+
+	for (i = 0; i < n; i++, c->seen++) {
+		const struct nm_flow_rec *r = &c->recs[c->seen];
+
+		nm_agg_row_rec(&rows[i], &back);
+		assert_memory_equal(&back, r, sizeof(*r));
+		assert_int_equal(rows[i].flows, 1);
+		wn = nm_encode_pb(r, 1, want, sizeof(want));
+		assert_true(wn > 0);
+		memset(got, 0x5a, sizeof(got));
+		gn = nm_encode_pb_row(&rows[i], got, NM_ENCODE_PB_MAX);
+		assert_int_equal(gn, wn);
+		assert_memory_equal(got, want, wn);
+		for (j = NM_ENCODE_PB_MAX; j < sizeof(got); j++)
+			assert_int_equal(got[j], 0x5a);
+		if (c->seen % 64 != 0)
+			continue;
+		c->short_caps++;
+		for (cap = wn - 2; cap <= wn + 1; cap++) {
+			memset(got, 0x5a, sizeof(got));
+			gn = nm_encode_pb_row(&rows[i], got, cap);
+			assert_int_equal(gn, cap >= wn ? wn : 0);
+			if (gn != 0)
+				assert_memory_equal(got, want, wn);
+			for (j = gn; j < sizeof(got); j++)
+				assert_int_equal(got[j], 0x5a);
+		}
+	}
+}
+
+static void
+row_roundtrip(const struct nm_flow_rec *recs, unsigned int n)
+{
+	struct nm_agg_params ap = {.max_flows = 4 * n}; /* random keys are long: room in bytes */
+	struct nm_agg_table *t = nm_agg_table_create(&ap);
+	struct row_check c = {.recs = recs};
+
+	assert_non_null(t);
+	assert_int_equal(nm_agg_add_burst(t, recs, n), n);
+	assert_int_equal(nm_agg_count(t), n); /* distinct keys: one entry each, in order */
+	assert_int_equal(nm_agg_drain_rows(t, check_rows, &c), n);
+	assert_int_equal(c.seen, n);
+	assert_true(c.short_caps > 0);
+	assert_int_equal(nm_agg_count(t), 0);
+	nm_agg_table_free(t);
+}
+
+static void
+test_pb_row_random(void **state)
+{
+	enum { N = 20000 };
+	struct nm_flow_rec *recs = calloc(N, sizeof(*recs));
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+	unsigned int i;
+
+	(void)state;
+	assert_non_null(recs);
+	for (i = 0; i < N; i++)
+		rnd_rec(&seed, &recs[i]);
+	full_rec(&recs[0]);
+	max_rec(&recs[1]); /* the largest body: pb_varint8's store must stay inside the buffer */
+	row_roundtrip(recs, N);
+	free(recs);
+}
+
+/* Records the decoders make from the corpus' real exports, keys as a second's table holds. */
+static void
+test_pb_row_corpus(void **state)
+{
+	static const char *const files[] = {
+		"softflowd-v5.pcap",	       "softflowd-v9.pcap",
+		"softflowd-v10.pcap",	       "softflowd-v10-ether.pcap",
+		"softflowd-v10-bidir.pcap",    "softflowd-v9-sampled10.pcap",
+		"pmacctd-nfprobe-v10-l2.pcap", "pmacctd-nfprobe-v9-rate10.pcap",
+		"pmacctd-sfprobe-sflow5.pcap", "fprobe-v5.pcap",
+	};
+	struct nm_flow_rec *recs = calloc(SINK_KEEP, sizeof(*recs));
+	unsigned int i, j, k, n, total = 0;
+	char path[1024];
+
+	(void)state;
+	if (!corpus_present())
+		skip();
+	assert_non_null(recs);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		struct fixture *f = fixture_new();
+
+		snprintf(path, sizeof(path), "%s/generated/%s", NM_CORPORA, files[i]);
+		feed_pcap(f, path);
+		/* Distinct keys only (a repeated key would merge into one row). */
+		for (j = 0, n = 0; j < f->s.n && j < SINK_KEEP; j++) {
+			for (k = 0; k < n; k++)
+				if (memcmp(&recs[k].key, &f->s.all[j].key, sizeof(recs[k].key)) ==
+				    0)
+					break;
+			if (k == n)
+				recs[n++] = f->s.all[j];
+		}
+		assert_true(n > 0);
+		row_roundtrip(recs, n);
+		total += n;
+		fixture_free(f);
+	}
+	print_message("%u corpus records, encoded alike\n", total);
+	free(recs);
+}
+
 int
 main(void)
 {
@@ -729,7 +984,9 @@ main(void)
 		cmocka_unit_test(test_json_addrs),
 		cmocka_unit_test(test_json_short_cap),
 		cmocka_unit_test(test_next_hop_none_and_flows),
+		cmocka_unit_test(test_pb_row_random),
+		cmocka_unit_test(test_pb_row_corpus),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup_rcu, teardown_rcu);
 }
