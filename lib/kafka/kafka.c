@@ -614,7 +614,18 @@ produce_slot(struct nm_kafka *k, unsigned int g)
 		ret = 0;
 	} else {
 		/* Hand the buffer over when the batch is at least half full and a spare exists. */
-		struct kbuf *spare = sl->len >= k->cap / 2 ? kbuf_get(k) : NULL;
+		struct kbuf *spare;
+
+		/*
+		 * Buffers come back with their delivery reports: serve the reports already in
+		 * before a new buffer is taken. A drain of a big table calls no nm_kafka_poll
+		 * between its batches, so without this every batch of it took a fresh malloc'd
+		 * buffer and the flusher page-faulted through each (clear_page in pb_body, up to
+		 * a quarter of its time at issue 10's size; BENCHMARKS.md, "the flusher").
+		 */
+		if (k->free_bufs == NULL && sl->len >= k->cap / 2)
+			rd_kafka_poll(k->rk, 0);
+		spare = sl->len >= k->cap / 2 ? kbuf_get(k) : NULL;
 
 		ret = produce_one(k, sl->buf, sl->len, sl->nrec, g, sl->packets, sl->bytes, 0,
 				  k->spool == NULL, spare != NULL ? kbuf_of(sl->buf) : NULL);

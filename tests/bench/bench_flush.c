@@ -164,7 +164,7 @@ main(int argc, char **argv)
 		else if (strcmp(argv[a], "--path") == 0)
 			paths = strcmp(argv[a + 1], "decode") == 0 ? 1
 				: strcmp(argv[a + 1], "rows") == 0 ? 2
-								    : 3;
+								   : 3;
 	}
 	if (a < argc)
 		nrows = strtoul(argv[a++], NULL, 0);
@@ -200,7 +200,8 @@ main(int argc, char **argv)
 			got = p == 1 ? flush_decode(t, &s) : flush_rows(t, &s);
 			ns[r] = (now() - t0) * 1e9 / (double)got;
 			if (got != nrows) {
-				fprintf(stderr, "bench_flush: drained %u of %lu rows\n", got, nrows);
+				fprintf(stderr, "bench_flush: drained %u of %lu rows\n", got,
+					nrows);
 				return 1;
 			}
 		}
