@@ -280,6 +280,45 @@ pb_u8(uint8_t *p, unsigned int field, uint64_t v)
 /* Room a body needs beyond its bytes: pb_varint8's 8-byte store. */
 #define PB_ROW_SLACK 8
 
+/*
+ * The compact key's words back in their places, zeros elsewhere. With AVX2 and BMI2, eight words
+ * at a time: the group's present words are loaded (a masked load, so nothing past the key is
+ * read) and moved to their lanes by a permutation computed with pdep, no loop and no branch per
+ * word: the scalar loop's exit mispredicted on every key (perf: a fifth of pb_body_row).
+ */
+static inline void
+key_expand(union key_words *k, uint64_t hdr, const uint8_t *src)
+{
+#if defined(__AVX2__) && defined(__BMI2__)
+	unsigned int g;
+
+	for (g = 0; g < sizeof(k->w) / 32; g++) {
+		uint64_t m = (hdr >> (8 * g)) & 0xff;
+		unsigned int cnt = (unsigned int)__builtin_popcountll(m);
+		uint64_t lanes = _pdep_u64(m, 0x0101010101010101ULL) * 0xff;
+		uint64_t idx = _pdep_u64(0x0706050403020100ULL, lanes);
+		__m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)idx));
+		__m256i keep = _mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)lanes));
+		__m256i load = _mm256_cvtepi8_epi32(
+			_mm_cvtsi64_si128((long long)_bzhi_u64(~UINT64_C(0), 8 * cnt)));
+		__m256i v = _mm256_maskload_epi32((const int *)(const void *)src, load);
+
+		v = _mm256_and_si256(_mm256_permutevar8x32_epi32(v, perm), keep);
+		_mm256_store_si256((__m256i *)(void *)&k->w[8 * g], v);
+		src += 4 * cnt;
+	}
+#else
+	uint64_t m = hdr & ((UINT64_C(1) << NM_AGG_CK_WORDS) - 1);
+
+	memset(k, 0, sizeof(*k));
+	while (m != 0) {
+		memcpy(&k->w[__builtin_ctzll(m)], src, 4);
+		src += 4;
+		m &= m - 1;
+	}
+#endif
+}
+
 static size_t
 pb_body_row(const struct nm_agg_row *row, uint8_t *dst)
 {
@@ -287,21 +326,10 @@ pb_body_row(const struct nm_agg_row *row, uint8_t *dst)
 	union key_words k __attribute__((aligned(32)));
 	const uint64_t hdr = row->ck[0];
 	const uint8_t *src = (const uint8_t *)(row->ck + 1);
-	uint64_t m = hdr & ((UINT64_C(1) << NM_AGG_CK_WORDS) - 1);
 	uint32_t v4w;
 	uint8_t *p = dst;
 
-#ifdef __AVX2__
-	for (unsigned int i = 0; i < sizeof(k) / 32; i++)
-		_mm256_store_si256((__m256i *)(void *)(k.b + 32 * i), _mm256_setzero_si256());
-#else
-	memset(&k, 0, sizeof(k));
-#endif
-	while (m != 0) {
-		memcpy(&k.w[__builtin_ctzll(m)], src, 4);
-		src += 4;
-		m &= m - 1;
-	}
+	key_expand(&k, hdr, src);
 	/*
 	 * IPv4-mapped addresses get their 00 00 ff ff word back. Not the next hop's when its
 	 * IPv4 address is 0.0.0.0: that is NetFlow's "none", sent as :: (see next_hop()).
