@@ -38,7 +38,9 @@ size_t nm_encode_pb(const struct nm_flow_rec *rec, uint64_t flows, uint8_t *buf,
 /*
  * nm_encode_pb() of a table entry as nm_agg_drain_rows() hands it (lib/agg/agg.h), encoded from
  * the compact key without building the record: the same bytes, cheaper (the flusher's path).
- * Same return value and buffer contract as nm_encode_pb().
+ * Same return value and buffer contract as nm_encode_pb(), except that with cap >=
+ * NM_ENCODE_PB_MAX the bytes after the ones it reports, up to NM_ENCODE_PB_MAX, may be written
+ * too (whole-word stores; the next row overwrites them).
  */
 struct nm_agg_row;
 size_t nm_encode_pb_row(const struct nm_agg_row *row, uint8_t *buf, size_t cap);
