@@ -96,15 +96,15 @@ struct nm_top_entry {
 };
 
 /*
- * The flusher's side (main lcore only): nm_top_init once before the loop; nm_top_offer for every
- * row it drains (a compare against the heap's smallest, log2(NM_TOP_MAX) swaps when it enters);
+ * The flusher's side (main lcore only): nm_top_init once before the loop; nm_top_offer_row for
+ * every table entry it drains (lib/agg/agg.h: the second and rate read from the compact key, a
+ * compare against the heap's smallest; a row that enters has its key decoded and costs
+ * log2(NM_TOP_MAX) swaps);
  * nm_top_tick after each poll: publishes the second being built once a newer second arrives or
  * (live) the clock has passed it; nm_top_finish at the end publishes what is left.
  * Readers (telemetry threads) copy the published second under a sequence count, never a lock.
  */
 void nm_top_init(struct nm_app *app);
-void nm_top_offer(struct nm_top *t, const struct nm_flow_rec *rec);
-/* nm_top_offer() of a drained table entry (lib/agg/agg.h); the key is decoded only if it ranks. */
 void nm_top_offer_row(struct nm_top *t, const struct nm_agg_row *row);
 void nm_top_tick(struct nm_top *t, uint64_t now_ns, int live);
 void nm_top_finish(struct nm_top *t);

@@ -3,7 +3,7 @@
  * /netmeta/top,N: the N heaviest rows of the last completed second, by bytes x sampling rate,
  * with the key's exporter, addresses, ports, protocol and interfaces.
  *
- * Kept by the flusher while it drains (nm_top_offer for every row it turns into a FlowMessage),
+ * Kept by the flusher while it drains (nm_top_offer_row for every row it turns into a FlowMessage),
  * never on an RX lcore: a row costs one compare against the smallest kept weight, and one that
  * enters costs log2(NM_TOP_MAX) swaps in a fixed min-heap. The second being built is published
  * when it is over -- live, 200 ms after the clock left it (workers hand their tables within
@@ -159,21 +159,6 @@ enter(struct nm_top *t, struct nm_top_entry *e, const struct nm_flow_rec *rec, u
 		sift_down(t->b.e, t->b.n, 0);
 	else
 		sift_up(t->b.e, t->b.n - 1);
-}
-
-void
-nm_top_offer(struct nm_top *t, const struct nm_flow_rec *rec)
-{
-	uint64_t rate, w;
-	struct nm_top_entry *e;
-
-	if (t == NULL)
-		return;
-	rate = rec->key.sampling_rate != 0 ? rec->key.sampling_rate : 1;
-	w = rec->bytes * rate;
-	e = admit(t, rec->key.time_received, w);
-	if (e != NULL)
-		enter(t, e, rec, rate, w);
 }
 
 void
