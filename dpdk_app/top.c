@@ -130,9 +130,9 @@ admit(struct nm_top *t, uint64_t sec, uint64_t w)
 	}
 	t->b.rows++;
 	t->b.weight += w;
+	/* A full heap: a heavier row replaces the lightest, then sinks. */
 	if (t->b.n == NM_TOP_MAX)
-		return w > t->b.e[0].weight ? &t->b.e[0]
-					    : NULL; /* replaces the lightest, then sinks */
+		return w > t->b.e[0].weight ? &t->b.e[0] : NULL;
 	return &t->b.e[t->b.n++];
 }
 
