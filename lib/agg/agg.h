@@ -158,13 +158,35 @@ nm_agg_ck_word(const uint64_t *ck, unsigned int w)
 	return u;
 }
 
+/*
+ * Words w .. w + n - 1 of a row's key into x (n <= 4): one popcount for the first one's place, the
+ * next ones follow it in the compact form.
+ */
+static inline void
+nm_agg_ck_words(const uint64_t *ck, unsigned int w, unsigned int n, uint32_t *x)
+{
+	uint64_t h = ck[0];
+	const uint8_t *p =
+		(const uint8_t *)(ck + 1) + 4 * __builtin_popcountll(h & ((UINT64_C(1) << w) - 1));
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		x[i] = 0;
+		if ((h >> (w + i)) & 1) {
+			memcpy(&x[i], p, 4);
+			p += 4;
+		}
+	}
+}
+
 /* The 64-bit field of the key at word w (w, w + 1 in memory order). */
 static inline uint64_t
 nm_agg_ck_u64(const uint64_t *ck, unsigned int w)
 {
-	uint32_t x[2] = {nm_agg_ck_word(ck, w), nm_agg_ck_word(ck, w + 1)};
+	uint32_t x[2];
 	uint64_t v;
 
+	nm_agg_ck_words(ck, w, 2, x);
 	memcpy(&v, x, 8);
 	return v;
 }
@@ -180,10 +202,8 @@ nm_agg_ck_addr(const uint64_t *ck, unsigned int a, uint8_t out[NM_ADDR_LEN])
 		offsetof(struct nm_flow_key, next_hop) / 4,
 	};
 	uint32_t x[4];
-	unsigned int i;
 
-	for (i = 0; i < 4; i++)
-		x[i] = nm_agg_ck_word(ck, w0[a] + i);
+	nm_agg_ck_words(ck, w0[a], 4, x);
 	if ((ck[0] >> (NM_AGG_CK_V4_SHIFT + a)) & 1) {
 		static const uint8_t v4[4] = {0, 0, 0xff, 0xff};
 

@@ -855,6 +855,46 @@ struct row_check {
 	unsigned int short_caps; /* rows also checked at every short capacity */
 };
 
+/* agg.h's accessors (the top-N's second and rate, the Kafka group's address) against the key. */
+static void
+check_accessors(const uint64_t *ck, const struct nm_flow_key *k)
+{
+	static const size_t addr_off[4] = {
+		offsetof(struct nm_flow_key, sampler_addr),
+		offsetof(struct nm_flow_key, src_addr),
+		offsetof(struct nm_flow_key, dst_addr),
+		offsetof(struct nm_flow_key, next_hop),
+	};
+	uint8_t a[NM_ADDR_LEN];
+	unsigned int i, w;
+
+	assert_int_equal(nm_agg_ck_u64(ck, offsetof(struct nm_flow_key, time_received) / 4),
+			 k->time_received);
+	assert_int_equal(nm_agg_ck_u64(ck, offsetof(struct nm_flow_key, sampling_rate) / 4),
+			 k->sampling_rate);
+	assert_int_equal(nm_agg_ck_u64(ck, offsetof(struct nm_flow_key, src_mac) / 4), k->src_mac);
+	for (i = 0; i < 4; i++) {
+		nm_agg_ck_addr(ck, i, a);
+		assert_memory_equal(a, (const uint8_t *)k + addr_off[i], NM_ADDR_LEN);
+	}
+	for (w = 0; w < NM_AGG_CK_WORDS; w++) {
+		uint32_t want;
+
+		memcpy(&want, (const uint8_t *)k + 4 * w, 4);
+		/* An IPv4-mapped address' 00 00 ff ff word is the header's flag, not a word. */
+		if (want != 0 && nm_agg_ck_word(ck, w) == 0) {
+			static const uint8_t v4w[4] = {0, 0, 0xff, 0xff};
+
+			assert_true(w >= addr_off[0] / 4 && w < addr_off[3] / 4 + 4 && w % 4 == 2);
+			assert_memory_equal((const uint8_t *)k + 4 * w, v4w, 4);
+			assert_true((ck[0] >> (NM_AGG_CK_V4_SHIFT + (w - addr_off[0] / 4) / 4)) &
+				    1);
+		} else {
+			assert_int_equal(nm_agg_ck_word(ck, w), want);
+		}
+	}
+}
+
 static void
 check_rows(const struct nm_agg_row *rows, unsigned int n, void *ctx)
 {
@@ -869,6 +909,7 @@ check_rows(const struct nm_agg_row *rows, unsigned int n, void *ctx)
 
 		nm_agg_row_rec(&rows[i], &back);
 		assert_memory_equal(&back, r, sizeof(*r));
+		check_accessors(rows[i].ck, &r->key);
 		assert_int_equal(rows[i].flows, 1);
 		wn = nm_encode_pb(r, 1, want, sizeof(want));
 		assert_true(wn > 0);
