@@ -19,18 +19,11 @@
 
 #include <urcu-qsbr.h>
 
+#include "bench_util.h"
+
 #include "agg/agg.h"
 
 #define BURST 64
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 struct totals {
 	uint64_t flows, rows, packets;
@@ -44,14 +37,6 @@ visit(const struct nm_flow_rec *rec, uint64_t flows, void *ctx)
 	t->flows += flows;
 	t->rows++;
 	t->packets += rec->packets;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 static void

@@ -27,6 +27,8 @@
 
 #include <urcu-qsbr.h>
 
+#include "bench_util.h"
+
 #include "decode/decode.h"
 #include "exporter/exporter.h"
 #include "tmpl/tmpl.h"
@@ -71,23 +73,6 @@ sink_flush(struct nm_rec_batch *b, void *ctx)
 		s->packets += b->recs[i].packets;
 	}
 	s->records += b->n;
-}
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
 }
 
 static uint32_t

@@ -11,27 +11,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #include "encode/encode.h"
 
 #define NREC 4096
 #define BATCH 1000000
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static void
 fill(struct nm_flow_rec *r, unsigned int i)

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #include "agg/agg.h"
 #include "encode/encode.h"
 #include "kafka/kafka.h"
@@ -32,23 +34,6 @@ struct sink {
 	size_t used, total;
 	unsigned long rows;
 };
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static void
 fill(struct nm_flow_rec *r, unsigned int i, int sflow)
